@@ -1,0 +1,3 @@
+"""Root conftest: shared fixtures for every app's tests."""
+
+pytest_plugins = ["tests.fixtures"]

@@ -1,0 +1,1 @@
+"""Eval engine: datasets, evaluators and eval runs."""

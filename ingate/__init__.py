@@ -1,0 +1,5 @@
+"""Ingate: a self-hostable AI gateway."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

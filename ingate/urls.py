@@ -1,0 +1,16 @@
+"""Root URLs. Provider paths never reach Django: the proxy ASGI app answers them first (see asgi.py)."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("ingate/health", views.health, name="health"),
+    path("ingate/api/v1/", include("tenancy.api.urls")),
+    path("ingate/api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("ingate/api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("ingate/api/auth/", include("rest_framework.urls")),
+]

@@ -1,0 +1,1 @@
+"""Request records, usage extraction, pricing and the dashboard."""

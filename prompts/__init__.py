@@ -1,0 +1,1 @@
+"""Prompt registry: namespaces, versioned prompts and environment labels."""

@@ -1,0 +1,1 @@
+"""Organizations, teams, apps, memberships and roles, gateway keys, provider credentials, audit log."""

@@ -1,0 +1,346 @@
+"""Django admin for staff: every change is audited, keys are shown once, provider secrets are write-only."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from . import services
+from .audit import Actor, audit_record, client_ip
+from .models import (
+    APIKey,
+    App,
+    AuditLog,
+    Membership,
+    Organization,
+    Provider,
+    ProviderCredential,
+    Scope,
+    Team,
+    TeamMembership,
+)
+from .permissions import VIEW, Principal, restrict
+
+User = get_user_model()
+
+admin.site.site_header = "Ingate administration"
+admin.site.site_title = "Ingate admin"
+admin.site.index_title = "Organizations, keys and credentials"
+
+
+def admin_actor(request) -> Actor:
+    return Actor(principal=Principal.for_user(request.user), ip=client_ip(request), via="admin")
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Lists go through the scoping function; saves and deletes write the audit log."""
+
+    # Fields fixed once an object exists: moving a team, app or credential to another org would leave
+    # its keys, apps or members behind in the old tenant.
+    fixed_after_create: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly + list(self.fixed_after_create) if obj is not None else readonly
+
+    def get_queryset(self, request):
+        return restrict(super().get_queryset(request), Principal.for_user(request.user), VIEW)
+
+    def save_model(self, request, obj, form, change):
+        services.audited_save(actor=admin_actor(request), obj=obj, change=change)
+
+    def delete_model(self, request, obj):
+        services.audited_delete(actor=admin_actor(request), obj=obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(AuditedAdmin):
+    list_display = ["name", "slug", "is_active", "member_count", "app_count", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    @admin.display(description="members")
+    def member_count(self, org):
+        return org.memberships.count()
+
+    @admin.display(description="apps")
+    def app_count(self, org):
+        return org.apps.count()
+
+
+@admin.register(Team)
+class TeamAdmin(AuditedAdmin):
+    fixed_after_create = ("org",)
+    list_display = ["name", "slug", "org", "created_at"]
+    list_filter = ["org"]
+    search_fields = ["name", "slug", "org__name"]
+    list_select_related = ["org"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class AppForm(forms.ModelForm):
+    class Meta:
+        model = App
+        fields = ["org", "team", "name", "slug", "description"]
+
+    def clean(self):
+        data = super().clean()
+        org = data.get("org") or (self.instance.org if self.instance.pk else None)
+        if data.get("team") and org and data["team"].org_id != org.pk:
+            raise ValidationError({"team": "The team belongs to another organization."})
+        return data
+
+
+@admin.register(App)
+class AppAdmin(AuditedAdmin):
+    form = AppForm
+    fixed_after_create = ("org",)
+    list_display = ["name", "slug", "org", "team", "created_at"]
+    list_filter = ["org"]
+    search_fields = ["name", "slug", "org__name"]
+    list_select_related = ["org", "team"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["org", "user", "role"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk and self.instance.role == "owner" and data.get("role") != "owner":
+            others = Membership.objects.filter(org=self.instance.org, role="owner").exclude(pk=self.instance.pk)
+            if not others.exists():
+                raise ValidationError({"role": "An organization needs at least one owner; make someone else owner first."})
+        return data
+
+
+@admin.register(Membership)
+class MembershipAdmin(AuditedAdmin):
+    form = MembershipForm
+    list_display = ["user", "org", "role", "created_at"]
+    list_filter = ["role", "org"]
+    search_fields = ["user__username", "user__email", "org__name"]
+    list_select_related = ["user", "org"]
+    autocomplete_fields = ["user"]
+    fixed_after_create = ("org", "user")
+
+    def has_delete_permission(self, request, obj=None):
+        # The last owner cannot be removed; admin then offers no delete instead of failing on save.
+        if obj is not None and obj.role == "owner":
+            if not Membership.objects.filter(org_id=obj.org_id, role="owner").exclude(pk=obj.pk).exists():
+                return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        services.membership_delete(actor=admin_actor(request), membership=obj)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset:
+            try:
+                self.delete_model(request, membership)
+            except ValidationError as exc:
+                self.message_user(request, f"{membership}: {' '.join(exc.messages)}", messages.ERROR)
+
+
+class TeamMembershipForm(forms.ModelForm):
+    class Meta:
+        model = TeamMembership
+        fields = ["team", "user"]
+
+    def clean(self):
+        data = super().clean()
+        team, user = data.get("team"), data.get("user")
+        if team and user and not Membership.objects.filter(org_id=team.org_id, user=user).exists():
+            raise ValidationError({"user": f"{user} is not a member of {team.org.name}; add them to the organization first."})
+        return data
+
+
+@admin.register(TeamMembership)
+class TeamMembershipAdmin(AuditedAdmin):
+    form = TeamMembershipForm
+    list_display = ["user", "team", "created_at"]
+    list_filter = ["team__org"]
+    search_fields = ["user__username", "team__name"]
+    list_select_related = ["user", "team__org"]
+    autocomplete_fields = ["user"]
+
+
+class APIKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.PROXY])
+
+    class Meta:
+        model = APIKey
+        fields = ["app", "name", "scopes", "expires_at"]
+
+    def clean_expires_at(self):
+        value = self.cleaned_data.get("expires_at")
+        if value is not None and value <= timezone.now() and not self.instance.pk:
+            raise ValidationError("The expiry must be in the future.")
+        return value
+
+
+@admin.register(APIKey)
+class APIKeyAdmin(AuditedAdmin):
+    form = APIKeyForm
+    list_display = ["name", "display", "org", "app", "scope_list", "status", "expires_at", "last_used_at", "created_at"]
+    list_filter = ["org", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "app__name", "org__name"]
+    list_select_related = ["org", "app"]
+    readonly_fields = ["display", "org", "status", "created_by", "created_at", "revoked_at", "last_used_at"]
+    actions = ["revoke_keys"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The app of an existing key is fixed: moving a key would silently move its usage to another tenant.
+        return [*self.readonly_fields, "app"] if obj is not None else self.readonly_fields
+
+    @admin.display(description="scopes")
+    def scope_list(self, key):
+        return ", ".join(key.scopes)
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(request)
+        data = form.cleaned_data
+        if change:
+            services.api_key_update(
+                actor=actor,
+                key=APIKey.objects.get(pk=obj.pk),
+                name=data["name"],
+                scopes=data["scopes"],
+                expires_at=data["expires_at"],
+            )
+            return
+        key, plaintext = services.api_key_create(
+            actor=actor, app=data["app"], name=data["name"], scopes=data["scopes"], expires_at=data["expires_at"]
+        )
+        obj.pk, obj.org_id, obj.prefix = key.pk, key.org_id, key.prefix
+        obj._state.adding = False
+        obj._plaintext = plaintext
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The key is rendered into this one response, never stored in the session or a message cookie.
+        return TemplateResponse(
+            request,
+            "admin/tenancy/apikey/created.html",
+            {**self.admin_site.each_context(request), "key": obj, "plaintext": obj._plaintext, "opts": self.opts},
+        )
+
+    def delete_model(self, request, obj):
+        services.api_key_delete(actor=admin_actor(request), key=obj)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request, queryset):
+        actor = admin_actor(request)
+        for key in queryset:
+            services.api_key_revoke(actor=actor, key=key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+class ProviderCredentialForm(forms.ModelForm):
+    secret = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The provider API key. Write-only: leave blank to keep the stored one.",
+    )
+    base_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Overrides the provider's default upstream URL."
+    )
+
+    class Meta:
+        model = ProviderCredential
+        fields = ["org", "provider", "name", "base_url", "api_version", "auth_style", "secret"]
+
+    def clean(self):
+        data = super().clean()
+        needs_secret = data.get("provider") != Provider.OLLAMA and data.get("auth_style") != "none"
+        if not self.instance.has_secret and not data.get("secret") and needs_secret:
+            raise ValidationError({"secret": "This provider needs an API key."})
+        return data
+
+
+@admin.register(ProviderCredential)
+class ProviderCredentialAdmin(AuditedAdmin):
+    form = ProviderCredentialForm
+    fixed_after_create = ("org", "provider", "name")
+    list_display = ["name", "provider", "org", "secret_hint", "base_url", "updated_at"]
+    list_filter = ["provider", "org"]
+    search_fields = ["name", "org__name", "base_url"]
+    list_select_related = ["org"]
+    readonly_fields = ["secret_hint", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(request)
+        data = dict(form.cleaned_data)
+        secret = data.pop("secret") or None
+        if change:
+            credential = ProviderCredential.objects.get(pk=obj.pk)
+            for fixed in self.fixed_after_create:
+                data.pop(fixed, None)
+            services.provider_credential_update(actor=actor, credential=credential, secret=secret, **data)
+        else:
+            credential = services.provider_credential_create(actor=actor, secret=secret or "", **data)
+        obj.pk = credential.pk
+        obj._state.adding = False
+
+    def delete_model(self, request, obj):
+        services.provider_credential_delete(actor=admin_actor(request), credential=obj)
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor", "action", "object_type", "object_repr", "org_slug", "ip", "via"]
+    list_filter = ["action", "via", "object_type", "org"]
+    search_fields = ["actor", "object_repr", "org_slug", "ip"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditLog._meta.fields]
+
+    def get_queryset(self, request):
+        return restrict(super().get_queryset(request), Principal.for_user(request.user), VIEW)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class AuditedUserAdmin(UserAdmin):
+    def user_change_password(self, request, id, form_url=""):
+        response = super().user_change_password(request, id, form_url)
+        # Django saves the new password with form.save(), bypassing save_model; a redirect means it succeeded.
+        if request.method == "POST" and response.status_code == 302:
+            user = self.get_object(request, id)
+            audit_record(actor=admin_actor(request), action="password_change", obj=user, object_repr=user.get_username())
+        return response
+
+    def save_model(self, request, obj, form, change):
+        services.audited_save(actor=admin_actor(request), obj=obj, change=change)
+
+    def delete_model(self, request, obj):
+        services.audited_delete(actor=admin_actor(request), obj=obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)
+
+
+admin.site.unregister(User)
+admin.site.register(User, AuditedUserAdmin)

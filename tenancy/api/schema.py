@@ -1,0 +1,16 @@
+"""OpenAPI description of gateway-key authentication."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class GatewayKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "tenancy.authentication.GatewayKeyAuthentication"
+    name = "gatewayKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "sk-ingate-…",
+            "description": "A gateway key. Management endpoints need the `admin` scope.",
+        }

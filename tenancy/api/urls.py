@@ -1,0 +1,19 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("organizations", views.OrganizationViewSet, basename="organization")
+router.register("teams", views.TeamViewSet, basename="team")
+router.register("team-memberships", views.TeamMembershipViewSet, basename="team-membership")
+router.register("apps", views.AppViewSet, basename="app")
+router.register("memberships", views.MembershipViewSet, basename="membership")
+router.register("keys", views.APIKeyViewSet, basename="key")
+router.register("provider-credentials", views.ProviderCredentialViewSet, basename="provider-credential")
+router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
+
+urlpatterns = [
+    path("me/", views.me, name="me"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,290 @@
+"""Tenancy API: views validate, check the caller's rights through `tenancy.permissions`, and call services."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import decorators, exceptions, mixins, response, status, viewsets
+
+from .. import services
+from ..audit import Actor, client_ip
+from ..models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Team, TeamMembership
+from ..permissions import CHANGE, DELETE, VIEW, allowed_org_ids, can, can_add, restrict
+from . import serializers as s
+from .permissions import principal_of
+
+_OBJECT_ACTIONS = {"update": CHANGE, "partial_update": CHANGE, "destroy": DELETE, "revoke": CHANGE}
+
+
+class ScopedViewSet(viewsets.GenericViewSet):
+    """Lists and details go through `restrict`; changes also need the right to change that object."""
+
+    model: type
+
+    @property
+    def principal(self):
+        return principal_of(self.request)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(principal=self.principal, ip=client_ip(self.request), via="api")
+
+    def get_queryset(self):
+        return restrict(self.queryset, self.principal, VIEW)
+
+    def get_object(self):
+        obj = super().get_object()
+        action = _OBJECT_ACTIONS.get(self.action)
+        if action and not can(self.principal, action, obj):
+            raise exceptions.PermissionDenied(
+                f"Your role does not allow you to {action} this {self.model._meta.verbose_name}."
+            )
+        return obj
+
+    def require_add(self, org: Organization, app: App | None = None) -> None:
+        if not can_add(self.principal, self.model, org, app):
+            raise exceptions.PermissionDenied(
+                f"Your role in {org.name} does not allow you to add a {self.model._meta.verbose_name}."
+            )
+
+
+class CrudViewSet(
+    ScopedViewSet,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+):
+    """Subclasses say how to create, update and delete through their services."""
+
+    # Fields a client may change after creation.
+    updatable: tuple[str, ...] = ()
+
+    def perform_create(self, serializer):
+        serializer.instance = self.create_object(serializer.validated_data)
+
+    def perform_update(self, serializer):
+        fields = {k: v for k, v in serializer.validated_data.items() if k in self.updatable}
+        serializer.instance = self.update_object(serializer.instance, fields)
+
+    def perform_destroy(self, instance):
+        self.delete_object(instance)
+
+
+class OrganizationViewSet(CrudViewSet):
+    model = Organization
+    queryset = Organization.objects.all()
+    serializer_class = s.OrganizationSerializer
+    filterset_fields = ["slug", "is_active"]
+    search_fields = ["name", "slug"]
+    updatable = ("name", "is_active")
+
+    def create_object(self, data):
+        if not self.principal.is_staff:
+            raise exceptions.PermissionDenied("Only staff create organizations; ask your Ingate administrator.")
+        return services.organization_create(actor=self.actor, name=data["name"], slug=data.get("slug", ""))
+
+    def update_object(self, org, fields):
+        return services.organization_update(actor=self.actor, org=org, **fields)
+
+    def delete_object(self, org):
+        services.organization_delete(actor=self.actor, org=org)
+
+
+class TeamViewSet(CrudViewSet):
+    model = Team
+    queryset = Team.objects.select_related("org")
+    serializer_class = s.TeamSerializer
+    filterset_fields = ["org", "slug"]
+    search_fields = ["name", "slug"]
+    updatable = ("name", "slug")
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        return services.team_create(actor=self.actor, org=data["org"], name=data["name"], slug=data.get("slug", ""))
+
+    def update_object(self, team, fields):
+        return services.team_update(actor=self.actor, team=team, **fields)
+
+    def delete_object(self, team):
+        services.team_delete(actor=self.actor, team=team)
+
+
+class TeamMembershipViewSet(CrudViewSet):
+    model = TeamMembership
+    queryset = TeamMembership.objects.select_related("team__org", "user")
+    serializer_class = s.TeamMembershipSerializer
+    filterset_fields = ["team"]
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def create_object(self, data):
+        self.require_add(data["team"].org)
+        return services.team_member_add(actor=self.actor, team=data["team"], user=data["user"])
+
+    def delete_object(self, membership):
+        services.team_member_remove(actor=self.actor, membership=membership)
+
+
+class AppViewSet(CrudViewSet):
+    model = App
+    queryset = App.objects.select_related("org", "team")
+    serializer_class = s.AppSerializer
+    filterset_fields = ["org", "team", "slug"]
+    search_fields = ["name", "slug"]
+    updatable = ("name", "slug", "team", "description")
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        return services.app_create(
+            actor=self.actor,
+            org=data["org"],
+            name=data["name"],
+            slug=data.get("slug", ""),
+            team=data.get("team"),
+            description=data.get("description", ""),
+        )
+
+    def update_object(self, app, fields):
+        return services.app_update(actor=self.actor, app=app, **fields)
+
+    def delete_object(self, app):
+        services.app_delete(actor=self.actor, app=app)
+
+
+class MembershipViewSet(CrudViewSet):
+    model = Membership
+    queryset = Membership.objects.select_related("org", "user")
+    serializer_class = s.MembershipSerializer
+    filterset_fields = ["org", "role"]
+    search_fields = ["user__username", "user__email"]
+    updatable = ("role",)
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        return services.membership_create(actor=self.actor, org=data["org"], user=data["user"], role=data["role"])
+
+    def update_object(self, membership, fields):
+        if "role" not in fields:
+            return membership
+        return services.membership_update(actor=self.actor, membership=membership, role=fields["role"])
+
+    def delete_object(self, membership):
+        services.membership_delete(actor=self.actor, membership=membership)
+
+
+class APIKeyViewSet(CrudViewSet):
+    model = APIKey
+    queryset = APIKey.objects.select_related("org", "app", "created_by")
+    serializer_class = s.APIKeySerializer
+    filterset_fields = ["org", "app"]
+    search_fields = ["name", "prefix"]
+    updatable = ("name", "scopes", "expires_at")
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.APIKeyUpdateSerializer
+        return s.APIKeySerializer
+
+    @extend_schema(responses={201: s.APIKeyCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        app = serializer.validated_data["app"]
+        self.require_add(app.org, app)
+        key, plaintext = services.api_key_create(
+            actor=self.actor,
+            app=app,
+            name=serializer.validated_data["name"],
+            scopes=sorted(serializer.validated_data["scopes"]),
+            expires_at=serializer.validated_data.get("expires_at"),
+        )
+        data = s.APIKeyCreatedSerializer(key, context=self.get_serializer_context()).data
+        data["key"] = plaintext
+        return response.Response(data, status=status.HTTP_201_CREATED)
+
+    def update_object(self, key, fields):
+        if "scopes" in fields:
+            fields["scopes"] = sorted(fields["scopes"])
+        return services.api_key_update(actor=self.actor, key=key, **fields)
+
+    def delete_object(self, key):
+        services.api_key_delete(actor=self.actor, key=key)
+
+    @extend_schema(request=None, responses=s.APIKeySerializer)
+    @decorators.action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        """Revoke the key: every request with it is refused from now on."""
+        key = services.api_key_revoke(actor=self.actor, key=self.get_object())
+        return response.Response(self.get_serializer(key).data)
+
+
+class ProviderCredentialViewSet(CrudViewSet):
+    model = ProviderCredential
+    queryset = ProviderCredential.objects.select_related("org")
+    serializer_class = s.ProviderCredentialSerializer
+    filterset_fields = ["org", "provider", "name"]
+    search_fields = ["name"]
+    updatable = ("base_url", "api_version", "auth_style", "secret")
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        return services.provider_credential_create(
+            actor=self.actor,
+            org=data["org"],
+            provider=data["provider"],
+            secret=data.get("secret", ""),
+            name=data.get("name", ""),
+            base_url=data.get("base_url", ""),
+            api_version=data.get("api_version", ""),
+            auth_style=data.get("auth_style", ""),
+        )
+
+    def update_object(self, credential, fields):
+        secret = fields.pop("secret", None) or None
+        return services.provider_credential_update(actor=self.actor, credential=credential, secret=secret, **fields)
+
+    def delete_object(self, credential):
+        services.provider_credential_delete(actor=self.actor, credential=credential)
+
+
+class AuditLogViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """The audit log of the organizations you administer (read-only)."""
+
+    model = AuditLog
+    queryset = AuditLog.objects.select_related("actor_user", "actor_key")
+    serializer_class = s.AuditLogSerializer
+    filterset_fields = ["org", "action", "object_type", "actor_user", "via"]
+    search_fields = ["actor", "object_repr"]
+
+    def get_queryset(self):
+        principal = self.principal
+        if not principal.is_staff:
+            allowed = allowed_org_ids(principal, AuditLog, VIEW)
+            if not (allowed if isinstance(allowed, list) else allowed.exists()):
+                raise exceptions.PermissionDenied("Only organization admins and owners can read the audit log.")
+        return super().get_queryset()
+
+
+@extend_schema(responses={200: dict})
+@decorators.api_view(["GET"])
+def me(request):
+    """Who the API thinks you are, and your organizations."""
+    principal = principal_of(request)
+    if principal.key is not None:
+        key = principal.key
+        return response.Response(
+            {"type": "key", "key": key.display, "name": key.name, "org": key.org.slug, "app": key.app.slug, "scopes": key.scopes}
+        )
+    memberships = Membership.objects.filter(user=principal.user).select_related("org")
+    return response.Response(
+        {
+            "type": "user",
+            "username": principal.user.get_username(),
+            "is_staff": principal.is_staff,
+            "organizations": [{"id": m.org_id, "slug": m.org.slug, "role": m.role} for m in memberships],
+        }
+    )
+
+
+me.cls.required_scope = None  # any valid key may ask who it is
+

@@ -1,0 +1,64 @@
+"""Gateway-key authentication for the management API (the proxy has its own cached path)."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from . import keys
+from .models import APIKey
+from .permissions import Principal
+
+
+class KeyRejected(Exception):
+    """A presented gateway key cannot be used; `reason` is safe to show (it never contains the key)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def key_lookup(plaintext: str) -> APIKey:
+    """The usable key row for `plaintext`, or KeyRejected saying why not (malformed, unknown, revoked, expired)."""
+    prefix = keys.parse_prefix(plaintext)
+    if prefix is None:
+        raise KeyRejected("Malformed gateway key: expected sk-ingate- followed by 52 letters and digits.")
+    key = APIKey.objects.select_related("org", "app").filter(prefix=prefix).first()
+    if key is None or not keys.matches(plaintext, key.digest):
+        raise KeyRejected("Unknown gateway key.")
+    if key.revoked_at is not None:
+        raise KeyRejected("This gateway key has been revoked.")
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        raise KeyRejected("This gateway key has expired.")
+    if not key.org.is_active:
+        raise KeyRejected("The organization of this gateway key is deactivated.")
+    return key
+
+
+class GatewayKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer sk-ingate-…` (or `X-Ingate-Key`) for programs using the API."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        raw = request.META.get("HTTP_X_INGATE_KEY", "")
+        if not raw:
+            header = authentication.get_authorization_header(request).decode("latin-1")
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            raw = value.strip()
+            if not raw:
+                raise exceptions.AuthenticationFailed("Empty bearer token.")
+        try:
+            key = key_lookup(raw)
+        except KeyRejected as exc:
+            raise exceptions.AuthenticationFailed(exc.reason) from None
+        from .services import api_key_touch
+
+        api_key_touch(key=key)
+        return (None, Principal.for_key(key))
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) to unauthenticated calls.
+        return 'Bearer realm="ingate"'

@@ -1,0 +1,61 @@
+"""Gateway key format and digests.
+
+A key looks like `sk-ingate-<prefix><secret>`: the 12-character prefix is stored in clear to find the
+row and to show which key is which; only an HMAC-SHA256 digest of the whole key is stored, so a
+database leak reveals no usable key. The HMAC key derives from SECRET_KEY (and its fallbacks, for rotation).
+"""
+
+import hashlib
+import hmac
+import secrets
+import string
+from dataclasses import dataclass
+
+from django.conf import settings
+
+KEY_MARKER = "sk-ingate-"
+PREFIX_LENGTH = 12
+SECRET_LENGTH = 40
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class NewKey:
+    plaintext: str
+    prefix: str
+    digest: str
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def _hmac_keys() -> list[bytes]:
+    return [
+        hashlib.sha256(b"ingate-gateway-key:" + secret.encode()).digest()
+        for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    ]
+
+
+def digest(plaintext: str, hmac_key: bytes | None = None) -> str:
+    return hmac.new(hmac_key or _hmac_keys()[0], plaintext.encode(), hashlib.sha256).hexdigest()
+
+
+def generate() -> NewKey:
+    prefix = _random(PREFIX_LENGTH)
+    plaintext = f"{KEY_MARKER}{prefix}{_random(SECRET_LENGTH)}"
+    return NewKey(plaintext=plaintext, prefix=prefix, digest=digest(plaintext))
+
+
+def parse_prefix(plaintext: str) -> str | None:
+    """The lookup prefix of a well-formed key, or None when the string cannot be a gateway key."""
+    if not plaintext.startswith(KEY_MARKER):
+        return None
+    body = plaintext[len(KEY_MARKER):]
+    if len(body) != PREFIX_LENGTH + SECRET_LENGTH or not body.isalnum() or not body.isascii():
+        return None
+    return body[:PREFIX_LENGTH]
+
+
+def matches(plaintext: str, stored_digest: str) -> bool:
+    return any(hmac.compare_digest(digest(plaintext, key), stored_digest) for key in _hmac_keys())

@@ -1,0 +1,74 @@
+"""`manage.py up`: migrate, bootstrap a demo tenant on first start, print how to use it, and serve."""
+
+import os
+import shutil
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from .bootstrap import bootstrap_instance
+
+BANNER = """
+  Ingate is starting.
+
+  Base URL        {base}
+  Admin           {base}/admin/   {login}
+  API docs        {base}/ingate/api/docs/
+  Health          {base}/ingate/health
+  Gateway key     {key}
+
+  Try it:
+    curl -s {base}/ingate/api/v1/me/ -H "Authorization: Bearer {key_or_var}"
+
+  Point an SDK at it (the gateway key replaces your provider key):
+    OPENAI_BASE_URL={base}/v1  OPENAI_API_KEY={key_or_var}
+    ANTHROPIC_BASE_URL={base}  ANTHROPIC_API_KEY={key_or_var}
+"""
+
+
+class Command(BaseCommand):
+    help = "Start the gateway: migrate, create a demo tenant on first start, print a key, and serve."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
+        parser.add_argument("--no-serve", action="store_true", help="Set up and print, but do not start a server.")
+
+    def handle(self, *args, host, port, server, no_serve, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        created = bootstrap_instance()
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        base = settings.INGATE_PUBLIC_URL.rstrip("/") or f"http://{shown_host}:{port}"
+        if created:
+            login = f"user {created['admin'].get_username()}"
+            if created["password"]:
+                login += f" / password {created['password']}"
+            key = key_or_var = created["plaintext"]
+            login += "  (shown once: write it down)"
+        else:
+            login = "(your existing admin user)"
+            key = "(printed on first start; create another: python manage.py create_gateway_key --org demo --app demo-app)"
+            key_or_var = "$INGATE_KEY"
+        self.stdout.write(BANNER.format(base=base, login=login, key=key, key_or_var=key_or_var))
+        sys.stdout.flush()
+        if no_serve:
+            return
+        if server == "daphne":
+            daphne = shutil.which("daphne", path=os.path.dirname(sys.executable)) or shutil.which("daphne")
+            if daphne is None:
+                raise CommandError("daphne is not installed in this environment.")
+            os.execv(daphne, [daphne, "-b", host, "-p", str(port), "ingate.asgi:application"])
+        import uvicorn
+
+        uvicorn.run(
+            "ingate.asgi:application",
+            host=host,
+            port=port,
+            lifespan="auto",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+        )

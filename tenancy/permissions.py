@@ -1,0 +1,171 @@
+"""Who may see or change what: the one place that decides.
+
+Org roles map to permission sets; a gateway key acts inside its own org with what its scopes grant;
+django-guardian adds per-object grants (`manage_app` on one app gives control of that app and its keys).
+Every list and detail, in admin and the API, goes through `restrict()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.db.models import Model, Q, QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from .models import (
+    APIKey,
+    App,
+    AuditLog,
+    Membership,
+    Organization,
+    ProviderCredential,
+    Role,
+    Scope,
+    Team,
+    TeamMembership,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
+ALL = frozenset({VIEW, ADD, CHANGE, DELETE})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a signed-in user, or a gateway key (with its org and scopes)."""
+
+    user: AbstractBaseUser | None = None
+    key: APIKey | None = None
+    scopes: frozenset[str] = field(default=frozenset())
+
+    @classmethod
+    def for_user(cls, user) -> Principal:
+        return cls(user=user)
+
+    @classmethod
+    def for_key(cls, key: APIKey) -> Principal:
+        return cls(key=key, scopes=frozenset(key.scopes))
+
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.user is not None and self.user.is_active and self.user.is_staff)
+
+    def __str__(self) -> str:
+        if self.user is not None:
+            return self.user.get_username()
+        if self.key is not None:
+            return f"key {self.key.display} ({self.key.name})"
+        return "anonymous"
+
+
+_VIEWER = {
+    Organization: {VIEW},
+    Team: {VIEW},
+    TeamMembership: {VIEW},
+    App: {VIEW},
+    Membership: {VIEW},
+    APIKey: {VIEW},
+    ProviderCredential: {VIEW},
+}
+_MEMBER = {**_VIEWER, App: {VIEW, ADD, CHANGE}, APIKey: {VIEW, ADD, CHANGE}}
+_ADMIN = {
+    Organization: {VIEW, CHANGE},
+    Team: ALL,
+    TeamMembership: ALL,
+    App: ALL,
+    Membership: ALL,
+    APIKey: ALL,
+    ProviderCredential: ALL,
+    AuditLog: {VIEW},
+}
+_OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}
+
+ROLE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
+    Role.VIEWER: _VIEWER,
+    Role.MEMBER: _MEMBER,
+    Role.ADMIN: _ADMIN,
+    Role.OWNER: _OWNER,
+}
+
+# What a gateway key may do through the management API, by scope, always inside its own org.
+SCOPE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
+    Scope.ADMIN: _ADMIN,
+}
+
+# How each model reaches its organization.
+_ORG_PATH: dict[type[Model], str] = {
+    Organization: "pk",
+    TeamMembership: "team__org",
+}
+
+
+def org_path(model: type[Model]) -> str:
+    return _ORG_PATH.get(model, "org")
+
+
+def _roles_allowing(model: type[Model], action: str) -> list[str]:
+    return [role for role, perms in ROLE_PERMISSIONS.items() if action in perms.get(model, ())]
+
+
+def allowed_org_ids(principal: Principal, model: type[Model], action: str) -> QuerySet | list[int]:
+    """The organizations in which the principal may do `action` on `model` (staff: see `restrict`)."""
+    if principal.key is not None:
+        granted = any(action in SCOPE_PERMISSIONS.get(s, {}).get(model, ()) for s in principal.scopes)
+        return [principal.key.org_id] if granted else []
+    if principal.user is None or not principal.user.is_active:
+        return []
+    return Membership.objects.filter(user=principal.user, role__in=_roles_allowing(model, action)).values("org_id")
+
+
+def _granted_app_ids(principal: Principal) -> QuerySet | list[int]:
+    if principal.user is None or not principal.user.is_active:
+        return []
+    apps = get_objects_for_user(principal.user, "tenancy.manage_app", klass=App, accept_global_perms=False)
+    return apps.values("pk")
+
+
+def restrict(queryset: QuerySet, principal: Principal, action: str = VIEW) -> QuerySet:
+    """Narrow `queryset` to the objects `principal` may `action`. Staff users see every org."""
+    model = queryset.model
+    if principal.is_staff:
+        return queryset
+    condition = Q(**{f"{org_path(model)}__in": allowed_org_ids(principal, model, action)})
+    if model is App and action != ADD:
+        condition |= Q(pk__in=_granted_app_ids(principal))
+    elif model is APIKey:
+        condition |= Q(app_id__in=_granted_app_ids(principal))
+    return queryset.filter(condition)
+
+
+def can(principal: Principal, action: str, obj: Model) -> bool:
+    return restrict(type(obj)._default_manager.filter(pk=obj.pk), principal, action).exists()
+
+
+def can_add(principal: Principal, model: type[Model], org: Organization, app: App | None = None) -> bool:
+    """May the principal create a `model` in `org` (for a gateway key: under `app`)?"""
+    if principal.is_staff:
+        return True
+    allowed = allowed_org_ids(principal, model, ADD)
+    if isinstance(allowed, list):
+        if org.pk in allowed:
+            return True
+    elif allowed.filter(org_id=org.pk).exists():
+        return True
+    return model is APIKey and app is not None and _grants_app(principal, app)
+
+
+def _grants_app(principal: Principal, app: App) -> bool:
+    granted = _granted_app_ids(principal)
+    return bool(granted) and granted.filter(pk=app.pk).exists()
+
+
+def role_in(principal: Principal, org: Organization) -> str | None:
+    """The principal's role in `org` (a key with the admin scope counts as admin)."""
+    if principal.key is not None:
+        return Role.ADMIN if principal.key.org_id == org.pk and Scope.ADMIN in principal.scopes else None
+    if principal.user is None:
+        return None
+    return Membership.objects.filter(user=principal.user, org=org).values_list("role", flat=True).first()

@@ -1,0 +1,363 @@
+"""Every write to tenancy objects. Each one validates, saves and writes its audit entry in one transaction."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Model
+from django.utils import timezone
+from django.utils.text import slugify
+
+from . import crypto, keys
+from .audit import Actor, audit_record, diff, snapshot
+from .models import (
+    APIKey,
+    App,
+    Membership,
+    Organization,
+    Provider,
+    ProviderCredential,
+    Role,
+    Scope,
+    Team,
+    TeamMembership,
+)
+from .permissions import role_in
+
+User = get_user_model()
+
+
+# --- generic audited writes -------------------------------------------------------------------
+
+
+def _create(*, actor: Actor, obj: Model) -> Model:
+    obj.full_clean()
+    obj.save()
+    audit_record(actor=actor, action="create", obj=obj, changes={"after": snapshot(obj)})
+    return obj
+
+
+def _update(*, actor: Actor, obj: Model, fields: dict[str, Any]) -> Model:
+    before = snapshot(obj)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    obj.full_clean()
+    obj.save()
+    changes = diff(before, snapshot(obj))
+    if changes:
+        audit_record(actor=actor, action="update", obj=obj, changes=changes)
+    return obj
+
+
+def _delete(*, actor: Actor, obj: Model) -> None:
+    audit_record(actor=actor, action="delete", obj=obj, changes={"before": snapshot(obj)})
+    obj.delete()
+
+
+def _unique_slug(value: str, taken) -> str:
+    base = slugify(value)[:90] or "item"
+    slug, n = base, 2
+    while taken(slug):
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+@transaction.atomic
+def audited_save(*, actor: Actor, obj: Model, change: bool) -> Model:
+    """Save an object edited in a form (Django admin) and audit it; the form already validated it."""
+    before = snapshot(type(obj)._default_manager.get(pk=obj.pk)) if change else None
+    obj.save()
+    if before is None:
+        audit_record(actor=actor, action="create", obj=obj, changes={"after": snapshot(obj)})
+    elif changes := diff(before, snapshot(obj)):
+        audit_record(actor=actor, action="update", obj=obj, changes=changes)
+    return obj
+
+
+@transaction.atomic
+def audited_delete(*, actor: Actor, obj: Model) -> None:
+    _delete(actor=actor, obj=obj)
+
+
+# --- organizations -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def organization_create(*, actor: Actor, name: str, slug: str = "", owner=None) -> Organization:
+    slug = slug or _unique_slug(name, lambda s: Organization.objects.filter(slug=s).exists())
+    org = _create(actor=actor, obj=Organization(name=name, slug=slug))
+    if owner is not None:
+        membership_create(actor=actor, org=org, user=owner, role=Role.OWNER)
+    return org
+
+
+@transaction.atomic
+def organization_update(*, actor: Actor, org: Organization, **fields) -> Organization:
+    return _update(actor=actor, obj=org, fields=fields)
+
+
+@transaction.atomic
+def organization_delete(*, actor: Actor, org: Organization) -> None:
+    _delete(actor=actor, obj=org)
+
+
+# --- teams ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def team_create(*, actor: Actor, org: Organization, name: str, slug: str = "") -> Team:
+    slug = slug or _unique_slug(name, lambda s: Team.objects.filter(org=org, slug=s).exists())
+    return _create(actor=actor, obj=Team(org=org, name=name, slug=slug))
+
+
+@transaction.atomic
+def team_update(*, actor: Actor, team: Team, **fields) -> Team:
+    return _update(actor=actor, obj=team, fields=fields)
+
+
+@transaction.atomic
+def team_delete(*, actor: Actor, team: Team) -> None:
+    _delete(actor=actor, obj=team)
+
+
+@transaction.atomic
+def team_member_add(*, actor: Actor, team: Team, user) -> TeamMembership:
+    if not Membership.objects.filter(org_id=team.org_id, user=user).exists():
+        raise ValidationError({"user": f"{user} is not a member of {team.org.name}; add them to the organization first."})
+    return _create(actor=actor, obj=TeamMembership(team=team, user=user))
+
+
+@transaction.atomic
+def team_member_remove(*, actor: Actor, membership: TeamMembership) -> None:
+    _delete(actor=actor, obj=membership)
+
+
+# --- apps ----------------------------------------------------------------------------------------
+
+
+def _check_team(org: Organization, team: Team | None) -> None:
+    if team is not None and team.org_id != org.pk:
+        raise ValidationError({"team": "The team belongs to another organization."})
+
+
+@transaction.atomic
+def app_create(
+    *, actor: Actor, org: Organization, name: str, slug: str = "", team: Team | None = None, description: str = ""
+) -> App:
+    _check_team(org, team)
+    slug = slug or _unique_slug(name, lambda s: App.objects.filter(org=org, slug=s).exists())
+    return _create(actor=actor, obj=App(org=org, team=team, name=name, slug=slug, description=description))
+
+
+@transaction.atomic
+def app_update(*, actor: Actor, app: App, **fields) -> App:
+    if "team" in fields:
+        _check_team(app.org, fields["team"])
+    return _update(actor=actor, obj=app, fields=fields)
+
+
+@transaction.atomic
+def app_delete(*, actor: Actor, app: App) -> None:
+    _delete(actor=actor, obj=app)
+
+
+# --- memberships ---------------------------------------------------------------------------------
+
+
+def _check_owner_rules(*, actor: Actor, org: Organization, roles: set[str]) -> None:
+    """Only owners (or staff) grant or take away the owner role."""
+    if Role.OWNER in roles and not actor.principal.is_staff and actor.user is not None:
+        if role_in(actor.principal, org) != Role.OWNER:
+            raise PermissionDenied("Only an owner of the organization can grant or remove the owner role.")
+    if Role.OWNER in roles and actor.key is not None:
+        raise PermissionDenied("Gateway keys cannot grant or remove the owner role; sign in as an owner.")
+
+
+def _check_not_last_owner(membership: Membership) -> None:
+    if membership.role == Role.OWNER and not Membership.objects.filter(
+        org_id=membership.org_id, role=Role.OWNER
+    ).exclude(pk=membership.pk).exists():
+        raise ValidationError({"role": "An organization needs at least one owner; make someone else owner first."})
+
+
+@transaction.atomic
+def membership_create(*, actor: Actor, org: Organization, user, role: str = Role.MEMBER) -> Membership:
+    # An organization's first owner is created with it, before anyone holds a role there.
+    if Membership.objects.filter(org=org).exists():
+        _check_owner_rules(actor=actor, org=org, roles={role})
+    return _create(actor=actor, obj=Membership(org=org, user=user, role=role))
+
+
+@transaction.atomic
+def membership_update(*, actor: Actor, membership: Membership, role: str) -> Membership:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    _check_owner_rules(actor=actor, org=membership.org, roles={membership.role, role})
+    if role != Role.OWNER:
+        _check_not_last_owner(membership)
+    return _update(actor=actor, obj=membership, fields={"role": role})
+
+
+@transaction.atomic
+def membership_delete(*, actor: Actor, membership: Membership) -> None:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    _check_owner_rules(actor=actor, org=membership.org, roles={membership.role})
+    _check_not_last_owner(membership)
+    TeamMembership.objects.filter(team__org_id=membership.org_id, user_id=membership.user_id).delete()
+    _delete(actor=actor, obj=membership)
+
+
+# --- gateway keys --------------------------------------------------------------------------------
+
+
+def _clean_scopes(scopes) -> list[str]:
+    unknown = sorted(set(scopes) - set(Scope.values))
+    if unknown:
+        raise ValidationError({"scopes": f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(Scope.values)}."})
+    if not scopes:
+        raise ValidationError({"scopes": "Give the key at least one scope."})
+    return [s for s in Scope.values if s in set(scopes)]
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    actor: Actor,
+    app: App,
+    name: str,
+    scopes: list[str] | tuple[str, ...] = (Scope.PROXY,),
+    expires_at: datetime.datetime | None = None,
+) -> tuple[APIKey, str]:
+    """Create a gateway key. Returns the key row and the plaintext, which is never available again."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must be in the future."})
+    new = keys.generate()
+    key = APIKey(
+        org_id=app.org_id,
+        app=app,
+        name=name,
+        prefix=new.prefix,
+        digest=new.digest,
+        scopes=_clean_scopes(scopes),
+        expires_at=expires_at,
+        created_by=actor.user if actor.user is not None and actor.user.pk else None,
+    )
+    key.full_clean()
+    key.save()
+    audit_record(actor=actor, action="key_create", obj=key, changes={"after": snapshot(key)})
+    return key, new.plaintext
+
+
+@transaction.atomic
+def api_key_update(*, actor: Actor, key: APIKey, **fields) -> APIKey:
+    if "scopes" in fields:
+        fields["scopes"] = _clean_scopes(fields["scopes"])
+    return _update(actor=actor, obj=key, fields=fields)
+
+
+@transaction.atomic
+def api_key_revoke(*, actor: Actor, key: APIKey) -> APIKey:
+    key = APIKey.objects.select_for_update().get(pk=key.pk)
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(actor=actor, action="key_revoke", obj=key, changes={"revoked_at": [None, key.revoked_at.isoformat()]})
+    return key
+
+
+@transaction.atomic
+def api_key_delete(*, actor: Actor, key: APIKey) -> None:
+    _delete(actor=actor, obj=key)
+
+
+def api_key_touch(*, key: APIKey, now: datetime.datetime | None = None) -> bool:
+    """Record use of a key at most once per INGATE_KEY_LAST_USED_INTERVAL; True when a write happened."""
+    from django.conf import settings
+    from django.db.models import Q
+
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(seconds=settings.INGATE_KEY_LAST_USED_INTERVAL)
+    if key.last_used_at is not None and key.last_used_at > cutoff:
+        return False
+    written = APIKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff), pk=key.pk).update(
+        last_used_at=now
+    )
+    key.last_used_at = now
+    return bool(written)
+
+
+# --- provider credentials ------------------------------------------------------------------------
+
+# Providers that work without a secret (a local Ollama usually has none).
+_SECRET_OPTIONAL = {Provider.OLLAMA}
+
+
+def _set_secret(credential: ProviderCredential, secret: str) -> None:
+    credential.secret_encrypted = crypto.encrypt(secret) if secret else ""
+    credential.secret_hint = crypto.hint(secret) if secret else ""
+
+
+@transaction.atomic
+def provider_credential_create(
+    *,
+    actor: Actor,
+    org: Organization,
+    provider: str,
+    secret: str = "",
+    name: str = "",
+    base_url: str = "",
+    api_version: str = "",
+    auth_style: str = "",
+) -> ProviderCredential:
+    credential = ProviderCredential(
+        org=org,
+        provider=provider,
+        name=name or provider,
+        base_url=base_url,
+        api_version=api_version,
+        auth_style=auth_style,
+    )
+    if not secret and provider not in _SECRET_OPTIONAL and auth_style != "none":
+        raise ValidationError({"secret": "This provider needs an API key."})
+    _set_secret(credential, secret)
+    return _create(actor=actor, obj=credential)
+
+
+@transaction.atomic
+def provider_credential_update(
+    *, actor: Actor, credential: ProviderCredential, secret: str | None = None, **fields
+) -> ProviderCredential:
+    """Update settings; `secret=None` keeps the stored secret, a new value replaces it."""
+    if secret is not None:
+        _set_secret(credential, secret)
+    fields["updated_at"] = timezone.now()
+    return _update(actor=actor, obj=credential, fields=fields)
+
+
+@transaction.atomic
+def provider_credential_delete(*, actor: Actor, credential: ProviderCredential) -> None:
+    _delete(actor=actor, obj=credential)
+
+
+def provider_credential_secret(credential: ProviderCredential) -> str:
+    """The decrypted secret, for the proxy only. Never serialize or log the result."""
+    return crypto.decrypt(credential.secret_encrypted) if credential.secret_encrypted else ""
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_create(*, actor: Actor, username: str, email: str = "", password: str | None = None, is_staff: bool = False):
+    user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    audit_record(actor=actor, action="create", obj=user, object_repr=username, changes={"after": {"username": username, "is_staff": is_staff}})
+    return user
