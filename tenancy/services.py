@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Model, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -275,9 +276,6 @@ def api_key_delete(*, actor: Actor, key: APIKey) -> None:
 
 def api_key_touch(*, key: APIKey, now: datetime.datetime | None = None) -> bool:
     """Record use of a key at most once per INGATE_KEY_LAST_USED_INTERVAL; True when a write happened."""
-    from django.conf import settings
-    from django.db.models import Q
-
     now = now or timezone.now()
     cutoff = now - datetime.timedelta(seconds=settings.INGATE_KEY_LAST_USED_INTERVAL)
     if key.last_used_at is not None and key.last_used_at > cutoff:
@@ -352,6 +350,7 @@ def provider_credential_secret(credential: ProviderCredential) -> str:
 
 @transaction.atomic
 def user_create(*, actor: Actor, username: str, email: str = "", password: str | None = None, is_staff: bool = False):
+    """Create a user; `is_staff` makes an instance administrator (staff and superuser)."""
     user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
     if password:
         user.set_password(password)
