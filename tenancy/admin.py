@@ -38,7 +38,22 @@ def admin_actor(request) -> Actor:
     return Actor(principal=Principal.for_user(request.user), ip=client_ip(request), via="admin")
 
 
-class AuditedAdmin(admin.ModelAdmin):
+class AuditedWritesMixin:
+    """Admin saves and deletes go through the audited services."""
+
+    def save_model(self, request, obj, form, change):
+        services.audited_save(actor=admin_actor(request), obj=obj, change=change)
+
+    def delete_model(self, request, obj):
+        services.audited_delete(actor=admin_actor(request), obj=obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)
+
+
+class AuditedAdmin(AuditedWritesMixin, admin.ModelAdmin):
     """Lists go through the scoping function; saves and deletes write the audit log."""
 
     # Fields fixed once an object exists: moving a team, app or credential to another org would leave
@@ -51,17 +66,6 @@ class AuditedAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return restrict(super().get_queryset(request), Principal.for_user(request.user), VIEW)
-
-    def save_model(self, request, obj, form, change):
-        services.audited_save(actor=admin_actor(request), obj=obj, change=change)
-
-    def delete_model(self, request, obj):
-        services.audited_delete(actor=admin_actor(request), obj=obj)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for obj in queryset:
-                self.delete_model(request, obj)
 
 
 @admin.register(Organization)
@@ -321,7 +325,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         return False
 
 
-class AuditedUserAdmin(UserAdmin):
+class AuditedUserAdmin(AuditedWritesMixin, UserAdmin):
     def user_change_password(self, request, id, form_url=""):
         response = super().user_change_password(request, id, form_url)
         # Django saves the new password with form.save(), bypassing save_model; a redirect means it succeeded.
@@ -329,17 +333,6 @@ class AuditedUserAdmin(UserAdmin):
             user = self.get_object(request, id)
             audit_record(actor=admin_actor(request), action="password_change", obj=user, object_repr=user.get_username())
         return response
-
-    def save_model(self, request, obj, form, change):
-        services.audited_save(actor=admin_actor(request), obj=obj, change=change)
-
-    def delete_model(self, request, obj):
-        services.audited_delete(actor=admin_actor(request), obj=obj)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for obj in queryset:
-                self.delete_model(request, obj)
 
 
 admin.site.unregister(User)

@@ -120,6 +120,18 @@ def allowed_org_ids(principal: Principal, model: type[Model], action: str) -> Qu
     return Membership.objects.filter(user=principal.user, role__in=_roles_allowing(model, action)).values("org_id")
 
 
+def _allows_org(allowed: QuerySet | list[int], org_id: int | None = None) -> bool:
+    """Does an `allowed_org_ids` result include `org_id` (or any org, when None)?"""
+    if isinstance(allowed, list):
+        return bool(allowed) if org_id is None else org_id in allowed
+    return (allowed if org_id is None else allowed.filter(org_id=org_id)).exists()
+
+
+def allowed_anywhere(principal: Principal, model: type[Model], action: str) -> bool:
+    """May the principal do `action` on `model` in at least one org?"""
+    return principal.is_staff or _allows_org(allowed_org_ids(principal, model, action))
+
+
 def _granted_app_ids(principal: Principal) -> QuerySet | list[int]:
     if principal.user is None or not principal.user.is_active:
         return []
@@ -148,11 +160,7 @@ def can_add(principal: Principal, model: type[Model], org: Organization, app: Ap
     """May the principal create a `model` in `org` (for a gateway key: under `app`)?"""
     if principal.is_staff:
         return True
-    allowed = allowed_org_ids(principal, model, ADD)
-    if isinstance(allowed, list):
-        if org.pk in allowed:
-            return True
-    elif allowed.filter(org_id=org.pk).exists():
+    if _allows_org(allowed_org_ids(principal, model, ADD), org.pk):
         return True
     return model is APIKey and app is not None and _grants_app(principal, app)
 

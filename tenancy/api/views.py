@@ -8,7 +8,7 @@ from rest_framework import decorators, exceptions, mixins, response, status, vie
 from .. import services
 from ..audit import Actor, client_ip
 from ..models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Team, TeamMembership
-from ..permissions import CHANGE, DELETE, VIEW, allowed_org_ids, can, can_add, restrict
+from ..permissions import CHANGE, DELETE, VIEW, allowed_anywhere, can, can_add, restrict
 from . import serializers as s
 from .permissions import principal_of
 
@@ -257,11 +257,8 @@ class AuditLogViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     search_fields = ["actor", "object_repr"]
 
     def get_queryset(self):
-        principal = self.principal
-        if not principal.is_staff:
-            allowed = allowed_org_ids(principal, AuditLog, VIEW)
-            if not (allowed if isinstance(allowed, list) else allowed.exists()):
-                raise exceptions.PermissionDenied("Only organization admins and owners can read the audit log.")
+        if not allowed_anywhere(self.principal, AuditLog, VIEW):
+            raise exceptions.PermissionDenied("Only organization admins and owners can read the audit log.")
         return super().get_queryset()
 
 
