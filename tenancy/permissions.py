@@ -167,7 +167,8 @@ def can_add(principal: Principal, model: type[Model], org: Organization, app: Ap
 
 def _grants_app(principal: Principal, app: App) -> bool:
     granted = _granted_app_ids(principal)
-    return bool(granted) and granted.filter(pk=app.pk).exists()
+    # An empty list means no user to grant to; otherwise one EXISTS query answers it.
+    return not isinstance(granted, list) and granted.filter(pk=app.pk).exists()
 
 
 def role_in(principal: Principal, org: Organization) -> str | None:
