@@ -1,3 +1,3 @@
 """Root conftest: shared fixtures for every app's tests."""
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.fake_provider", "tests.gateway"]

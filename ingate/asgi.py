@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django (provider paths go to the proxy app), websockets through channels."""
+"""ASGI entry point. Provider paths go to the proxy (its own ASGI app, in front of everything); the rest of
+HTTP goes to Django, websockets to channels. Serve with uvicorn (see README) or daphne."""
 
 import os
 
@@ -10,11 +11,15 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from proxy.relay import ProxyApp  # noqa: E402
+
 websocket_urlpatterns: list = []
 
-application = ProtocolTypeRouter(
+django_and_channels = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )
+
+application = ProxyApp(fallback=django_and_channels)

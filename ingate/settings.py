@@ -214,6 +214,41 @@ INGATE_PUBLIC_URL = env.str("INGATE_PUBLIC_URL", default="")
 # Health check: how long to wait for a Celery worker to answer a ping.
 INGATE_HEALTH_WORKER_TIMEOUT = env.float("INGATE_HEALTH_WORKER_TIMEOUT", default=1.0)
 
+# --- the proxy -------------------------------------------------------------------------------------
+from proxy.providers import REGISTRY  # noqa: E402  (pure data, no Django imports)
+
+# Per provider: the instance-wide credential and upstream address from the environment. An org's stored
+# credential wins over both. INGATE_UPSTREAM_<NAME> (e.g. INGATE_UPSTREAM_OPENAI=http://127.0.0.1:9999)
+# replaces the default address; OPENAI_BASE_URL / ANTHROPIC_BASE_URL are deliberately not read: on a
+# machine that points its own tools at Ingate they would make the gateway call itself.
+INGATE_PROVIDER_ENV = {
+    name: {
+        "api_key": env.str(spec.env_key, default="") if spec.env_key else "",
+        "base_url": env.str(f"INGATE_UPSTREAM_{name.upper()}", default="")
+        or (env.str(spec.env_base_url, default="") if spec.env_base_url else ""),
+    }
+    for name, spec in REGISTRY.items()
+}
+# google-genai also reads GOOGLE_API_KEY.
+INGATE_PROVIDER_ENV["gemini"]["api_key"] = INGATE_PROVIDER_ENV["gemini"]["api_key"] or env.str("GOOGLE_API_KEY", default="")
+# Azure: the api-version added when a client sends none (the /openai/v1/ API needs none).
+INGATE_AZURE_API_VERSION = env.str("AZURE_OPENAI_API_VERSION", default="") or env.str("OPENAI_API_VERSION", default="")
+
+# Seconds to open a connection to a provider, and the longest silence while waiting for its answer
+# (time to first token on a long prompt, or a pause between stream chunks).
+INGATE_UPSTREAM_CONNECT_TIMEOUT = env.float("INGATE_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
+INGATE_UPSTREAM_READ_TIMEOUT = env.float("INGATE_UPSTREAM_READ_TIMEOUT", default=600.0)
+# Largest request body accepted (Anthropic accepts 32 MB; images and PDFs travel base64-encoded).
+INGATE_MAX_REQUEST_BYTES = env.int("INGATE_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)
+# How long a resolved gateway key or org credential set is trusted before it is read again. Revocation and
+# credential changes reach every process at once through Redis when REDIS_URL is set (and the process that
+# made the change at once in any case); without Redis, other processes see them within this many seconds.
+INGATE_KEY_CACHE_TTL = env.float("INGATE_KEY_CACHE_TTL", default=60.0)
+# Unknown keys are remembered for less time, so a key created a moment ago works almost at once.
+INGATE_KEY_CACHE_MISS_TTL = env.float("INGATE_KEY_CACHE_MISS_TTL", default=5.0)
+# Where the proxy hands each finished request's record (a dotted path to a class with submit(record)).
+INGATE_RECORD_SINK = env.str("INGATE_RECORD_SINK", default="proxy.records.CountingSink")
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,

@@ -30,7 +30,8 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-def _hmac_keys() -> list[bytes]:
+def hmac_keys() -> list[bytes]:
+    """The HMAC keys in use, newest first. Callers on a hot path compute them once and pass them in."""
     return [
         hashlib.sha256(b"ingate-gateway-key:" + secret.encode()).digest()
         for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
@@ -38,7 +39,7 @@ def _hmac_keys() -> list[bytes]:
 
 
 def digest(plaintext: str, hmac_key: bytes | None = None) -> str:
-    return hmac.new(hmac_key or _hmac_keys()[0], plaintext.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(hmac_key or hmac_keys()[0], plaintext.encode(), hashlib.sha256).hexdigest()
 
 
 def generate() -> NewKey:
@@ -57,5 +58,7 @@ def parse_prefix(plaintext: str) -> str | None:
     return body[:PREFIX_LENGTH]
 
 
-def matches(plaintext: str, stored_digest: str) -> bool:
-    return any(hmac.compare_digest(digest(plaintext, key), stored_digest) for key in _hmac_keys())
+def matches(plaintext: str, stored_digest: str, hmac_key_list: list[bytes] | None = None) -> bool:
+    return any(
+        hmac.compare_digest(digest(plaintext, key), stored_digest) for key in (hmac_key_list or hmac_keys())
+    )

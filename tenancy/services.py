@@ -287,6 +287,11 @@ def api_key_touch(*, key: APIKey, now: datetime.datetime | None = None) -> bool:
     return bool(written)
 
 
+def api_key_mark_used(*, key_id: int, at: datetime.datetime) -> None:
+    """The proxy's `last_used_at` stamp (it already limits itself to one per key per interval)."""
+    APIKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at), pk=key_id).update(last_used_at=at)
+
+
 # --- provider credentials ------------------------------------------------------------------------
 
 # Providers that work without a secret (a local Ollama usually has none).

@@ -17,12 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tests import fake_provider as fakes
 from tests.fake_provider import DEFAULT_TEXT, FakeProvider, completion_tokens, prompt_tokens
-
-# Module globals are how pytest finds fixtures; a conftest would import them the same way.
-fake_provider = fakes.fake_provider
-fake = fakes.fake
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello to me"}]

@@ -71,4 +71,5 @@ class Command(BaseCommand):
             access_log=False,
             log_level="warning",
             server_header=False,
+            date_header=False,  # the upstream's Date header is relayed; a second one would confuse clients
         )

@@ -1,0 +1,123 @@
+"""Gateway-key checks on the hot path: resolved from an in-process cache (unknown keys too), read from the
+database only on a miss, and dropped from the cache the moment a key changes (see invalidation.py)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+
+from tenancy import keys, selectors, services
+
+from .cache import LoadingCache
+from .db import DatabaseThreads
+from .errors import ProxyError
+
+log = logging.getLogger(__name__)
+
+PROXY_SCOPE = "proxy"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayKey:
+    id: int
+    prefix: str
+    digest: str
+    org_id: int
+    org_slug: str
+    org_active: bool
+    app_id: int
+    team_id: int | None
+    scopes: frozenset[str]
+    expires_at: float | None  # epoch seconds
+    revoked: bool
+
+    @classmethod
+    def from_row(cls, row: dict) -> GatewayKey:
+        expires = row["expires_at"]
+        return cls(
+            id=row["id"],
+            prefix=row["prefix"],
+            digest=row["digest"],
+            org_id=row["org_id"],
+            org_slug=row["org__slug"],
+            org_active=row["org__is_active"],
+            app_id=row["app_id"],
+            team_id=row["app__team_id"],
+            scopes=frozenset(row["scopes"]),
+            expires_at=expires.timestamp() if expires else None,
+            revoked=row["revoked_at"] is not None,
+        )
+
+
+def _unauthorized(message: str) -> ProxyError:
+    return ProxyError(401, "invalid_gateway_key", message)
+
+
+class KeyCache:
+    def __init__(
+        self,
+        db: DatabaseThreads,
+        *,
+        ttl: float,
+        miss_ttl: float,
+        touch_interval: float,
+    ):
+        self._db = db
+        self._touch_interval = touch_interval
+        self._hmac_keys = keys.hmac_keys()  # settings are fixed for the life of the process
+        self._cache: LoadingCache[str, GatewayKey] = LoadingCache(self._fetch, ttl=ttl, miss_ttl=miss_ttl)
+        self._touched: dict[int, float] = {}
+
+    async def resolve(self, plaintext: str) -> GatewayKey:
+        """The usable key for `plaintext`, or ProxyError 401/403 saying why not (never echoing the key)."""
+        prefix = keys.parse_prefix(plaintext)
+        if prefix is None:
+            raise _unauthorized("Malformed gateway key: expected sk-ingate- followed by 52 letters and digits.")
+        key = await self._cache.get(prefix)
+        if key is None or not keys.matches(plaintext, key.digest, self._hmac_keys):
+            raise _unauthorized("Unknown gateway key.")
+        if key.revoked:
+            raise _unauthorized("This gateway key has been revoked.")
+        if key.expires_at is not None and key.expires_at <= time.time():
+            raise _unauthorized("This gateway key has expired.")
+        if not key.org_active:
+            raise _unauthorized("The organization of this gateway key is deactivated.")
+        if PROXY_SCOPE not in key.scopes:
+            raise ProxyError(
+                403, "missing_scope", "This gateway key lacks the 'proxy' scope needed to call providers through Ingate."
+            )
+        self._touch(key.id, time.monotonic())
+        return key
+
+    async def _fetch(self, prefix: str) -> GatewayKey | None:
+        row = await self._db.run(selectors.gateway_key_by_prefix, prefix)
+        return GatewayKey.from_row(row) if row else None
+
+    # last-used stamps, off the request path
+
+    def _touch(self, key_id: int, now: float) -> None:
+        last = self._touched.get(key_id)
+        if last is not None and now - last < self._touch_interval:
+            return
+        self._touched[key_id] = now
+        at = datetime.datetime.now(datetime.timezone.utc)
+        self._db.submit(services.api_key_mark_used, key_id=key_id, at=at).add_done_callback(_log_failure)
+
+    # invalidation
+
+    def invalidate(self, *, prefix: str | None = None, org_id: int | None = None) -> None:
+        """Forget one key, every key of an org, or (with no argument) everything."""
+        if prefix is not None:
+            self._cache.invalidate(prefix)
+        elif org_id is not None:
+            self._cache.invalidate(where=lambda key: key.org_id == org_id)
+        else:
+            self._cache.invalidate()
+
+
+def _log_failure(future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("Could not record a gateway key's last use: %s", exc)

@@ -1,0 +1,131 @@
+"""Where a request goes and with which provider key: the org's stored credential, else the instance's from
+the environment. An org's credentials are read once (one query, secrets decrypted) and then cached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tenancy import selectors
+
+from .cache import LoadingCache
+from .db import DatabaseThreads
+from .errors import ProxyError
+from .providers import CUSTOM_COMPATIBLE, REGISTRY, ProviderSpec, Route
+
+_AUTH_HEADER = {"bearer": "authorization", "x-api-key": "x-api-key", "api-key": "api-key", "x-goog-api-key": "x-goog-api-key"}
+
+
+def _normalise_base(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if url and "://" not in url:  # OLLAMA_HOST is often host:port
+        url = "http://" + url
+    return url.replace("://0.0.0.0", "://127.0.0.1")  # a bind address, as OLLAMA_HOST often holds
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    name: str  # registry name or the org's custom provider name
+    spec: ProviderSpec
+    base_url: str  # no trailing slash; may be "" (Azure with no endpoint)
+    auth_headers: tuple[tuple[str, str], ...]  # what to add when the client's own key is not passed through
+    api_version: str = ""
+    source: str = "environment"  # or "organization"
+
+    @classmethod
+    def build(
+        cls, name: str, spec: ProviderSpec, base_url: str, secret: str, auth: str = "", api_version: str = "", source: str = "environment"
+    ) -> Upstream:
+        header = _AUTH_HEADER.get(auth or spec.auth)
+        value = f"Bearer {secret}" if header == "authorization" else secret
+        auth_headers = ((header, value),) if header and secret else ()
+        return cls(name, spec, _normalise_base(base_url), auth_headers, api_version, source)
+
+    @property
+    def has_credential(self) -> bool:
+        return bool(self.auth_headers) or not self.spec.needs_secret
+
+    def url(self, path: str, query: str) -> str:
+        # A base that already ends in the path's first segment (…/v1 with /v1/chat/completions) is not repeated.
+        cut = path.find("/", 1)
+        first = path[:cut] if cut > 0 else path
+        if first and self.base_url.endswith(first):
+            path = path[len(first):]
+        if self.api_version and "api-version=" not in query and path.startswith("/openai/deployments/"):
+            query = f"{query}&api-version={self.api_version}" if query else f"api-version={self.api_version}"
+        return f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
+
+
+def environment_upstreams(provider_env: dict[str, dict[str, str]], azure_api_version: str) -> dict[str, Upstream]:
+    """The instance-wide upstream of every registry provider (its key may be missing)."""
+    return {
+        name: Upstream.build(
+            name,
+            spec,
+            provider_env.get(name, {}).get("base_url") or spec.base_url,
+            provider_env.get(name, {}).get("api_key", ""),
+            api_version=azure_api_version if name == "azure" else "",
+        )
+        for name, spec in REGISTRY.items()
+    }
+
+
+class CredentialCache:
+    def __init__(self, db: DatabaseThreads, environment: dict[str, Upstream], *, ttl: float):
+        self._db = db
+        self._environment = environment
+        self._cache: LoadingCache[int, dict[str, Upstream]] = LoadingCache(self._fetch, ttl=ttl, miss_ttl=ttl)
+
+    async def upstream(self, org_id: int, org_slug: str, route: Route) -> Upstream:
+        """The org's upstream for the route's provider, else the instance's. ProxyError 400 for a name nobody knows."""
+        stored = await self._cache.get(org_id) or {}
+        upstream = stored.get(route.provider) or self._environment.get(route.provider)
+        if upstream is None:
+            known = ", ".join(sorted(REGISTRY))
+            custom = sorted(set(stored) - set(REGISTRY))
+            extra = f"; and for organization '{org_slug}': {', '.join(custom)}" if custom else ""
+            raise ProxyError(
+                400,
+                "unknown_provider",
+                f"Unknown provider '{route.provider}'. Known providers: {known}{extra}. An organization adds its own "
+                "OpenAI-compatible provider as a provider credential with a name and base URL.",
+            )
+        return upstream
+
+    async def _fetch(self, org_id: int) -> dict[str, Upstream]:
+        rows = await self._db.run(selectors.provider_credentials_of, org_id)
+        upstreams = {}
+        for row in rows:
+            name = row["name"]
+            if row["provider"] == "openai_compatible":
+                spec = REGISTRY.get(name, CUSTOM_COMPATIBLE)
+            else:
+                spec = REGISTRY[row["provider"]]
+            environment = self._environment.get(name)
+            base = row["base_url"] or (environment.base_url if environment else "") or spec.base_url
+            api_version = row["api_version"] or (environment.api_version if environment else "")
+            upstreams[name] = Upstream.build(
+                name, spec, base, row["secret"], row["auth_style"], api_version, source="organization"
+            )
+        return upstreams
+
+    def invalidate(self, org_id: int | None = None) -> None:
+        self._cache.invalidate(org_id)
+
+
+def missing_credential(upstream: Upstream, org_slug: str) -> ProxyError:
+    spec = upstream.spec
+    if not upstream.base_url:
+        return ProxyError(
+            401,
+            "missing_credential",
+            f"No {spec.label} endpoint is configured for organization '{org_slug}': add a {spec.name} provider "
+            f"credential with your resource's base URL, or set {spec.env_base_url or 'INGATE_UPSTREAM_' + spec.name.upper()} "
+            "for the whole instance.",
+        )
+    instance = f", or set {spec.env_key} for the whole instance" if spec.env_key else ""
+    return ProxyError(
+        401,
+        "missing_credential",
+        f"No {spec.label} credential is configured for organization '{org_slug}'. Add a '{upstream.name}' provider "
+        f"credential (admin or API){instance}; or send your own provider key with the gateway key in X-Ingate-Key.",
+    )

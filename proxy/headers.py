@@ -1,0 +1,139 @@
+"""One pass over a request's headers: find the gateway key wherever the client's SDK put it, and build the
+headers the upstream gets (the client's own, minus hop-by-hop, gateway and key headers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode
+
+from tenancy.keys import KEY_MARKER
+
+# RFC 9110 §7.6.1 connection-specific headers, plus those the relay recomputes (host, content-length).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        b"expect",
+    }
+)
+# Where SDKs put their key: OpenAI/Ollama/compatible (Bearer), Anthropic, Azure, Gemini.
+KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+_MARKER = KEY_MARKER.encode()
+# Compressions the gateway can read on the side (for usage) while relaying them untouched.
+_READABLE_ENCODINGS = ("gzip", "deflate", "identity")
+
+
+def _key_of(name: bytes, value: bytes) -> bytes:
+    if name == b"authorization":
+        scheme, _, token = value.partition(b" ")
+        return token.strip() if scheme.lower() == b"bearer" else value
+    return value.strip()
+
+
+def readable_accept_encoding(value: str) -> str:
+    """`gzip, br, zstd` -> `gzip`: ask the upstream only for what the gateway can also decode."""
+    kept = []
+    for part in value.split(","):
+        coding = part.split(";", 1)[0].strip().lower()
+        if coding in _READABLE_ENCODINGS:
+            kept.append(part.strip())
+    return ", ".join(kept)
+
+
+@dataclass(slots=True)
+class Incoming:
+    """What the proxy needs from the request headers, gathered in one loop."""
+
+    forward: list[tuple[str, str]] = field(default_factory=list)  # to the upstream, as received
+    keys: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)  # key header -> (key, header value)
+    ingate: dict[bytes, bytes] = field(default_factory=dict)  # x-ingate-* headers (never forwarded)
+    content_length: int | None = None
+    content_type: str = ""
+    anthropic_version: bool = False
+    user_agent: str = ""
+
+    @classmethod
+    def scan(cls, raw: list[tuple[bytes, bytes]]) -> Incoming:
+        self = cls()
+        forward = self.forward
+        for name, value in raw:
+            if name.startswith(b"x-ingate-"):
+                self.ingate[name] = value
+            elif name in KEY_HEADERS:
+                self.keys[name] = (_key_of(name, value), value)
+            elif name in HOP_BY_HOP:
+                if name == b"content-length" and value.isdigit():
+                    self.content_length = int(value)
+            elif name == b"accept-encoding":
+                readable = readable_accept_encoding(value.decode("latin-1"))
+                if readable:
+                    forward.append(("accept-encoding", readable))
+            else:
+                text = value.decode("latin-1")
+                if name == b"content-type":
+                    self.content_type = text
+                elif name == b"anthropic-version":
+                    self.anthropic_version = True
+                elif name == b"user-agent":
+                    self.user_agent = text
+                forward.append((name.decode("latin-1"), text))
+        return self
+
+    def provider_header(self) -> str | None:
+        value = self.ingate.get(b"x-ingate-provider")
+        return value.decode("latin-1") if value else None
+
+    def gateway_key(self, query_key: str | None) -> tuple[str | None, bool]:
+        """(the gateway key, whether the client's own provider key goes through instead of a stored one).
+
+        The gateway key is `X-Ingate-Key`, or whichever key header (or Gemini's `?key=`) holds an Ingate key.
+        Any other key the client sent is its own provider key, forwarded as is (pass-through).
+        """
+        explicit = self.ingate.get(b"x-ingate-key")
+        found = explicit.strip() if explicit else None
+        own_key = False
+        for value, _ in self.keys.values():
+            if value.startswith(_MARKER):
+                found = found or value
+            elif value:
+                own_key = True
+        if query_key:
+            if query_key.startswith(KEY_MARKER):
+                found = found or query_key.encode()
+            else:
+                own_key = True
+        return (found.decode("latin-1") if found else None), own_key
+
+    def upstream_headers(self, auth: tuple[tuple[str, str], ...], passthrough: bool) -> list[tuple[str, str]]:
+        """The forwarded headers plus either the client's own key headers or the stored credential."""
+        headers = list(self.forward)
+        if passthrough:
+            for name, (key, value) in self.keys.items():
+                if not key.startswith(_MARKER):  # a gateway key never reaches an upstream
+                    headers.append((name.decode(), value.decode("latin-1")))
+        else:
+            headers.extend(auth)
+        return headers
+
+
+def split_query(query: bytes) -> tuple[str, str | None]:
+    """(query string to forward, the `key` parameter). A gateway key in `?key=` is removed; a provider key stays."""
+    if not query:
+        return "", None
+    text = query.decode("latin-1")
+    if "key=" not in text:
+        return text, None
+    pairs = parse_qsl(text, keep_blank_values=True)
+    key = next((value for name, value in pairs if name == "key"), None)
+    if key is not None and key.startswith(KEY_MARKER):
+        return urlencode([(n, v) for n, v in pairs if n != "key"]), key
+    return text, key

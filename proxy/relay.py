@@ -1,0 +1,405 @@
+"""The proxy: an ASGI application in front of Django that relays provider requests.
+
+Per request: detect the provider from the path, check the gateway key (cached), pick the upstream and its
+credential (cached), forward the body as received on one shared aiohttp client, and relay status, headers
+and body chunks back as they arrive. Everything else goes to Django."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+from yarl import URL
+
+from . import invalidation
+from .auth import KeyCache
+from .credentials import CredentialCache, environment_upstreams, missing_credential
+from .db import DatabaseThreads
+from .errors import ProxyError, error_body, error_headers
+from .headers import Incoming, split_query
+from .providers import REGISTRY, Route, detect
+from .records import ProxyRecord
+from .usage import UsageTap
+
+log = logging.getLogger(__name__)
+
+# Response headers that describe the upstream connection, not the message.
+_RESPONSE_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"proxy-authenticate", b"trailer", b"upgrade"}
+)
+# Attribution headers kept on the record for the observability app (the key headers never are).
+_RECORDED_HEADERS = (b"user-agent", b"x-claude-code-session-id", b"session-id", b"x-session-id")
+
+
+def new_request_id() -> str:
+    """A UUIDv7 (time-ordered, so record ids index well) as text."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    connect_timeout: float
+    read_timeout: float
+    max_request_bytes: int
+    redis_url: str
+
+    @classmethod
+    def from_settings(cls) -> ProxyConfig:
+        return cls(
+            connect_timeout=settings.INGATE_UPSTREAM_CONNECT_TIMEOUT,
+            read_timeout=settings.INGATE_UPSTREAM_READ_TIMEOUT,
+            max_request_bytes=settings.INGATE_MAX_REQUEST_BYTES,
+            redis_url=settings.REDIS_URL,
+        )
+
+
+class ClientGone(Exception):
+    """The client disconnected before the gateway finished reading its request."""
+
+
+class _Exchange:
+    """Per-request state shared with the disconnect watcher."""
+
+    __slots__ = ("client_gone", "task", "responded")
+
+    def __init__(self, task: asyncio.Task | None):
+        self.client_gone = False
+        self.task = task
+        self.responded = False  # response headers went out: errors can no longer change the status
+
+
+class ProxyApp:
+    """Mount as the outermost ASGI app: `ProxyApp(fallback=django_and_channels)`."""
+
+    def __init__(self, fallback=None):
+        self.fallback = fallback
+        self.db = DatabaseThreads()
+        self._session: aiohttp.ClientSession | None = None
+        self._listener: asyncio.Task | None = None
+        self._configure()
+        invalidation.add_listener(self._on_invalidate)
+        setting_changed.connect(self._on_setting_changed, weak=True)
+
+    def _configure(self) -> None:
+        self.config = ProxyConfig.from_settings()
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.config.connect_timeout, sock_read=self.config.read_timeout
+        )
+        self.keys = KeyCache(
+            self.db,
+            ttl=settings.INGATE_KEY_CACHE_TTL,
+            miss_ttl=settings.INGATE_KEY_CACHE_MISS_TTL,
+            touch_interval=settings.INGATE_KEY_LAST_USED_INTERVAL,
+        )
+        environment = environment_upstreams(settings.INGATE_PROVIDER_ENV, settings.INGATE_AZURE_API_VERSION)
+        self.credentials = CredentialCache(self.db, environment, ttl=settings.INGATE_KEY_CACHE_TTL)
+        self.sink = import_string(settings.INGATE_RECORD_SINK)()
+
+    def _on_setting_changed(self, setting: str, **kwargs) -> None:
+        # Tests change settings between requests; a running gateway never does.
+        if setting.startswith("INGATE_") or setting in ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "REDIS_URL"):
+            self._configure()
+
+    def _on_invalidate(self, kind: str, value: str) -> None:
+        if kind == "key":
+            self.keys.invalidate(prefix=value)
+        elif kind == "credentials":
+            self.credentials.invalidate(int(value))
+        elif kind == "org":
+            self.keys.invalidate(org_id=int(value))
+            self.credentials.invalidate(int(value))
+        else:
+            self.keys.invalidate()
+            self.credentials.invalidate()
+
+    # --- lifecycle: one upstream client per process, created in the serving loop --------------------
+
+    def _start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # relay compressed bytes untouched; usage.py decompresses on the side
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry one tenant's cookies into another's request
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            trust_env=False,
+        )
+        if self.config.redis_url and self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                invalidation.listen(self.config.redis_url, self._on_invalidate)
+            )
+
+    async def _stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._stop()
+                self.db.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- ASGI ------------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            incoming = Incoming.scan(scope["headers"])
+            route = detect(scope["path"], incoming.provider_header(), incoming.anthropic_version)
+            if route is not None:
+                return await self.handle(route, incoming, scope, receive, send)
+            if scope["method"] == "HEAD" and scope["path"] == "/":
+                # Claude Code warms its connection up with HEAD /: answer at once, no auth, no log line.
+                await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        elif scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if self.fallback is None:
+            await send({"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.fallback(scope, receive, send)
+
+    async def handle(self, route: Route, incoming: Incoming, scope, receive, send) -> None:
+        started = time.perf_counter()
+        record = ProxyRecord(
+            request_id=new_request_id(),
+            provider=route.provider,
+            endpoint=route.endpoint,
+            method=scope["method"],
+            path=scope["path"],
+            model=route.model,
+            started_at=time.time(),
+        )
+        spec = REGISTRY.get(route.provider)
+        shape = spec.errors if spec is not None else "openai"
+        exchange = _Exchange(asyncio.current_task())
+        watcher = None
+        try:
+            if self._session is None:
+                self._start()  # servers without lifespan (daphne)
+            query, query_key = split_query(scope["query_string"])
+            plaintext, own_key = incoming.gateway_key(query_key)
+            if plaintext is None:
+                raise ProxyError(
+                    401,
+                    "missing_gateway_key",
+                    "No Ingate gateway key: send it as your API key (Authorization: Bearer, x-api-key, api-key or "
+                    "x-goog-api-key) or in the X-Ingate-Key header.",
+                )
+            key = await self.keys.resolve(plaintext)
+            record.org_id, record.app_id, record.team_id, record.key_id = key.org_id, key.app_id, key.team_id, key.id
+            upstream = await self.credentials.upstream(key.org_id, key.org_slug, route)
+            shape = upstream.spec.errors
+            record.passthrough = own_key
+            if not upstream.base_url or not (own_key or upstream.has_credential):
+                raise missing_credential(upstream, key.org_slug)
+
+            body = await self._read_body(receive, incoming.content_length)
+            record.request_bytes = len(body)
+            self._inspect_body(body, incoming, route, record)
+            watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, exchange))
+
+            headers = incoming.upstream_headers(upstream.auth_headers, own_key)
+            url = URL(upstream.url(route.path, query), encoded=True)
+            record.request_headers = self._attribution(incoming, scope)
+            await self._relay(url, headers, body, scope, send, record, exchange, started, upstream.name)
+        except ProxyError as exc:
+            record.status, record.outcome, record.error = exc.status, "gateway_error", exc.message
+            await self._send_error(send, shape, exc, record, started)
+        except ClientGone:
+            record.outcome = "client_disconnect"
+        except asyncio.CancelledError:
+            if not exchange.client_gone:
+                raise  # the server is shutting down
+            asyncio.current_task().uncancel()
+            record.outcome = "client_disconnect"
+        except Exception as exc:  # noqa: BLE001  (an answer in the provider's shape beats a bare 500)
+            log.exception("Proxy failed on %s %s", scope["method"], scope["path"])
+            error = ProxyError(503, "gateway_unavailable", f"Ingate could not handle this request: {type(exc).__name__}.")
+            record.outcome, record.error = "gateway_error", error.message
+            if not exchange.responded:
+                record.status = 503
+                await self._send_error(send, shape, error, record, started)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            record.total_ms = (time.perf_counter() - started) * 1000
+            self.sink.submit(record)
+
+    async def _read_body(self, receive, declared: int | None) -> bytes:
+        limit = self.config.max_request_bytes
+        if declared is not None and declared > limit:
+            raise _too_large(limit)
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    def _inspect_body(body: bytes, incoming: Incoming, route: Route, record: ProxyRecord) -> None:
+        """Read the model and stream flag for the record; the body itself is forwarded byte for byte."""
+        if route.endpoint.endswith("streamGenerateContent"):
+            record.stream = True
+        if not body or ("json" not in incoming.content_type and not (not incoming.content_type and body[:1] == b"{")):
+            return
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise ProxyError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
+        if isinstance(parsed, dict):
+            model = parsed.get("model")
+            if isinstance(model, str) and model:
+                record.model = model
+            stream = parsed.get("stream")
+            if route.provider == "ollama" and route.endpoint in ("chat", "generate"):
+                stream = stream is not False  # Ollama streams unless told not to
+            record.stream = record.stream or stream is True
+            record.body = parsed
+
+    @staticmethod
+    def _attribution(incoming: Incoming, scope) -> dict[str, str]:
+        found = {name.decode(): value.decode("latin-1") for name, value in incoming.ingate.items() if name != b"x-ingate-key"}
+        for name, value in scope["headers"]:
+            if name in _RECORDED_HEADERS:
+                found[name.decode()] = value.decode("latin-1")
+        return found
+
+    @staticmethod
+    async def _watch_disconnect(receive, exchange: _Exchange) -> None:
+        # After the body, the only message left is the disconnect (sent early if the client goes away).
+        message = await receive()
+        if message["type"] == "http.disconnect" and exchange.task is not None:
+            exchange.client_gone = True
+            exchange.task.cancel()
+            exchange.task = None
+
+    async def _relay(self, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange, started: float, name: str):
+        sent_at = time.perf_counter()
+        record.overhead_ms = (sent_at - started) * 1000
+        try:
+            response = await self._session.request(
+                scope["method"],
+                url,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=self.timeout,
+            )
+        except TimeoutError:
+            raise ProxyError(504, "upstream_timeout", f"The upstream {name} ({url.origin()}) did not answer within {self.config.read_timeout:g}s.") from None
+        except aiohttp.ClientError as exc:
+            raise ProxyError(502, "upstream_unreachable", f"Ingate could not reach the upstream {name} ({url.origin()}): {exc}.") from None
+        record.upstream_ms = (time.perf_counter() - sent_at) * 1000
+        record.status = response.status
+        if response.status >= 400:
+            record.outcome = "upstream_error"
+        finished = False
+        try:
+            tap = UsageTap(response.headers.get("content-type", ""), response.headers.get("content-encoding", ""))
+            record.stream = record.stream or tap.streamed
+            out = [
+                (b"x-ingate-request-id", record.request_id.encode()),
+                (b"x-ingate-overhead-ms", f"{record.overhead_ms:.2f}".encode()),
+            ]
+            length_known = response.content_length is not None and not tap.streamed
+            for header, value in response.raw_headers:
+                lowered = header.lower()
+                if lowered in _RESPONSE_HOP_BY_HOP or (lowered == b"content-length" and not length_known):
+                    continue
+                out.append((lowered, value))
+            if length_known:
+                data = await self._read_all(response, name, url)
+                exchange.responded = True
+                await send({"type": "http.response.start", "status": response.status, "headers": out})
+                record.ttfb_ms = (time.perf_counter() - started) * 1000
+                await send({"type": "http.response.body", "body": data})
+                record.response_bytes = len(data)
+                tap.feed(data)
+            else:
+                exchange.responded = True
+                await send({"type": "http.response.start", "status": response.status, "headers": out})
+                if not await self._stream(response, send, tap, record, started, name):
+                    return  # the upstream broke off: leave the client's connection cut too, as a direct call would
+                await send({"type": "http.response.body", "body": b""})
+            finished = True
+            tap.finish()
+            record.usage = tap.usage
+            record.response_model = tap.model
+        finally:
+            # A fully read response returns its connection to the pool; anything else closes it, which is
+            # also what tells the upstream to stop generating when the client went away.
+            if finished:
+                response.release()
+            else:
+                response.close()
+
+    async def _read_all(self, response, name: str, url) -> bytes:
+        try:
+            return await response.read()
+        except TimeoutError:
+            raise ProxyError(504, "upstream_timeout", f"The upstream {name} ({url.origin()}) stopped answering mid-response.") from None
+        except aiohttp.ClientError as exc:
+            raise ProxyError(502, "upstream_unreachable", f"The upstream {name} ({url.origin()}) broke off its answer: {exc}.") from None
+
+    async def _stream(self, response, send, tap: UsageTap, record: ProxyRecord, started: float, name: str) -> bool:
+        """Relay chunks as they arrive. False when the upstream broke off (timeout or cut connection)."""
+        try:
+            async for chunk in response.content.iter_any():
+                if record.ttfb_ms is None:
+                    record.ttfb_ms = (time.perf_counter() - started) * 1000
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                record.response_bytes += len(chunk)
+                tap.feed(chunk)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            record.outcome = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_cut"
+            record.error = f"The upstream {name} broke off the stream: {type(exc).__name__} {exc}".strip()
+            log.warning("%s (request %s)", record.error, record.request_id)
+            tap.finish()
+            record.usage = tap.usage
+            return False
+        return True
+
+    async def _send_error(self, send, shape: str, error: ProxyError, record: ProxyRecord, started: float) -> None:
+        body = error_body(shape, error.status, error.code, error.message)
+        headers = error_headers(shape, error.status)
+        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"x-ingate-request-id", record.request_id.encode()))
+        headers.append((b"x-ingate-overhead-ms", f"{(time.perf_counter() - started) * 1000:.2f}".encode()))
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(limit: int) -> ProxyError:
+    return ProxyError(413, "request_too_large", f"The request body is larger than this gateway accepts ({limit} bytes; INGATE_MAX_REQUEST_BYTES).")

@@ -1,0 +1,26 @@
+"""Changes to keys, credentials and orgs drop the proxy's cached copies once the change is committed."""
+
+from functools import partial
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from tenancy.models import APIKey, Organization, ProviderCredential
+
+from .invalidation import publish
+
+
+@receiver([post_save, post_delete], sender=APIKey, dispatch_uid="proxy-key-changed")
+def key_changed(sender, instance: APIKey, **kwargs) -> None:
+    transaction.on_commit(partial(publish, "key", instance.prefix))
+
+
+@receiver([post_save, post_delete], sender=ProviderCredential, dispatch_uid="proxy-credential-changed")
+def credential_changed(sender, instance: ProviderCredential, **kwargs) -> None:
+    transaction.on_commit(partial(publish, "credentials", str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")
+def org_changed(sender, instance: Organization, **kwargs) -> None:
+    transaction.on_commit(partial(publish, "org", str(instance.pk)))

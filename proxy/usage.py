@@ -1,0 +1,106 @@
+"""Reads usage off a response as it passes, without holding the stream back: decompresses on the side when
+the upstream compressed it, splits SSE / NDJSON lines, and keeps the raw usage fields each provider sends.
+Normalising them into tokens and cost is the observability app's job."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+# A non-streamed body larger than this is not parsed for usage (e.g. base64 images); it is still relayed.
+_MAX_PARSED_BODY = 4 * 1024 * 1024
+# Lines that can carry usage or the answering model; others are skipped without parsing.
+_INTERESTING = (b"usage", b"Metadata", b"eval_count", b'"model', b"modelVersion")
+
+
+def _collect(obj: Any, usage: dict[str, Any], model: list[str]) -> None:
+    if not isinstance(obj, dict):
+        return
+    for nested in ("message", "response"):  # Anthropic message_start, OpenAI response.completed
+        inner = obj.get(nested)
+        if isinstance(inner, dict):
+            _collect(inner, usage, model)
+    for name in ("usage", "usageMetadata"):  # OpenAI, Anthropic, Azure, compatible; Gemini
+        value = obj.get(name)
+        if isinstance(value, dict):
+            usage.update(value)
+    for name in ("prompt_eval_count", "eval_count"):  # Ollama's final line
+        if name in obj:
+            usage[name] = obj[name]
+    answered = obj.get("model") or obj.get("modelVersion")
+    if isinstance(answered, str) and answered and not model:
+        model.append(answered)
+
+
+class UsageTap:
+    def __init__(self, content_type: str, content_encoding: str):
+        self.streamed = "event-stream" in content_type or "ndjson" in content_type
+        self._json = "json" in content_type
+        encoding = content_encoding.strip().lower()
+        # wbits 47: accept a gzip or zlib header (32 + 15); raw deflate streams use -15.
+        self._inflate = zlib.decompressobj(47) if encoding in ("gzip", "x-gzip", "deflate") else None
+        self._readable = encoding in ("", "identity", "gzip", "x-gzip", "deflate")
+        self._pending = b""
+        self._size = 0
+        self.usage: dict[str, Any] = {}
+        self._model: list[str] = []
+
+    @property
+    def model(self) -> str:
+        return self._model[0] if self._model else ""
+
+    def feed(self, chunk: bytes) -> None:
+        if not self._readable:
+            return
+        try:
+            data = self._inflate.decompress(chunk) if self._inflate else chunk
+        except zlib.error:
+            self._readable = False
+            return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        if self.streamed:
+            self._lines(data)
+        elif self._json:
+            self._size += len(data)
+            if self._size <= _MAX_PARSED_BODY:
+                self._pending += data
+
+    def _lines(self, data: bytes) -> None:
+        buffer = self._pending + data
+        *lines, self._pending = buffer.split(b"\n")
+        for line in lines:
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if line.startswith(b"data:"):
+            line = line[5:]
+        line = line.strip()
+        if not line.startswith(b"{") or not any(marker in line for marker in _INTERESTING):
+            return
+        try:
+            _collect(json.loads(line), self.usage, self._model)
+        except ValueError:
+            pass  # a provider's odd line is not the gateway's problem; the client got it untouched
+
+    def finish(self) -> None:
+        if not self._readable:
+            return
+        if self._inflate is not None:
+            try:
+                tail = self._inflate.flush()
+            except zlib.error:
+                return
+            if tail:
+                self._take(tail)
+        if self.streamed:
+            if self._pending:
+                self._line(self._pending)
+        elif self._pending and self._size <= _MAX_PARSED_BODY:
+            try:
+                _collect(json.loads(self._pending), self.usage, self._model)
+            except ValueError:
+                pass
+        self._pending = b""
