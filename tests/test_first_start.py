@@ -1,5 +1,6 @@
 """The README's run command on a fresh data folder: it serves, prints a working key and an admin login."""
 
+import json
 import os
 import re
 import socket
@@ -9,6 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from tests.fake_provider import DEFAULT_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,11 +28,12 @@ def _embedded_env(tmp_path) -> dict:
     return env
 
 
-def test_up_on_a_fresh_machine_prints_a_key_that_works_and_an_admin_login(tmp_path):
+def test_up_on_a_fresh_machine_prints_a_key_and_a_curl_that_work_and_an_admin_login(tmp_path, fake):
     port = _free_port()
+    env = _embedded_env(tmp_path) | {"OPENAI_API_KEY": "sk-instance-openai", "INGATE_UPSTREAM_OPENAI": fake.url}
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "up", "--port", str(port)],
-        cwd=ROOT, env=_embedded_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         banner = ""
@@ -49,6 +53,11 @@ def test_up_on_a_fresh_machine_prints_a_key_that_works_and_an_admin_login(tmp_pa
                 assert time.monotonic() < deadline, banner
                 time.sleep(0.2)
         assert health.status_code == 200 and health.json()["checks"]["database"]["engine"] == "sqlite"
+        # The printed curl, run as a user would paste it, is answered by the provider through the gateway.
+        curl = re.search(r"Try it:\n(.+?)\n\n", banner, re.S).group(1)
+        answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=20)
+        assert json.loads(answer.stdout)["choices"][0]["message"]["content"] == DEFAULT_TEXT, answer
+        assert fake.last_request.headers["authorization"] == "Bearer sk-instance-openai"
         me = httpx.get(f"http://127.0.0.1:{port}/ingate/api/v1/me/", headers={"Authorization": f"Bearer {key}"})
         assert me.status_code == 200 and me.json()["org"] == "demo"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:

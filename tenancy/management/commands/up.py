@@ -20,12 +20,42 @@ BANNER = """
   Gateway key     {key}
 
   Try it:
-    curl -s {base}/ingate/api/v1/me/ -H "Authorization: Bearer {key_or_var}"
-
-  Point an SDK at it (the gateway key replaces your provider key):
+{example}
+{credential_note}
+  Point an SDK or agent at it (the gateway key replaces your provider key):
     OPENAI_BASE_URL={base}/v1  OPENAI_API_KEY={key_or_var}
     ANTHROPIC_BASE_URL={base}  ANTHROPIC_API_KEY={key_or_var}
 """
+
+# One request per provider, in the provider's own shape; the banner shows the first one configured.
+EXAMPLES = {
+    "openai": (
+        "    curl -s {base}/v1/chat/completions -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\\n"
+        "      -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+    ),
+    "anthropic": (
+        "    curl -s {base}/v1/messages -H \"x-api-key: {key}\" -H 'anthropic-version: 2023-06-01' "
+        "-H 'Content-Type: application/json' \\\n"
+        "      -d '{{\"model\": \"claude-haiku-4-5\", \"max_tokens\": 256, "
+        "\"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+    ),
+    "gemini": (
+        "    curl -s {base}/v1beta/models/gemini-2.5-flash:generateContent -H \"x-goog-api-key: {key}\" "
+        "-H 'Content-Type: application/json' \\\n"
+        "      -d '{{\"contents\": [{{\"parts\": [{{\"text\": \"Hello\"}}]}}]}}'"
+    ),
+}
+
+
+def _example(base: str, key: str) -> tuple[str, str]:
+    """The curl for the first provider with an instance credential, and a note when there is none."""
+    configured = [name for name in EXAMPLES if settings.INGATE_PROVIDER_ENV[name]["api_key"]]
+    provider = configured[0] if configured else "openai"
+    note = "" if configured else (
+        "    (No provider key is configured yet: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY before\n"
+        "     starting, or add a provider credential to the demo organization in the admin.)\n"
+    )
+    return EXAMPLES[provider].format(base=base, key=key), note
 
 
 class Command(BaseCommand):
@@ -52,7 +82,10 @@ class Command(BaseCommand):
             login = "(your existing admin user)"
             key = "(printed on first start; create another: python manage.py create_gateway_key --org demo --app demo-app)"
             key_or_var = "$INGATE_KEY"
-        self.stdout.write(BANNER.format(base=base, login=login, key=key, key_or_var=key_or_var))
+        example, note = _example(base, key_or_var)
+        self.stdout.write(
+            BANNER.format(base=base, login=login, key=key, key_or_var=key_or_var, example=example, credential_note=note)
+        )
         sys.stdout.flush()
         if no_serve:
             return
