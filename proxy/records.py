@@ -47,7 +47,7 @@ class RecordSink(Protocol):
 
 
 class CountingSink:
-    """Counts records by outcome; keeps the last few for inspection (tests, the health page)."""
+    """Counts records by outcome; keeps the last few, without their request bodies, for inspection."""
 
     def __init__(self, keep: int = 100):
         self.counts: collections.Counter[str] = collections.Counter()
@@ -55,4 +55,5 @@ class CountingSink:
 
     def submit(self, record: ProxyRecord) -> None:
         self.counts[record.outcome] += 1
+        record.body = None  # a coding agent's request can be megabytes; nothing here reads it
         self.recent.append(record)

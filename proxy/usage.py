@@ -4,9 +4,10 @@ Normalising them into tokens and cost is the observability app's job."""
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
+
+import orjson
 
 # A non-streamed body larger than this is not parsed for usage (e.g. base64 images); it is still relayed.
 _MAX_PARSED_BODY = 4 * 1024 * 1024
@@ -81,7 +82,7 @@ class UsageTap:
         if not line.startswith(b"{") or not any(marker in line for marker in _INTERESTING):
             return
         try:
-            _collect(json.loads(line), self.usage, self._model)
+            _collect(orjson.loads(line), self.usage, self._model)
         except ValueError:
             pass  # a provider's odd line is not the gateway's problem; the client got it untouched
 
@@ -100,7 +101,7 @@ class UsageTap:
                 self._line(self._pending)
         elif self._pending and self._size <= _MAX_PARSED_BODY:
             try:
-                _collect(json.loads(self._pending), self.usage, self._model)
+                _collect(orjson.loads(self._pending), self.usage, self._model)
             except ValueError:
                 pass
         self._pending = b""

@@ -104,5 +104,6 @@ class Command(BaseCommand):
             access_log=False,
             log_level="warning",
             server_header=False,
+            proxy_headers=False,  # Django reads X-Forwarded-* itself, and only with INGATE_BEHIND_PROXY
             date_header=False,  # the upstream's Date header is relayed; a second one would confuse clients
         )
