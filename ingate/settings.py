@@ -247,7 +247,15 @@ INGATE_KEY_CACHE_TTL = env.float("INGATE_KEY_CACHE_TTL", default=60.0)
 # Unknown keys are remembered for less time, so a key created a moment ago works almost at once.
 INGATE_KEY_CACHE_MISS_TTL = env.float("INGATE_KEY_CACHE_MISS_TTL", default=5.0)
 # Where the proxy hands each finished request's record (a dotted path to a class with submit(record)).
-INGATE_RECORD_SINK = env.str("INGATE_RECORD_SINK", default="proxy.records.CountingSink")
+INGATE_RECORD_SINK = env.str("INGATE_RECORD_SINK", default="observability.pipeline.RecordPipeline")
+# The record writer: rows per insert, seconds between flushes (records reach the dashboard within this), the
+# most records held in memory while the database (and Redis) are unreachable, and how long an entry read
+# from the Redis stream by a writer that died waits before another writer takes it over.
+INGATE_RECORD_BATCH_SIZE = env.int("INGATE_RECORD_BATCH_SIZE", default=500)
+INGATE_RECORD_FLUSH_SECONDS = env.float("INGATE_RECORD_FLUSH_SECONDS", default=0.2)
+INGATE_RECORD_MAX_PENDING = env.int("INGATE_RECORD_MAX_PENDING", default=200_000)
+INGATE_RECORD_CLAIM_SECONDS = env.float("INGATE_RECORD_CLAIM_SECONDS", default=30.0)
+INGATE_RECORD_STREAM = env.str("INGATE_RECORD_STREAM", default="ingate:records")
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

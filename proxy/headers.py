@@ -113,9 +113,12 @@ class Incoming:
                 own_key = True
         return (found.decode("latin-1") if found else None), own_key
 
-    def upstream_headers(self, auth: tuple[tuple[str, str], ...], passthrough: bool) -> list[tuple[str, str]]:
-        """The forwarded headers plus either the client's own key headers or the stored credential."""
-        headers = list(self.forward)
+    def upstream_headers(
+        self, auth: tuple[tuple[str, str], ...], passthrough: bool, *, identity: bool = False
+    ) -> list[tuple[str, str]]:
+        """The forwarded headers plus either the client's own key headers or the stored credential.
+        `identity`: ask for an uncompressed answer (the gateway must edit the stream it relays)."""
+        headers = [h for h in self.forward if h[0] != "accept-encoding"] if identity else list(self.forward)
         if passthrough:
             for name, (key, value) in self.keys.items():
                 if not key.startswith(_MARKER):  # a gateway key never reaches an upstream

@@ -17,19 +17,26 @@ class ProviderSpec:
     env_base_url: str = ""  # the SDK's own variable for the upstream address, where it has one
     compatible: bool = False  # OpenAI-compatible: reached by name, its base URL already ends in the API version
     needs_secret: bool = True
+    # Accepts stream_options.include_usage on chat completions: the gateway asks for usage on streams whose
+    # client did not, and hides the extra chunk from the client (providers that reject unknown fields don't).
+    stream_usage_option: bool = False
 
 
 _BUILTIN = [
-    ProviderSpec("openai", "OpenAI", "https://api.openai.com", "bearer", "openai", "OPENAI_API_KEY"),
+    ProviderSpec("openai", "OpenAI", "https://api.openai.com", "bearer", "openai", "OPENAI_API_KEY", stream_usage_option=True),
     ProviderSpec("anthropic", "Anthropic", "https://api.anthropic.com", "x-api-key", "anthropic", "ANTHROPIC_API_KEY"),
     # Azure has no global endpoint: each resource has its own (AZURE_OPENAI_ENDPOINT or the credential's base URL).
-    ProviderSpec("azure", "Azure OpenAI", "", "api-key", "openai", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"),
+    ProviderSpec(
+        "azure", "Azure OpenAI", "", "api-key", "openai", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+        stream_usage_option=True,
+    ),
     ProviderSpec(
         "gemini", "Google Gemini", "https://generativelanguage.googleapis.com", "x-goog-api-key", "gemini", "GEMINI_API_KEY"
     ),
     ProviderSpec("ollama", "Ollama", "http://127.0.0.1:11434", "bearer", "ollama", "", "OLLAMA_HOST", needs_secret=False),
 ]
 
+_STREAM_USAGE = {"groq", "deepseek", "xai", "together", "fireworks"}
 _COMPATIBLE = [
     ("groq", "Groq", "https://api.groq.com/openai/v1"),
     ("mistral", "Mistral", "https://api.mistral.ai/v1"),
@@ -44,7 +51,13 @@ _COMPATIBLE = [
 
 REGISTRY: dict[str, ProviderSpec] = {spec.name: spec for spec in _BUILTIN}
 REGISTRY.update(
-    (name, ProviderSpec(name, label, url, "bearer", "openai", f"{name.upper()}_API_KEY", compatible=True))
+    (
+        name,
+        ProviderSpec(
+            name, label, url, "bearer", "openai", f"{name.upper()}_API_KEY", compatible=True,
+            stream_usage_option=name in _STREAM_USAGE,
+        ),
+    )
     for name, label, url in _COMPATIBLE
 )
 

@@ -27,6 +27,7 @@ class ProxyRecord:
     # how the exchange ended: ok, upstream_error (the provider answered 4xx/5xx), gateway_error (Ingate refused
     # it), upstream_unreachable, upstream_timeout, client_disconnect, upstream_cut (the stream broke off)
     outcome: str = "ok"
+    error_type: str = ""  # Ingate's code for errors it raised itself (invalid_gateway_key, upstream_timeout, …)
     error: str = ""
     passthrough: bool = False  # the client's own provider key was forwarded
     started_at: float = 0.0  # wall clock, seconds since the epoch

@@ -29,7 +29,7 @@ from .errors import ProxyError, error_body, error_headers
 from .headers import Incoming, split_query
 from .providers import REGISTRY, Route, detect
 from .records import ProxyRecord
-from .usage import UsageTap
+from .usage import HiddenUsage, UsageTap
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 _RESPONSE_HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"proxy-authenticate", b"trailer", b"upgrade"}
 )
-# Attribution headers kept on the record for the observability app (the key headers never are).
-_RECORDED_HEADERS = (b"user-agent", b"x-claude-code-session-id", b"session-id", b"x-session-id")
+
+
+# Errors the gateway answers for the upstream, by code; everything else it refused itself.
+_OUTCOMES = {"upstream_unreachable": "upstream_unreachable", "upstream_timeout": "upstream_timeout"}
 
 
 def new_request_id() -> str:
@@ -107,7 +109,10 @@ class ProxyApp:
         )
         environment = environment_upstreams(settings.INGATE_PROVIDER_ENV, settings.INGATE_AZURE_API_VERSION)
         self.credentials = CredentialCache(self.db, environment, ttl=settings.INGATE_KEY_CACHE_TTL)
+        previous = getattr(self, "sink", None)
         self.sink = import_string(settings.INGATE_RECORD_SINK)()
+        if previous is not None and hasattr(previous, "close"):
+            previous.close()
 
     def _on_setting_changed(self, setting: str, **kwargs) -> None:
         # Tests change settings between requests; a running gateway never does.
@@ -164,6 +169,8 @@ class ProxyApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._stop()
+                if hasattr(self.sink, "close"):  # flush the records still in memory
+                    await asyncio.get_running_loop().run_in_executor(None, self.sink.close)
                 self.db.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -226,15 +233,16 @@ class ProxyApp:
 
             body = await self._read_body(receive, incoming.content_length)
             record.request_bytes = len(body)
-            self._inspect_body(body, incoming, route, record)
+            body, hide_usage = self._inspect_body(body, incoming, route, record, upstream.spec.stream_usage_option)
             watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, exchange))
 
-            headers = incoming.upstream_headers(upstream.auth_headers, own_key)
+            headers = incoming.upstream_headers(upstream.auth_headers, own_key, identity=hide_usage)
             url = URL(upstream.url(route.path, query), encoded=True)
             record.request_headers = self._attribution(incoming, scope)
-            await self._relay(url, headers, body, scope, send, record, exchange, started, upstream.name)
+            await self._relay(url, headers, body, scope, send, record, exchange, started, upstream.name, hide_usage)
         except ProxyError as exc:
-            record.status, record.outcome, record.error = exc.status, "gateway_error", exc.message
+            record.status, record.error_type, record.error = exc.status, exc.code, exc.message
+            record.outcome = _OUTCOMES.get(exc.code, "gateway_error")
             await self._send_error(send, shape, exc, record, started)
         except ClientGone:
             record.outcome = "client_disconnect"
@@ -275,31 +283,46 @@ class ProxyApp:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     @staticmethod
-    def _inspect_body(body: bytes, incoming: Incoming, route: Route, record: ProxyRecord) -> None:
-        """Read the model and stream flag for the record; the body itself is forwarded byte for byte."""
+    def _inspect_body(
+        body: bytes, incoming: Incoming, route: Route, record: ProxyRecord, can_ask_usage: bool
+    ) -> tuple[bytes, bool]:
+        """Read the model and stream flag for the record. The body goes on byte for byte, with one exception:
+        an OpenAI-style chat stream without `stream_options.include_usage` gets it added (usage is otherwise
+        never reported), and True comes back so the relay hides the extra chunk from the client."""
         if route.endpoint.endswith("streamGenerateContent"):
             record.stream = True
         if not body or ("json" not in incoming.content_type and not (not incoming.content_type and body[:1] == b"{")):
-            return
+            return body, False
         try:
             parsed = orjson.loads(body)  # ~4x faster than json on the 100+ KB bodies coding agents send
         except ValueError as exc:
             raise ProxyError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
-        if isinstance(parsed, dict):
-            model = parsed.get("model")
-            if isinstance(model, str) and model:
-                record.model = model
-            stream = parsed.get("stream")
-            if route.provider == "ollama" and route.endpoint in ("chat", "generate"):
-                stream = stream is not False  # Ollama streams unless told not to
-            record.stream = record.stream or stream is True
-            record.body = parsed
+        if not isinstance(parsed, dict):
+            return body, False
+        model = parsed.get("model")
+        if isinstance(model, str) and model:
+            record.model = model
+        stream = parsed.get("stream")
+        if route.provider == "ollama" and route.endpoint in ("chat", "generate"):
+            stream = stream is not False  # Ollama streams unless told not to
+        record.stream = record.stream or stream is True
+        record.body = parsed
+        if not (can_ask_usage and stream is True and route.endpoint == "chat.completions"):
+            return body, False
+        options = parsed.get("stream_options")
+        if options is None:
+            # Prepending a key leaves every message byte where it was.
+            return b'{"stream_options":{"include_usage":true},' + body.lstrip()[1:], True
+        if isinstance(options, dict) and not options.get("include_usage"):
+            return orjson.dumps({**parsed, "stream_options": {**options, "include_usage": True}}), True
+        return body, False
 
     @staticmethod
     def _attribution(incoming: Incoming, scope) -> dict[str, str]:
         found = {name.decode(): value.decode("latin-1") for name, value in incoming.ingate.items() if name != b"x-ingate-key"}
         for name, value in scope["headers"]:
-            if name in _RECORDED_HEADERS:
+            # What agents already send: user-agent, Codex's session-id, x-<vendor>-session-id (Claude Code's …).
+            if name in (b"user-agent", b"session-id") or (name.startswith(b"x-") and name.endswith(b"-session-id")):
                 found[name.decode()] = value.decode("latin-1")
         return found
 
@@ -312,7 +335,10 @@ class ProxyApp:
             exchange.task.cancel()
             exchange.task = None
 
-    async def _relay(self, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange, started: float, name: str):
+    async def _relay(
+        self, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange, started: float, name: str,
+        hide_usage: bool,
+    ):
         sent_at = time.perf_counter()
         record.overhead_ms = (sent_at - started) * 1000
         try:
@@ -357,7 +383,8 @@ class ProxyApp:
             else:
                 exchange.responded = True
                 await send({"type": "http.response.start", "status": response.status, "headers": out})
-                if not await self._stream(response, send, tap, record, started, name):
+                edit = HiddenUsage() if hide_usage and tap.streamed else None
+                if not await self._stream(response, send, tap, record, started, name, edit):
                     return  # the upstream broke off: leave the client's connection cut too, as a direct call would
                 await send({"type": "http.response.body", "body": b""})
             finished = True
@@ -380,15 +407,23 @@ class ProxyApp:
         except aiohttp.ClientError as exc:
             raise ProxyError(502, "upstream_unreachable", f"The upstream {name} ({url.origin()}) broke off its answer: {exc}.") from None
 
-    async def _stream(self, response, send, tap: UsageTap, record: ProxyRecord, started: float, name: str) -> bool:
+    async def _stream(
+        self, response, send, tap: UsageTap, record: ProxyRecord, started: float, name: str, edit: HiddenUsage | None
+    ) -> bool:
         """Relay chunks as they arrive. False when the upstream broke off (timeout or cut connection)."""
         try:
             async for chunk in response.content.iter_any():
+                tap.feed(chunk)
+                if edit is not None:
+                    chunk = edit.feed(chunk)
+                    if not chunk:
+                        continue
                 if record.ttfb_ms is None:
                     record.ttfb_ms = (time.perf_counter() - started) * 1000
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 record.response_bytes += len(chunk)
-                tap.feed(chunk)
+            if edit is not None and (rest := edit.flush()):
+                await send({"type": "http.response.body", "body": rest, "more_body": True})
         except (TimeoutError, aiohttp.ClientError) as exc:
             record.outcome = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_cut"
             record.error = f"The upstream {name} broke off the stream: {type(exc).__name__} {exc}".strip()

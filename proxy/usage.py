@@ -105,3 +105,28 @@ class UsageTap:
             except ValueError:
                 pass
         self._pending = b""
+
+
+class HiddenUsage:
+    """For a stream whose client did not ask for usage but the gateway did: drop the usage-only final chunk
+    and the `"usage":null` OpenAI then adds to every chunk, so the client gets what it asked for."""
+
+    def __init__(self):
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._buffer + chunk
+        cut = data.rfind(b"\n\n")
+        if cut < 0:  # hold a partial event until its end arrives
+            self._buffer = data
+            return b""
+        complete, self._buffer = data[: cut + 2], data[cut + 2 :]
+        if b'"usage"' not in complete:
+            return complete
+        events = complete.split(b"\n\n")[:-1]
+        kept = [e for e in events if not (b'"choices":[]' in e and b'"usage":{' in e)]
+        return b"".join(e.replace(b',"usage":null', b"") + b"\n\n" for e in kept)
+
+    def flush(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest

@@ -95,6 +95,14 @@ SCOPE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
     Scope.ADMIN: _ADMIN,
 }
 
+def grant(model: type[Model], *, roles: dict[str, set[str]], scopes: dict[str, set[str]] | None = None) -> None:
+    """Let other apps put their org-scoped models under the same rules (called from AppConfig.ready)."""
+    for role, actions in roles.items():
+        ROLE_PERMISSIONS[role][model] = set(actions)
+    for scope, actions in (scopes or {}).items():
+        SCOPE_PERMISSIONS.setdefault(scope, {})[model] = set(actions)
+
+
 # How each model reaches its organization.
 _ORG_PATH: dict[type[Model], str] = {
     Organization: "pk",

@@ -87,6 +87,7 @@ def gateway(gateway_server, fake, settings, transactional_db):
     """
     settings.INGATE_PROVIDER_ENV = upstream_env(fake.url)
     settings.INGATE_AZURE_API_VERSION = ""
+    settings.INGATE_RECORD_SINK = "proxy.records.CountingSink"  # proxy tests look at what the proxy handed over
     yield gateway_server
 
 

@@ -49,7 +49,7 @@ def test_unreachable_upstream_is_a_502_naming_it_in_each_providers_shape(gateway
     assert caught.value.status_code == 502
     assert caught.value.body["type"] == "error" and caught.value.body["error"]["type"] == "api_error"
     assert "upstream anthropic" in caught.value.body["error"]["message"]
-    assert [r.outcome for r in gateway.wait_for_records(2)] == ["gateway_error", "gateway_error"]
+    assert [r.outcome for r in gateway.wait_for_records(2)] == ["upstream_unreachable", "upstream_unreachable"]
 
 
 def test_silent_upstream_is_a_504_and_the_upstream_request_is_dropped(gateway, auth, fake, settings):

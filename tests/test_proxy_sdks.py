@@ -255,3 +255,30 @@ def test_first_streamed_chunk_reaches_the_client_before_the_upstream_finishes(ga
     assert first and rest
     # Four 150 ms gaps: a buffering relay would deliver the first piece only after ~0.6 s.
     assert first_at < 0.3 and total > 0.5
+
+
+def test_stream_without_include_usage_is_still_metered_and_the_client_sees_no_usage(gateway, gateway_key, fake):
+    _, plaintext = gateway_key
+    body = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}).encode()
+    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json", "x-fake-chunks": "6"}
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", content=body, headers=headers) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert all('"usage"' not in line for line in lines)  # neither the usage chunk nor "usage": null
+    assert lines[-1] == "data: [DONE]"
+    assert json.loads(lines[-2][6:])["choices"][0]["finish_reason"] == "stop"
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or "" for line in lines[:-1])
+    assert text == DEFAULT_TEXT
+    upstream = fake.last_request
+    assert upstream.json()["stream_options"] == {"include_usage": True}
+    assert upstream.body.endswith(body[1:])  # the messages themselves went on byte for byte
+    (record,) = gateway.wait_for_records(1)
+    assert record.usage["completion_tokens"] == completion_tokens()
+
+
+def test_providers_that_reject_unknown_fields_get_the_body_untouched(gateway, gateway_key, fake):
+    _, plaintext = gateway_key
+    body = json.dumps({"model": "mistral-small", "messages": MESSAGES, "stream": True}).encode()
+    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
+    with httpx.stream("POST", gateway.url + "/p/mistral/v1/chat/completions", content=body, headers=headers) as response:
+        response.read()
+    assert fake.last_request.body == body

@@ -1,0 +1,144 @@
+"""Request records: one lean row per proxied request, its bodies in a table of their own, and the per-org
+settings and price overrides that shape them."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.db import models
+from django.utils import timezone
+
+from tenancy.models import APIKey, App, Organization, Team
+
+
+class Outcome(models.TextChoices):
+    OK = "ok", "Completed"
+    UPSTREAM_ERROR = "upstream_error", "Provider error"
+    GATEWAY_ERROR = "gateway_error", "Refused by Ingate"
+    UPSTREAM_UNREACHABLE = "upstream_unreachable", "Provider unreachable"
+    UPSTREAM_TIMEOUT = "upstream_timeout", "Provider timed out"
+    UPSTREAM_CUT = "upstream_cut", "Provider broke off the stream"
+    CLIENT_DISCONNECT = "client_disconnect", "Client went away"
+
+
+class UsageSource(models.TextChoices):
+    REPORTED = "reported", "Reported by the provider"
+    ESTIMATED = "estimated", "Estimated by Ingate"
+    NONE = "none", "Not available"
+
+
+class RequestRecord(models.Model):
+    """What happened to one request. The id is the `X-Ingate-Request-Id` the client received."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    team = models.ForeignKey(Team, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    app = models.ForeignKey(App, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    key = models.ForeignKey(APIKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    provider = models.CharField(max_length=64)
+    endpoint = models.CharField(max_length=64)
+    model = models.CharField(max_length=200, blank=True, help_text="As requested.")
+    response_model = models.CharField(max_length=200, blank=True, help_text="As the provider answered.")
+    status = models.PositiveSmallIntegerField(default=0)
+    outcome = models.CharField(max_length=24, choices=Outcome.choices, default=Outcome.OK)
+    error_type = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    stream = models.BooleanField(default=False)
+    passthrough = models.BooleanField(default=False, help_text="The client's own provider key was used.")
+
+    # Input counts every prompt token, cached ones included, whatever the provider's own convention.
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cache_read_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cache_write_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usage_source = models.CharField(max_length=10, choices=UsageSource.choices, default=UsageSource.NONE)
+
+    # USD. Null when the model's price is unknown: never guessed as zero.
+    cost_input = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    cost_output = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    cost_cache = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    cost_total = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    price_source = models.CharField(max_length=40, blank=True, help_text="genai-prices@<version>, override, free")
+
+    total_ms = models.FloatField(default=0)
+    ttfb_ms = models.FloatField(null=True, blank=True)
+    upstream_ms = models.FloatField(default=0)
+    overhead_ms = models.FloatField(default=0)
+
+    session_id = models.CharField(max_length=200, blank=True)
+    session_path = models.CharField(max_length=500, blank=True)
+    session_name = models.CharField(max_length=200, blank=True)
+    user_id = models.CharField(max_length=200, blank=True)
+    properties = models.JSONField(default=dict, blank=True)
+    client = models.CharField(max_length=64, blank=True, help_text="claude-cli, openai-python, aider, …")
+    user_agent = models.CharField(max_length=300, blank=True)
+    request_bytes = models.PositiveIntegerField(default=0)
+    response_bytes = models.PositiveIntegerField(default=0)
+    cache_hit = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["org", "-created_at"], name="record_org_time"),
+            models.Index(fields=["org", "session_id", "created_at"], name="record_org_session"),
+            models.Index(fields=["org", "user_id", "-created_at"], name="record_org_user"),
+            models.Index(fields=["org", "model", "-created_at"], name="record_org_model"),
+            models.Index(fields=["org", "app", "-created_at"], name="record_org_app"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.endpoint} {self.model} ({self.status})"
+
+    @property
+    def priced(self) -> bool:
+        return self.cost_total is not None
+
+
+class RequestBody(models.Model):
+    """Bodies live apart from the records, so scans and aggregates never read them."""
+
+    record = models.OneToOneField(RequestRecord, on_delete=models.CASCADE, primary_key=True, related_name="body")
+    request = models.TextField(blank=True)
+    response = models.TextField(blank=True, help_text="Streamed answers are stored reassembled as text.")
+    truncated = models.BooleanField(default=False)
+
+
+class BodyMode(models.TextChoices):
+    OFF = "off", "Keep nothing of the bodies"
+    METADATA = "metadata", "Metadata only (tokens, model, timings)"
+    FULL = "full", "Full bodies (size-capped)"
+
+
+class ObservabilitySettings(models.Model):
+    org = models.OneToOneField(Organization, on_delete=models.CASCADE, primary_key=True, related_name="observability")
+    body_mode = models.CharField(max_length=10, choices=BodyMode.choices, default=BodyMode.METADATA)
+    body_max_bytes = models.PositiveIntegerField(default=256 * 1024)
+    retention_days = models.PositiveIntegerField(default=30)
+
+    class Meta:
+        verbose_name_plural = "observability settings"
+
+    def __str__(self) -> str:
+        return f"observability of {self.org}"
+
+
+class PriceOverride(models.Model):
+    """An org's own price for a model (fine-tuned, negotiated, self-hosted), in USD per million tokens."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="price_overrides")
+    model = models.CharField(max_length=200, help_text="The model name as requested or answered.")
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    cache_read_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "model"], name="price_override_unique_model")]
+
+    def __str__(self) -> str:
+        return f"{self.org.slug}: {self.model}"

@@ -1,0 +1,105 @@
+"""A proxy record turned into a request-record row: tokens normalised, cost priced, request attributed.
+Runs in the writer thread, never on the event loop."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from decimal import Decimal
+from typing import Any
+
+from proxy.records import ProxyRecord
+
+from .attribution import attribute
+from .models import PriceOverride, RequestRecord, UsageSource
+from .pricing import Override, cost_of
+from .usage import normalize
+
+_OVERRIDE_TTL = 30.0
+
+
+class PriceOverrides:
+    """Each org's overrides, read at most every 30 s by the writer (an edit shows up within that)."""
+
+    def __init__(self):
+        self._cache: dict[int, tuple[float, dict[str, Override]]] = {}
+
+    def of(self, org_id: int) -> dict[str, Override]:
+        hit = self._cache.get(org_id)
+        if hit is not None and time.monotonic() - hit[0] < _OVERRIDE_TTL:
+            return hit[1]
+        overrides = {
+            row.model: Override(row.input_per_mtok, row.output_per_mtok, row.cache_read_per_mtok, row.cache_write_per_mtok)
+            for row in PriceOverride.objects.filter(org_id=org_id)
+        }
+        self._cache[org_id] = (time.monotonic(), overrides)
+        return overrides
+
+
+def build_row(record: ProxyRecord, overrides: dict[str, Override]) -> dict[str, Any]:
+    """The RequestRecord field values for one proxied request (plain data: it may travel through Redis)."""
+    tokens = normalize(record.provider, record.usage)
+    who = attribute(record.request_headers, record.body)
+    row: dict[str, Any] = {
+        "id": record.request_id,
+        "org_id": record.org_id,
+        "team_id": record.team_id,
+        "app_id": record.app_id,
+        "key_id": record.key_id,
+        "created_at": datetime.datetime.fromtimestamp(record.started_at, datetime.timezone.utc).isoformat(),
+        "provider": record.provider[:64],
+        "endpoint": record.endpoint[:64],
+        "model": record.model[:200],
+        "response_model": record.response_model[:200],
+        "status": record.status,
+        "outcome": record.outcome,
+        "error_type": record.error_type[:64],
+        "error": record.error[:2000],
+        "stream": record.stream,
+        "passthrough": record.passthrough,
+        "total_ms": round(record.total_ms, 3),
+        "ttfb_ms": None if record.ttfb_ms is None else round(record.ttfb_ms, 3),
+        "upstream_ms": round(record.upstream_ms, 3),
+        "overhead_ms": round(record.overhead_ms, 3),
+        "session_id": who.session_id,
+        "session_path": who.session_path,
+        "session_name": who.session_name,
+        "user_id": who.user_id,
+        "properties": who.properties,
+        "client": who.client,
+        "user_agent": record.request_headers.get("user-agent", "")[:300],
+        "request_bytes": record.request_bytes,
+        "response_bytes": record.response_bytes,
+    }
+    if tokens is not None:
+        row.update(
+            input_tokens=tokens.input,
+            output_tokens=tokens.output,
+            cache_read_tokens=tokens.cache_read,
+            cache_write_tokens=tokens.cache_write,
+            reasoning_tokens=tokens.reasoning,
+            total_tokens=tokens.total,
+            usage_source=UsageSource.REPORTED,
+        )
+        cost = cost_of(tokens, provider=record.provider, models=[record.response_model, record.model], overrides=overrides)
+        if cost is not None:
+            row.update(
+                cost_input=str(cost.input),
+                cost_output=str(cost.output),
+                cost_cache=str(cost.cache),
+                cost_total=str(cost.total),
+                price_source=cost.source,
+            )
+    return row
+
+
+_DECIMALS = ("cost_input", "cost_output", "cost_cache", "cost_total")
+
+
+def to_model(row: dict[str, Any]) -> RequestRecord:
+    values = dict(row)
+    values["created_at"] = datetime.datetime.fromisoformat(values["created_at"])
+    for name in _DECIMALS:
+        if values.get(name) is not None:
+            values[name] = Decimal(values[name])
+    return RequestRecord(**values)

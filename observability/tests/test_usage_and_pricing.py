@@ -1,0 +1,99 @@
+"""Token counts from each provider's own usage shape, and their price."""
+
+from decimal import Decimal
+
+import pytest
+
+from observability.pricing import PRICE_TABLE, Override, cost_of
+from observability.usage import Tokens, normalize
+
+# Usage objects as the providers send them (fields copied from captured responses).
+OPENAI_CHAT = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 300,
+    "total_tokens": 1500,
+    "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 128, "audio_tokens": 0},
+}
+OPENAI_RESPONSES = {
+    "input_tokens": 900,
+    "input_tokens_details": {"cached_tokens": 512},
+    "output_tokens": 200,
+    "output_tokens_details": {"reasoning_tokens": 64},
+    "total_tokens": 1100,
+}
+# Anthropic streams: message_start's usage, then message_delta's, merged in that order by the proxy.
+ANTHROPIC_STREAM = {
+    "input_tokens": 25,
+    "cache_creation_input_tokens": 2000,
+    "cache_read_input_tokens": 30000,
+    "output_tokens": 412,
+    "service_tier": "standard",
+}
+GEMINI = {
+    "promptTokenCount": 800,
+    "candidatesTokenCount": 150,
+    "cachedContentTokenCount": 400,
+    "thoughtsTokenCount": 90,
+    "totalTokenCount": 1040,
+}
+OLLAMA = {"prompt_eval_count": 26, "eval_count": 298}
+
+
+@pytest.mark.parametrize(
+    "provider, raw, expected",
+    [
+        ("openai", OPENAI_CHAT, Tokens(1200, 300, 1024, 0, 128)),
+        ("azure", OPENAI_CHAT, Tokens(1200, 300, 1024, 0, 128)),
+        ("groq", {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}, Tokens(10, 5)),
+        ("openai", {"prompt_tokens": 8, "total_tokens": 8}, Tokens(8, 0)),  # embeddings
+        ("openai", OPENAI_RESPONSES, Tokens(900, 200, 512, 0, 64)),
+        ("anthropic", ANTHROPIC_STREAM, Tokens(32025, 412, 30000, 2000, 0)),
+        ("gemini", GEMINI, Tokens(800, 240, 400, 0, 90)),
+        ("ollama", OLLAMA, Tokens(26, 298)),
+    ],
+)
+def test_each_providers_usage_becomes_the_same_token_counts(provider, raw, expected):
+    assert normalize(provider, raw) == expected
+
+
+def test_no_usage_is_none_not_zero():
+    assert normalize("openai", {}) is None
+    assert normalize("openai", {"unrelated": 1}) is None
+
+
+def test_openai_cached_tokens_are_not_billed_twice():
+    # gpt-4o-mini: $0.15 input, $0.075 cached input, $0.60 output per million tokens.
+    cost = cost_of(Tokens(1_000_000, 1_000_000, 400_000), provider="openai", models=["gpt-4o-mini-2024-07-18"], overrides={})
+    assert cost.input == Decimal("0.09")  # 600k uncached
+    assert cost.cache == Decimal("0.03")  # 400k cached at half price
+    assert cost.output == Decimal("0.6")
+    assert cost.total == Decimal("0.72") and cost.source == PRICE_TABLE
+
+
+def test_anthropic_cache_reads_and_writes_are_priced_at_their_own_rates():
+    # claude-haiku-4-5: $1 input, $0.10 cache read, $1.25 cache write (5 min), $5 output per million.
+    tokens = normalize("anthropic", {"input_tokens": 1_000_000, "cache_read_input_tokens": 2_000_000,
+                                     "cache_creation_input_tokens": 1_000_000, "output_tokens": 100_000})
+    cost = cost_of(tokens, provider="anthropic", models=["claude-haiku-4-5-20251001"], overrides={})
+    assert cost.input == Decimal("1")
+    assert cost.cache == Decimal("1.45")  # 2M x 0.10 + 1M x 1.25
+    assert cost.output == Decimal("0.5")
+
+
+def test_answered_model_is_priced_first_then_the_requested_one():
+    cost = cost_of(Tokens(1_000_000, 0), provider="openai", models=["my-alias", "gpt-4o-mini"], overrides={})
+    assert cost.input == Decimal("0.15")
+
+
+def test_org_override_wins_and_prices_cache_at_input_rate_unless_given():
+    overrides = {"ft:gpt-4o-mini:acme::x1": Override(Decimal("0.30"), Decimal("1.20"))}
+    cost = cost_of(Tokens(2_000_000, 1_000_000, 1_000_000), provider="openai", models=["ft:gpt-4o-mini:acme::x1"], overrides=overrides)
+    assert (cost.input, cost.cache, cost.output, cost.source) == (Decimal("0.3"), Decimal("0.3"), Decimal("1.2"), "override")
+
+
+def test_ollama_is_free_unless_overridden_and_unknown_models_have_no_price():
+    free = cost_of(Tokens(5000, 500), provider="ollama", models=["llama3.2"], overrides={})
+    assert free.total == 0 and free.source == "free"
+    assert cost_of(Tokens(5000, 500), provider="openai", models=["gpt-nonexistent-9"], overrides={}) is None
+    assert cost_of(Tokens(5000, 500), provider="my-vllm", models=["qwen-local"], overrides={}) is None

@@ -1,0 +1,147 @@
+"""Every request through the gateway becomes a priced, attributed record in the database within moments."""
+
+import time
+import uuid
+from decimal import Decimal
+
+import anthropic
+import openai
+import pytest
+from django.conf import settings as django_settings
+
+from observability.models import RequestRecord
+from observability.pipeline import RecordPipeline
+from proxy.records import ProxyRecord
+from tests.fake_provider import completion_tokens
+
+
+@pytest.fixture
+def recording(gateway, settings):
+    """The gateway with the real record pipeline (the default sink) flushing every 50 ms."""
+    settings.INGATE_RECORD_FLUSH_SECONDS = 0.05
+    settings.INGATE_RECORD_STREAM = f"ingate:records:test:{uuid.uuid4().hex}"
+    settings.INGATE_RECORD_SINK = "observability.pipeline.RecordPipeline"
+    yield gateway
+    gateway.app.sink.close()
+
+
+def wait_for_record(request_id: str, timeout: float = 5.0) -> RequestRecord:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = RequestRecord.objects.filter(pk=request_id).first()
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, f"record {request_id} never arrived"
+        time.sleep(0.02)
+
+
+def test_openai_sdk_request_is_recorded_with_tokens_cost_and_its_request_id(recording, gateway_key, fake):
+    key, plaintext = gateway_key
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three four"}],
+        extra_headers={"x-fake-cached-tokens": "2"},
+    )
+    record = wait_for_record(raw.headers["x-ingate-request-id"])
+    assert (record.org_id, record.app_id, record.key_id) == (key.org_id, key.app_id, key.pk)
+    assert (record.provider, record.endpoint, record.model, record.response_model) == (
+        "openai", "chat.completions", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"
+    )
+    assert (record.input_tokens, record.output_tokens, record.cache_read_tokens) == (4, completion_tokens(), 2)
+    assert record.usage_source == "reported" and record.status == 200 and record.outcome == "ok"
+    # gpt-4o-mini: 2 uncached x $0.15/M + 2 cached x $0.075/M + 5 x $0.60/M
+    assert record.cost_input == Decimal("0.0000003")
+    assert record.cost_cache == Decimal("0.00000015")
+    assert record.cost_output == Decimal("0.000003")
+    assert record.cost_total == Decimal("0.00000345")
+    assert record.price_source.startswith("genai-prices@")
+    assert record.client == "openai-python" and record.total_ms > 0
+
+
+def test_claude_code_style_stream_is_recorded_in_its_session(recording, gateway_key, fake):
+    _, plaintext = gateway_key
+    session = "5b1f6a2e-0c55-4c1b-9d7e-2f0a3c4d5e6f"
+    client = anthropic.Anthropic(
+        api_key=plaintext, base_url=recording.url, max_retries=0,
+        default_headers={"x-claude-code-session-id": session, "user-agent": "claude-cli/2.0.31 (external, cli)"},
+    )
+    with client.messages.with_streaming_response.create(
+        model="claude-haiku-4-5", max_tokens=64, stream=True, messages=[{"role": "user", "content": "hi there"}],
+        metadata={"user_id": f"user_abc_account_0e9d_session_{session}"},
+        extra_headers={"x-fake-cached-tokens": "1000", "x-fake-cache-write-tokens": "200"},
+    ) as response:
+        request_id = response.headers["x-ingate-request-id"]
+        response.read()
+    record = wait_for_record(request_id)
+    assert record.stream and record.session_id == session and record.client == "claude-code"
+    assert record.user_id == "user_abc_account_0e9d"
+    assert (record.input_tokens, record.cache_read_tokens, record.cache_write_tokens) == (1202, 1000, 200)
+    assert record.output_tokens == completion_tokens()
+    # claude-haiku-4-5: 2 x $1/M input, 1000 x $0.10/M read, 200 x $1.25/M write, 5 x $5/M output
+    assert record.cost_total == Decimal("0.000002") + Decimal("0.0001") + Decimal("0.00025") + Decimal("0.000025")
+
+
+def test_unknown_model_is_recorded_without_a_price_not_as_free(recording, gateway_key, fake):
+    _, plaintext = gateway_key
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="acme-private-1", messages=[{"role": "user", "content": "x"}])
+    record = wait_for_record(raw.headers["x-ingate-request-id"])
+    assert record.input_tokens == 1 and record.cost_total is None and record.price_source == ""
+
+
+def test_refused_requests_are_recorded_too(recording, gateway_key, fake):
+    _, plaintext = gateway_key
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+                                       extra_headers={"x-fake-status": "429"})
+    record = wait_for_record(caught.value.response.headers["x-ingate-request-id"])
+    assert (record.status, record.outcome, record.usage_source) == (429, "upstream_error", "none")
+
+
+def _proxy_record(org_id: int, **fields) -> ProxyRecord:
+    return ProxyRecord(
+        request_id=str(uuid.uuid4()), provider="openai", endpoint="chat.completions", method="POST",
+        path="/v1/chat/completions", org_id=org_id, model="gpt-4o-mini", status=200, started_at=time.time(),
+        usage={"prompt_tokens": 10, "completion_tokens": 2}, **fields,
+    )
+
+
+def test_records_still_in_memory_are_written_on_clean_shutdown(gateway_key, settings):
+    settings.INGATE_RECORD_FLUSH_SECONDS = 60  # only close() will flush
+    settings.INGATE_RECORD_STREAM = f"ingate:records:test:{uuid.uuid4().hex}"
+    key, _ = gateway_key
+    pipeline = RecordPipeline()
+    records = [_proxy_record(key.org_id) for _ in range(25)]
+    for record in records:
+        pipeline.submit(record)
+    pipeline.close()
+    assert RequestRecord.objects.filter(pk__in=[r.request_id for r in records]).count() == 25
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs REDIS_URL (set in CI)")
+def test_records_read_by_a_writer_that_died_are_written_once_by_another(gateway_key, settings):
+    settings.INGATE_RECORD_STREAM = f"ingate:records:test:{uuid.uuid4().hex}"
+    settings.INGATE_RECORD_CLAIM_SECONDS = 0.2
+    key, _ = gateway_key
+    dead = RecordPipeline()
+    records = [_proxy_record(key.org_id) for _ in range(30)]
+    # The dead writer put the batch on the stream and read it, then died before inserting or acknowledging.
+    from observability.rows import build_row
+
+    dead._produce([build_row(r, {}) for r in records])
+    client = dead._client()
+    read = client.xreadgroup("writers", dead.consumer, {dead.stream: ">"}, count=100)
+    assert len(read[0][1]) == 30
+    assert RequestRecord.objects.count() == 0
+
+    survivor = RecordPipeline()
+    time.sleep(0.25)
+    assert survivor.flush() == 30
+    assert survivor.flush() == 0  # acknowledged: nothing is replayed
+    assert RequestRecord.objects.filter(pk__in=[r.request_id for r in records]).count() == 30
+    # A replay of the same rows (say the ack was lost) inserts nothing twice.
+    survivor._produce([build_row(r, {}) for r in records[:5]])
+    assert survivor.flush() == 5
+    assert RequestRecord.objects.count() == 30
+    client.delete(dead.stream)
