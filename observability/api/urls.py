@@ -1,0 +1,7 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("records", views.RequestRecordViewSet, basename="record")
+urlpatterns = router.urls

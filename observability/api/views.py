@@ -1,0 +1,103 @@
+"""Records API: list and detail with the logs filters, time series and breakdowns, sessions, and exports
+streamed row by row (a million rows never sit in memory)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import decorators, exceptions, mixins, response
+
+from tenancy.api.views import ScopedViewSet
+from tenancy.models import Scope
+
+from .. import selectors
+from ..models import RequestRecord
+from . import serializers as s
+
+_EXPORT_FIELDS = [
+    f.attname for f in RequestRecord._meta.concrete_fields if f.name not in ("team",)
+]
+
+
+def _choice(request, name: str, allowed, default):
+    value = request.query_params.get(name, default)
+    if value is not None and value not in allowed:
+        raise exceptions.ValidationError({name: [f"Choose one of: {', '.join(sorted(allowed))}."]})
+    return value
+
+
+class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Request records of your organizations (gateway keys: the `logs:read` scope)."""
+
+    model = RequestRecord
+    queryset = RequestRecord.objects.select_related("app", "key")
+    serializer_class = s.RequestRecordSerializer
+    filterset_class = selectors.RecordFilter
+    required_scope = Scope.LOGS_READ
+    ordering_fields = ["created_at", "total_ms", "cost_total", "total_tokens"]
+    search_fields = []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("bucket", str, enum=list(selectors.BUCKETS), description="hour (default) or day"),
+            OpenApiParameter("group_by", str, enum=list(selectors.GROUPS)),
+        ],
+        responses={200: s.SeriesPointSerializer(many=True)},
+    )
+    @decorators.action(detail=False)
+    def series(self, request):
+        """Requests, errors, tokens, cost and latency p50/p95 per hour or day, optionally per group."""
+        bucket = _choice(request, "bucket", selectors.BUCKETS, "hour")
+        group_by = _choice(request, "group_by", selectors.GROUPS, None)
+        rows = selectors.series(self.filter_queryset(self.get_queryset()), bucket=bucket, group_by=group_by)
+        return response.Response(s.SeriesPointSerializer(rows, many=True).data)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @decorators.action(detail=False)
+    def totals(self, request):
+        """Totals over the filtered records; `unpriced` counts requests whose model has no known price."""
+        return response.Response(selectors.totals(self.filter_queryset(self.get_queryset())))
+
+    @extend_schema(responses={200: s.SessionSerializer(many=True)})
+    @decorators.action(detail=False)
+    def sessions(self, request):
+        """Sessions (requests grouped by session id), most recent first."""
+        page = self.paginate_queryset(selectors.sessions(self.filter_queryset(self.get_queryset())))
+        return self.get_paginated_response(s.SessionSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("export_format", str, enum=["csv", "jsonl"])],
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR},
+    )
+    @decorators.action(detail=False)
+    def export(self, request):
+        """Every filtered record as CSV or JSON lines, streamed."""
+        kind = _choice(request, "export_format", {"csv", "jsonl"}, "csv")
+        rows = self.filter_queryset(self.get_queryset()).order_by("created_at").values_list(*_EXPORT_FIELDS)
+        stream = _csv(rows.iterator(chunk_size=2000)) if kind == "csv" else _jsonl(rows.iterator(chunk_size=2000))
+        reply = StreamingHttpResponse(stream, content_type="text/csv" if kind == "csv" else "application/x-ndjson")
+        reply["Content-Disposition"] = f'attachment; filename="ingate-records.{kind}"'
+        return reply
+
+
+def _csv(rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(_EXPORT_FIELDS)
+    for n, row in enumerate(rows, 1):
+        writer.writerow(row)
+        if n % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _jsonl(rows):
+    for row in rows:
+        yield json.dumps(dict(zip(_EXPORT_FIELDS, row)), default=str) + "\n"

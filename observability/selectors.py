@@ -1,0 +1,181 @@
+"""Reads over request records, shared by the API and the dashboard; every one starts from `restrict`."""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import django_filters
+from django.db import connection
+from django.db.models import Aggregate, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from tenancy.permissions import VIEW, Principal, restrict
+
+from .models import Outcome, RequestRecord
+
+GROUPS = {
+    "model": "model",
+    "provider": "provider",
+    "app": "app__slug",
+    "key": "key__name",
+    "user": "user_id",
+    "session": "session_id",
+    "client": "client",
+}
+BUCKETS = {"hour": TruncHour, "day": TruncDay}
+
+
+def records_for(principal: Principal) -> QuerySet[RequestRecord]:
+    return restrict(RequestRecord.objects.all(), principal, VIEW)
+
+
+class RecordFilter(django_filters.FilterSet):
+    """The filters of the logs table and of /records/ (query parameters)."""
+
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    model = django_filters.CharFilter(method="filter_model")
+    provider = django_filters.CharFilter()
+    status = django_filters.NumberFilter()
+    outcome = django_filters.ChoiceFilter(choices=Outcome.choices)
+    errors = django_filters.BooleanFilter(method="filter_errors", label="Only failed requests")
+    app = django_filters.CharFilter(field_name="app__slug")
+    key = django_filters.CharFilter(field_name="key__prefix")
+    session = django_filters.CharFilter(field_name="session_id")
+    user = django_filters.CharFilter(field_name="user_id")
+    client = django_filters.CharFilter()
+    property = django_filters.CharFilter(method="filter_property", label="name:value")
+    unpriced = django_filters.BooleanFilter(field_name="cost_total", lookup_expr="isnull")
+
+    class Meta:
+        model = RequestRecord
+        fields = ["org"]
+
+    def filter_model(self, queryset, name, value):
+        return queryset.filter(Q(model=value) | Q(response_model=value))
+
+    def filter_errors(self, queryset, name, value):
+        failed = ~Q(outcome=Outcome.OK) | Q(status__gte=400)
+        return queryset.filter(failed) if value else queryset.exclude(failed)
+
+    def filter_property(self, queryset, name, value):
+        prop, _, wanted = value.partition(":")
+        return queryset.filter(**{f"properties__{prop}": wanted})
+
+
+def default_window(queryset: QuerySet, days: int = 7) -> QuerySet:
+    return queryset.filter(created_at__gte=timezone.now() - datetime.timedelta(days=days))
+
+
+def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    if len(values) == 1:
+        return values[0], values[0]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94]
+
+
+def totals(queryset: QuerySet) -> dict[str, Any]:
+    found = queryset.aggregate(
+        requests=Count("id"),
+        errors=Count("id", filter=~Q(outcome=Outcome.OK) | Q(status__gte=400)),
+        input_tokens=Sum("input_tokens"),
+        output_tokens=Sum("output_tokens"),
+        cost=Sum("cost_total"),
+        unpriced=Count("id", filter=Q(cost_total__isnull=True, usage_source="reported")),
+        first=Min("created_at"),
+        last=Max("created_at"),
+    )
+    found["cost"] = found["cost"] or Decimal(0)
+    return found
+
+
+def series(queryset: QuerySet, *, bucket: str = "hour", group_by: str | None = None) -> list[dict[str, Any]]:
+    """Per time bucket (and group): requests, errors, tokens, cost, latency p50/p95."""
+    trunc = BUCKETS[bucket]("created_at")
+    keys = ["at"] + ([GROUPS[group_by]] if group_by else [])
+    rows = (
+        queryset.annotate(at=trunc)
+        .values(*keys)
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=~Q(outcome=Outcome.OK) | Q(status__gte=400)),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cost=Sum("cost_total"),
+        )
+        .order_by(*keys)
+    )
+    result = [
+        {
+            "at": row["at"],
+            "group": row.get(GROUPS[group_by]) if group_by else None,
+            "requests": row["requests"],
+            "errors": row["errors"],
+            "input_tokens": row["input_tokens"] or 0,
+            "output_tokens": row["output_tokens"] or 0,
+            "cost": row["cost"] or Decimal(0),
+        }
+        for row in rows
+    ]
+    latencies = _latency_percentiles(queryset, trunc, GROUPS[group_by] if group_by else None)
+    for row in result:
+        row["p50_ms"], row["p95_ms"] = latencies.get((row["at"], row["group"]), (None, None))
+    return result
+
+
+class Percentile(Aggregate):
+    """PostgreSQL's percentile_cont: p50/p95 computed where the rows are."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(percentile)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def _latency_percentiles(queryset: QuerySet, trunc, group_field: str | None) -> dict:
+    """p50/p95 of total latency per bucket: in the database on PostgreSQL, in Python on SQLite."""
+    keys = ["at"] + ([group_field] if group_field else [])
+    if connection.vendor == "postgresql":
+        rows = queryset.annotate(at=trunc).values(*keys).annotate(
+            p50=Percentile("total_ms", percentile=0.5), p95=Percentile("total_ms", percentile=0.95)
+        )
+        return {(r["at"], r.get(group_field) if group_field else None): (r["p50"], r["p95"]) for r in rows}
+    values: dict[tuple, list[float]] = defaultdict(list)
+    for row in queryset.annotate(at=trunc).values_list(*keys, "total_ms"):
+        group = row[1] if group_field else None
+        values[(row[0], group)].append(row[-1])
+    return {k: _percentiles(sorted(v)) for k, v in values.items()}
+
+
+def breakdown(queryset: QuerySet, group_by: str, limit: int = 10) -> list[dict[str, Any]]:
+    field = GROUPS[group_by]
+    return list(
+        queryset.values(name=F(field))
+        .annotate(requests=Count("id"), cost=Sum("cost_total"), tokens=Sum("total_tokens"))
+        .order_by("-requests")[:limit]
+    )
+
+
+def sessions(queryset: QuerySet) -> QuerySet:
+    """One row per session: when, how many requests, tokens and cost."""
+    return (
+        queryset.exclude(session_id="")
+        .values("session_id")
+        .annotate(
+            requests=Count("id"),
+            started=Min("created_at"),
+            ended=Max("created_at"),
+            tokens=Sum("total_tokens"),
+            cost=Sum("cost_total"),
+            name=Max("session_name"),
+            user=Max("user_id"),
+            client=Max("client"),
+        )
+        .order_by("-ended")
+    )
