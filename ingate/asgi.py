@@ -10,15 +10,19 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from observability.consumers import LiveRecordsConsumer  # noqa: E402
 
 from proxy.relay import ProxyApp  # noqa: E402
 
-websocket_urlpatterns: list = []
+websocket_urlpatterns = [path("ingate/ws/live/", LiveRecordsConsumer.as_asgi())]
 
 django_and_channels = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

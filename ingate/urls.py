@@ -14,4 +14,5 @@ urlpatterns = [
     path("ingate/api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("ingate/api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("ingate/api/auth/", include("rest_framework.urls")),
+    path("ingate/", include("observability.urls")),
 ]

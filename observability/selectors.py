@@ -37,6 +37,7 @@ def records_for(principal: Principal) -> QuerySet[RequestRecord]:
 class RecordFilter(django_filters.FilterSet):
     """The filters of the logs table and of /records/ (query parameters)."""
 
+    org = django_filters.CharFilter(field_name="org__slug", label="Organization (slug)")
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     model = django_filters.CharFilter(method="filter_model")
@@ -54,7 +55,7 @@ class RecordFilter(django_filters.FilterSet):
 
     class Meta:
         model = RequestRecord
-        fields = ["org"]
+        fields: list[str] = []
 
     def filter_model(self, queryset, name, value):
         return queryset.filter(Q(model=value) | Q(response_model=value))

@@ -1,0 +1,25 @@
+// Draws the overview charts from the JSON the page embeds (Chart.js is vendored; nothing loads from a CDN).
+(function () {
+  const source = document.getElementById("chart-data");
+  if (!source || typeof Chart === "undefined") return;
+  const data = JSON.parse(source.textContent);
+  const common = { animation: false, maintainAspectRatio: false, plugins: { legend: { position: "bottom" } }, scales: { y: { beginAtZero: true } } };
+  const draw = (id, config) => {
+    const canvas = document.getElementById(id);
+    if (!canvas) return;
+    canvas.parentElement.style.height = "220px";
+    window.ingateCharts = window.ingateCharts || {};
+    window.ingateCharts[id] = new Chart(canvas, { ...config, options: { ...common, ...(config.options || {}) } });
+  };
+  draw("chart-requests", { type: "bar", data: { labels: data.labels, datasets: [
+    { label: "requests", data: data.requests, backgroundColor: "#748ffc" },
+    { label: "errors", data: data.errors, backgroundColor: "#fa5252" } ] } });
+  draw("chart-cost", { type: "line", data: { labels: data.labels, datasets: [
+    { label: "USD", data: data.cost, borderColor: "#2b8a3e", backgroundColor: "#2b8a3e33", fill: true, tension: 0.2 } ] } });
+  draw("chart-tokens", { type: "bar", data: { labels: data.labels, datasets: [
+    { label: "input", data: data.input_tokens, backgroundColor: "#91a7ff" },
+    { label: "output", data: data.output_tokens, backgroundColor: "#3b5bdb" } ] }, options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } } });
+  draw("chart-latency", { type: "line", data: { labels: data.labels, datasets: [
+    { label: "p50", data: data.p50, borderColor: "#3b5bdb", tension: 0.2 },
+    { label: "p95", data: data.p95, borderColor: "#f59f00", tension: 0.2 } ] } });
+})();

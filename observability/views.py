@@ -1,0 +1,137 @@
+"""Dashboard pages: overview with charts, the logs table, a record's detail, sessions and the live tail.
+Server-rendered; every query starts from `selectors.records_for`, narrowed to the org picked in the header."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from tenancy.models import Organization
+from tenancy.permissions import VIEW, Principal, allowed_org_ids
+
+from . import selectors
+from .models import RequestBody, RequestRecord
+
+WINDOWS = {"24h": (datetime.timedelta(hours=24), "hour"), "7d": (datetime.timedelta(days=7), "day"),
+           "30d": (datetime.timedelta(days=30), "day")}
+BREAKDOWNS = ["model", "provider", "app", "key", "user"]
+
+
+class OrgContext:
+    """The orgs the signed-in user may see records of, and the one picked (`?org=slug`)."""
+
+    def __init__(self, request):
+        self.principal = Principal.for_user(request.user)
+        orgs = Organization.objects.filter(is_active=True).order_by("name")
+        if not self.principal.is_staff:
+            orgs = orgs.filter(pk__in=allowed_org_ids(self.principal, RequestRecord, VIEW))
+        self.orgs = list(orgs)
+        wanted = request.GET.get("org")
+        self.org = next((o for o in self.orgs if o.slug == wanted), None) if wanted else None
+        if wanted and self.org is None:
+            raise Http404("No such organization, or not yours.")
+        self.org = self.org or (self.orgs[0] if self.orgs else None)
+
+    def records(self):
+        queryset = selectors.records_for(self.principal)
+        return queryset.filter(org=self.org) if self.org else queryset.none()
+
+
+def _page(request, template: str, ctx: OrgContext, **context):
+    return render(request, template, {"orgs": ctx.orgs, "org": ctx.org, **context})
+
+
+def _chart_data(points: list[dict], bucket: str) -> dict:
+    fmt = "%H:%M" if bucket == "hour" else "%b %d"
+    return {
+        "labels": [p["at"].astimezone(datetime.timezone.utc).strftime(fmt) for p in points],
+        "requests": [p["requests"] for p in points],
+        "errors": [p["errors"] for p in points],
+        "cost": [float(p["cost"]) for p in points],
+        "input_tokens": [p["input_tokens"] for p in points],
+        "output_tokens": [p["output_tokens"] for p in points],
+        "p50": [round(p["p50_ms"], 1) if p["p50_ms"] is not None else None for p in points],
+        "p95": [round(p["p95_ms"], 1) if p["p95_ms"] is not None else None for p in points],
+    }
+
+
+@login_required
+def overview(request):
+    ctx = OrgContext(request)
+    window = request.GET.get("window", "24h")
+    span, bucket = WINDOWS.get(window, WINDOWS["24h"])
+    records = ctx.records().filter(created_at__gte=timezone.now() - span)
+    totals = selectors.totals(records)
+    totals["error_rate"] = (totals["errors"] / totals["requests"] * 100) if totals["requests"] else 0
+    points = selectors.series(records, bucket=bucket)
+    return _page(
+        request,
+        "observability/overview.html",
+        ctx,
+        window=window,
+        windows=list(WINDOWS),
+        totals=totals,
+        chart=_chart_data(points, bucket),
+        breakdowns={name: selectors.breakdown(records, name) for name in BREAKDOWNS},
+    )
+
+
+@login_required
+def logs(request):
+    ctx = OrgContext(request)
+    filters = selectors.RecordFilter(request.GET, queryset=ctx.records().select_related("app", "key"))
+    page = Paginator(filters.qs if filters.is_valid() else ctx.records().none(), 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return _page(request, "observability/logs.html", ctx, filters=filters, page=page, query=query.urlencode())
+
+
+@login_required
+def record_detail(request, pk):
+    ctx = OrgContext(request)
+    record = get_object_or_404(selectors.records_for(ctx.principal).select_related("app", "key", "org"), pk=pk)
+    total = max(record.total_ms, 0.001)
+    streaming = max(record.total_ms - record.overhead_ms - record.upstream_ms, 0)
+    timing = [
+        ("gateway", record.overhead_ms, record.overhead_ms / total * 100),
+        ("upstream (to first headers)", record.upstream_ms, record.upstream_ms / total * 100),
+        ("body / streaming", streaming, streaming / total * 100),
+    ]
+    ctx.org = record.org
+    body = RequestBody.objects.filter(record=record).first()
+    return _page(request, "observability/detail.html", ctx, record=record, timing=timing, body=body)
+
+
+@login_required
+def sessions(request):
+    ctx = OrgContext(request)
+    page = Paginator(selectors.sessions(ctx.records()), 50).get_page(request.GET.get("page"))
+    return _page(request, "observability/sessions.html", ctx, page=page)
+
+
+@login_required
+def session_detail(request, session_id):
+    ctx = OrgContext(request)
+    records = list(ctx.records().filter(session_id=session_id).order_by("created_at")[:2000])
+    if not records:
+        raise Http404("No requests in this session.")
+    cost = sum((r.cost_total for r in records if r.cost_total is not None), Decimal(0))
+    tokens = sum(r.total_tokens or 0 for r in records)
+    unpriced = sum(1 for r in records if r.cost_total is None and r.usage_source == "reported")
+    return _page(
+        request, "observability/session.html", ctx,
+        session_id=session_id, records=records, cost=cost, tokens=tokens, unpriced=unpriced,
+        started=records[0].created_at, ended=records[-1].created_at,
+    )
+
+
+@login_required
+def live(request):
+    ctx = OrgContext(request)
+    return _page(request, "observability/live.html", ctx)
