@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -15,7 +16,7 @@ from proxy.providers import REGISTRY
 from proxy.relay import ProxyApp
 from tenancy.tests.factories import AppFactory, OrganizationFactory, make_key
 
-__all__ = ["Gateway", "gateway_server", "gateway", "gateway_key", "upstream_env"]
+__all__ = ["Gateway", "gateway_server", "gateway", "recording", "gateway_key", "upstream_env"]
 
 
 @dataclass
@@ -89,6 +90,16 @@ def gateway(gateway_server, fake, settings, transactional_db):
     settings.INGATE_AZURE_API_VERSION = ""
     settings.INGATE_RECORD_SINK = "proxy.records.CountingSink"  # proxy tests look at what the proxy handed over
     yield gateway_server
+
+
+@pytest.fixture
+def recording(gateway, settings):
+    """The gateway with the real record pipeline (the default sink) flushing every 50 ms, on a stream of its own."""
+    settings.INGATE_RECORD_FLUSH_SECONDS = 0.05
+    settings.INGATE_RECORD_STREAM = f"ingate:records:test:{uuid.uuid4().hex}"
+    settings.INGATE_RECORD_SINK = "observability.pipeline.RecordPipeline"
+    yield gateway
+    gateway.app.sink.close()
 
 
 @pytest.fixture

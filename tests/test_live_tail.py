@@ -1,7 +1,6 @@
 """The live tail: a signed-in member's websocket receives each new request of their org as it is recorded."""
 
 import json
-import uuid
 
 import openai
 import pytest
@@ -11,15 +10,6 @@ from websockets.sync.client import connect
 
 from tenancy.models import Role
 from tenancy.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-
-
-@pytest.fixture
-def recording(gateway, settings):
-    settings.INGATE_RECORD_FLUSH_SECONDS = 0.05
-    settings.INGATE_RECORD_STREAM = f"ingate:records:test:{uuid.uuid4().hex}"
-    settings.INGATE_RECORD_SINK = "observability.pipeline.RecordPipeline"
-    yield gateway
-    gateway.app.sink.close()
 
 
 def session_cookie(user) -> str:

@@ -15,16 +15,6 @@ from proxy.records import ProxyRecord
 from tests.fake_provider import completion_tokens
 
 
-@pytest.fixture
-def recording(gateway, settings):
-    """The gateway with the real record pipeline (the default sink) flushing every 50 ms."""
-    settings.INGATE_RECORD_FLUSH_SECONDS = 0.05
-    settings.INGATE_RECORD_STREAM = f"ingate:records:test:{uuid.uuid4().hex}"
-    settings.INGATE_RECORD_SINK = "observability.pipeline.RecordPipeline"
-    yield gateway
-    gateway.app.sink.close()
-
-
 def wait_for_record(request_id: str, timeout: float = 5.0) -> RequestRecord:
     deadline = time.monotonic() + timeout
     while True:

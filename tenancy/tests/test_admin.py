@@ -7,7 +7,6 @@ import pytest
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import RequestFactory
 from django.urls import reverse
@@ -16,7 +15,7 @@ from django.utils import timezone
 from tenancy import keys, services
 from tenancy.authentication import KeyRejected, key_lookup
 from tenancy.models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Team, TeamMembership
-from tenancy.tests.factories import UserFactory, make_credential
+from tenancy.tests.factories import make_credential
 
 PASSWORD = "correct horse battery staple"  # what UserFactory gives every user
 KEY_PATTERN = re.compile(r"sk-ingate-[A-Za-z0-9]{52}(?![A-Za-z0-9])")

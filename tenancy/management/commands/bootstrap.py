@@ -8,7 +8,7 @@ from django.db import transaction
 
 from tenancy import services
 from tenancy.audit import Actor
-from tenancy.models import Organization, Role, Scope
+from tenancy.models import Organization, Scope
 
 
 def bootstrap_instance() -> dict | None:
