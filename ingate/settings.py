@@ -157,7 +157,9 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/ingate/login/"
+LOGIN_REDIRECT_URL = "/ingate/"
+LOGOUT_REDIRECT_URL = "/ingate/login/"
 # django-guardian's anonymous-user row is not needed: anonymous users never get object grants here.
 ANONYMOUS_USER_NAME = None
 

@@ -1,6 +1,7 @@
 """Root URLs. Provider paths never reach Django: the proxy ASGI app answers them first (see asgi.py)."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -14,5 +15,7 @@ urlpatterns = [
     path("ingate/api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("ingate/api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("ingate/api/auth/", include("rest_framework.urls")),
+    path("ingate/login/", auth_views.LoginView.as_view(template_name="ingate/login.html"), name="login"),
+    path("ingate/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("ingate/", include("observability.urls")),
 ]

@@ -76,8 +76,9 @@ class RecordPipeline:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ingate-record-writer", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="ingate-record-writer", daemon=True)
+                thread.start()
+                self._thread = thread  # only a started thread: close() may join it from another thread
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is pending and stop (the gateway calls this on shutdown)."""

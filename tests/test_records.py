@@ -1,17 +1,24 @@
 """Every request through the gateway becomes a priced, attributed record in the database within moments."""
 
+import csv
+import datetime
+import io
+import json
 import time
 import uuid
 from decimal import Decimal
 
 import anthropic
+import httpx
 import openai
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from observability.models import RequestRecord
 from observability.pipeline import RecordPipeline
 from proxy.records import ProxyRecord
+from tenancy.tests.factories import make_key
 from tests.fake_provider import completion_tokens
 
 
@@ -135,3 +142,27 @@ def test_records_read_by_a_writer_that_died_are_written_once_by_another(gateway_
     assert survivor.flush() == 5
     assert RequestRecord.objects.count() == 30
     client.delete(dead.stream)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_export_streams_every_filtered_row_from_the_server(gateway, gateway_key, kind):
+    key, _ = gateway_key
+    _, reader = make_key(app=key.app, scopes=["logs:read"])
+    now = timezone.now()
+    RequestRecord.objects.bulk_create(
+        RequestRecord(org=key.org, app=key.app, provider="openai", endpoint="chat.completions", model=f"m-{n % 3}",
+                      session_id="big" if n % 2 else "", status=200, created_at=now - datetime.timedelta(seconds=n))
+        for n in range(1500)
+    )
+    chunks = []
+    with httpx.stream(
+        "GET", gateway.url + "/ingate/api/v1/records/export/", params={"export_format": kind, "session": "big"},
+        headers={"authorization": f"Bearer {reader}"},
+    ) as reply:
+        assert reply.status_code == 200
+        assert reply.headers.get("transfer-encoding") == "chunked"  # streamed, not built in memory first
+        chunks = list(reply.iter_bytes())
+    text = b"".join(chunks).decode()
+    rows = list(csv.DictReader(io.StringIO(text))) if kind == "csv" else [json.loads(x) for x in text.splitlines()]
+    assert len(rows) == 750 and {row["session_id"] for row in rows} == {"big"}
+    assert {row["model"] for row in rows} == {"m-0", "m-1", "m-2"}

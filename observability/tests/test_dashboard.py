@@ -32,7 +32,7 @@ def browser(world):
 def test_pages_need_a_login():
     for url in ("/ingate/", "/ingate/logs/", "/ingate/sessions/", "/ingate/live/"):
         reply = Client().get(url)
-        assert reply.status_code == 302 and reply["location"].startswith("/admin/login/")
+        assert reply.status_code == 302 and reply["location"].startswith("/ingate/login/")
 
 
 def test_overview_totals_and_breakdowns_cover_only_the_picked_org(browser, world):
