@@ -103,6 +103,7 @@ class RequestBody(models.Model):
     """Bodies live apart from the records, so scans and aggregates never read them."""
 
     record = models.OneToOneField(RequestRecord, on_delete=models.CASCADE, primary_key=True, related_name="body")
+    metadata = models.JSONField(default=dict, blank=True, help_text="The request's shape: messages by role, tools, parameters.")
     request = models.TextField(blank=True)
     response = models.TextField(blank=True, help_text="Streamed answers are stored reassembled as text.")
     truncated = models.BooleanField(default=False)

@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 
 from proxy.records import ProxyRecord
 
-from .models import RequestRecord
-from .rows import PriceOverrides, build_row, to_model
+from .models import RequestBody, RequestRecord
+from .rows import OrgPolicies, build_row, to_models
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,14 @@ GROUP = "writers"
 
 
 def insert_rows(rows: Iterable[dict[str, Any]]) -> int:
-    """Insert rows, skipping ids already stored (a replayed batch). Returns how many were given."""
-    models = [to_model(row) for row in rows]
-    if models:
-        RequestRecord.objects.bulk_create(models, batch_size=500, ignore_conflicts=True)
-    return len(models)
+    """Insert rows (and their bodies), skipping ids already stored (a replayed batch). Returns how many were given."""
+    pairs = [to_models(row) for row in rows]
+    if pairs:
+        with transaction.atomic():
+            RequestRecord.objects.bulk_create([record for record, _ in pairs], batch_size=500, ignore_conflicts=True)
+            bodies = [body for _, body in pairs if body is not None]
+            RequestBody.objects.bulk_create(bodies, batch_size=200, ignore_conflicts=True)
+    return len(pairs)
 
 
 class RecordPipeline:
@@ -54,7 +57,7 @@ class RecordPipeline:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._overrides = PriceOverrides()
+        self._policies = OrgPolicies()
         self._redis = None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self.dropped = 0
@@ -115,7 +118,7 @@ class RecordPipeline:
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())
         try:
-            rows = [build_row(record, self._overrides.of(record.org_id)) for record in batch if record.org_id]
+            rows = [build_row(record, *self._policies.of(record.org_id)) for record in batch if record.org_id]
         except Exception:
             self._pending.extendleft(reversed(batch))
             raise

@@ -11,33 +11,37 @@ from typing import Any
 from proxy.records import ProxyRecord
 
 from .attribution import attribute
-from .models import PriceOverride, RequestRecord, UsageSource
+from .bodies import stored_bodies
+from .models import PriceOverride, RequestBody, RequestRecord, UsageSource
+from .selectors import body_mode
 from .pricing import Override, cost_of
 from .usage import normalize
 
 _OVERRIDE_TTL = 30.0
 
 
-class PriceOverrides:
-    """Each org's overrides, read at most every 30 s by the writer (an edit shows up within that)."""
+class OrgPolicies:
+    """Each org's price overrides and body mode, read at most every 30 s by the writer (edits show up within that)."""
 
     def __init__(self):
-        self._cache: dict[int, tuple[float, dict[str, Override]]] = {}
+        self._cache: dict[int, tuple[float, dict[str, Override], str]] = {}
 
-    def of(self, org_id: int) -> dict[str, Override]:
+    def of(self, org_id: int) -> tuple[dict[str, Override], str]:
         hit = self._cache.get(org_id)
         if hit is not None and time.monotonic() - hit[0] < _OVERRIDE_TTL:
-            return hit[1]
+            return hit[1], hit[2]
         overrides = {
             row.model: Override(row.input_per_mtok, row.output_per_mtok, row.cache_read_per_mtok, row.cache_write_per_mtok)
             for row in PriceOverride.objects.filter(org_id=org_id)
         }
-        self._cache[org_id] = (time.monotonic(), overrides)
-        return overrides
+        mode = body_mode(org_id)
+        self._cache[org_id] = (time.monotonic(), overrides, mode)
+        return overrides, mode
 
 
-def build_row(record: ProxyRecord, overrides: dict[str, Override]) -> dict[str, Any]:
-    """The RequestRecord field values for one proxied request (plain data: it may travel through Redis)."""
+def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "metadata") -> dict[str, Any]:
+    """The RequestRecord field values for one proxied request (plain data: it may travel through Redis), with
+    its stored bodies under "body" when the org's body mode keeps any."""
     tokens = normalize(record.provider, record.usage)
     who = attribute(record.request_headers, record.body)
     row: dict[str, Any] = {
@@ -71,6 +75,12 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override]) -> dict[str, 
         "request_bytes": record.request_bytes,
         "response_bytes": record.response_bytes,
     }
+    bodies = stored_bodies(
+        mode, parsed=record.body, request=record.request_body or b"", response=record.response_body or b"",
+        request_size=record.request_bytes, streamed=record.stream, truncated=record.bodies_truncated,
+    )
+    if bodies is not None:
+        row["body"] = bodies
     if tokens is not None:
         row.update(
             input_tokens=tokens.input,
@@ -96,10 +106,11 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override]) -> dict[str, 
 _DECIMALS = ("cost_input", "cost_output", "cost_cache", "cost_total")
 
 
-def to_model(row: dict[str, Any]) -> RequestRecord:
+def to_models(row: dict[str, Any]) -> tuple[RequestRecord, RequestBody | None]:
     values = dict(row)
+    body = values.pop("body", None)
     values["created_at"] = datetime.datetime.fromisoformat(values["created_at"])
     for name in _DECIMALS:
         if values.get(name) is not None:
             values[name] = Decimal(values[name])
-    return RequestRecord(**values)
+    return RequestRecord(**values), RequestBody(record_id=values["id"], **body) if body is not None else None

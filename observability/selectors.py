@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from tenancy.permissions import VIEW, Principal, restrict
 
-from .models import Outcome, RequestRecord
+from .models import BodyMode, ObservabilitySettings, Outcome, RequestRecord
 
 GROUPS = {
     "model": "model",
@@ -28,6 +28,17 @@ GROUPS = {
     "client": "client",
 }
 BUCKETS = {"hour": TruncHour, "day": TruncDay}
+
+
+def body_capture_bytes(org_id: int) -> int:
+    """How much of each body the proxy keeps for an org's records: its cap when bodies are on, else 0."""
+    found = ObservabilitySettings.objects.filter(org_id=org_id).values_list("body_mode", "body_max_bytes").first()
+    return found[1] if found and found[0] == BodyMode.FULL else 0
+
+
+def body_mode(org_id: int) -> str:
+    found = ObservabilitySettings.objects.filter(org_id=org_id).values_list("body_mode", flat=True).first()
+    return found or BodyMode.METADATA
 
 
 def records_for(principal: Principal) -> QuerySet[RequestRecord]:

@@ -69,15 +69,32 @@ def environment_upstreams(provider_env: dict[str, dict[str, str]], azure_api_ver
     }
 
 
+@dataclass(frozen=True, slots=True)
+class OrgConfig:
+    """What the proxy needs to know about an org, read in one go and cached."""
+
+    upstreams: dict[str, Upstream]
+    body_capture: int = 0  # bytes of request and response body to keep for the record (0: keep none)
+
+
+def _load_org(org_id: int) -> tuple[list[dict], int]:
+    from observability.selectors import body_capture_bytes  # observability builds on the proxy, not the reverse
+
+    return selectors.provider_credentials_of(org_id), body_capture_bytes(org_id)
+
+
 class CredentialCache:
     def __init__(self, db: DatabaseThreads, environment: dict[str, Upstream], *, ttl: float):
         self._db = db
         self._environment = environment
-        self._cache: LoadingCache[int, dict[str, Upstream]] = LoadingCache(self._fetch, ttl=ttl, miss_ttl=ttl)
+        self._cache: LoadingCache[int, OrgConfig] = LoadingCache(self._fetch, ttl=ttl, miss_ttl=ttl)
 
-    async def upstream(self, org_id: int, org_slug: str, route: Route) -> Upstream:
+    async def org(self, org_id: int) -> OrgConfig:
+        return await self._cache.get(org_id)
+
+    def upstream(self, config: OrgConfig, org_slug: str, route: Route) -> Upstream:
         """The org's upstream for the route's provider, else the instance's. ProxyError 400 for a name nobody knows."""
-        stored = await self._cache.get(org_id) or {}
+        stored = config.upstreams
         upstream = stored.get(route.provider) or self._environment.get(route.provider)
         if upstream is None:
             known = ", ".join(sorted(REGISTRY))
@@ -91,8 +108,8 @@ class CredentialCache:
             )
         return upstream
 
-    async def _fetch(self, org_id: int) -> dict[str, Upstream]:
-        rows = await self._db.run(selectors.provider_credentials_of, org_id)
+    async def _fetch(self, org_id: int) -> OrgConfig:
+        rows, body_capture = await self._db.run(_load_org, org_id)
         upstreams = {}
         for row in rows:
             name = row["name"]
@@ -106,7 +123,7 @@ class CredentialCache:
             upstreams[name] = Upstream.build(
                 name, spec, base, row["secret"], row["auth_style"], api_version, source="organization"
             )
-        return upstreams
+        return OrgConfig(upstreams, body_capture)
 
     def invalidate(self, org_id: int | None = None) -> None:
         self._cache.invalidate(org_id)

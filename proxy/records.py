@@ -40,6 +40,10 @@ class ProxyRecord:
     usage: dict[str, Any] = field(default_factory=dict)  # raw usage fields as the provider sent them
     request_headers: dict[str, str] = field(default_factory=dict)  # attribution headers (session, user, agent)
     body: Any = None  # the parsed JSON request body, when there was one
+    # Kept only for orgs that store full bodies, capped at their size limit; the response decoded.
+    request_body: bytes = b""
+    response_body: bytes = b""
+    bodies_truncated: bool = False
 
 
 class RecordSink(Protocol):
@@ -56,5 +60,5 @@ class CountingSink:
 
     def submit(self, record: ProxyRecord) -> None:
         self.counts[record.outcome] += 1
-        record.body = None  # a coding agent's request can be megabytes; nothing here reads it
+        record.body = record.request_body = record.response_body = None  # megabytes, for all anyone here reads
         self.recent.append(record)

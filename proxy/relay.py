@@ -225,7 +225,8 @@ class ProxyApp:
                 )
             key = await self.keys.resolve(plaintext)
             record.org_id, record.app_id, record.team_id, record.key_id = key.org_id, key.app_id, key.team_id, key.id
-            upstream = await self.credentials.upstream(key.org_id, key.org_slug, route)
+            org = await self.credentials.org(key.org_id)
+            upstream = self.credentials.upstream(org, key.org_slug, route)
             shape = upstream.spec.errors
             record.passthrough = own_key
             if not upstream.base_url or not (own_key or upstream.has_credential):
@@ -239,7 +240,12 @@ class ProxyApp:
             headers = incoming.upstream_headers(upstream.auth_headers, own_key, identity=hide_usage)
             url = URL(upstream.url(route.path, query), encoded=True)
             record.request_headers = self._attribution(incoming, scope)
-            await self._relay(url, headers, body, scope, send, record, exchange, started, upstream.name, hide_usage)
+            if org.body_capture:
+                record.request_body = body[: org.body_capture]
+                record.bodies_truncated = len(body) > org.body_capture
+            await self._relay(
+                url, headers, body, scope, send, record, exchange, started, upstream.name, hide_usage, org.body_capture
+            )
         except ProxyError as exc:
             record.status, record.error_type, record.error = exc.status, exc.code, exc.message
             record.outcome = _OUTCOMES.get(exc.code, "gateway_error")
@@ -337,7 +343,7 @@ class ProxyApp:
 
     async def _relay(
         self, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange, started: float, name: str,
-        hide_usage: bool,
+        hide_usage: bool, keep: int,
     ):
         sent_at = time.perf_counter()
         record.overhead_ms = (sent_at - started) * 1000
@@ -360,7 +366,7 @@ class ProxyApp:
             record.outcome = "upstream_error"
         finished = False
         try:
-            tap = UsageTap(response.headers.get("content-type", ""), response.headers.get("content-encoding", ""))
+            tap = UsageTap(response.headers.get("content-type", ""), response.headers.get("content-encoding", ""), keep)
             record.stream = record.stream or tap.streamed
             out = [
                 (b"x-ingate-request-id", record.request_id.encode()),
@@ -391,6 +397,9 @@ class ProxyApp:
             tap.finish()
             record.usage = tap.usage
             record.response_model = tap.model
+            if keep:
+                record.response_body = bytes(tap.kept)
+                record.bodies_truncated = record.bodies_truncated or tap.truncated
         finally:
             # A fully read response returns its connection to the pool; anything else closes it, which is
             # also what tells the upstream to stop generating when the client went away.
@@ -430,6 +439,7 @@ class ProxyApp:
             log.warning("%s (request %s)", record.error, record.request_id)
             tap.finish()
             record.usage = tap.usage
+            record.response_body = bytes(tap.kept)  # what arrived before the break, when bodies are kept
             return False
         return True
 

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from observability.models import ObservabilitySettings
 from tenancy.models import APIKey, Organization, ProviderCredential
 
 from .invalidation import publish
@@ -19,6 +20,11 @@ def key_changed(sender, instance: APIKey, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=ProviderCredential, dispatch_uid="proxy-credential-changed")
 def credential_changed(sender, instance: ProviderCredential, **kwargs) -> None:
     transaction.on_commit(partial(publish, "credentials", str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=ObservabilitySettings, dispatch_uid="proxy-observability-changed")
+def observability_changed(sender, instance: ObservabilitySettings, **kwargs) -> None:
+    transaction.on_commit(partial(publish, "credentials", str(instance.org_id)))  # the body policy is cached with them
 
 
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")

@@ -35,7 +35,9 @@ def _collect(obj: Any, usage: dict[str, Any], model: list[str]) -> None:
 
 
 class UsageTap:
-    def __init__(self, content_type: str, content_encoding: str):
+    """`keep`: also keep up to this many bytes of the decoded response, for orgs that store bodies."""
+
+    def __init__(self, content_type: str, content_encoding: str, keep: int = 0):
         self.streamed = "event-stream" in content_type or "ndjson" in content_type
         self._json = "json" in content_type
         encoding = content_encoding.strip().lower()
@@ -46,6 +48,9 @@ class UsageTap:
         self._size = 0
         self.usage: dict[str, Any] = {}
         self._model: list[str] = []
+        self._keep = keep
+        self.kept = bytearray()
+        self.truncated = False
 
     @property
     def model(self) -> str:
@@ -62,6 +67,10 @@ class UsageTap:
         self._take(data)
 
     def _take(self, data: bytes) -> None:
+        if self._keep:
+            room = self._keep - len(self.kept)
+            self.kept += data[:room]
+            self.truncated = self.truncated or len(data) > room
         if self.streamed:
             self._lines(data)
         elif self._json:

@@ -51,3 +51,12 @@ def world(db):
     w.staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
     w.outsider = UserFactory(username="outsider")
     return w
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Connections close at the end of each request: the live gateway's threads (Django views, websocket
+    consumers) must not hold the test database open when pytest-django drops it."""
+    from django.conf import settings
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -15,10 +15,15 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium pack
 
 
 @pytest.fixture
-def page(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread; the test's own ORM calls are still
-    # plain synchronous code, which Django would otherwise refuse.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def member(gateway_key):
+    """A member of the key's org. Made before the browser starts: Playwright's sync API runs an event loop in
+    this thread, after which Django treats the thread as async and refuses ORM calls."""
+    key, _ = gateway_key
+    return MembershipFactory(org=key.org, role=Role.MEMBER, user=UserFactory(username="dana")).user
+
+
+@pytest.fixture
+def page(member):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -35,8 +40,7 @@ def sign_in(page, base: str, username: str) -> None:
 
 
 def test_a_proxied_request_appears_on_the_dashboard_with_its_cost_and_charts(recording, gateway_key, fake, page):
-    key, plaintext = gateway_key
-    MembershipFactory(org=key.org, role=Role.MEMBER, user=UserFactory(username="dana"))
+    _, plaintext = gateway_key
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three four"}],
@@ -65,9 +69,8 @@ def test_a_proxied_request_appears_on_the_dashboard_with_its_cost_and_charts(rec
 
 
 def test_the_live_page_shows_new_requests_as_they_happen(recording, gateway_key, fake, page):
-    key, plaintext = gateway_key
-    MembershipFactory(org=key.org, role=Role.VIEWER, user=UserFactory(username="lee"))
-    sign_in(page, recording.url, "lee")
+    _, plaintext = gateway_key
+    sign_in(page, recording.url, "dana")
     page.goto(f"{recording.url}/ingate/live/?org=acme")
     expect(page.locator("#live-state")).to_have_text("connected")
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
