@@ -258,6 +258,13 @@ INGATE_RECORD_FLUSH_SECONDS = env.float("INGATE_RECORD_FLUSH_SECONDS", default=0
 INGATE_RECORD_MAX_PENDING = env.int("INGATE_RECORD_MAX_PENDING", default=200_000)
 INGATE_RECORD_CLAIM_SECONDS = env.float("INGATE_RECORD_CLAIM_SECONDS", default=30.0)
 INGATE_RECORD_STREAM = env.str("INGATE_RECORD_STREAM", default="ingate:records")
+# Days of request records an org keeps unless its observability settings say otherwise.
+INGATE_RECORD_RETENTION_DAYS = env.int("INGATE_RECORD_RETENTION_DAYS", default=30)
+
+CELERY_BEAT_SCHEDULE = {
+    # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
+    "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
+}
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -102,7 +102,11 @@ class RequestRecord(models.Model):
 class RequestBody(models.Model):
     """Bodies live apart from the records, so scans and aggregates never read them."""
 
-    record = models.OneToOneField(RequestRecord, on_delete=models.CASCADE, primary_key=True, related_name="body")
+    # No database constraint: on PostgreSQL records live in daily partitions keyed by (id, created_at).
+    record = models.OneToOneField(
+        RequestRecord, on_delete=models.CASCADE, primary_key=True, related_name="body", db_constraint=False
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True, help_text="The record's, for retention.")
     metadata = models.JSONField(default=dict, blank=True, help_text="The request's shape: messages by role, tools, parameters.")
     request = models.TextField(blank=True)
     response = models.TextField(blank=True, help_text="Streamed answers are stored reassembled as text.")

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,12 +24,15 @@ from django.db import close_old_connections, connections, transaction
 
 from proxy.records import ProxyRecord
 
+from . import retention
 from .models import RequestBody, RequestRecord
 from .rows import OrgPolicies, build_row, to_models
 
 log = logging.getLogger(__name__)
 
 GROUP = "writers"
+# The writer makes sure the coming days' partitions exist (PostgreSQL), so it never depends on celery beat.
+_PARTITION_CHECK_SECONDS = 3600.0
 
 
 def insert_rows(rows: Iterable[dict[str, Any]]) -> int:
@@ -60,6 +64,7 @@ class RecordPipeline:
         self._policies = OrgPolicies()
         self._redis = None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self._partitions_checked = -_PARTITION_CHECK_SECONDS
         self.dropped = 0
 
     # --- the proxy's side ------------------------------------------------------------------------
@@ -114,6 +119,9 @@ class RecordPipeline:
     def flush(self) -> int:
         """Move what is pending one step on: into the database, or into the stream and from it. Returns rows written."""
         close_old_connections()
+        if time.monotonic() - self._partitions_checked > _PARTITION_CHECK_SECONDS:
+            self._partitions_checked = time.monotonic()
+            retention.ensure_partitions()
         batch = []
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())

@@ -113,4 +113,6 @@ def to_models(row: dict[str, Any]) -> tuple[RequestRecord, RequestBody | None]:
     for name in _DECIMALS:
         if values.get(name) is not None:
             values[name] = Decimal(values[name])
-    return RequestRecord(**values), RequestBody(record_id=values["id"], **body) if body is not None else None
+    if body is None:
+        return RequestRecord(**values), None
+    return RequestRecord(**values), RequestBody(record_id=values["id"], created_at=values["created_at"], **body)
