@@ -147,3 +147,63 @@ class PriceOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.org.slug}: {self.model}"
+
+
+# Latency histogram bucket upper bounds (ms) for rollups; the last bucket is everything slower.
+LATENCY_BOUNDS_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000, 15_000, 20_000, 30_000, 60_000)
+
+
+class RecordRollup(models.Model):
+    """Hourly sums per org and dimension (`all`, `model`, `provider`, `app`, `key`, `user`), kept by the record
+    writer as it inserts, so the overview never scans raw rows. `latency` is a histogram over
+    LATENCY_BOUNDS_MS (+1 overflow bucket), filled only for the `all` dimension."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    bucket = models.DateTimeField()
+    dimension = models.CharField(max_length=16)
+    value = models.CharField(max_length=200, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    unpriced = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+    latency = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "dimension", "bucket", "value"], name="rollup_unique_bucket")
+        ]
+        # Breakdowns over a month read a user dimension's ~200k rows: straight from the index (PostgreSQL).
+        indexes = [
+            models.Index(
+                fields=["org", "dimension", "bucket"],
+                include=["value", "requests", "cost", "input_tokens", "output_tokens"],
+                name="rollup_breakdown",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.dimension}={self.value} @ {self.bucket:%Y-%m-%d %H}:00"
+
+
+class SessionRollup(models.Model):
+    """One row per session, kept by the record writer: the sessions list never groups raw rows."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    session_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, blank=True)
+    user_id = models.CharField(max_length=200, blank=True)
+    client = models.CharField(max_length=64, blank=True)
+    started = models.DateTimeField()
+    ended = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "session_id"], name="session_rollup_unique")]
+        indexes = [models.Index(fields=["org", "-ended"], name="session_rollup_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.org_id}/{self.session_id}"

@@ -24,7 +24,7 @@ from django.db import close_old_connections, connections, transaction
 
 from proxy.records import ProxyRecord
 
-from . import retention
+from . import retention, rollups
 from .models import RequestBody, RequestRecord
 from .rows import OrgPolicies, build_row, to_models
 
@@ -40,9 +40,14 @@ def insert_rows(rows: Iterable[dict[str, Any]]) -> int:
     pairs = [to_models(row) for row in rows]
     if pairs:
         with transaction.atomic():
-            RequestRecord.objects.bulk_create([record for record, _ in pairs], batch_size=500, ignore_conflicts=True)
-            bodies = [body for _, body in pairs if body is not None]
+            stored = {
+                str(pk) for pk in RequestRecord.objects.filter(pk__in=[r.pk for r, _ in pairs]).values_list("pk", flat=True)
+            }
+            fresh = [(record, body) for record, body in pairs if str(record.pk) not in stored]
+            RequestRecord.objects.bulk_create([record for record, _ in fresh], batch_size=500, ignore_conflicts=True)
+            bodies = [body for _, body in fresh if body is not None]
             RequestBody.objects.bulk_create(bodies, batch_size=200, ignore_conflicts=True)
+            rollups.apply([record for record, _ in fresh])  # only what was new: a replay counts nothing twice
     return len(pairs)
 
 

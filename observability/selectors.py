@@ -14,9 +14,11 @@ from django.db.models import Aggregate, Count, F, FloatField, Max, Min, Q, Query
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from tenancy.models import APIKey, App, Organization
 from tenancy.permissions import VIEW, Principal, restrict
 
-from .models import BodyMode, ObservabilitySettings, Outcome, RequestRecord
+from .models import BodyMode, ObservabilitySettings, Outcome, RecordRollup, RequestRecord, SessionRollup
+from .rollups import percentile
 
 GROUPS = {
     "model": "model",
@@ -48,7 +50,7 @@ def records_for(principal: Principal) -> QuerySet[RequestRecord]:
 class RecordFilter(django_filters.FilterSet):
     """The filters of the logs table and of /records/ (query parameters)."""
 
-    org = django_filters.CharFilter(field_name="org__slug", label="Organization (slug)")
+    org = django_filters.CharFilter(method="filter_org", label="Organization (slug)")
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     model = django_filters.CharFilter(method="filter_model")
@@ -67,6 +69,11 @@ class RecordFilter(django_filters.FilterSet):
     class Meta:
         model = RequestRecord
         fields: list[str] = []
+
+    def filter_org(self, queryset, name, value):
+        # A constant org id, not a join: the planner then walks the (org, created_at) index newest first.
+        org_id = Organization.objects.filter(slug=value).values_list("pk", flat=True).first()
+        return queryset.filter(org_id=org_id or 0)
 
     def filter_model(self, queryset, name, value):
         return queryset.filter(Q(model=value) | Q(response_model=value))
@@ -191,3 +198,57 @@ def sessions(queryset: QuerySet) -> QuerySet:
         )
         .order_by("-ended")
     )
+
+
+# --- the overview and sessions pages read rollups, never raw rows ---------------------------------
+
+
+def _rollups(org_id: int, since: datetime.datetime, dimension: str) -> QuerySet:
+    return RecordRollup.objects.filter(org_id=org_id, dimension=dimension, bucket__gte=since)
+
+
+def rollup_totals(org_id: int, since: datetime.datetime) -> dict[str, Any]:
+    found = _rollups(org_id, since, "all").aggregate(
+        requests=Sum("requests"), errors=Sum("errors"), unpriced=Sum("unpriced"),
+        input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), cost=Sum("cost"),
+    )
+    return {name: value or 0 for name, value in found.items()} | {"cost": found["cost"] or Decimal(0)}
+
+
+def rollup_series(org_id: int, since: datetime.datetime, bucket: str) -> list[dict[str, Any]]:
+    """Per hour or day: requests, errors, tokens, cost and latency p50/p95 (from the latency histograms)."""
+    merged: dict[datetime.datetime, dict[str, Any]] = {}
+    for row in _rollups(org_id, since, "all").order_by("bucket"):
+        at = row.bucket if bucket == "hour" else row.bucket.replace(hour=0)
+        point = merged.setdefault(at, {"at": at, "requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
+                                       "cost": Decimal(0), "latency": []})
+        for name in ("requests", "errors", "input_tokens", "output_tokens", "cost"):
+            point[name] += getattr(row, name)
+        histogram = row.latency or []
+        point["latency"] = [a + b for a, b in zip(point["latency"] or [0] * len(histogram), histogram)]
+    for point in merged.values():
+        histogram = point.pop("latency")
+        point["p50_ms"], point["p95_ms"] = percentile(histogram, 0.5), percentile(histogram, 0.95)
+        point["group"] = None
+    return list(merged.values())
+
+
+def rollup_breakdown(org_id: int, since: datetime.datetime, dimension: str, limit: int = 10) -> list[dict[str, Any]]:
+    rows = list(
+        _rollups(org_id, since, dimension).values("value")
+        .annotate(requests=Sum("requests"), cost=Sum("cost"), tokens=Sum(F("input_tokens") + F("output_tokens")))
+        .order_by("-requests")[:limit]
+    )
+    names = {}
+    if dimension == "app":
+        names = dict(App.objects.filter(pk__in=[r["value"] for r in rows]).values_list("pk", "slug"))
+    elif dimension == "key":
+        names = {pk: f"{name} ({prefix})" for pk, name, prefix in
+                 APIKey.objects.filter(pk__in=[r["value"] for r in rows]).values_list("pk", "name", "prefix")}
+    for row in rows:
+        row["name"] = names.get(int(row["value"]), row["value"]) if names else row["value"]
+    return rows
+
+
+def session_rollups(org_id: int) -> QuerySet:
+    return SessionRollup.objects.filter(org_id=org_id).order_by("-ended")

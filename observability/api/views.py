@@ -11,7 +11,8 @@ from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import decorators, exceptions, mixins, response
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import decorators, exceptions, mixins, pagination, response
 
 from tenancy.api.views import ScopedViewSet
 from tenancy.models import Scope
@@ -32,6 +33,15 @@ def _choice(request, name: str, allowed, default):
     return value
 
 
+class RecordCursor(pagination.CursorPagination):
+    """Newest first, by cursor: no COUNT over millions of rows, and stable while new records arrive."""
+
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+
 class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     """Request records of your organizations (gateway keys: the `logs:read` scope)."""
 
@@ -40,8 +50,8 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     serializer_class = s.RequestRecordSerializer
     filterset_class = selectors.RecordFilter
     required_scope = Scope.LOGS_READ
-    ordering_fields = ["created_at", "total_ms", "cost_total", "total_tokens"]
-    search_fields = []
+    pagination_class = RecordCursor
+    filter_backends = [DjangoFilterBackend]
 
     @extend_schema(
         parameters=[
@@ -68,8 +78,10 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     @decorators.action(detail=False)
     def sessions(self, request):
         """Sessions (requests grouped by session id), most recent first."""
-        page = self.paginate_queryset(selectors.sessions(self.filter_queryset(self.get_queryset())))
-        return self.get_paginated_response(s.SessionSerializer(page, many=True).data)
+        rows = selectors.sessions(self.filter_queryset(self.get_queryset()))
+        paginator = pagination.LimitOffsetPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(s.SessionSerializer(page, many=True).data)
 
     @extend_schema(
         parameters=[OpenApiParameter("export_format", str, enum=["csv", "jsonl"])],

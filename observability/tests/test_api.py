@@ -43,7 +43,7 @@ def test_members_see_only_their_orgs_records(client_for, world, records):
     viewer = client_for(user=world.own.users["viewer"])
     assert ids(viewer.get(URL)) == {str(records[k].pk) for k in "abcd"}
     assert viewer.get(f"{URL}{records['x'].pk}/").status_code == 404
-    assert client_for(user=world.outsider).get(URL).json()["count"] == 0
+    assert client_for(user=world.outsider).get(URL).json()["results"] == []
 
 
 def test_gateway_keys_need_the_logs_read_scope(client_for, world, records):
@@ -105,6 +105,15 @@ def test_series_by_model_with_latency_percentiles(client_for, world, records):
     assert sum(r["requests"] for r in by_model["gpt-4o-mini"]) == 2
     assert sum(r["requests"] for r in by_model["claude-haiku-4-5"]) == 1
     assert by_model["claude-haiku-4-5"][0]["p95_ms"] == pytest.approx(300)
+
+
+def test_the_list_pages_by_cursor_newest_first(client_for, world, records):
+    api = client_for(user=world.own.users["member"])
+    first = api.get(URL, {"limit": 2}).json()
+    assert [row["id"] for row in first["results"]] == [str(records["c"].pk), str(records["b"].pk)]
+    second = api.get(first["next"]).json()
+    assert [row["id"] for row in second["results"]] == [str(records["a"].pk), str(records["d"].pk)]
+    assert second["next"] is None
 
 
 def test_sessions_group_requests(client_for, world, records):

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from observability import rollups
 from observability.models import RequestRecord
 
 
@@ -19,7 +20,9 @@ def make_record(tenant, **fields):
         "created_at": timezone.now() - datetime.timedelta(minutes=5),
     }
     values.update(fields)
-    return RequestRecord.objects.create(**values)
+    record = RequestRecord.objects.create(**values)
+    rollups.apply([record])  # as the record writer does when it inserts
+    return record
 
 
 @pytest.fixture
