@@ -271,6 +271,10 @@ def main() -> None:
         else:
             server = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(gw_port), "ingate.asgi:application"]
         gateway = spawn([*pin_gw, *server], tmp / "gateway.log", env=env)
+        if os.environ.get("REDIS_URL"):
+            # Production shape: the gateway streams records to Redis and a Celery worker inserts them.
+            spawn([*pin_rest, PY, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-l", "warning"],
+                  tmp / "worker.log", env=env)
         wait_ready(fake, fake_port, tmp / "fake.log", "fake provider")
         wait_ready(gateway, gw_port, tmp / "gateway.log", "gateway")
         info = machine_info(args.server, pinned)

@@ -124,6 +124,8 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The rollups' covering index INCLUDEs columns on PostgreSQL; SQLite ignores the INCLUDE and says so.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
 REDIS_URL = env.str("REDIS_URL", default="")
 
@@ -258,12 +260,18 @@ INGATE_RECORD_FLUSH_SECONDS = env.float("INGATE_RECORD_FLUSH_SECONDS", default=0
 INGATE_RECORD_MAX_PENDING = env.int("INGATE_RECORD_MAX_PENDING", default=200_000)
 INGATE_RECORD_CLAIM_SECONDS = env.float("INGATE_RECORD_CLAIM_SECONDS", default=30.0)
 INGATE_RECORD_STREAM = env.str("INGATE_RECORD_STREAM", default="ingate:records")
+# Who inserts records: "worker" (gateway processes only put them on the Redis stream; Celery workers price
+# nothing and insert: no database work competes with the proxy for the CPU) or "gateway" (a thread in each
+# gateway process inserts). Without Redis it is always "gateway".
+INGATE_RECORD_INGEST = env.str("INGATE_RECORD_INGEST", default="worker") if REDIS_URL else "gateway"
 # Days of request records an org keeps unless its observability settings say otherwise.
 INGATE_RECORD_RETENTION_DAYS = env.int("INGATE_RECORD_RETENTION_DAYS", default=30)
 
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
+    # Gateways ask for ingestion as they stream records; this also picks up what a dead worker left behind.
+    "records-ingest": {"task": "observability.ingest_records", "schedule": 10.0},
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

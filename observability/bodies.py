@@ -74,11 +74,12 @@ def reassemble(raw: bytes) -> str:
 
 
 def stored_bodies(mode: str, *, parsed: Any, request: bytes, response: bytes, request_size: int,
-                  streamed: bool, truncated: bool) -> dict[str, Any] | None:
-    """The RequestBody values for an org's body mode, or None when nothing is kept."""
+                  streamed: bool, truncated: bool, shape: dict | None = None) -> dict[str, Any] | None:
+    """The RequestBody values for an org's body mode, or None when nothing is kept. `shape`: the request's
+    metadata when the gateway already worked it out (the body itself did not travel)."""
     if mode == "off":
         return None
-    metadata = request_metadata(parsed, request_size)
+    metadata = shape if shape is not None else request_metadata(parsed, request_size)
     if mode != "full":
         return {"metadata": metadata, "request": "", "response": "", "truncated": False}
     return {

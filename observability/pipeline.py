@@ -10,7 +10,6 @@ present, so a batch replayed after a crash is never counted twice."""
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import socket
@@ -25,8 +24,9 @@ from django.db import close_old_connections, connections, transaction
 from proxy.records import ProxyRecord
 
 from . import retention, rollups
+from .insert import insert_records
 from .models import RequestBody, RequestRecord
-from .rows import OrgPolicies, build_row, to_models
+from .rows import OrgPolicies, build_row, slim, to_models, unslim
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +37,34 @@ _PARTITION_CHECK_SECONDS = 3600.0
 
 def insert_rows(rows: Iterable[dict[str, Any]]) -> int:
     """Insert rows (and their bodies), skipping ids already stored (a replayed batch). Returns how many were given."""
-    pairs = [to_models(row) for row in rows]
-    if pairs:
-        with transaction.atomic():
-            stored = {
-                str(pk) for pk in RequestRecord.objects.filter(pk__in=[r.pk for r, _ in pairs]).values_list("pk", flat=True)
-            }
-            fresh = [(record, body) for record, body in pairs if str(record.pk) not in stored]
-            RequestRecord.objects.bulk_create([record for record, _ in fresh], batch_size=500, ignore_conflicts=True)
-            bodies = [body for _, body in fresh if body is not None]
-            RequestBody.objects.bulk_create(bodies, batch_size=200, ignore_conflicts=True)
-            rollups.apply([record for record, _ in fresh])  # only what was new: a replay counts nothing twice
-    return len(pairs)
+    rows = list(rows)
+    if not rows:
+        return 0
+    with transaction.atomic():
+        ids = [row["id"] for row in rows]
+        stored = {str(pk) for pk in RequestRecord.objects.filter(pk__in=ids).values_list("pk", flat=True)}
+        fresh = [row for row in rows if row["id"] not in stored]
+        bodies = [row.pop("body") for row in fresh if "body" in row]
+        insert_records(fresh)
+        RequestBody.objects.bulk_create(
+            [RequestBody(**body) for body in bodies], batch_size=200, ignore_conflicts=True
+        )
+        rollups.apply([to_models(row)[0] for row in fresh])  # only what was new: a replay counts nothing twice
+    return len(rows)
 
 
 class RecordPipeline:
     """The proxy's record sink (INGATE_RECORD_SINK). `submit` is a deque append: it never blocks or raises."""
 
-    def __init__(self):
+    def __init__(self, consumer: str | None = None):
         self.batch_size = settings.INGATE_RECORD_BATCH_SIZE
         self.interval = settings.INGATE_RECORD_FLUSH_SECONDS
         self.max_pending = settings.INGATE_RECORD_MAX_PENDING
         self.redis_url = settings.REDIS_URL
         self.claim_ms = int(settings.INGATE_RECORD_CLAIM_SECONDS * 1000)
         self.stream = settings.INGATE_RECORD_STREAM
+        self.ingest_here = not self.redis_url or settings.INGATE_RECORD_INGEST == "gateway"
+        self._kicked = 0.0
         self._pending: collections.deque[ProxyRecord] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
@@ -68,7 +72,9 @@ class RecordPipeline:
         self._lock = threading.Lock()
         self._policies = OrgPolicies()
         self._redis = None
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        # One consumer name per process: a restarted process is a new consumer, and the old one's pending
+        # entries are claimed after INGATE_RECORD_CLAIM_SECONDS.
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._partitions_checked = -_PARTITION_CHECK_SECONDS
         self.dropped = 0
 
@@ -111,6 +117,8 @@ class RecordPipeline:
                 stopping = self._stopping
                 try:
                     self.flush()
+                    while self._pending:  # a backlog: keep going rather than wait for the next round
+                        self.flush()
                 except Exception:  # noqa: BLE001  (keep the records and try again next round)
                     log.exception("Record writer failed; retrying")
                     if stopping:
@@ -130,23 +138,40 @@ class RecordPipeline:
         batch = []
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())
+        batch = [record for record in batch if record.org_id]  # refused before a key was known: no tenant
         try:
-            rows = [build_row(record, *self._policies.of(record.org_id)) for record in batch if record.org_id]
+            if not self.redis_url:
+                return insert_rows([build_row(record, *self._policies.of(record.org_id)) for record in batch])
+            # With Redis the gateway only slims and streams; pricing and attribution happen where rows are written.
+            self._produce([slim(record) for record in batch])
         except Exception:
             self._pending.extendleft(reversed(batch))
             raise
-        if not self.redis_url:
-            try:
-                return insert_rows(rows)
-            except Exception:
-                self._pending.extendleft(reversed(batch))
-                raise
-        try:
-            self._produce(rows)
-        except Exception:
-            self._pending.extendleft(reversed(batch))
-            raise
-        return self._consume()
+        if self.ingest_here:
+            return self._consume()
+        self._kick_workers(bool(batch))
+        return 0
+
+    def _kick_workers(self, produced: bool) -> None:
+        """Ask a Celery worker to ingest, at most once a second (beat also asks every 10 s)."""
+        if produced and time.monotonic() - self._kicked > 1.0:
+            from .tasks import ingest_records
+
+            self._kicked = time.monotonic()
+            ingest_records.delay()
+
+    def drain(self, seconds: float = 20.0) -> int:
+        """Consume the stream until it is empty or `seconds` pass (the ingest task). Returns rows written."""
+        deadline = time.monotonic() + seconds
+        written = 0
+        self._forget_idle_consumers()
+        while time.monotonic() < deadline:
+            close_old_connections()
+            batch = self._consume()
+            written += batch
+            if not batch:
+                break
+        return written
 
     # --- Redis stream ----------------------------------------------------------------------------
 
@@ -163,12 +188,12 @@ class RecordPipeline:
             self._redis = client
         return self._redis
 
-    def _produce(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def _produce(self, entries: list[bytes]) -> None:
+        if not entries:
             return
         pipe = self._client().pipeline(transaction=False)
-        for row in rows:
-            pipe.xadd(self.stream, {"row": json.dumps(row)})
+        for entry in entries:
+            pipe.xadd(self.stream, {"record": entry})
         pipe.execute()
 
     def _consume(self) -> int:
@@ -182,11 +207,19 @@ class RecordPipeline:
                 return written
             written += self._write_entries(client, response[0][1])
 
+    def _forget_idle_consumers(self, idle_ms: int = 3_600_000) -> None:
+        """Consumers of processes long gone, with nothing pending, would otherwise pile up in the group."""
+        client = self._client()
+        for info in client.xinfo_consumers(self.stream, GROUP):
+            if info["pending"] == 0 and info["idle"] > idle_ms:
+                client.xgroup_delconsumer(self.stream, GROUP, info["name"])
+
     def _write_entries(self, client, entries) -> int:
         entries = [(entry_id, fields) for entry_id, fields in entries if fields]
         if not entries:
             return 0
-        insert_rows(json.loads(fields[b"row"]) for _, fields in entries)
+        records = [unslim(fields[b"record"]) for _, fields in entries]
+        insert_rows([build_row(record, *self._policies.of(record.org_id)) for record in records])
         ids = [entry_id for entry_id, _ in entries]
         pipe = client.pipeline(transaction=False)
         pipe.xack(self.stream, GROUP, *ids)

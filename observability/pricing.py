@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import datetime
+import functools
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import genai_prices
+from genai_prices import data_snapshot
 
 from .usage import Tokens
 
@@ -53,27 +57,66 @@ def _from_override(tokens: Tokens, price: Override) -> Cost:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _find(model: str, provider: str):
+    """The table's (provider, model) entry for a name: the matching is most of a price's cost, so remember it."""
+    try:
+        return data_snapshot.get_snapshot().find_provider_model(model, None, _PROVIDER_IDS.get(provider, provider), None)
+    except LookupError:
+        return None
+
+
+def _calc(found, usage) -> Any:
+    provider, model = found
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the table's own deprecation notices are not the user's problem
+        return model.calc_price(usage, provider, genai_request_timestamp=datetime.datetime.now(datetime.timezone.utc))
+
+
+def _per_token(found, count: int) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """Input, output, cache-read and cache-write price of one token, measured on `count` tokens of each."""
+    plain = _calc(found, genai_prices.Usage(input_tokens=count))
+    output = _calc(found, genai_prices.Usage(output_tokens=count))
+    read = _calc(found, genai_prices.Usage(input_tokens=count, cache_read_tokens=count))
+    write = _calc(found, genai_prices.Usage(input_tokens=count, cache_write_tokens=count))
+    return tuple(Decimal(p) / count for p in (plain.input_price, output.output_price, read.input_price, write.input_price))
+
+
+@functools.lru_cache(maxsize=4096)
+def _linear(model: str, provider: str) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
+    """A model's per-token prices when they do not depend on volume (most models), else None.
+
+    genai-prices takes ~100 µs per calculation; the writer prices every request, so flat-priced models are
+    priced from these cached unit prices and only tiered ones (long-context surcharges) go through it each time."""
+    found = _find(model, provider)
+    if found is None:
+        return None
+    small, large = _per_token(found, 1000), _per_token(found, 1_000_000)
+    return small if small == large else None
+
+
 def _from_table(tokens: Tokens, model: str, provider: str) -> Cost | None:
+    unit = _linear(model, provider)
+    if unit is not None:
+        p_in, p_out, p_read, p_write = unit
+        uncached = tokens.input - tokens.cache_read - tokens.cache_write
+        return Cost(
+            input=uncached * p_in, output=tokens.output * p_out,
+            cache=tokens.cache_read * p_read + tokens.cache_write * p_write, source=PRICE_TABLE,
+        )
+    found = _find(model, provider)
+    if found is None:
+        return None
     usage_fields = {"input_tokens": tokens.input, "output_tokens": tokens.output}
     if tokens.cache_read:
         usage_fields["cache_read_tokens"] = tokens.cache_read
     if tokens.cache_write:
         usage_fields["cache_write_tokens"] = tokens.cache_write
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the table's own deprecation notices are not the user's problem
-        usage = genai_prices.Usage(**usage_fields)
-        try:
-            price = genai_prices.calc_price(usage, model, provider_id=_PROVIDER_IDS.get(provider, provider))
-        except LookupError:
-            return None
+    price = _calc(found, genai_prices.Usage(**usage_fields))
     # genai-prices folds cache reads and writes into the input price; split them out for the record.
     cache = _ZERO
     if tokens.cache_read or tokens.cache_write:
-        plain = genai_prices.calc_price(
-            genai_prices.Usage(input_tokens=tokens.input - tokens.cache_read - tokens.cache_write),
-            model,
-            provider_id=_PROVIDER_IDS.get(provider, provider),
-        )
+        plain = _calc(found, genai_prices.Usage(input_tokens=tokens.input - tokens.cache_read - tokens.cache_write))
         cache = price.input_price - plain.input_price
     return Cost(input=price.input_price - cache, output=price.output_price, cache=cache, source=PRICE_TABLE)
 

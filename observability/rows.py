@@ -11,13 +11,18 @@ from typing import Any
 from proxy.records import ProxyRecord
 
 from .attribution import attribute
-from .bodies import stored_bodies
+import dataclasses
+
+import orjson
+
+from .bodies import request_metadata, stored_bodies
 from .models import PriceOverride, RequestBody, RequestRecord, UsageSource
 from .selectors import body_mode
 from .pricing import Override, cost_of
 from .usage import normalize
 
 _OVERRIDE_TTL = 30.0
+_RECORD_FIELDS = [f.name for f in dataclasses.fields(ProxyRecord)]
 
 
 class OrgPolicies:
@@ -37,6 +42,30 @@ class OrgPolicies:
         mode = body_mode(org_id)
         self._cache[org_id] = (time.monotonic(), overrides, mode)
         return overrides, mode
+
+
+def slim(record: ProxyRecord) -> bytes:
+    """A record as a Redis stream entry: everything but the request body, of which only what attribution and
+    the body metadata need (a coding agent's body can be megabytes; this is a few hundred bytes)."""
+    body = record.body if isinstance(record.body, dict) else {}
+    facts: dict[str, Any] = {"__shape__": request_metadata(record.body, record.request_bytes)}
+    if isinstance(body.get("user"), str):
+        facts["user"] = body["user"]
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and "user_id" in metadata:
+        facts["metadata"] = {"user_id": metadata["user_id"]}
+    data = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    data["body"] = facts
+    data["request_body"] = (record.request_body or b"").decode("utf-8", errors="replace")
+    data["response_body"] = (record.response_body or b"").decode("utf-8", errors="replace")
+    return orjson.dumps(data)
+
+
+def unslim(raw: bytes) -> ProxyRecord:
+    data = orjson.loads(raw)
+    data["request_body"] = data["request_body"].encode()
+    data["response_body"] = data["response_body"].encode()
+    return ProxyRecord(**data)
 
 
 def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "metadata") -> dict[str, Any]:
@@ -75,12 +104,13 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
         "request_bytes": record.request_bytes,
         "response_bytes": record.response_bytes,
     }
+    shape = record.body.get("__shape__") if isinstance(record.body, dict) else None
     bodies = stored_bodies(
         mode, parsed=record.body, request=record.request_body or b"", response=record.response_body or b"",
-        request_size=record.request_bytes, streamed=record.stream, truncated=record.bodies_truncated,
+        request_size=record.request_bytes, streamed=record.stream, truncated=record.bodies_truncated, shape=shape,
     )
     if bodies is not None:
-        row["body"] = bodies
+        row["body"] = {"record_id": record.request_id, "created_at": row["created_at"], **bodies}
     if tokens is not None:
         row.update(
             input_tokens=tokens.input,
@@ -107,6 +137,7 @@ _DECIMALS = ("cost_input", "cost_output", "cost_cache", "cost_total")
 
 
 def to_models(row: dict[str, Any]) -> tuple[RequestRecord, RequestBody | None]:
+    """Model instances for a row (the rollups read them; inserts go through insert.py)."""
     values = dict(row)
     body = values.pop("body", None)
     values["created_at"] = datetime.datetime.fromisoformat(values["created_at"])
@@ -115,4 +146,5 @@ def to_models(row: dict[str, Any]) -> tuple[RequestRecord, RequestBody | None]:
             values[name] = Decimal(values[name])
     if body is None:
         return RequestRecord(**values), None
-    return RequestRecord(**values), RequestBody(record_id=values["id"], created_at=values["created_at"], **body)
+    body = {**body, "created_at": values["created_at"]}
+    return RequestRecord(**values), RequestBody(**body)

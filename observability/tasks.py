@@ -7,3 +7,12 @@ from . import retention
 def enforce_retention() -> dict[str, int]:
     """Hourly (celery beat): retention and tomorrow's partitions. Idempotent, safe to run twice."""
     return retention.enforce_retention()
+
+
+@shared_task(name="observability.ingest_records", ignore_result=True)
+def ingest_records() -> int:
+    """Insert what gateways put on the record stream (and what a dead worker had read). Safe to run many at
+    once: the consumer group hands each entry to one of them."""
+    from .pipeline import RecordPipeline
+
+    return RecordPipeline().drain()

@@ -98,6 +98,7 @@ def recording(gateway, settings):
     settings.INGATE_RECORD_FLUSH_SECONDS = 0.05
     settings.INGATE_RECORD_STREAM = f"ingate:records:test:{uuid.uuid4().hex}"
     settings.INGATE_RECORD_SINK = "observability.pipeline.RecordPipeline"
+    settings.INGATE_RECORD_INGEST = "gateway"  # no Celery worker here; tests/test_ingest_worker.py has one
     yield gateway
     gateway.app.sink.close()
 

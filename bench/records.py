@@ -1,0 +1,154 @@
+"""The record pipeline: sustained records per second into PostgreSQL (direct, and through a Redis stream),
+and the proxy's latency while the records table is locked (a stuck database) compared with normal.
+Run from the repo root: `.venv/bin/python bench/records.py [--records 50000] [--duration 6]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.proxy import PY, cleanup, free_port, manage, run_wrk, spawn, wait_ready, write_lua  # noqa: E402
+
+DATABASE = "ingate_bench_records"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+def fresh_database() -> None:
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", DATABASE], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DATABASE], check=True)
+
+
+def throughput(records: int, redis: bool) -> float:
+    """Records per second from submit() to committed rows, in a fresh process (settings are read at start)."""
+    code = f"""
+import os, time, uuid, django
+os.environ["DJANGO_SETTINGS_MODULE"] = "ingate.settings"
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from observability.models import RequestRecord
+from observability.pipeline import RecordPipeline
+from proxy.records import ProxyRecord
+from tenancy.tests.factories import OrganizationFactory
+org = OrganizationFactory(slug="t-" + uuid.uuid4().hex[:8])
+records = [ProxyRecord(request_id=str(uuid.uuid4()), provider="openai", endpoint="chat.completions", method="POST",
+    path="/v1/chat/completions", org_id=org.pk, model="gpt-4o-mini", response_model="gpt-4o-mini-2024-07-18",
+    status=200, started_at=time.time(), usage={{"prompt_tokens": 900, "completion_tokens": 120}},
+    request_headers={{"user-agent": "claude-cli/2.0", "x-claude-code-session-id": f"s{{n % 50}}"}},
+    body={{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "hi"}}]}}) for n in range({records})]
+pipeline = RecordPipeline()
+started = time.perf_counter()
+for record in records:
+    pipeline.submit(record)
+pipeline.close(timeout=600)
+elapsed = time.perf_counter() - started
+assert RequestRecord.objects.filter(org=org).count() == {records}, "records lost"
+print(f"RATE {{{records} / elapsed:.0f}}")
+"""
+    env = {**os.environ, "DATABASE_URL": DATABASE_URL, "INGATE_DATA_DIR": tempfile.mkdtemp(prefix="ingate-bench-")}
+    env.pop("REDIS_URL", None)
+    if redis:
+        subprocess.run(["redis-cli", "-n", "12", "FLUSHDB"], check=True, capture_output=True)
+        env["REDIS_URL"] = REDIS_URL
+        env["INGATE_RECORD_INGEST"] = "gateway"  # produce and consume in this one process, to time both
+    out = subprocess.run([PY, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RATE ")), None)
+    if line is None:
+        sys.exit(f"throughput run failed:\n{out.stdout}\n{out.stderr}")
+    return float(line.split()[1])
+
+
+def latency_with_a_stuck_database(duration: float, redis: bool) -> list[tuple[str, dict]]:
+    """wrk at concurrency 1 through the gateway: normally, then while the records table is locked.
+    With Redis the production way: the gateway streams records and a Celery worker inserts them."""
+    import psycopg
+
+    tmp = Path(tempfile.mkdtemp(prefix="ingate-bench-"))
+    fake_port, gw_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": DATABASE_URL, "INGATE_DATA_DIR": str(tmp),
+           "INGATE_UPSTREAM_OPENAI": f"http://127.0.0.1:{fake_port}", "OPENAI_API_KEY": "sk-bench"}
+    env.pop("REDIS_URL", None)
+    if redis:
+        subprocess.run(["redis-cli", "-n", "12", "FLUSHDB"], check=True, capture_output=True)
+        env["REDIS_URL"] = REDIS_URL
+    try:
+        fake = spawn([PY, "-m", "tests.fake_provider", "--port", str(fake_port)], tmp / "fake.log", env=env)
+        manage(["migrate", "--no-input"], env)
+        if redis:
+            spawn([PY, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-l", "warning"], tmp / "worker.log", env=env)
+        key = manage(["create_gateway_key", "--org", "stuck", "--app", "stuck"], env).strip().splitlines()[-1]
+        gateway = spawn([PY, "-m", "uvicorn", "ingate.asgi:application", "--port", str(gw_port), "--loop", "uvloop",
+                         "--http", "httptools", "--no-access-log", "--log-level", "warning", "--lifespan", "on"],
+                        tmp / "gateway.log", env=env)
+        wait_ready(fake, fake_port, tmp / "fake.log", "fake provider")
+        wait_ready(gateway, gw_port, tmp / "gateway.log", "gateway")
+        lua = write_lua(tmp, "chat", key, False)
+        url = f"http://127.0.0.1:{gw_port}"
+        run_wrk(url, lua, 4, 1, 1, [])  # warm-up
+        rows = [("database answering", run_wrk(url, lua, 1, 1, duration, []))]
+        with psycopg.connect(DATABASE_URL) as lock:
+            lock.execute("LOCK TABLE observability_requestrecord IN ACCESS EXCLUSIVE MODE")
+            rows.append(("records table locked", run_wrk(url, lua, 1, 1, duration, [])))
+            lock.rollback()
+        sent = sum(r["requests"] for _, r in rows)
+        deadline = time.monotonic() + 60
+        with psycopg.connect(DATABASE_URL, autocommit=True) as check:
+            while True:
+                stored = check.execute("SELECT count(*) FROM observability_requestrecord").fetchone()[0]
+                if stored >= sent or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        rows.append((f"stored after unlock: {stored:,} of {sent:,} answered (+ warm-up)", {}))
+        return rows
+    finally:
+        cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--duration", type=float, default=6.0)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found on PATH (Debian/Ubuntu: apt-get install wrk)")
+    try:
+        fresh_database()
+        direct = throughput(args.records, redis=False)
+        fresh_database()
+        streamed = throughput(args.records, redis=True)
+        fresh_database()
+        stuck = {False: latency_with_a_stuck_database(args.duration, redis=False)}
+        fresh_database()
+        stuck[True] = latency_with_a_stuck_database(args.duration, redis=True)
+    finally:
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", DATABASE], check=False)
+    print(f"\nRecord pipeline, {args.records:,} records, PostgreSQL\n")
+    print("| path | records/s (submit → committed, rollups included) |")
+    print("|---|---:|")
+    print(f"| writer → PostgreSQL | {direct:,.0f} |")
+    print(f"| writer → Redis stream → PostgreSQL | {streamed:,.0f} |")
+    for redis, rows in stuck.items():
+        how = "gateway streams to Redis, a Celery worker inserts" if redis else "no Redis: a gateway thread inserts"
+        print(f"\nProxy latency at concurrency 1 while the database is stuck ({how})\n")
+        print("| database | req/s | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for name, result in rows:
+            if result:
+                print(f"| {name} | {result['rps']:,.0f} | {result['p50']:.2f} | {result['p99']:.2f} |")
+            else:
+                print(f"\n{name}")
+
+
+if __name__ == "__main__":
+    main()
