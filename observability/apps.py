@@ -9,7 +9,12 @@ class ObservabilityConfig(AppConfig):
         from tenancy.models import Role, Scope
         from tenancy.permissions import VIEW, grant
 
-        from .models import RequestRecord
+        from tenancy.permissions import ALL
+
+        from .models import ObservabilitySettings, PriceOverride, RequestRecord
 
         # Everyone in an org may read its request records; a gateway key needs the logs:read scope.
         grant(RequestRecord, roles={role: {VIEW} for role in Role.values}, scopes={Scope.LOGS_READ: {VIEW}})
+        # Settings and prices shape what is kept and what things cost: admins and owners change them.
+        for model in (ObservabilitySettings, PriceOverride):
+            grant(model, roles={Role.VIEWER: {VIEW}, Role.MEMBER: {VIEW}, Role.ADMIN: ALL, Role.OWNER: ALL})

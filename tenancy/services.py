@@ -35,14 +35,15 @@ User = get_user_model()
 # --- generic audited writes -------------------------------------------------------------------
 
 
-def _create(*, actor: Actor, obj: Model) -> Model:
+def audited_create(*, actor: Actor, obj: Model) -> Model:
+    """Validate, save and audit a new object (other apps' services build on this and `audited_update`)."""
     obj.full_clean()
     obj.save()
     audit_record(actor=actor, action="create", obj=obj, changes={"after": snapshot(obj)})
     return obj
 
 
-def _update(*, actor: Actor, obj: Model, fields: dict[str, Any]) -> Model:
+def audited_update(*, actor: Actor, obj: Model, fields: dict[str, Any]) -> Model:
     before = snapshot(obj)
     for name, value in fields.items():
         setattr(obj, name, value)
@@ -90,7 +91,7 @@ def audited_delete(*, actor: Actor, obj: Model) -> None:
 @transaction.atomic
 def organization_create(*, actor: Actor, name: str, slug: str = "", owner=None) -> Organization:
     slug = slug or _unique_slug(name, lambda s: Organization.objects.filter(slug=s).exists())
-    org = _create(actor=actor, obj=Organization(name=name, slug=slug))
+    org = audited_create(actor=actor, obj=Organization(name=name, slug=slug))
     if owner is not None:
         membership_create(actor=actor, org=org, user=owner, role=Role.OWNER)
     return org
@@ -98,7 +99,7 @@ def organization_create(*, actor: Actor, name: str, slug: str = "", owner=None) 
 
 @transaction.atomic
 def organization_update(*, actor: Actor, org: Organization, **fields) -> Organization:
-    return _update(actor=actor, obj=org, fields=fields)
+    return audited_update(actor=actor, obj=org, fields=fields)
 
 
 @transaction.atomic
@@ -112,12 +113,12 @@ def organization_delete(*, actor: Actor, org: Organization) -> None:
 @transaction.atomic
 def team_create(*, actor: Actor, org: Organization, name: str, slug: str = "") -> Team:
     slug = slug or _unique_slug(name, lambda s: Team.objects.filter(org=org, slug=s).exists())
-    return _create(actor=actor, obj=Team(org=org, name=name, slug=slug))
+    return audited_create(actor=actor, obj=Team(org=org, name=name, slug=slug))
 
 
 @transaction.atomic
 def team_update(*, actor: Actor, team: Team, **fields) -> Team:
-    return _update(actor=actor, obj=team, fields=fields)
+    return audited_update(actor=actor, obj=team, fields=fields)
 
 
 @transaction.atomic
@@ -129,7 +130,7 @@ def team_delete(*, actor: Actor, team: Team) -> None:
 def team_member_add(*, actor: Actor, team: Team, user) -> TeamMembership:
     if not Membership.objects.filter(org_id=team.org_id, user=user).exists():
         raise ValidationError({"user": f"{user} is not a member of {team.org.name}; add them to the organization first."})
-    return _create(actor=actor, obj=TeamMembership(team=team, user=user))
+    return audited_create(actor=actor, obj=TeamMembership(team=team, user=user))
 
 
 @transaction.atomic
@@ -151,14 +152,14 @@ def app_create(
 ) -> App:
     _check_team(org, team)
     slug = slug or _unique_slug(name, lambda s: App.objects.filter(org=org, slug=s).exists())
-    return _create(actor=actor, obj=App(org=org, team=team, name=name, slug=slug, description=description))
+    return audited_create(actor=actor, obj=App(org=org, team=team, name=name, slug=slug, description=description))
 
 
 @transaction.atomic
 def app_update(*, actor: Actor, app: App, **fields) -> App:
     if "team" in fields:
         _check_team(app.org, fields["team"])
-    return _update(actor=actor, obj=app, fields=fields)
+    return audited_update(actor=actor, obj=app, fields=fields)
 
 
 @transaction.atomic
@@ -190,7 +191,7 @@ def membership_create(*, actor: Actor, org: Organization, user, role: str = Role
     # An organization's first owner is created with it, before anyone holds a role there.
     if Membership.objects.filter(org=org).exists():
         _check_owner_rules(actor=actor, org=org, roles={role})
-    return _create(actor=actor, obj=Membership(org=org, user=user, role=role))
+    return audited_create(actor=actor, obj=Membership(org=org, user=user, role=role))
 
 
 @transaction.atomic
@@ -199,7 +200,7 @@ def membership_update(*, actor: Actor, membership: Membership, role: str) -> Mem
     _check_owner_rules(actor=actor, org=membership.org, roles={membership.role, role})
     if role != Role.OWNER:
         _check_not_last_owner(membership)
-    return _update(actor=actor, obj=membership, fields={"role": role})
+    return audited_update(actor=actor, obj=membership, fields={"role": role})
 
 
 @transaction.atomic
@@ -256,7 +257,7 @@ def api_key_create(
 def api_key_update(*, actor: Actor, key: APIKey, **fields) -> APIKey:
     if "scopes" in fields:
         fields["scopes"] = _clean_scopes(fields["scopes"])
-    return _update(actor=actor, obj=key, fields=fields)
+    return audited_update(actor=actor, obj=key, fields=fields)
 
 
 @transaction.atomic
@@ -326,7 +327,7 @@ def provider_credential_create(
     if not secret and provider not in _SECRET_OPTIONAL and auth_style != "none":
         raise ValidationError({"secret": "This provider needs an API key."})
     _set_secret(credential, secret)
-    return _create(actor=actor, obj=credential)
+    return audited_create(actor=actor, obj=credential)
 
 
 @transaction.atomic
@@ -337,7 +338,7 @@ def provider_credential_update(
     if secret is not None:
         _set_secret(credential, secret)
     fields["updated_at"] = timezone.now()
-    return _update(actor=actor, obj=credential, fields=fields)
+    return audited_update(actor=actor, obj=credential, fields=fields)
 
 
 @transaction.atomic

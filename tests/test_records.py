@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from observability import rollups
-from observability.models import RecordRollup, RequestRecord, SessionRollup
+from observability.models import PriceOverride, RecordRollup, RequestRecord, SessionRollup
 from observability.pipeline import RecordPipeline
 from proxy.records import ProxyRecord
 from tenancy.tests.factories import make_key
@@ -199,3 +199,16 @@ def test_the_writer_keeps_hourly_rollups_and_sessions_for_the_overview(recording
     rollups.rebuild(key.org_id)
     assert sorted(RecordRollup.objects.filter(org=key.org).values_list("dimension", "value", "requests", "cost", "latency")) == kept
     assert SessionRollup.objects.get(org=key.org, session_id="rollup-session").requests == 3
+
+
+def test_an_orgs_price_override_prices_its_fine_tuned_model(recording, gateway_key, fake):
+    key, plaintext = gateway_key
+    PriceOverride.objects.create(org=key.org, model="ft:gpt-4o-mini:acme::x1", input_per_mtok=Decimal("1"),
+                                 output_per_mtok=Decimal("2"))
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="ft:gpt-4o-mini:acme::x1", messages=[{"role": "user", "content": "one two three four"}]
+    )
+    record = wait_for_record(raw.headers["x-ingate-request-id"])
+    assert record.price_source == "override"
+    assert record.cost_total == Decimal("0.000004") + Decimal("0.00001")  # 4 x $1/M + 5 x $2/M

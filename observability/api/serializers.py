@@ -1,6 +1,9 @@
 from rest_framework import serializers
 
-from ..models import RequestRecord
+from tenancy.api.serializers import ScopedPrimaryKeyField
+from tenancy.models import Organization
+
+from ..models import ObservabilitySettings, PriceOverride, RequestRecord
 
 
 class RequestRecordSerializer(serializers.ModelSerializer):
@@ -36,3 +39,26 @@ class SessionSerializer(serializers.Serializer):
     ended = serializers.DateTimeField()
     tokens = serializers.IntegerField(allow_null=True)
     cost = serializers.DecimalField(max_digits=18, decimal_places=10, allow_null=True)
+
+
+class ObservabilitySettingsSerializer(serializers.ModelSerializer):
+    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+
+    class Meta:
+        model = ObservabilitySettings
+        fields = ["org", "body_mode", "body_max_bytes", "retention_days"]
+        extra_kwargs = {
+            "body_max_bytes": {"min_value": 0, "max_value": 16 * 1024 * 1024},
+            "retention_days": {"min_value": 1, "max_value": 3650},
+        }
+        validators = []  # one row per org: the service updates an existing one
+
+
+class PriceOverrideSerializer(serializers.ModelSerializer):
+    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+
+    class Meta:
+        model = PriceOverride
+        fields = ["id", "org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"]
+        extra_kwargs = {name: {"min_value": 0} for name in fields[3:]}
+        validators = []  # uniqueness of (org, model) comes back from the database as a field error

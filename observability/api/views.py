@@ -14,11 +14,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import decorators, exceptions, mixins, pagination, response
 
-from tenancy.api.views import ScopedViewSet
+from tenancy.api.views import CrudViewSet, ScopedViewSet
 from tenancy.models import Scope
 
-from .. import selectors
-from ..models import RequestRecord
+from .. import selectors, services
+from ..models import ObservabilitySettings, PriceOverride, RequestRecord
 from . import serializers as s
 
 _EXPORT_FIELDS = [
@@ -127,3 +127,47 @@ def _jsonl(rows):
             yield "".join(batch)
             batch = []
     yield "".join(batch)
+
+
+class ObservabilitySettingsViewSet(CrudViewSet):
+    """Per org: what is kept of bodies (off / metadata / full, capped) and for how many days records are kept.
+    POST creates or replaces an org's settings."""
+
+    model = ObservabilitySettings
+    queryset = ObservabilitySettings.objects.select_related("org")
+    serializer_class = s.ObservabilitySettingsSerializer
+    filterset_fields = ["org"]
+    lookup_field = "org"
+    updatable = ("body_mode", "body_max_bytes", "retention_days")
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def create_object(self, data):
+        org = data.pop("org")
+        self.require_add(org)
+        return services.observability_settings_set(actor=self.actor, org=org, **data)
+
+    def update_object(self, settings_row, fields):
+        return services.observability_settings_set(actor=self.actor, org=settings_row.org, **fields)
+
+
+class PriceOverrideViewSet(CrudViewSet):
+    """An org's own prices (USD per million tokens) for custom, fine-tuned, negotiated or self-hosted models.
+    They win over the price table; cache prices default to the input price."""
+
+    model = PriceOverride
+    queryset = PriceOverride.objects.select_related("org")
+    serializer_class = s.PriceOverrideSerializer
+    filterset_fields = ["org", "model"]
+    search_fields = ["model"]
+    updatable = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+
+    def create_object(self, data):
+        org = data.pop("org")
+        self.require_add(org)
+        return services.price_override_create(actor=self.actor, org=org, **data)
+
+    def update_object(self, override, fields):
+        return services.price_override_update(actor=self.actor, override=override, **fields)
+
+    def delete_object(self, override):
+        services.price_override_delete(actor=self.actor, override=override)

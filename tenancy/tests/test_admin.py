@@ -12,9 +12,19 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from observability.models import ObservabilitySettings, PriceOverride, RequestRecord
 from tenancy import keys, services
 from tenancy.authentication import KeyRejected, key_lookup
-from tenancy.models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Team, TeamMembership
+from tenancy.models import (
+    APIKey,
+    App,
+    AuditLog,
+    Membership,
+    Organization,
+    ProviderCredential,
+    Team,
+    TeamMembership,
+)
 from tenancy.tests.factories import make_credential
 
 PASSWORD = "correct horse battery staple"  # what UserFactory gives every user
@@ -40,6 +50,9 @@ def every_model_populated(world):
     Group.objects.create(name="Operators")
     TeamMembership.objects.create(team=world.own.team, user=world.own.users["member"])
     make_credential(world.own.org)
+    RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
+    ObservabilitySettings.objects.create(org=world.own.org)
+    PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
     return world
 
 

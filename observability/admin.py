@@ -1,0 +1,45 @@
+"""Admin for staff: request records read-only, per-org observability settings and price overrides audited."""
+
+from django.contrib import admin
+
+from tenancy.admin import AuditedAdmin
+from tenancy.permissions import VIEW, Principal, restrict
+
+from .models import ObservabilitySettings, PriceOverride, RequestRecord
+
+
+@admin.register(RequestRecord)
+class RequestRecordAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "org", "provider", "model", "status", "outcome", "total_tokens", "cost_total",
+                    "total_ms", "session_id", "client"]
+    list_filter = ["provider", "outcome", "stream", "usage_source", "org"]
+    search_fields = ["id", "model", "session_id", "user_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["org"]
+    show_full_result_count = False  # a COUNT(*) over millions of rows on every page is not worth it
+    readonly_fields = [f.name for f in RequestRecord._meta.fields]
+
+    def get_queryset(self, request):
+        return restrict(super().get_queryset(request), Principal.for_user(request.user), VIEW)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ObservabilitySettings)
+class ObservabilitySettingsAdmin(AuditedAdmin):
+    list_display = ["org", "body_mode", "body_max_bytes", "retention_days"]
+    list_filter = ["body_mode"]
+    search_fields = ["org__slug", "org__name"]
+    fixed_after_create = ("org",)
+
+
+@admin.register(PriceOverride)
+class PriceOverrideAdmin(AuditedAdmin):
+    list_display = ["org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"]
+    list_filter = ["org"]
+    search_fields = ["model", "org__slug"]
+    fixed_after_create = ("org",)
