@@ -2,14 +2,13 @@
 
 from django.contrib import admin
 
-from tenancy.admin import AuditedAdmin
-from tenancy.permissions import VIEW, Principal, restrict
+from tenancy.admin import AuditedAdmin, ReadOnlyScopedAdmin
 
 from .models import ObservabilitySettings, PriceOverride, RequestRecord
 
 
 @admin.register(RequestRecord)
-class RequestRecordAdmin(admin.ModelAdmin):
+class RequestRecordAdmin(ReadOnlyScopedAdmin):
     list_display = ["created_at", "org", "provider", "model", "status", "outcome", "total_tokens", "cost_total",
                     "total_ms", "session_id", "client"]
     list_filter = ["provider", "outcome", "stream", "usage_source", "org"]
@@ -18,15 +17,6 @@ class RequestRecordAdmin(admin.ModelAdmin):
     list_select_related = ["org"]
     show_full_result_count = False  # a COUNT(*) over millions of rows on every page is not worth it
     readonly_fields = [f.name for f in RequestRecord._meta.fields]
-
-    def get_queryset(self, request):
-        return restrict(super().get_queryset(request), Principal.for_user(request.user), VIEW)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ObservabilitySettings)

@@ -304,13 +304,8 @@ class ProviderCredentialAdmin(AuditedAdmin):
         services.provider_credential_delete(actor=admin_actor(request), credential=obj)
 
 
-@admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor", "action", "object_type", "object_repr", "org_slug", "ip", "via"]
-    list_filter = ["action", "via", "object_type", "org"]
-    search_fields = ["actor", "object_repr", "org_slug", "ip"]
-    date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in AuditLog._meta.fields]
+class ReadOnlyScopedAdmin(admin.ModelAdmin):
+    """Rows written by the system (audit entries, request records): listed through `restrict`, never edited."""
 
     def get_queryset(self, request):
         return restrict(super().get_queryset(request), Principal.for_user(request.user), VIEW)
@@ -320,6 +315,15 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyScopedAdmin):
+    list_display = ["created_at", "actor", "action", "object_type", "object_repr", "org_slug", "ip", "via"]
+    list_filter = ["action", "via", "object_type", "org"]
+    search_fields = ["actor", "object_repr", "org_slug", "ip"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditLog._meta.fields]
 
     def has_delete_permission(self, request, obj=None):
         return False
