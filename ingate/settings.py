@@ -120,6 +120,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "transaction_mode": "IMMEDIATE"}
     )
+    # Tests get a file too, not the shared-cache in-memory default, whose table locks fail at once instead of
+    # waiting: the live gateway's record writer and the test both use the database, as in production.
+    DATABASES["default"].setdefault("TEST", {"NAME": str(DATA_DIR / "test_ingate.sqlite3")})
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)

@@ -12,7 +12,6 @@ import django_filters
 from django.db import connection
 from django.db.models import Aggregate, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
-from django.utils import timezone
 
 from tenancy.models import APIKey, App, Organization
 from tenancy.permissions import VIEW, Principal, restrict
@@ -85,10 +84,6 @@ class RecordFilter(django_filters.FilterSet):
     def filter_property(self, queryset, name, value):
         prop, _, wanted = value.partition(":")
         return queryset.filter(**{f"properties__{prop}": wanted})
-
-
-def default_window(queryset: QuerySet, days: int = 7) -> QuerySet:
-    return queryset.filter(created_at__gte=timezone.now() - datetime.timedelta(days=days))
 
 
 def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
@@ -170,15 +165,6 @@ def _latency_percentiles(queryset: QuerySet, trunc, group_field: str | None) -> 
         group = row[1] if group_field else None
         values[(row[0], group)].append(row[-1])
     return {k: _percentiles(sorted(v)) for k, v in values.items()}
-
-
-def breakdown(queryset: QuerySet, group_by: str, limit: int = 10) -> list[dict[str, Any]]:
-    field = GROUPS[group_by]
-    return list(
-        queryset.values(name=F(field))
-        .annotate(requests=Count("id"), cost=Sum("cost_total"), tokens=Sum("total_tokens"))
-        .order_by("-requests")[:limit]
-    )
 
 
 def sessions(queryset: QuerySet) -> QuerySet:

@@ -212,3 +212,18 @@ def test_an_orgs_price_override_prices_its_fine_tuned_model(recording, gateway_k
     record = wait_for_record(raw.headers["x-ingate-request-id"])
     assert record.price_source == "override"
     assert record.cost_total == Decimal("0.000004") + Decimal("0.00001")  # 4 x $1/M + 5 x $2/M
+
+
+def test_a_stream_cut_short_is_recorded_with_the_usage_seen_so_far(recording, gateway_key, fake):
+    _, plaintext = gateway_key
+    body = {"model": "claude-haiku-4-5", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "one two three"}]}
+    headers = {"x-api-key": plaintext, "anthropic-version": "2023-06-01", "x-fake-cut-after": "2"}
+    with pytest.raises(httpx.RemoteProtocolError):
+        with httpx.stream("POST", recording.url + "/v1/messages", json=body, headers=headers) as response:
+            request_id = response.headers["x-ingate-request-id"]
+            for _ in response.iter_lines():
+                pass
+    record = wait_for_record(request_id)
+    assert record.outcome == "upstream_cut" and record.stream
+    assert record.input_tokens == 3 and record.usage_source == "reported"  # message_start arrived before the cut
+    assert record.cost_total is not None

@@ -14,6 +14,7 @@ BANNER = """
   Ingate is starting.
 
   Base URL        {base}
+  Dashboard       {base}/ingate/  (sign in as the admin below)
   Admin           {base}/admin/   {login}
   API docs        {base}/ingate/api/docs/
   Health          {base}/ingate/health
