@@ -30,7 +30,7 @@ from .errors import ProxyError, error_body, error_headers
 from .headers import Incoming, split_query
 from .providers import REGISTRY, Route, detect
 from .records import ProxyRecord
-from .usage import HiddenUsage, UsageTap
+from .usage import HiddenUsage, UsageTap, provider_error
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +390,8 @@ class ProxyApp:
                 await send({"type": "http.response.body", "body": data})
                 record.response_bytes = len(data)
                 tap.feed(data)
+                if response.status >= 400:
+                    record.error_type, record.error = provider_error(data, response.headers.get("content-encoding", ""))
             else:
                 exchange.responded = True
                 await send({"type": "http.response.start", "status": response.status, "headers": out})

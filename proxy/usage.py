@@ -139,3 +139,20 @@ class HiddenUsage:
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest
+
+
+def provider_error(body: bytes, content_encoding: str = "") -> tuple[str, str]:
+    """(type, message) from a provider's error body, whatever its shape, for the record; ("", "") if unreadable."""
+    try:
+        if content_encoding.strip().lower() in ("gzip", "x-gzip", "deflate"):
+            body = zlib.decompress(body, 47)
+        parsed = orjson.loads(body)
+    except (ValueError, zlib.error):
+        return "", body[:500].decode("utf-8", errors="replace")
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, str):  # Ollama
+        return "", error[:2000]
+    if not isinstance(error, dict):
+        return "", ""
+    kind = error.get("type") or error.get("status") or error.get("code") or ""  # OpenAI/Anthropic, Gemini
+    return str(kind)[:64], str(error.get("message") or "")[:2000]

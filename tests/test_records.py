@@ -95,6 +95,8 @@ def test_refused_requests_are_recorded_too(recording, gateway_key, fake):
                                        extra_headers={"x-fake-status": "429"})
     record = wait_for_record(caught.value.response.headers["x-ingate-request-id"])
     assert (record.status, record.outcome, record.usage_source) == (429, "upstream_error", "none")
+    # The provider's own words, for the logs (OpenAI calls a request-rate limit "requests").
+    assert (record.error_type, record.error) == ("requests", caught.value.body["message"])
 
 
 def _proxy_record(org_id: int, **fields) -> ProxyRecord:
