@@ -10,7 +10,7 @@ from typing import Any
 
 import django_filters
 from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 
 from tenancy.models import APIKey, App, Organization
@@ -123,6 +123,7 @@ def series(queryset: QuerySet, *, bucket: str = "hour", group_by: str | None = N
             input_tokens=Sum("input_tokens"),
             output_tokens=Sum("output_tokens"),
             cost=Sum("cost_total"),
+            avg_ms=Avg("total_ms"),
         )
         .order_by(*keys)
     )
@@ -135,6 +136,7 @@ def series(queryset: QuerySet, *, bucket: str = "hour", group_by: str | None = N
             "input_tokens": row["input_tokens"] or 0,
             "output_tokens": row["output_tokens"] or 0,
             "cost": row["cost"] or Decimal(0),
+            "avg_ms": row["avg_ms"],
         }
         for row in rows
     ]

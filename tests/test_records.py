@@ -229,3 +229,21 @@ def test_a_stream_cut_short_is_recorded_with_the_usage_seen_so_far(recording, ga
     assert record.outcome == "upstream_cut" and record.stream
     assert record.input_tokens == 3 and record.usage_source == "reported"  # message_start arrived before the cut
     assert record.cost_total is not None
+
+
+def test_an_anthropic_sdk_request_shows_up_in_the_api_with_tokens_cost_and_session(recording, gateway_key, fake):
+    key, plaintext = gateway_key
+    _, reader = make_key(app=key.app, scopes=["logs:read"])
+    client = anthropic.Anthropic(api_key=plaintext, base_url=recording.url, max_retries=0,
+                                 default_headers={"x-ingate-session-id": "support-42"})
+    raw = client.messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "one two three"}]
+    )
+    request_id = raw.headers["x-ingate-request-id"]
+    wait_for_record(request_id)
+    listed = httpx.get(recording.url + "/ingate/api/v1/records/", params={"session": "support-42"},
+                       headers={"authorization": f"Bearer {reader}"}).json()["results"]
+    assert [row["id"] for row in listed] == [request_id]
+    row = listed[0]
+    assert (row["provider"], row["input_tokens"], row["output_tokens"], row["priced"]) == ("anthropic", 3, 5, True)
+    assert Decimal(row["cost_total"]) == Decimal("0.000003") + Decimal("0.000025")  # $1/M in, $5/M out

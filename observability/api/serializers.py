@@ -25,6 +25,7 @@ class SeriesPointSerializer(serializers.Serializer):
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=18, decimal_places=10)
+    avg_ms = serializers.FloatField(allow_null=True, required=False)
     p50_ms = serializers.FloatField(allow_null=True)
     p95_ms = serializers.FloatField(allow_null=True)
 
