@@ -270,6 +270,10 @@ INGATE_RECORD_INGEST = env.str("INGATE_RECORD_INGEST", default="worker") if REDI
 # Days of request records an org keeps unless its observability settings say otherwise.
 INGATE_RECORD_RETENTION_DAYS = env.int("INGATE_RECORD_RETENTION_DAYS", default=30)
 
+# Prompt labels only these org roles may move (others: members and up).
+INGATE_PROMPT_PROTECTED_LABELS = env.list("INGATE_PROMPT_PROTECTED_LABELS", default=["production"])
+INGATE_PROMPT_PROTECTED_ROLES = env.list("INGATE_PROMPT_PROTECTED_ROLES", default=["admin", "owner"])
+
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},

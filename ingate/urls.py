@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("ingate/health", views.health, name="health"),
     path("ingate/api/v1/", include("observability.api.urls")),
+    path("ingate/api/v1/", include("prompts.api.urls")),
     path("ingate/api/v1/", include("tenancy.api.urls")),
     path("ingate/api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("ingate/api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -95,8 +95,13 @@ SCOPE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
     Scope.ADMIN: _ADMIN,
 }
 
-def grant(model: type[Model], *, roles: dict[str, set[str]], scopes: dict[str, set[str]] | None = None) -> None:
-    """Let other apps put their org-scoped models under the same rules (called from AppConfig.ready)."""
+def grant(
+    model: type[Model], *, roles: dict[str, set[str]], scopes: dict[str, set[str]] | None = None, org_path: str = "org"
+) -> None:
+    """Let other apps put their org-scoped models under the same rules (called from AppConfig.ready).
+    `org_path`: how the model reaches its organization, when it has no `org` field of its own."""
+    if org_path != "org":
+        _ORG_PATH[model] = org_path
     for role, actions in roles.items():
         ROLE_PERMISSIONS[role][model] = set(actions)
     for scope, actions in (scopes or {}).items():

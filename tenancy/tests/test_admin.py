@@ -13,7 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from observability.models import ObservabilitySettings, PriceOverride, RequestRecord
+from prompts import services as prompt_services
 from tenancy import keys, services
+from tenancy.audit import Actor
 from tenancy.authentication import KeyRejected, key_lookup
 from tenancy.models import (
     APIKey,
@@ -53,6 +55,10 @@ def every_model_populated(world):
     RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
+    system = Actor.system("test")
+    prompt = prompt_services.prompt_create(actor=system, org=world.own.org, namespace="support", name="greeting")
+    version = prompt_services.version_create(actor=system, prompt=prompt, template="Hello {{name}}")
+    prompt_services.label_set(actor=system, prompt=prompt, name="production", version=version)
     return world
 
 
