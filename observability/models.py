@@ -80,6 +80,11 @@ class RequestRecord(models.Model):
     request_bytes = models.PositiveIntegerField(default=0)
     response_bytes = models.PositiveIntegerField(default=0)
     cache_hit = models.BooleanField(default=False)
+    # No database constraint: records outlive prompts, and on PostgreSQL they live in partitions.
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+",
+        db_constraint=False, db_index=False,
+    )
 
     class Meta:
         ordering = ["-created_at"]

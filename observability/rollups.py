@@ -53,6 +53,7 @@ def _dimensions(record: RequestRecord):
     yield "app", str(record.app_id or "")
     yield "key", str(record.key_id or "")
     yield "user", record.user_id[:200]
+    yield "prompt", str(record.prompt_version_id or "")
 
 
 def _hour(moment: datetime.datetime) -> datetime.datetime:
@@ -169,7 +170,8 @@ def rebuild(org_id: int) -> int:
         "output": Coalesce(Sum("output_tokens"), 0),
         "spent": Coalesce(Sum("cost_total"), _ZERO),
     }
-    fields = {"model": "response_model", "provider": "provider", "app": "app_id", "key": "key_id", "user": "user_id"}
+    fields = {"model": "response_model", "provider": "provider", "app": "app_id", "key": "key_id", "user": "user_id",
+              "prompt": "prompt_version_id"}
     rows: list[RecordRollup] = []
     with transaction.atomic():
         RecordRollup.objects.filter(org_id=org_id).delete()

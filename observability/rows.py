@@ -3,22 +3,21 @@ Runs in the writer thread, never on the event loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from proxy.records import ProxyRecord
 
 from .attribution import attribute
-import dataclasses
-
-import orjson
-
 from .bodies import request_metadata, stored_bodies
 from .models import PriceOverride, RequestBody, RequestRecord, UsageSource
-from .selectors import body_mode
 from .pricing import Override, cost_of
+from .selectors import body_mode
 from .usage import normalize
 
 _OVERRIDE_TTL = 30.0
@@ -103,6 +102,7 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
         "user_agent": record.request_headers.get("user-agent", "")[:300],
         "request_bytes": record.request_bytes,
         "response_bytes": record.response_bytes,
+        "prompt_version_id": record.prompt_version_id,
     }
     shape = record.body.get("__shape__") if isinstance(record.body, dict) else None
     bodies = stored_bodies(

@@ -10,13 +10,31 @@ from typing import Any
 
 import django_filters
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
+from django.db.models import (
+    Aggregate,
+    Avg,
+    Count,
+    F,
+    FloatField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import TruncDay, TruncHour
 
 from tenancy.models import APIKey, App, Organization
 from tenancy.permissions import VIEW, Principal, restrict
 
-from .models import BodyMode, ObservabilitySettings, Outcome, RecordRollup, RequestRecord, SessionRollup
+from .models import (
+    BodyMode,
+    ObservabilitySettings,
+    Outcome,
+    RecordRollup,
+    RequestRecord,
+    SessionRollup,
+)
 from .rollups import percentile
 
 GROUPS = {
@@ -27,6 +45,7 @@ GROUPS = {
     "user": "user_id",
     "session": "session_id",
     "client": "client",
+    "prompt_version": "prompt_version_id",
 }
 BUCKETS = {"hour": TruncHour, "day": TruncDay}
 
@@ -62,6 +81,7 @@ class RecordFilter(django_filters.FilterSet):
     session = django_filters.CharFilter(field_name="session_id")
     user = django_filters.CharFilter(field_name="user_id")
     client = django_filters.CharFilter()
+    prompt_version = django_filters.NumberFilter(field_name="prompt_version_id")
     property = django_filters.CharFilter(method="filter_property", label="name:value")
     unpriced = django_filters.BooleanFilter(field_name="cost_total", lookup_expr="isnull")
 

@@ -30,6 +30,7 @@ class ProxyRecord:
     error_type: str = ""  # Ingate's code for errors it raised itself (invalid_gateway_key, upstream_timeout, …)
     error: str = ""
     passthrough: bool = False  # the client's own provider key was forwarded
+    prompt_version_id: int | None = None  # X-Ingate-Prompt: the version that was rendered in
     started_at: float = 0.0  # wall clock, seconds since the epoch
     overhead_ms: float = 0.0  # request arrival -> upstream request sent
     upstream_ms: float = 0.0  # upstream request sent -> response headers

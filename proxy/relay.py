@@ -22,12 +22,13 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 from yarl import URL
 
-from . import invalidation
+from . import invalidation, prompts
 from .auth import KeyCache
 from .credentials import CredentialCache, environment_upstreams, missing_credential
 from .db import DatabaseThreads
 from .errors import ProxyError, error_body, error_headers
 from .headers import Incoming, split_query
+from .prompts import PromptCache
 from .providers import REGISTRY, Route, detect
 from .records import ProxyRecord
 from .usage import HiddenUsage, UsageTap, provider_error
@@ -110,6 +111,7 @@ class ProxyApp:
         )
         environment = environment_upstreams(settings.INGATE_PROVIDER_ENV, settings.INGATE_AZURE_API_VERSION)
         self.credentials = CredentialCache(self.db, environment, ttl=settings.INGATE_KEY_CACHE_TTL)
+        self.prompts = PromptCache(self.db, ttl=settings.INGATE_KEY_CACHE_TTL)
         previous = getattr(self, "sink", None)
         self.sink = import_string(settings.INGATE_RECORD_SINK)()
         if previous is not None and hasattr(previous, "close"):
@@ -125,12 +127,15 @@ class ProxyApp:
             self.keys.invalidate(prefix=value)
         elif kind == "credentials":
             self.credentials.invalidate(int(value))
+        elif kind == "prompts":
+            self.prompts.invalidate()
         elif kind == "org":
             self.keys.invalidate(org_id=int(value))
             self.credentials.invalidate(int(value))
         else:
             self.keys.invalidate()
             self.credentials.invalidate()
+            self.prompts.invalidate()
 
     # --- lifecycle: one upstream client per process, created in the serving loop --------------------
 
@@ -238,6 +243,9 @@ class ProxyApp:
 
             body = await self._read_body(receive, incoming.content_length)
             record.request_bytes = len(body)
+            prompt_ref = incoming.ingate.get(b"x-ingate-prompt")
+            if prompt_ref:
+                body = await self._with_prompt(prompt_ref, body, incoming, key.org_id, upstream.spec.errors, record)
             body, hide_usage = self._inspect_body(body, incoming, route, record, upstream.spec.stream_usage_option)
             watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, exchange))
 
@@ -291,6 +299,23 @@ class ProxyApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _with_prompt(self, ref: bytes, body: bytes, incoming: Incoming, org_id: int, shape: str,
+                           record: ProxyRecord) -> bytes:
+        """The body with the registry's prompt version rendered in (see proxy/prompts.py)."""
+        version = await self.prompts.version(org_id, ref.decode("latin-1"))
+        try:
+            parsed = orjson.loads(body) if body else {}
+        except ValueError as exc:
+            raise ProxyError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
+        if not isinstance(parsed, dict):
+            raise ProxyError(400, "invalid_json", "The request body must be a JSON object to use a prompt.")
+        record.prompt_version_id = version.id
+        merged = prompts.apply(version, parsed, incoming.ingate.get(b"x-ingate-prompt-variables"), shape)
+        if "json" not in incoming.content_type:
+            incoming.content_type = "application/json"
+            incoming.forward.append(("content-type", "application/json"))
+        return orjson.dumps(merged)
 
     @staticmethod
     def _inspect_body(

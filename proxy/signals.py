@@ -7,6 +7,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from observability.models import ObservabilitySettings
+from prompts.models import Label, Prompt
 from tenancy.models import APIKey, Organization, ProviderCredential
 
 from .invalidation import publish
@@ -30,3 +31,10 @@ def observability_changed(sender, instance: ObservabilitySettings, **kwargs) -> 
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")
 def org_changed(sender, instance: Organization, **kwargs) -> None:
     transaction.on_commit(partial(publish, "org", str(instance.pk)))
+
+
+@receiver([post_save, post_delete], sender=Label, dispatch_uid="proxy-label-moved")
+@receiver([post_save, post_delete], sender=Prompt, dispatch_uid="proxy-prompt-changed")
+def prompt_changed(sender, instance, **kwargs) -> None:
+    # Label moves are rare: every process drops its resolved prompts and reads them again.
+    transaction.on_commit(partial(publish, "prompts", ""))

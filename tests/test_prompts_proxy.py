@@ -1,0 +1,74 @@
+"""Prompts from the registry used through the gateway by label, from the OpenAI SDK, with promotion and
+rollback taking effect on the next request, and every record linked to the version it used."""
+
+import openai
+import pytest
+
+from observability.models import RequestRecord
+from prompts import services
+from tenancy.audit import Actor
+from tests.test_records import wait_for_record
+
+SYSTEM = Actor.system("test")
+
+
+@pytest.fixture
+def greeter(gateway_key):
+    key, _ = gateway_key
+    prompt = services.prompt_create(actor=SYSTEM, org=key.org, namespace="support", name="greeter")
+    versions = [
+        services.version_create(
+            actor=SYSTEM, prompt=prompt, model="gpt-4o-mini", parameters={"temperature": 0.1, "max_tokens": 50},
+            messages=[{"role": "system", "content": f"Reply in {{{{language}}}}. (v{n})"}], commit_message=f"v{n}",
+        )
+        for n in (1, 2)
+    ]
+    services.label_set(actor=SYSTEM, prompt=prompt, name="production", version=versions[0])
+    return prompt, versions
+
+
+def ask(client, **kwargs):
+    return client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"X-Ingate-Prompt": "support/greeter@production", **kwargs.pop("headers", {})}, **kwargs
+    )
+
+
+def test_a_prompt_by_label_is_rendered_in_and_the_record_links_its_version(recording, gateway_key, fake, greeter):
+    _, plaintext = gateway_key
+    prompt, (v1, v2) = greeter
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    raw = ask(client, temperature=0.9, headers={"X-Ingate-Prompt-Variables": '{"language": "French"}'})
+    sent = fake.last_request.json()
+    assert sent["messages"] == [{"role": "system", "content": "Reply in French. (v1)"}, {"role": "user", "content": "hello"}]
+    assert sent["temperature"] == 0.9 and sent["max_tokens"] == 50  # the client's parameters win
+    assert not any(name.startswith("x-ingate") for name in fake.last_request.headers)
+    assert wait_for_record(raw.headers["x-ingate-request-id"]).prompt_version_id == v1.pk
+
+    services.label_set(actor=SYSTEM, prompt=prompt, name="production", version=v2)  # promotion
+    raw = ask(client, extra_body={"ingate": {"variables": {"language": "German"}}})
+    assert fake.last_request.json()["messages"][0]["content"] == "Reply in German. (v2)"
+    assert "ingate" not in fake.last_request.json()
+    assert wait_for_record(raw.headers["x-ingate-request-id"]).prompt_version_id == v2.pk
+
+    services.label_rollback(actor=SYSTEM, prompt=prompt, name="production")
+    raw = ask(client, headers={"X-Ingate-Prompt-Variables": '{"language": "Dutch"}'})
+    assert fake.last_request.json()["messages"][0]["content"] == "Reply in Dutch. (v1)"
+    wait_for_record(raw.headers["x-ingate-request-id"])
+    per_version = {v: RequestRecord.objects.filter(prompt_version_id=v).count() for v in (v1.pk, v2.pk)}
+    assert per_version == {v1.pk: 2, v2.pk: 1}
+
+
+def test_prompt_errors_come_back_in_the_providers_shape(recording, gateway_key, fake, greeter):
+    _, plaintext = gateway_key
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as missing:
+        ask(client)
+    assert "missing variable: language" in missing.value.message
+    with pytest.raises(openai.BadRequestError) as unknown:
+        ask(client, headers={"X-Ingate-Prompt": "support/nope@production"})
+    assert "No prompt support/nope@production" in unknown.value.message
+    with pytest.raises(openai.BadRequestError) as garbled:
+        ask(client, headers={"X-Ingate-Prompt-Variables": "{not json"})
+    assert "not valid JSON" in garbled.value.message
+    assert fake.requests == []
