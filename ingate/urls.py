@@ -18,5 +18,6 @@ urlpatterns = [
     path("ingate/api/auth/", include("rest_framework.urls")),
     path("ingate/login/", auth_views.LoginView.as_view(template_name="ingate/login.html"), name="login"),
     path("ingate/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("ingate/prompts/", include("prompts.urls")),
     path("ingate/", include("observability.urls")),
 ]

@@ -76,3 +76,33 @@ def test_the_live_page_shows_new_requests_as_they_happen(recording, gateway_key,
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     expect(page.locator(f'#live tr[data-record="{raw.headers["x-ingate-request-id"]}"]')).to_contain_text("gpt-4o-mini")
+
+
+@pytest.fixture
+def release_manager(gateway_key):
+    """An org admin and a prompt with production on v1 and staging on v2 (made before the browser starts)."""
+    from prompts import services
+    from tenancy.audit import Actor
+
+    key, _ = gateway_key
+    MembershipFactory(org=key.org, role=Role.ADMIN, user=UserFactory(username="olga"))
+    system = Actor.system("test")
+    prompt = services.prompt_create(actor=system, org=key.org, namespace="support", name="greeter")
+    v1 = services.version_create(actor=system, prompt=prompt, template="Hello v1")
+    v2 = services.version_create(actor=system, prompt=prompt, template="Hello v2")
+    services.label_set(actor=system, prompt=prompt, name="production", version=v1)
+    services.label_set(actor=system, prompt=prompt, name="staging", version=v2)
+    return prompt
+
+
+def test_promote_and_roll_back_a_prompt_in_the_browser(recording, release_manager, page):
+    sign_in(page, recording.url, "olga")
+    page.goto(f"{recording.url}/ingate/prompts/?org=acme")
+    page.click("text=greeter")
+    expect(page.get_by_test_id("label-production")).to_have_text("v1")
+    page.get_by_test_id("promote-production").click()
+    expect(page.get_by_test_id("label-production")).to_have_text("v2")
+    expect(page.locator(".flash")).to_contain_text("production now points at version 2")
+    page.get_by_test_id("rollback-production").click()
+    expect(page.get_by_test_id("label-production")).to_have_text("v1")
+    expect(page.locator(".timeline")).to_contain_text("production rollback: v2 → v1")

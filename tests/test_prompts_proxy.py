@@ -1,12 +1,14 @@
 """Prompts from the registry used through the gateway by label, from the OpenAI SDK, with promotion and
 rollback taking effect on the next request, and every record linked to the version it used."""
 
+import httpx
 import openai
 import pytest
 
 from observability.models import RequestRecord
 from prompts import services
 from tenancy.audit import Actor
+from tenancy.tests.factories import make_key
 from tests.test_records import wait_for_record
 
 SYSTEM = Actor.system("test")
@@ -57,6 +59,13 @@ def test_a_prompt_by_label_is_rendered_in_and_the_record_links_its_version(recor
     wait_for_record(raw.headers["x-ingate-request-id"])
     per_version = {v: RequestRecord.objects.filter(prompt_version_id=v).count() for v in (v1.pk, v2.pk)}
     assert per_version == {v1.pk: 2, v2.pk: 1}
+    # Cost, latency and errors group by prompt version in the API and on the prompt's page.
+    key, _ = gateway_key
+    _, reader = make_key(app=key.app, scopes=["logs:read"])
+    series = httpx.get(recording.url + "/ingate/api/v1/records/series/", params={"group_by": "prompt_version", "bucket": "day"},
+                       headers={"authorization": f"Bearer {reader}"}).json()
+    assert {row["group"]: row["requests"] for row in series} == {str(v1.pk): 2, str(v2.pk): 1}
+    assert all(row["cost"] and row["p95_ms"] for row in series)
 
 
 def test_prompt_errors_come_back_in_the_providers_shape(recording, gateway_key, fake, greeter):

@@ -1,0 +1,138 @@
+"""Prompt pages: prompts by namespace; a prompt's versions with their labels, history and metrics; label
+moves (shown only to roles that may), a side-by-side diff and a render form."""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Sum
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from observability.models import RecordRollup
+from observability.views import OrgContext
+from tenancy.audit import Actor, client_ip
+from tenancy.permissions import VIEW, Principal, restrict
+
+from . import services
+from .models import Label, Prompt, PromptVersion
+from .permissions import may_move_label
+from .render import RenderError, for_provider
+from .render import render as render_prompt
+
+
+def _prompt(request, pk) -> Prompt:
+    return get_object_or_404(
+        restrict(Prompt.objects.select_related("namespace", "org"), Principal.for_user(request.user), VIEW), pk=pk
+    )
+
+
+@login_required
+def prompt_list(request):
+    ctx = OrgContext(request)
+    prompts = (
+        restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
+        .select_related("namespace").prefetch_related("labels__version")
+        if ctx.org else []
+    )
+    by_namespace: dict[str, list[Prompt]] = {}
+    for prompt in prompts:
+        by_namespace.setdefault(prompt.namespace.path, []).append(prompt)
+    return render(request, "prompts/list.html", {"orgs": ctx.orgs, "org": ctx.org, "namespaces": by_namespace})
+
+
+def _metrics(prompt: Prompt) -> dict[int, dict]:
+    """Requests, errors and cost per version over the last 30 days, from the rollups."""
+    since = timezone.now() - timezone.timedelta(days=30)
+    rows = (
+        RecordRollup.objects.filter(org=prompt.org, dimension="prompt", bucket__gte=since,
+                                    value__in=[str(pk) for pk in prompt.versions.values_list("pk", flat=True)])
+        .values("value").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost"))
+    )
+    return {int(row["value"]): row for row in rows}
+
+
+@login_required
+def prompt_detail(request, pk):
+    prompt = _prompt(request, pk)
+    principal = Principal.for_user(request.user)
+    versions = list(prompt.versions.all())
+    labels = {label.name: label for label in prompt.labels.select_related("version")}
+    by_version: dict[int, list[str]] = {}
+    for label in labels.values():
+        by_version.setdefault(label.version.number, []).append(label.name)
+    metrics = _metrics(prompt)
+    rows = [{"version": v, "labels": sorted(by_version.get(v.number, [])), "metrics": metrics.get(v.pk)} for v in versions]
+    names = sorted(set(labels) | {"development", "staging", "production"})
+    context = {
+        "orgs": OrgContext(request).orgs, "org": prompt.org, "prompt": prompt, "rows": rows, "labels": labels,
+        "label_names": names, "movable": [n for n in names if may_move_label(principal, prompt, n)],
+        "history": prompt.label_moves.select_related("from_version", "to_version")[:50],
+    }
+    shown = request.session.pop("prompt_render", None)
+    if shown and shown.get("prompt") == prompt.pk:
+        context["render_result"] = shown
+    old, new = request.GET.get("from"), request.GET.get("to")
+    if old and new:
+        a = get_object_or_404(PromptVersion, prompt=prompt, number=old)
+        b = get_object_or_404(PromptVersion, prompt=prompt, number=new)
+        table = difflib.HtmlDiff(wrapcolumn=70).make_table(
+            services._as_text(a), services._as_text(b), f"v{a.number}", f"v{b.number}", context=False
+        )
+        context.update(diff_table=table, diff_from=a.number, diff_to=b.number)
+    return render(request, "prompts/detail.html", context)
+
+
+def _actor(request) -> Actor:
+    return Actor(principal=Principal.for_user(request.user), ip=client_ip(request), via="web")
+
+
+@login_required
+@require_POST
+def move_label(request, pk):
+    prompt = _prompt(request, pk)
+    action, name = request.POST.get("action"), request.POST.get("label", "")
+    if not may_move_label(Principal.for_user(request.user), prompt, name):
+        messages.error(request, f"Your role may not move the '{name}' label.")
+        return redirect("prompts:detail", pk=prompt.pk)
+    try:
+        if action == "promote":
+            services.label_promote(actor=_actor(request), prompt=prompt, source=request.POST.get("source", ""), target=name)
+        elif action == "rollback":
+            services.label_rollback(actor=_actor(request), prompt=prompt, name=name)
+        elif action == "set":
+            version = get_object_or_404(PromptVersion, prompt=prompt, number=request.POST.get("version"))
+            services.label_set(actor=_actor(request), prompt=prompt, name=name, version=version)
+        else:
+            raise Http404
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        label = Label.objects.get(prompt=prompt, name=name)
+        messages.success(request, f"{name} now points at version {label.version.number}.")
+    return redirect("prompts:detail", pk=prompt.pk)
+
+
+@login_required
+@require_POST
+def render_form(request, pk):
+    prompt = _prompt(request, pk)
+    version = get_object_or_404(PromptVersion, prompt=prompt, number=request.POST.get("version"))
+    try:
+        values = json.loads(request.POST.get("variables") or "{}")
+        rendered = render_prompt(version.messages, version.template, version.variables, values)
+        result = {"model": version.model, **version.parameters, **for_provider(rendered, request.POST.get("provider", "openai"))}
+        output, error = json.dumps(result, indent=2, ensure_ascii=False), ""
+        if rendered.unused:
+            error = f"Not used by this version: {', '.join(rendered.unused)}."
+    except (ValueError, RenderError) as exc:
+        output, error = "", str(exc) if isinstance(exc, RenderError) else f"Variables are not valid JSON: {exc}"
+    request.session["prompt_render"] = {"prompt": prompt.pk, "version": version.number, "output": output, "error": error,
+                                        "variables": request.POST.get("variables", "")}
+    return redirect("prompts:detail", pk=prompt.pk)
