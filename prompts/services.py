@@ -27,6 +27,16 @@ def namespace_get_or_create(*, actor: Actor, org: Organization, path: str) -> Na
 
 
 @transaction.atomic
+def namespace_create(*, actor: Actor, org: Organization, path: str, description: str = "") -> Namespace:
+    return audited_create(actor=actor, obj=Namespace(org=org, path=path.strip("/"), description=description))
+
+
+@transaction.atomic
+def namespace_update(*, actor: Actor, namespace: Namespace, **fields) -> Namespace:
+    return audited_update(actor=actor, obj=namespace, fields=fields)
+
+
+@transaction.atomic
 def prompt_create(*, actor: Actor, org: Organization, namespace: str, name: str, description: str = "",
                   tags: list[str] | None = None) -> Prompt:
     space = namespace_get_or_create(actor=actor, org=org, path=namespace)

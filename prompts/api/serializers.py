@@ -3,7 +3,7 @@ from rest_framework import serializers
 from tenancy.api.serializers import ScopedPrimaryKeyField
 from tenancy.models import Organization
 
-from ..models import Label, LabelMove, Prompt, PromptVersion
+from ..models import Label, LabelMove, Namespace, Prompt, PromptVersion
 
 
 class LabelSerializer(serializers.ModelSerializer):
@@ -68,3 +68,13 @@ class RenderSerializer(serializers.Serializer):
         if ("version" in data) == ("label" in data):
             raise serializers.ValidationError("Give either a version number or a label.")
         return data
+
+
+class NamespaceSerializer(serializers.ModelSerializer):
+    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+
+    class Meta:
+        model = Namespace
+        fields = ["id", "org", "path", "description", "created_at"]
+        read_only_fields = ["created_at"]
+        validators = []  # (org, path) uniqueness comes back from the database as a field error

@@ -11,13 +11,47 @@ from tenancy.api.views import ScopedViewSet
 from tenancy.models import Scope
 
 from .. import services
-from ..models import Label, Prompt, PromptVersion
+from ..models import Label, Namespace, Prompt, PromptVersion
 from ..permissions import may_move_label
 from ..render import RenderError, for_provider, render
 from . import serializers as s
 
 
-class PromptViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+class PromptScopes:
+    """Gateway keys: `prompts:read` to read, `prompts:write` to change (and read)."""
+
+    @property
+    def required_scope(self):
+        if self.request.method in permissions.SAFE_METHODS:
+            principal = principal_of(self.request)
+            writer = principal.key is not None and Scope.PROMPTS_WRITE in principal.scopes
+            return Scope.PROMPTS_WRITE if writer else Scope.PROMPTS_READ
+        return Scope.PROMPTS_WRITE
+
+
+class NamespaceViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                       mixins.CreateModelMixin, mixins.UpdateModelMixin):
+    """Folders of prompts; nesting is in the path (`support/billing` sits inside `support`)."""
+
+    model = Namespace
+    queryset = Namespace.objects.select_related("org")
+    serializer_class = s.NamespaceSerializer
+    filterset_fields = ["org", "path"]
+    search_fields = ["path", "description"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        self.require_add(data["org"])
+        serializer.instance = services.namespace_create(actor=self.actor, org=data["org"], path=data["path"],
+                                                        description=data.get("description", ""))
+
+    def perform_update(self, serializer):
+        fields = {k: v for k, v in serializer.validated_data.items() if k == "description"}
+        serializer.instance = services.namespace_update(actor=self.actor, namespace=serializer.instance, **fields)
+
+
+class PromptViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                     mixins.UpdateModelMixin):
     """Prompts of your organizations. Gateway keys: `prompts:read` to read, `prompts:write` to change."""
 
@@ -27,14 +61,6 @@ class PromptViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMi
     filterset_fields = ["org", "namespace__path", "name"]
     search_fields = ["name", "description", "namespace__path"]
     http_method_names = ["get", "post", "patch", "head", "options"]
-
-    @property
-    def required_scope(self):
-        if self.request.method in permissions.SAFE_METHODS:
-            principal = principal_of(self.request)
-            writer = principal.key is not None and Scope.PROMPTS_WRITE in principal.scopes
-            return Scope.PROMPTS_WRITE if writer else Scope.PROMPTS_READ
-        return Scope.PROMPTS_WRITE
 
     def perform_create(self, serializer):
         data = serializer.validated_data

@@ -143,3 +143,16 @@ def test_diff_between_two_versions(client_for, world, prompt):
     diff = member.get(f"{URL}{prompt['id']}/diff/", {"from": 1, "to": 2}).json()["diff"]
     assert "-You are the {{company}} billing assistant. Tone: {{tone}}. v1" in diff
     assert "+You are the {{company}} billing assistant. Tone: {{tone}}. v2" in diff
+
+
+def test_namespaces_are_listed_created_and_validated(client_for, world, prompt):
+    member = client_for(user=world.own.users["member"])
+    assert [n["path"] for n in member.get("/ingate/api/v1/prompt-namespaces/").json()["results"]] == ["support/billing"]
+    made = member.post("/ingate/api/v1/prompt-namespaces/", {"org": world.own.org.pk, "path": "sales/emea"}, format="json")
+    assert made.status_code == 201
+    bad = member.post("/ingate/api/v1/prompt-namespaces/", {"org": world.own.org.pk, "path": "Sales EMEA"}, format="json")
+    assert bad.status_code == 400 and "path" in bad.json()
+    twice = member.post("/ingate/api/v1/prompt-namespaces/", {"org": world.own.org.pk, "path": "sales/emea"}, format="json")
+    assert twice.status_code == 400
+    viewer = client_for(user=world.own.users["viewer"])
+    assert viewer.post("/ingate/api/v1/prompt-namespaces/", {"org": world.own.org.pk, "path": "x"}, format="json").status_code == 403
