@@ -22,6 +22,10 @@ class Outcome(models.TextChoices):
     CLIENT_DISCONNECT = "client_disconnect", "Client went away"
 
 
+# A request that did not end well: refused, cut, timed out, or answered with an error status.
+FAILED = ~models.Q(outcome=Outcome.OK) | models.Q(status__gte=400)
+
+
 class UsageSource(models.TextChoices):
     REPORTED = "reported", "Reported by the provider"
     ESTIMATED = "estimated", "Estimated by Ingate"

@@ -26,7 +26,7 @@ from proxy.records import ProxyRecord
 from . import retention, rollups
 from .insert import insert_records
 from .models import RequestBody, RequestRecord
-from .rows import OrgPolicies, build_row, slim, to_models, unslim
+from .rows import OrgPolicies, build_row, slim, to_record, unslim
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def insert_rows(rows: Iterable[dict[str, Any]]) -> int:
         RequestBody.objects.bulk_create(
             [RequestBody(**body) for body in bodies], batch_size=200, ignore_conflicts=True
         )
-        rollups.apply([to_models(row)[0] for row in fresh])  # only what was new: a replay counts nothing twice
+        rollups.apply([to_record(row) for row in fresh])  # only what was new: a replay counts nothing twice
     return len(rows)
 
 

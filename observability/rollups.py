@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from .models import LATENCY_BOUNDS_MS, RecordRollup, RequestRecord, SessionRollup
+from .models import FAILED, LATENCY_BOUNDS_MS, RecordRollup, RequestRecord, SessionRollup
 
 _ZERO = Decimal(0)
 
@@ -164,7 +164,7 @@ def rebuild(org_id: int) -> int:
     records = RequestRecord.objects.filter(org_id=org_id).annotate(hour=TruncHour("created_at"))
     sums = {
         "requests": Count("id"),
-        "errors": Count("id", filter=~Q(outcome="ok") | Q(status__gte=400)),
+        "errors": Count("id", filter=FAILED),
         "unpriced": Count("id", filter=Q(cost_total__isnull=True, usage_source="reported")),
         "input": Coalesce(Sum("input_tokens"), 0),
         "output": Coalesce(Sum("output_tokens"), 0),

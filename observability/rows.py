@@ -15,7 +15,7 @@ from proxy.records import ProxyRecord
 
 from .attribution import attribute
 from .bodies import request_metadata, stored_bodies
-from .models import PriceOverride, RequestBody, RequestRecord, UsageSource
+from .models import PriceOverride, RequestRecord, UsageSource
 from .pricing import Override, cost_of
 from .selectors import body_mode
 from .usage import normalize
@@ -136,15 +136,11 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
 _DECIMALS = ("cost_input", "cost_output", "cost_cache", "cost_total")
 
 
-def to_models(row: dict[str, Any]) -> tuple[RequestRecord, RequestBody | None]:
-    """Model instances for a row (the rollups read them; inserts go through insert.py)."""
-    values = dict(row)
-    body = values.pop("body", None)
+def to_record(row: dict[str, Any]) -> RequestRecord:
+    """A model instance for a row without its body (the rollups read these; inserts go through insert.py)."""
+    values = {name: value for name, value in row.items() if name != "body"}
     values["created_at"] = datetime.datetime.fromisoformat(values["created_at"])
     for name in _DECIMALS:
         if values.get(name) is not None:
             values[name] = Decimal(values[name])
-    if body is None:
-        return RequestRecord(**values), None
-    body = {**body, "created_at": values["created_at"]}
-    return RequestRecord(**values), RequestBody(**body)
+    return RequestRecord(**values)

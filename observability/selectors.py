@@ -28,6 +28,7 @@ from tenancy.models import APIKey, App, Organization
 from tenancy.permissions import VIEW, Principal, restrict
 
 from .models import (
+    FAILED,
     BodyMode,
     ObservabilitySettings,
     Outcome,
@@ -98,8 +99,7 @@ class RecordFilter(django_filters.FilterSet):
         return queryset.filter(Q(model=value) | Q(response_model=value))
 
     def filter_errors(self, queryset, name, value):
-        failed = ~Q(outcome=Outcome.OK) | Q(status__gte=400)
-        return queryset.filter(failed) if value else queryset.exclude(failed)
+        return queryset.filter(FAILED) if value else queryset.exclude(FAILED)
 
     def filter_property(self, queryset, name, value):
         prop, _, wanted = value.partition(":")
@@ -118,7 +118,7 @@ def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
 def totals(queryset: QuerySet) -> dict[str, Any]:
     found = queryset.aggregate(
         requests=Count("id"),
-        errors=Count("id", filter=~Q(outcome=Outcome.OK) | Q(status__gte=400)),
+        errors=Count("id", filter=FAILED),
         input_tokens=Sum("input_tokens"),
         output_tokens=Sum("output_tokens"),
         cost=Sum("cost_total"),
@@ -139,7 +139,7 @@ def series(queryset: QuerySet, *, bucket: str = "hour", group_by: str | None = N
         .values(*keys)
         .annotate(
             requests=Count("id"),
-            errors=Count("id", filter=~Q(outcome=Outcome.OK) | Q(status__gte=400)),
+            errors=Count("id", filter=FAILED),
             input_tokens=Sum("input_tokens"),
             output_tokens=Sum("output_tokens"),
             cost=Sum("cost_total"),

@@ -23,7 +23,7 @@ from .render import placeholders
 def namespace_get_or_create(*, actor: Actor, org: Organization, path: str) -> Namespace:
     path = path.strip("/")
     found = Namespace.objects.filter(org=org, path=path).first()
-    return found or audited_create(actor=actor, obj=Namespace(org=org, path=path))
+    return found or namespace_create(actor=actor, org=org, path=path)
 
 
 @transaction.atomic
@@ -133,7 +133,8 @@ def label_rollback(*, actor: Actor, prompt: Prompt, name: str) -> Label:
     return _move(actor=actor, prompt=prompt, name=name, version=last.from_version, action="rollback")
 
 
-def _as_text(version: PromptVersion) -> list[str]:
+def version_lines(version: PromptVersion) -> list[str]:
+    """A version as lines of text, for diffs (unified here, side by side on the prompt page)."""
     lines = [f"model: {version.model}", f"parameters: {json.dumps(version.parameters, sort_keys=True)}"]
     for message in version.messages:
         content = message["content"] if isinstance(message["content"], str) else json.dumps(message["content"])
@@ -147,4 +148,4 @@ def _as_text(version: PromptVersion) -> list[str]:
 
 def version_diff(old: PromptVersion, new: PromptVersion) -> str:
     """A unified diff between two versions (messages, template, model and parameters)."""
-    return "\n".join(difflib.unified_diff(_as_text(old), _as_text(new), f"v{old.number}", f"v{new.number}", lineterm=""))
+    return "\n".join(difflib.unified_diff(version_lines(old), version_lines(new), f"v{old.number}", f"v{new.number}", lineterm=""))

@@ -83,7 +83,7 @@ def prompt_detail(request, pk):
         a = get_object_or_404(PromptVersion, prompt=prompt, number=old)
         b = get_object_or_404(PromptVersion, prompt=prompt, number=new)
         table = difflib.HtmlDiff(wrapcolumn=70).make_table(
-            services._as_text(a), services._as_text(b), f"v{a.number}", f"v{b.number}", context=False
+            services.version_lines(a), services.version_lines(b), f"v{a.number}", f"v{b.number}", context=False
         )
         context.update(diff_table=table, diff_from=a.number, diff_to=b.number)
     return render(request, "prompts/detail.html", context)

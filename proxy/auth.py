@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from tenancy import keys, selectors, services
+from tenancy.authentication import MALFORMED, UNKNOWN, unusable_because
 
 from .cache import LoadingCache
 from .db import DatabaseThreads
@@ -74,16 +75,17 @@ class KeyCache:
         """The usable key for `plaintext`, or ProxyError 401/403 saying why not (never echoing the key)."""
         prefix = keys.parse_prefix(plaintext)
         if prefix is None:
-            raise _unauthorized("Malformed gateway key: expected sk-ingate- followed by 52 letters and digits.")
+            raise _unauthorized(MALFORMED)
         key = await self._cache.get(prefix)
         if key is None or not keys.matches(plaintext, key.digest, self._hmac_keys):
-            raise _unauthorized("Unknown gateway key.")
-        if key.revoked:
-            raise _unauthorized("This gateway key has been revoked.")
-        if key.expires_at is not None and key.expires_at <= time.time():
-            raise _unauthorized("This gateway key has expired.")
-        if not key.org_active:
-            raise _unauthorized("The organization of this gateway key is deactivated.")
+            raise _unauthorized(UNKNOWN)
+        reason = unusable_because(
+            revoked=key.revoked,
+            expired=key.expires_at is not None and key.expires_at <= time.time(),
+            org_active=key.org_active,
+        )
+        if reason:
+            raise _unauthorized(reason)
         if PROXY_SCOPE not in key.scopes:
             raise ProxyError(
                 403, "missing_scope", "This gateway key lacks the 'proxy' scope needed to call providers through Ingate."

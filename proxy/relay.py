@@ -243,10 +243,13 @@ class ProxyApp:
 
             body = await self._read_body(receive, incoming.content_length)
             record.request_bytes = len(body)
+            parsed = None
             prompt_ref = incoming.ingate.get(b"x-ingate-prompt")
             if prompt_ref:
-                body = await self._with_prompt(prompt_ref, body, incoming, key.org_id, upstream.spec.errors, record)
-            body, hide_usage = self._inspect_body(body, incoming, route, record, upstream.spec.stream_usage_option)
+                body, parsed = await self._with_prompt(prompt_ref, body, incoming, key.org_id, upstream.spec.errors, record)
+            body, hide_usage = self._inspect_body(
+                body, incoming, route, record, upstream.spec.stream_usage_option, parsed
+            )
             watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, exchange))
 
             headers = incoming.upstream_headers(upstream.auth_headers, own_key, identity=hide_usage)
@@ -301,8 +304,8 @@ class ProxyApp:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _with_prompt(self, ref: bytes, body: bytes, incoming: Incoming, org_id: int, shape: str,
-                           record: ProxyRecord) -> bytes:
-        """The body with the registry's prompt version rendered in (see proxy/prompts.py)."""
+                           record: ProxyRecord) -> tuple[bytes, dict]:
+        """The body with the registry's prompt version rendered in (see proxy/prompts.py), and as parsed."""
         version = await self.prompts.version(org_id, ref.decode("latin-1"))
         try:
             parsed = orjson.loads(body) if body else {}
@@ -315,23 +318,25 @@ class ProxyApp:
         if "json" not in incoming.content_type:
             incoming.content_type = "application/json"
             incoming.forward.append(("content-type", "application/json"))
-        return orjson.dumps(merged)
+        return orjson.dumps(merged), merged
 
     @staticmethod
     def _inspect_body(
-        body: bytes, incoming: Incoming, route: Route, record: ProxyRecord, can_ask_usage: bool
+        body: bytes, incoming: Incoming, route: Route, record: ProxyRecord, can_ask_usage: bool,
+        parsed: dict | None = None,
     ) -> tuple[bytes, bool]:
         """Read the model and stream flag for the record. The body goes on byte for byte, with one exception:
         an OpenAI-style chat stream without `stream_options.include_usage` gets it added (usage is otherwise
         never reported), and True comes back so the relay hides the extra chunk from the client."""
         if route.endpoint.endswith("streamGenerateContent"):
             record.stream = True
-        if not body or ("json" not in incoming.content_type and not (not incoming.content_type and body[:1] == b"{")):
-            return body, False
-        try:
-            parsed = orjson.loads(body)  # ~4x faster than json on the 100+ KB bodies coding agents send
-        except ValueError as exc:
-            raise ProxyError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
+        if parsed is None:  # not already read for a prompt
+            if not body or ("json" not in incoming.content_type and not (not incoming.content_type and body[:1] == b"{")):
+                return body, False
+            try:
+                parsed = orjson.loads(body)  # ~4x faster than json on the 100+ KB bodies coding agents send
+            except ValueError as exc:
+                raise ProxyError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
         if not isinstance(parsed, dict):
             return body, False
         model = parsed.get("model")

@@ -18,20 +18,36 @@ class KeyRejected(Exception):
         self.reason = reason
 
 
+MALFORMED = "Malformed gateway key: expected sk-ingate- followed by 52 letters and digits."
+UNKNOWN = "Unknown gateway key."
+
+
+def unusable_because(*, revoked: bool, expired: bool, org_active: bool) -> str | None:
+    """Why a known key cannot be used, or None; shared by the API and the proxy's cached check."""
+    if revoked:
+        return "This gateway key has been revoked."
+    if expired:
+        return "This gateway key has expired."
+    if not org_active:
+        return "The organization of this gateway key is deactivated."
+    return None
+
+
 def key_lookup(plaintext: str) -> APIKey:
     """The usable key row for `plaintext`, or KeyRejected saying why not (malformed, unknown, revoked, expired)."""
     prefix = keys.parse_prefix(plaintext)
     if prefix is None:
-        raise KeyRejected("Malformed gateway key: expected sk-ingate- followed by 52 letters and digits.")
+        raise KeyRejected(MALFORMED)
     key = APIKey.objects.select_related("org", "app").filter(prefix=prefix).first()
     if key is None or not keys.matches(plaintext, key.digest):
-        raise KeyRejected("Unknown gateway key.")
-    if key.revoked_at is not None:
-        raise KeyRejected("This gateway key has been revoked.")
-    if key.expires_at is not None and key.expires_at <= timezone.now():
-        raise KeyRejected("This gateway key has expired.")
-    if not key.org.is_active:
-        raise KeyRejected("The organization of this gateway key is deactivated.")
+        raise KeyRejected(UNKNOWN)
+    reason = unusable_because(
+        revoked=key.revoked_at is not None,
+        expired=key.expires_at is not None and key.expires_at <= timezone.now(),
+        org_active=key.org.is_active,
+    )
+    if reason:
+        raise KeyRejected(reason)
     return key
 
 
