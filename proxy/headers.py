@@ -59,7 +59,8 @@ class Incoming:
     content_length: int | None = None
     content_type: str = ""
     anthropic_version: bool = False
-    user_agent: str = ""
+    # What agents already send that attributes a request: user-agent, Codex's session-id, x-<vendor>-session-id.
+    attribution: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def scan(cls, raw: list[tuple[bytes, bytes]]) -> Incoming:
@@ -83,8 +84,8 @@ class Incoming:
                     self.content_type = text
                 elif name == b"anthropic-version":
                     self.anthropic_version = True
-                elif name == b"user-agent":
-                    self.user_agent = text
+                elif name in (b"user-agent", b"session-id") or name.endswith(b"-session-id"):
+                    self.attribution[name.decode("latin-1")] = text
                 forward.append((name.decode("latin-1"), text))
         return self
 

@@ -254,7 +254,7 @@ class ProxyApp:
 
             headers = incoming.upstream_headers(upstream.auth_headers, own_key, identity=hide_usage)
             url = URL(upstream.url(route.path, query), encoded=True)
-            record.request_headers = self._attribution(incoming, scope)
+            record.request_headers = self._attribution(incoming)
             if org.body_capture:
                 record.request_body = body[: org.body_capture]
                 record.bodies_truncated = len(body) > org.body_capture
@@ -358,12 +358,9 @@ class ProxyApp:
         return body, False
 
     @staticmethod
-    def _attribution(incoming: Incoming, scope) -> dict[str, str]:
+    def _attribution(incoming: Incoming) -> dict[str, str]:
         found = {name.decode(): value.decode("latin-1") for name, value in incoming.ingate.items() if name != b"x-ingate-key"}
-        for name, value in scope["headers"]:
-            # What agents already send: user-agent, Codex's session-id, x-<vendor>-session-id (Claude Code's …).
-            if name in (b"user-agent", b"session-id") or (name.startswith(b"x-") and name.endswith(b"-session-id")):
-                found[name.decode()] = value.decode("latin-1")
+        found.update(incoming.attribution)  # gathered in the same pass over the headers as everything else
         return found
 
     @staticmethod
