@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 
+from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -16,6 +17,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from observability.models import RecordRollup
+from proxy import internal
+from proxy.providers import REGISTRY
 from observability.views import OrgContext
 from tenancy.audit import Actor, client_ip
 from tenancy.permissions import VIEW, Principal, restrict
@@ -74,6 +77,7 @@ def prompt_detail(request, pk):
         "orgs": OrgContext(request).orgs, "org": prompt.org, "prompt": prompt, "rows": rows, "labels": labels,
         "label_names": names, "movable": [n for n in names if may_move_label(principal, prompt, n)],
         "history": prompt.label_moves.select_related("from_version", "to_version")[:50],
+        "providers": sorted(REGISTRY),
     }
     shown = request.session.pop("prompt_render", None)
     if shown and shown.get("prompt") == prompt.pk:
@@ -122,17 +126,41 @@ def move_label(request, pk):
 @login_required
 @require_POST
 def render_form(request, pk):
+    """Render a version with variables; with "send", also ask a model for its answer through the gateway (the
+    call is recorded like any other: the user as user_id, client `ingate-playground`, linked to the version)."""
     prompt = _prompt(request, pk)
     version = get_object_or_404(PromptVersion, prompt=prompt, number=request.POST.get("version"))
+    provider = request.POST.get("provider", "").strip() or internal.guess_provider(version.model)
+    model = request.POST.get("model", "").strip() or version.model
+    shown = {"prompt": prompt.pk, "version": version.number, "variables": request.POST.get("variables", ""),
+             "provider": provider, "model": model, "output": "", "error": ""}
     try:
         values = json.loads(request.POST.get("variables") or "{}")
+        if not isinstance(values, dict):
+            raise ValueError("expected a JSON object")
         rendered = render_prompt(version.messages, version.template, version.variables, values)
-        result = {"model": version.model, **version.parameters, **for_provider(rendered, request.POST.get("provider", "openai"))}
-        output, error = json.dumps(result, indent=2, ensure_ascii=False), ""
-        if rendered.unused:
-            error = f"Not used by this version: {', '.join(rendered.unused)}."
     except (ValueError, RenderError) as exc:
-        output, error = "", str(exc) if isinstance(exc, RenderError) else f"Variables are not valid JSON: {exc}"
-    request.session["prompt_render"] = {"prompt": prompt.pk, "version": version.number, "output": output, "error": error,
-                                        "variables": request.POST.get("variables", "")}
+        shown["error"] = str(exc) if isinstance(exc, RenderError) else f"Variables are not valid JSON: {exc}"
+    else:
+        fields = for_provider(rendered, internal.shape_of(provider))
+        shown["output"] = json.dumps({"model": model, **version.parameters, **fields}, indent=2, ensure_ascii=False)
+        if rendered.unused:
+            shown["error"] = f"Not used by this version: {', '.join(rendered.unused)}."
+        if "send" in request.POST:
+            shown["answer"] = _ask(request, prompt, version, provider, model, rendered)
+    request.session["prompt_render"] = shown
     return redirect("prompts:detail", pk=prompt.pk)
+
+
+def _ask(request, prompt: Prompt, version: PromptVersion, provider: str, model: str, rendered) -> dict:
+    if not model:
+        return {"error": "Name a model to send the prompt to."}
+    messages_ = for_provider(rendered, "openai").get("messages") or [{"role": "user", "content": rendered.text}]
+    answer = async_to_sync(internal.chat)(
+        internal.Principal(org_id=prompt.org_id, org_slug=prompt.org.slug), provider, model, messages_,
+        version.parameters, user_id=request.user.get_username(), client="ingate-playground",
+        prompt_version_id=version.pk,
+    )
+    return {"text": answer.text, "error": answer.error, "status": answer.status, "request_id": answer.request_id,
+            "latency_ms": answer.latency_ms, "input_tokens": answer.input_tokens,
+            "output_tokens": answer.output_tokens, "cost": answer.cost, "model": answer.model}

@@ -89,7 +89,10 @@ class _Exchange:
 class ProxyApp:
     """Mount as the outermost ASGI app: `ProxyApp(fallback=django_and_channels)`."""
 
+    current: ProxyApp | None = None  # the one this process serves with, for Ingate's own calls (see gateway())
+
     def __init__(self, fallback=None):
+        ProxyApp.current = self
         self.fallback = fallback
         self.db = DatabaseThreads()
         self._session: aiohttp.ClientSession | None = None
@@ -148,18 +151,26 @@ class ProxyApp:
         sys.setswitchinterval(0.0005)
         # Idle upstream connections close after aiohttp's default 15 s, under the idle timeout of the load
         # balancers in front of providers, so a pooled connection is rarely found closed when reused.
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
+        self._session = self.new_session()
+        if self.config.redis_url and self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                invalidation.listen(self.config.redis_url, self._on_invalidate)
+            )
+
+    @staticmethod
+    def new_session() -> aiohttp.ClientSession:
+        """An upstream client bound to the running event loop."""
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             auto_decompress=False,  # relay compressed bytes untouched; usage.py decompresses on the side
             cookie_jar=aiohttp.DummyCookieJar(),  # never carry one tenant's cookies into another's request
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             trust_env=False,
         )
-        if self.config.redis_url and self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(
-                invalidation.listen(self.config.redis_url, self._on_invalidate)
-            )
+
+    def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether this app's own upstream client belongs to `loop` (the server's)."""
+        return self._session is not None and not self._session.closed and self._session._loop is loop
 
     async def _stop(self) -> None:
         if self._listener is not None:
@@ -205,7 +216,11 @@ class ProxyApp:
             return
         await self.fallback(scope, receive, send)
 
-    async def handle(self, route: Route, incoming: Incoming, scope, receive, send) -> None:
+    async def handle(self, route: Route, incoming: Incoming, scope, receive, send, *, principal=None,
+                     session: aiohttp.ClientSession | None = None, prompt_version_id: int | None = None) -> ProxyRecord:
+        """Relay one provider request; returns its record. The keywords are for Ingate's own calls
+        (proxy/internal.py): an org already checked instead of a gateway key, a client session for an event
+        loop other than the server's, and the prompt version the caller rendered itself."""
         started = time.perf_counter()
         record = ProxyRecord(
             request_id=new_request_id(),
@@ -215,24 +230,28 @@ class ProxyApp:
             path=scope["path"],
             model=route.model,
             started_at=time.time(),
+            prompt_version_id=prompt_version_id,
         )
         spec = REGISTRY.get(route.provider)
         shape = spec.errors if spec is not None else "openai"
         exchange = _Exchange(asyncio.current_task())
         watcher = None
         try:
-            if self._session is None:
+            if session is None and self._session is None:
                 self._start()  # servers without lifespan (daphne)
             query, query_key = split_query(scope["query_string"])
-            plaintext, own_key = incoming.gateway_key(query_key)
-            if plaintext is None:
-                raise ProxyError(
-                    401,
-                    "missing_gateway_key",
-                    "No Ingate gateway key: send it as your API key (Authorization: Bearer, x-api-key, api-key or "
-                    "x-goog-api-key) or in the X-Ingate-Key header.",
-                )
-            key = await self.keys.resolve(plaintext)
+            if principal is None:
+                plaintext, own_key = incoming.gateway_key(query_key)
+                if plaintext is None:
+                    raise ProxyError(
+                        401,
+                        "missing_gateway_key",
+                        "No Ingate gateway key: send it as your API key (Authorization: Bearer, x-api-key, api-key "
+                        "or x-goog-api-key) or in the X-Ingate-Key header.",
+                    )
+                key = await self.keys.resolve(plaintext)
+            else:
+                key, own_key = principal, False
             record.org_id, record.app_id, record.team_id, record.key_id = key.org_id, key.app_id, key.team_id, key.id
             org = await self.credentials.org(key.org_id)
             upstream = self.credentials.upstream(org, key.org_slug, route)
@@ -259,7 +278,8 @@ class ProxyApp:
                 record.request_body = body[: org.body_capture]
                 record.bodies_truncated = len(body) > org.body_capture
             await self._relay(
-                url, headers, body, scope, send, record, exchange, started, upstream.name, hide_usage, org.body_capture
+                session or self._session, url, headers, body, scope, send, record, exchange, started, upstream.name,
+                hide_usage, org.body_capture,
             )
         except ProxyError as exc:
             record.status, record.error_type, record.error = exc.status, exc.code, exc.message
@@ -284,6 +304,7 @@ class ProxyApp:
                 watcher.cancel()
             record.total_ms = (time.perf_counter() - started) * 1000
             self.sink.submit(record)
+        return record
 
     async def _read_body(self, receive, declared: int | None) -> bytes:
         limit = self.config.max_request_bytes
@@ -373,13 +394,13 @@ class ProxyApp:
             exchange.task = None
 
     async def _relay(
-        self, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange, started: float, name: str,
+        self, client: aiohttp.ClientSession, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange, started: float, name: str,
         hide_usage: bool, keep: int,
     ):
         sent_at = time.perf_counter()
         record.overhead_ms = (sent_at - started) * 1000
         try:
-            response = await self._session.request(
+            response = await client.request(
                 scope["method"],
                 url,
                 headers=headers,
@@ -484,6 +505,14 @@ class ProxyApp:
         headers.append((b"x-ingate-overhead-ms", f"{(time.perf_counter() - started) * 1000:.2f}".encode()))
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def gateway() -> ProxyApp:
+    """The process's proxy: the server's where there is one, else (Celery workers, management commands) one
+    made on first use, sharing its caches and record sink across the process's calls."""
+    if ProxyApp.current is None:
+        ProxyApp()
+    return ProxyApp.current
 
 
 def _too_large(limit: int) -> ProxyError:

@@ -1,14 +1,18 @@
 """Prompts from the registry used through the gateway by label, from the OpenAI SDK, with promotion and
 rollback taking effect on the next request, and every record linked to the version it used."""
 
+import time
+
 import httpx
 import openai
 import pytest
+from django.test import Client
 
 from observability.models import RequestRecord
 from prompts import services
 from tenancy.audit import Actor
-from tenancy.tests.factories import make_key
+from tenancy.models import Role
+from tenancy.tests.factories import MembershipFactory, make_key
 from tests.test_records import wait_for_record
 
 SYSTEM = Actor.system("test")
@@ -81,3 +85,43 @@ def test_prompt_errors_come_back_in_the_providers_shape(recording, gateway_key, 
         ask(client, headers={"X-Ingate-Prompt-Variables": "{not json"})
     assert "not valid JSON" in garbled.value.message
     assert fake.requests == []
+
+
+def test_the_prompt_page_sends_a_rendered_version_to_a_model_through_the_gateway(recording, gateway_key, fake, greeter):
+    key, _ = gateway_key
+    prompt, (v1, _) = greeter
+    user = MembershipFactory(org=key.org, role=Role.MEMBER).user
+    client = Client()
+    client.force_login(user)
+    fake.defaults["x-fake-text"] = "Bonjour !"
+    page = client.post(f"/ingate/prompts/{prompt.pk}/render/", {
+        "version": 1, "variables": '{"language": "French"}', "model": "gpt-4o-mini", "send": "1",
+    }, follow=True).content.decode()
+    assert 'data-testid="answer"' in page and "Bonjour !" in page and "request record" in page
+    sent = fake.last_request
+    assert sent.json()["messages"] == [{"role": "system", "content": "Reply in French. (v1)"}]
+    assert sent.json()["temperature"] == 0.1 and sent.header("authorization") == "Bearer sk-upstream-openai-0001"
+    assert not any(name.startswith("x-ingate") for name in sent.headers)
+    wait_for_prompt_record(v1.pk)
+    record = RequestRecord.objects.get(prompt_version_id=v1.pk)
+    assert (record.user_id, record.client, record.org_id, record.key_id) == (user.get_username(), "ingate-playground", key.org_id, None)
+    assert record.output_tokens == 2 and record.cost_total is not None
+
+
+def test_the_prompt_page_shows_the_providers_error_when_the_model_fails(recording, gateway_key, fake, greeter):
+    key, _ = gateway_key
+    prompt, _ = greeter
+    client = Client()
+    client.force_login(MembershipFactory(org=key.org, role=Role.MEMBER).user)
+    fake.defaults["status"] = 404
+    page = client.post(f"/ingate/prompts/{prompt.pk}/render/", {
+        "version": 1, "variables": '{"language": "French"}', "model": "gpt-nope", "send": "1",
+    }, follow=True).content.decode()
+    assert 'data-testid="answer"' in page and "fake provider error 404" in page
+
+
+def wait_for_prompt_record(version_id: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not RequestRecord.objects.filter(prompt_version_id=version_id).exists():
+        assert time.monotonic() < deadline, "the page's call was never recorded"
+        time.sleep(0.02)
