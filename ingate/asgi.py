@@ -13,11 +13,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from evals.consumers import RunProgressConsumer  # noqa: E402
 from observability.consumers import LiveRecordsConsumer  # noqa: E402
 
 from proxy.relay import ProxyApp  # noqa: E402
 
-websocket_urlpatterns = [path("ingate/ws/live/", LiveRecordsConsumer.as_asgi())]
+websocket_urlpatterns = [
+    path("ingate/ws/live/", LiveRecordsConsumer.as_asgi()),
+    path("ingate/ws/evals/runs/<int:run_id>/", RunProgressConsumer.as_asgi()),
+]
 
 django_and_channels = ProtocolTypeRouter(
     {

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ingate.settings")
 
@@ -15,3 +16,9 @@ app.autodiscover_tasks()
 def ping() -> str:
     """A no-op the health check and tests use to prove a worker consumes the broker."""
     return "pong"
+
+
+@worker_ready.connect
+def resume_stalled_evals(sender, **kwargs) -> None:
+    """A restarted worker takes up eval runs its predecessor left (after their heartbeat went stale)."""
+    sender.app.send_task("evals.resume_stalled")

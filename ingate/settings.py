@@ -279,7 +279,17 @@ CELERY_BEAT_SCHEDULE = {
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
     # Gateways ask for ingestion as they stream records; this also picks up what a dead worker left behind.
     "records-ingest": {"task": "observability.ingest_records", "schedule": 10.0},
+    # Eval runs whose worker died mid-run are taken up again (or failed after INGATE_EVAL_MAX_ATTEMPTS).
+    "evals-resume": {"task": "evals.resume_stalled", "schedule": env.float("INGATE_EVAL_RESUME_SECONDS", default=15.0)},
 }
+
+# Eval runs: at most this many calls in flight per run, and targets per run; a running run whose worker has
+# not beaten for INGATE_EVAL_STALL_SECONDS is taken up by another worker.
+INGATE_EVAL_MAX_CONCURRENCY = env.int("INGATE_EVAL_MAX_CONCURRENCY", default=16)
+INGATE_EVAL_MAX_TARGETS = env.int("INGATE_EVAL_MAX_TARGETS", default=8)
+INGATE_EVAL_HEARTBEAT_SECONDS = env.float("INGATE_EVAL_HEARTBEAT_SECONDS", default=5.0)
+INGATE_EVAL_STALL_SECONDS = env.float("INGATE_EVAL_STALL_SECONDS", default=60.0)
+INGATE_EVAL_MAX_ATTEMPTS = env.int("INGATE_EVAL_MAX_ATTEMPTS", default=3)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -12,6 +12,7 @@ urlpatterns = [
     path("ingate/health", views.health, name="health"),
     path("ingate/api/v1/", include("observability.api.urls")),
     path("ingate/api/v1/", include("prompts.api.urls")),
+    path("ingate/api/v1/", include("evals.api.urls")),
     path("ingate/api/v1/", include("tenancy.api.urls")),
     path("ingate/api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("ingate/api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -19,5 +20,6 @@ urlpatterns = [
     path("ingate/login/", auth_views.LoginView.as_view(template_name="ingate/login.html"), name="login"),
     path("ingate/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("ingate/prompts/", include("prompts.urls")),
+    path("ingate/evals/", include("evals.urls")),
     path("ingate/", include("observability.urls")),
 ]

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from tenancy.models import Organization
-from tenancy.permissions import VIEW, Principal, allowed_org_ids
+from tenancy.permissions import CHANGE, VIEW, Principal, allowed_org_ids, restrict
 
 from . import selectors
 from .models import RequestBody, RequestRecord
@@ -116,7 +116,11 @@ def logs(request):
     page = PeekPage(filters.qs if filters.is_valid() else ctx.records().none(), request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return _page(request, "observability/logs.html", ctx, filters=filters, page=page, query=query.urlencode())
+    from evals.models import Dataset  # the logs page offers "add to dataset"; evals builds on observability
+
+    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, CHANGE) if ctx.org else []
+    return _page(request, "observability/logs.html", ctx, filters=filters, page=page, query=query.urlencode(),
+                 datasets=datasets)
 
 
 @login_required

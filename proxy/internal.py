@@ -270,6 +270,8 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
     from observability.pricing import cost_of
     from observability.usage import normalize
 
+    from .relay import gateway
+
     path, query, payload = build_request(provider, model, messages, params or {}, stream)
     spec = REGISTRY.get(provider)
     route = named_route(provider, path) if spec is None or spec.compatible else _builtin_route(provider, path, model)
@@ -323,7 +325,7 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
     tokens = normalize(record.provider, record.usage)
     if tokens is not None and record.org_id is not None:
         answer.input_tokens, answer.output_tokens = tokens.input, tokens.output
-        overrides, _ = await asyncio.to_thread(_policies().of, record.org_id)
+        overrides, _ = await gateway().db.run(_policies().of, record.org_id)  # the proxy's DB threads
         cost = cost_of(tokens, provider=record.provider, models=[record.response_model, record.model], overrides=overrides)
         answer.cost = float(cost.total) if cost is not None else None
     return answer

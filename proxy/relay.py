@@ -202,7 +202,8 @@ class ProxyApp:
             incoming = Incoming.scan(scope["headers"])
             route = detect(scope["path"], incoming.provider_header(), incoming.anthropic_version)
             if route is not None:
-                return await self.handle(route, incoming, scope, receive, send)
+                await self.handle(route, incoming, scope, receive, send)  # ASGI apps return None
+                return
             if scope["method"] == "HEAD" and scope["path"] == "/":
                 # Claude Code warms its connection up with HEAD /: answer at once, no auth, no log line.
                 await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})

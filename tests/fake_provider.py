@@ -42,6 +42,7 @@ __all__ = [
     "fake_provider",
     "fake",
     "prompt_tokens",
+    "last_user_text",
     "completion_tokens",
     "DEFAULT_TEXT",
     "DEFAULT_CHUNKS",
@@ -228,6 +229,19 @@ def _parse(body: bytes) -> tuple[Any, int]:
                 _parsed.clear()
             _parsed[body] = hit
     return hit
+
+
+def last_user_text(body: dict) -> str:
+    """The text of the last user turn in an OpenAI, Anthropic, Gemini or Ollama chat body."""
+    for message in reversed(body.get("messages") or body.get("contents") or []):
+        if not isinstance(message, dict) or message.get("role") not in ("user", None):
+            continue
+        content = message.get("content", message.get("parts"))
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return body.get("prompt") or ""
 
 
 def completion_tokens(text: str = DEFAULT_TEXT) -> int:
@@ -1345,6 +1359,8 @@ class _Connection(asyncio.Protocol):
             try:
                 if request.body and handler not in _RAW_BODY:
                     call.data, call._prompt = _parse(request.body)
+                    if provider.answers is not None and "x-fake-text" not in switches:
+                        self._scripted(call)
                 result = handler(call)
             except (ValueError, TypeError, AttributeError, KeyError) as exc:
                 result = _error(flavor, 400, f"fake provider could not handle the request: {exc!r}")
@@ -1353,6 +1369,17 @@ class _Connection(asyncio.Protocol):
             return
         self.active = _Active(request.path, isinstance(result, StreamReply))
         self.task = asyncio.ensure_future(self._respond_later(result, flavor, opts, keep_alive))
+
+    def _scripted(self, call: _Call) -> None:
+        data = call.data if isinstance(call.data, dict) else {}
+        model = data.get("model") or call.params.get("model") or ""
+        text = self.provider.answers(model, last_user_text(data))
+        if text is not None:
+            opts = Options()
+            for name in _SWITCHES:
+                setattr(opts, name, getattr(call.opts, name))
+            opts.text = text
+            call.opts = opts
 
     async def _respond_later(self, result, flavor: str, opts: Options, keep_alive: bool):
         try:
@@ -1463,6 +1490,9 @@ class FakeProvider:
         self.requests: list[RecordedRequest] = []
         self.disconnects: list[Disconnect] = []
         self._defaults: dict[str, Any] = {}
+        # answers(model, last user text) -> the answer text, or None for the usual one: lets a test script
+        # models that answer differently (an eval's "good" and "bad" model). x-fake-text still wins.
+        self.answers: Callable[[str, str], str | None] | None = None
         self._batches: dict[str, int] = {}
         self._connections: set[_Connection] = set()
         self._cond = threading.Condition()
@@ -1524,6 +1554,7 @@ class FakeProvider:
             self.requests.clear()
             self.disconnects.clear()
             self._defaults.clear()
+            self.answers = None
 
     # serving
 

@@ -93,12 +93,12 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
         kind = _choice(request, "export_format", {"csv", "jsonl"}, "csv")
         rows = self.filter_queryset(self.get_queryset()).order_by("created_at").values_list(*_EXPORT_FIELDS)
         lines = _csv(rows.iterator(chunk_size=2000)) if kind == "csv" else _jsonl(rows.iterator(chunk_size=2000))
-        reply = StreamingHttpResponse(_batched(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson")
+        reply = StreamingHttpResponse(stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson")
         reply["Content-Disposition"] = f'attachment; filename="ingate-records.{kind}"'
         return reply
 
 
-async def _batched(lines):
+async def stream_lines(lines):
     """Under ASGI Django would read a synchronous iterator to the end before sending a byte; pulling from it
     one chunk at a time on the database thread keeps the export streaming with one open cursor."""
     take = sync_to_async(lambda: next(lines, None), thread_sensitive=True)

@@ -12,6 +12,9 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from evals import services as eval_services
+from evals.models import EvalResult
+from evals.transfer import clean_item
 from observability.models import ObservabilitySettings, PriceOverride, RequestRecord
 from prompts import services as prompt_services
 from tenancy import keys, services
@@ -59,6 +62,11 @@ def every_model_populated(world):
     prompt = prompt_services.prompt_create(actor=system, org=world.own.org, namespace="support", name="greeting")
     version = prompt_services.version_create(actor=system, prompt=prompt, template="Hello {{name}}")
     prompt_services.label_set(actor=system, prompt=prompt, name="production", version=version)
+    dataset = eval_services.dataset_create(actor=system, org=world.own.org, name="capitals",
+                                           items=[clean_item({"input": "Capital of France?", "expected": "Paris"})])
+    run = eval_services.run_create(actor=system, org=world.own.org, dataset_version=dataset.latest, queue=False,
+                                   targets=[{"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])
+    EvalResult.objects.create(run=run, target=run.targets.get(), item=dataset.latest.items.get(), output="Paris")
     return world
 
 

@@ -1,0 +1,431 @@
+"""Eval pages: datasets (versions, items, import/export, add from records), queueing a run, a run's live
+progress and results, comparisons, and the playground (several models answering one prompt side by side)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from observability.views import OrgContext
+from prompts import services as prompt_services
+from prompts.models import Prompt, PromptVersion
+from prompts.render import RenderError, for_provider
+from prompts.render import render as render_prompt
+from proxy import internal
+from proxy.providers import REGISTRY
+from tenancy.audit import Actor, client_ip
+from tenancy.permissions import ADD, CHANGE, VIEW, Principal, can, can_add, restrict
+
+from . import compare as comparing
+from . import evaluators, services, transfer
+from .api.views import add_records
+from .models import Dataset, EvalRun, EvalTarget
+from .runner import summarize
+
+MAX_COLUMNS = 4
+
+
+def _actor(request) -> Actor:
+    return Actor(principal=Principal.for_user(request.user), ip=client_ip(request), via="web")
+
+
+def _dataset(request, pk) -> Dataset:
+    return get_object_or_404(restrict(Dataset.objects.select_related("org"), Principal.for_user(request.user), VIEW), pk=pk)
+
+
+def _run(request, pk) -> EvalRun:
+    return get_object_or_404(
+        restrict(EvalRun.objects.select_related("org", "dataset_version__dataset"), Principal.for_user(request.user), VIEW),
+        pk=pk,
+    )
+
+
+def _page(request, template: str, org, **context):
+    """A page about one object: the org switcher lists the user's orgs, with the object's org picked."""
+    return render(request, template, {"orgs": OrgContext(request).orgs, "org": org, **context})
+
+
+@login_required
+def index(request):
+    ctx = OrgContext(request)
+    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW) if ctx.org else []
+    runs = (restrict(EvalRun.objects.filter(org=ctx.org), ctx.principal, VIEW)
+            .select_related("dataset_version__dataset").prefetch_related("targets")[:30] if ctx.org else [])
+    return render(request, "evals/index.html", {
+        "orgs": ctx.orgs, "org": ctx.org, "datasets": datasets, "runs": runs,
+        "may_add": ctx.org is not None and can_add(ctx.principal, Dataset, ctx.org),
+    })
+
+
+@login_required
+@require_POST
+def dataset_create(request):
+    ctx = OrgContext(request)
+    if ctx.org is None or not can_add(ctx.principal, Dataset, ctx.org):
+        raise PermissionDenied
+    name = request.POST.get("name", "").strip()
+    upload = request.FILES.get("file")
+    try:
+        items = transfer.parse(upload.read(), upload.name, upload.content_type or "") if upload else []
+        if not name:
+            raise ValidationError({"name": "Give the dataset a name."})
+        if Dataset.objects.filter(org=ctx.org, name=name).exists():
+            raise ValidationError({"name": f"{ctx.org.name} already has a dataset named {name}."})
+        dataset = services.dataset_create(actor=_actor(request), org=ctx.org, name=name,
+                                          description=request.POST.get("description", ""), items=items,
+                                          message=f"Imported {upload.name}" if upload else "Created")
+    except transfer.DatasetImportError as exc:
+        messages.error(request, "Nothing was imported. " + "; ".join(f"line {n}: {m}" for n, m in exc.errors[:20]))
+        return redirect(f"/ingate/evals/?org={ctx.org.slug}")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(f"/ingate/evals/?org={ctx.org.slug}")
+    messages.success(request, f"Dataset {dataset.name} created with {dataset.latest.item_count} item(s).")
+    return redirect("evals:dataset", pk=dataset.pk)
+
+
+@login_required
+def dataset_detail(request, pk):
+    dataset = _dataset(request, pk)
+    versions = list(dataset.versions.all())
+    wanted = request.GET.get("version")
+    version = next((v for v in versions if str(v.number) == wanted), versions[0] if versions else None)
+    if wanted and (version is None or str(version.number) != wanted):
+        raise Http404("No such version.")
+    page = Paginator(version.items.all(), 100).get_page(request.GET.get("page")) if version else []
+    return _page(request, "evals/dataset.html", dataset.org, dataset=dataset, versions=versions, version=version,
+                 page=page, may_change=can(Principal.for_user(request.user), CHANGE, dataset))
+
+
+@login_required
+@require_POST
+def dataset_change(request, pk):
+    """Import a file (append or replace) or add one item: each makes a new version."""
+    dataset = _dataset(request, pk)
+    if not can(Principal.for_user(request.user), CHANGE, dataset):
+        raise PermissionDenied
+    actor = _actor(request)
+    try:
+        if upload := request.FILES.get("file"):
+            items = transfer.parse(upload.read(), upload.name, upload.content_type or "")
+            if request.POST.get("mode") == "replace":
+                version = services.version_create(actor=actor, dataset=dataset, items=items, message=f"Imported {upload.name}")
+            else:
+                version = services.items_add(actor=actor, dataset=dataset, items=items, message=f"Imported {upload.name}")
+        else:
+            item = transfer.clean_item({
+                "input": request.POST.get("input", ""), "expected": request.POST.get("expected") or None,
+                **({"variables": json.loads(request.POST["variables"])} if request.POST.get("variables") else {}),
+            })
+            version = services.items_add(actor=actor, dataset=dataset, items=[item])
+    except transfer.DatasetImportError as exc:
+        messages.error(request, "Nothing was imported. " + "; ".join(f"line {n}: {m}" for n, m in exc.errors[:20]))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Version {version.number}: {version.item_count} item(s).")
+    return redirect("evals:dataset", pk=dataset.pk)
+
+
+@login_required
+@require_POST
+def add_from_records(request):
+    """The logs page's "add to dataset": the ticked records become items of the chosen dataset."""
+    dataset = _dataset(request, request.POST.get("dataset") or 0)
+    principal = Principal.for_user(request.user)
+    if not can(principal, CHANGE, dataset):
+        raise PermissionDenied
+    ids = request.POST.getlist("record")
+    if not ids:
+        messages.error(request, "Tick the records to add first.")
+        return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
+    from rest_framework.exceptions import ValidationError as FieldErrors
+
+    try:
+        version = add_records(_actor(request), dataset, ids, principal)
+    except FieldErrors as exc:
+        messages.error(request, " ".join(str(e) for e in exc.detail.get("records", [])))
+        return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
+    messages.success(request, f"Added {len(ids)} record(s) to {dataset.name} (version {version.number}).")
+    return redirect("evals:dataset", pk=dataset.pk)
+
+
+# --- runs --------------------------------------------------------------------------------------------
+
+
+def _prompt_versions(org) -> list[PromptVersion]:
+    return list(PromptVersion.objects.filter(prompt__org=org, prompt__archived_at__isnull=True)
+                .select_related("prompt__namespace").order_by("prompt__namespace__path", "prompt__name", "-number")[:200])
+
+
+# Evaluators offered as checkboxes: the ones that need no settings.
+_SIMPLE = ("exact_match", "contains", "valid_json", "similarity")
+
+
+@login_required
+def run_new(request):
+    ctx = OrgContext(request)
+    if ctx.org is None:
+        raise Http404
+    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW).prefetch_related("versions")
+    context = {"orgs": ctx.orgs, "org": ctx.org, "datasets": datasets, "prompt_versions": _prompt_versions(ctx.org),
+               "providers": sorted(REGISTRY), "catalogue": evaluators.catalogue(), "simple": _SIMPLE,
+               "columns": range(MAX_COLUMNS), "form": request.POST or {}}
+    if request.method != "POST":
+        return render(request, "evals/run_new.html", context)
+    if not can_add(ctx.principal, EvalRun, ctx.org):
+        raise PermissionDenied
+    try:
+        run = services.run_create(
+            actor=_actor(request), org=ctx.org, dataset_version=_version_of(request, ctx.org),
+            targets=_targets_from(request.POST), evaluators=_evaluators_from(request.POST),
+            name=request.POST.get("name", ""), concurrency=int(request.POST.get("concurrency") or 4),
+        )
+    except ValidationError as exc:
+        context["errors"] = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+        return render(request, "evals/run_new.html", context, status=400)
+    messages.success(request, f"Run {run.pk} queued: {run.total} calls.")
+    return redirect("evals:run", pk=run.pk)
+
+
+def _version_of(request, org):
+    from .models import DatasetVersion
+
+    found = DatasetVersion.objects.filter(pk=request.POST.get("dataset_version") or 0, dataset__org=org).first()
+    if found is None:
+        raise ValidationError({"dataset_version": "Pick a dataset version."})
+    return found
+
+
+def _targets_from(post) -> list[dict]:
+    targets = []
+    for n in range(MAX_COLUMNS):
+        model, version = post.get(f"t{n}-model", "").strip(), post.get(f"t{n}-prompt_version", "")
+        if not model and not version:
+            continue
+        try:
+            parameters = json.loads(post.get(f"t{n}-parameters") or "{}")
+        except ValueError:
+            raise ValidationError({f"targets.{n}.parameters": "Parameters are not valid JSON."}) from None
+        system = post.get(f"t{n}-system", "").strip()
+        targets.append({"prompt_version": int(version) if version.isdigit() else None, "model": model,
+                        "provider": post.get(f"t{n}-provider", "").strip(), "parameters": parameters,
+                        "messages": [{"role": "system", "content": system}] if system else []})
+    return targets
+
+
+def _evaluators_from(post) -> list[dict]:
+    specs = [{"kind": kind} for kind in post.getlist("evaluator") if kind in _SIMPLE]
+    extra = post.get("evaluators_json", "").strip()
+    if extra:
+        try:
+            more = json.loads(extra)
+        except ValueError as exc:
+            raise ValidationError({"evaluators": f"The evaluator settings are not valid JSON: {exc}"}) from None
+        specs += more if isinstance(more, list) else [more]
+    return specs
+
+
+@login_required
+def run_detail(request, pk):
+    run = _run(request, pk)
+    targets = list(run.targets.select_related("prompt_version__prompt__namespace"))
+    summaries = {t.pk: (t.summary if run.finished and t.summary else summarize(t)) for t in targets}
+    rows: dict[int, dict] = {}
+    results = run.results.select_related("item").order_by("item__position")
+    for result in results:
+        row = rows.setdefault(result.item_id, {"item": result.item, "input": comparing.input_preview(result.item), "cells": {}})
+        row["cells"][result.target_id] = result
+    table = [{**row, "cells": [row["cells"].get(t.pk) for t in targets]} for row in rows.values()]
+    return _page(request, "evals/run.html", run.org, run=run, targets=[(t, summaries[t.pk]) for t in targets],
+                 table=table, may_cancel=not run.finished and can(Principal.for_user(request.user), CHANGE, run))
+
+
+@login_required
+@require_POST
+def run_cancel(request, pk):
+    run = _run(request, pk)
+    if not can(Principal.for_user(request.user), CHANGE, run):
+        raise PermissionDenied
+    services.run_cancel(actor=_actor(request), run=run)
+    messages.success(request, f"Run {run.pk} is stopping.")
+    return redirect("evals:run", pk=run.pk)
+
+
+@login_required
+def run_compare(request):
+    principal = Principal.for_user(request.user)
+
+    def target(spec: str) -> EvalTarget:
+        run_id, _, position = spec.partition(":")
+        if not run_id.isdigit() or (position and not position.isdigit()):
+            raise Http404("Give <run>:<target>.")
+        run = get_object_or_404(restrict(EvalRun.objects.all(), principal, VIEW), pk=int(run_id))
+        return get_object_or_404(EvalTarget, run=run, position=int(position or 0))
+
+    a, b = target(request.GET.get("a", "")), target(request.GET.get("b", ""))
+    result = comparing.compare(a, b)
+    names = sorted(set(result["a"]["summary"]["evaluators"]) | set(result["b"]["summary"]["evaluators"]))
+    return _page(request, "evals/compare.html", a.run.org, cmp=result, a=a, b=b, names=names)
+
+
+# --- playground ------------------------------------------------------------------------------------
+
+
+@login_required
+def playground(request):
+    ctx = OrgContext(request)
+    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW) if ctx.org else []
+    prompts = restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW).select_related("namespace") if ctx.org else []
+    return render(request, "evals/playground.html", {
+        "orgs": ctx.orgs, "org": ctx.org, "providers": sorted(REGISTRY), "datasets": datasets, "prompts": prompts,
+        "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
+        "columns": [{"n": n, "model": model} for n, model in enumerate(["gpt-4o-mini", "claude-3-5-haiku-latest", "", ""])],
+    })
+
+
+def _playground_input(org, data: dict) -> tuple[list[dict], PromptVersion | None]:
+    """Messages for a playground request: a prompt version rendered with variables, or free text."""
+    if data.get("prompt_version"):
+        version = PromptVersion.objects.filter(pk=data["prompt_version"], prompt__org=org).first()
+        if version is None:
+            raise ValueError("No such prompt version.")
+        variables = data.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise ValueError("Variables must be a JSON object.")
+        rendered = render_prompt(version.messages, version.template, version.variables, variables)
+        return for_provider(rendered, "openai").get("messages") or [{"role": "user", "content": rendered.text}], version
+    out = []
+    if str(data.get("system") or "").strip():
+        out.append({"role": "system", "content": str(data["system"])})
+    if not str(data.get("user") or "").strip():
+        raise ValueError("Write a message to send.")
+    out.append({"role": "user", "content": str(data["user"])})
+    return out, None
+
+
+def _org_for(user, slug: str, action: str, model):
+    principal = Principal.for_user(user)
+    from tenancy.models import Organization
+    from tenancy.permissions import allowed_org_ids
+
+    org = Organization.objects.filter(slug=slug, is_active=True).first()
+    if org is None or (not principal.is_staff and org.pk not in allowed_org_ids(principal, model, action)):
+        return None
+    return org
+
+
+async def playground_stream(request):
+    """One column of the playground: the answer as server-sent events (`delta`, then `done` with tokens, cost
+    and latency). Runs on the server's event loop; the model call goes through the proxy's request path."""
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only."}, status=405)
+    user = await request.auser()
+    if not user.is_authenticated:
+        return JsonResponse({"error": "Sign in first."}, status=401)
+    try:
+        data = orjson.loads(request.body)
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+    except ValueError as exc:
+        return JsonResponse({"error": f"Not valid JSON: {exc}"}, status=400)
+    org = await sync_to_async(_org_for)(user, str(data.get("org") or ""), VIEW, EvalRun)
+    if org is None:
+        return JsonResponse({"error": "No such organization, or not yours."}, status=404)
+    provider, model = str(data.get("provider") or "").strip().lower(), str(data.get("model") or "").strip()
+    if not model:
+        return JsonResponse({"error": "Name a model."}, status=400)
+    provider = provider or internal.guess_provider(model)
+    params = data.get("parameters") or {}
+    try:
+        if not isinstance(params, dict):
+            raise ValueError("Parameters must be a JSON object.")
+        chat, version = await sync_to_async(_playground_input)(org, data)
+    except (ValueError, RenderError) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    if version is not None:
+        params = {**version.parameters, **params}
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def on_text(text: str) -> None:
+        await queue.put({"delta": text})
+
+    async def ask() -> None:
+        try:
+            answer = await internal.chat(
+                internal.Principal(org_id=org.pk, org_slug=org.slug), provider, model, chat, params, stream=True,
+                on_text=on_text, user_id=user.get_username(), client="ingate-playground",
+                prompt_version_id=version.pk if version else None,
+            )
+            await queue.put({"done": True, "error": answer.error, "text": answer.text if not answer.ok else "",
+                             "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
+                             "cost": answer.cost, "latency_ms": answer.latency_ms, "ttfb_ms": answer.ttfb_ms,
+                             "request_id": answer.request_id, "model": answer.model})
+        except Exception as exc:  # noqa: BLE001  (the column shows it instead of a hung stream)
+            await queue.put({"done": True, "error": f"{type(exc).__name__}: {exc}"})
+
+    async def events():
+        task = asyncio.get_running_loop().create_task(ask())
+        try:
+            while True:
+                event = await queue.get()
+                yield b"data: " + orjson.dumps(event) + b"\n\n"
+                if event.get("done"):
+                    return
+        finally:
+            if not task.done():
+                task.cancel()  # the browser went away: stop the upstream call too
+
+    reply = StreamingHttpResponse(events(), content_type="text/event-stream")
+    reply["Cache-Control"] = "no-cache"
+    reply["X-Accel-Buffering"] = "no"
+    return reply
+
+
+@login_required
+@require_POST
+def playground_save(request):
+    """Save the playground's input as a dataset item (with a column's answer as the expected output, if
+    picked), or its messages as a new version of a prompt."""
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        return JsonResponse({"error": "Not valid JSON."}, status=400)
+    org = _org_for(request.user, str(data.get("org") or ""), ADD, Dataset)
+    if org is None:
+        return JsonResponse({"error": "No such organization, or you may not change it."}, status=403)
+    actor = _actor(request)
+    try:
+        chat, version = _playground_input(org, data)
+        if data.get("kind") == "item":
+            dataset = get_object_or_404(Dataset, pk=data.get("dataset") or 0, org=org)
+            expected = data.get("expected") or None
+            # A prompt version's input is its variables (run it with that prompt as the target); free text is messages.
+            item = transfer.clean_item({"variables": data.get("variables") or {}, "expected": expected} if version
+                                       else {"messages": chat, "expected": expected})
+            saved = services.items_add(actor=actor, dataset=dataset, items=[item], message="Added from the playground")
+            return JsonResponse({"saved": f"Added to {dataset.name} (version {saved.number})."})
+        if data.get("kind") == "prompt":
+            prompt = get_object_or_404(Prompt, pk=data.get("prompt") or 0, org=org)
+            if not can(actor.principal, ADD, prompt):
+                return JsonResponse({"error": "Your role may not add prompt versions."}, status=403)
+            new = prompt_services.version_create(
+                actor=actor, prompt=prompt, messages=chat, model=str(data.get("model") or ""),
+                parameters=data.get("parameters") or {}, commit_message="From the playground",
+            )
+            return JsonResponse({"saved": f"Saved as {prompt.ref} version {new.number}."})
+    except (ValueError, RenderError) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    except ValidationError as exc:
+        return JsonResponse({"error": " ".join(exc.messages)}, status=400)
+    return JsonResponse({"error": "kind is item or prompt."}, status=400)
