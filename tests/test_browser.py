@@ -1,5 +1,7 @@
 """In a real browser (Debian's headless Chromium): a request proxied through the gateway shows up on the
-dashboard with its cost, the charts render, and the live tail shows the next one."""
+dashboard with its cost, the charts render, and the live tail shows the next one; prompts are promoted and
+rolled back; the playground streams two models side by side; an eval queued from the UI runs to the end
+while the page follows it, and its comparison shows the improvement."""
 
 import shutil
 
@@ -106,3 +108,100 @@ def test_promote_and_roll_back_a_prompt_in_the_browser(recording, release_manage
     page.get_by_test_id("rollback-production").click()
     expect(page.get_by_test_id("label-production")).to_have_text("v1")
     expect(page.locator(".timeline")).to_contain_text("production rollback: v2 → v1")
+
+
+@pytest.fixture
+def capitals(gateway_key, fake):
+    """A dataset and two prompt versions for the eval pages; the fake answers per model (made before the
+    browser starts, like every fixture here)."""
+    from evals import services as evals
+    from evals.transfer import clean_item
+    from prompts import services as prompts
+    from tenancy.audit import Actor
+
+    key, _ = gateway_key
+    system = Actor.system("test")
+    fake.answers = lambda model, text: "Paris" if model == "gpt-4o" or "France" in text else "Not sure"
+    evals.dataset_create(actor=system, org=key.org, name="capitals", items=[
+        clean_item({"variables": {"country": c}, "expected": city}) for c, city in (("France", "Paris"), ("Chile", "Paris"))
+    ])
+    prompt = prompts.prompt_create(actor=system, org=key.org, namespace="geo", name="capital")
+    prompts.version_create(actor=system, prompt=prompt, model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of {{country}}?"}])
+    return prompt
+
+
+def test_the_playground_streams_two_models_side_by_side(recording, member, fake, page):
+    fake.answers = lambda model, text: {"gpt-4o-mini": "mini says hello there friend", "claude-3-5-haiku-latest": "haiku answers with six words"}.get(model)
+    fake.defaults["x-fake-chunks"] = 6
+    fake.defaults["x-fake-chunk-delay-ms"] = 120
+    sign_in(page, recording.url, "dana")
+    page.goto(f"{recording.url}/ingate/evals/playground/?org=acme")
+    page.get_by_test_id("user").fill("Say hello")
+    # Note every change to each column's text with its time: streaming shows as several growing values,
+    # side by side as overlapping time spans.
+    page.evaluate("""() => {
+      window.seen = {0: [], 1: []};
+      for (const n of [0, 1]) {
+        const el = document.querySelector(`[data-testid=answer-${n}]`);
+        new MutationObserver(() => window.seen[n].push([performance.now(), el.textContent])).observe(el, {childList: true, characterData: true, subtree: true});
+      }
+    }""")
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("answer-0")).to_have_text("mini says hello there friend")
+    expect(page.get_by_test_id("answer-1")).to_have_text("haiku answers with six words")
+    expect(page.get_by_test_id("meta-0")).to_contain_text("5 out")
+    expect(page.get_by_test_id("meta-1")).to_contain_text("5 out")
+    expect(page.get_by_test_id("meta-0")).to_contain_text("$")
+    seen = page.evaluate("() => window.seen")
+    grown = {n: [text for _, text in seen[n] if text] for n in ("0", "1")}
+    assert all(len(set(values)) >= 3 for values in grown.values()), grown  # arrived in pieces
+    first = {n: next(t for t, text in seen[n] if text) for n in ("0", "1")}
+    last = {n: seen[n][-1][0] for n in ("0", "1")}
+    assert first["1"] < last["0"] and first["0"] < last["1"], (first, last)  # at the same time
+
+
+def test_queue_an_eval_from_the_ui_and_watch_it_complete(recording, member, capitals, fake, page, settings):
+    import threading
+
+    from evals import runner
+    from evals.models import EvalRun, RunStatus
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # a worker thread below plays the Celery worker
+    settings.CELERY_BROKER_URL = "memory://"
+    fake.defaults["x-fake-delay-ms"] = 300  # slow enough to see the run in progress
+    stop = threading.Event()
+
+    def worker():  # polls for queued runs like a worker consuming the queue would get them
+        from django.db import connection
+
+        while not stop.is_set():
+            for pk in EvalRun.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True):
+                runner.execute(pk)
+            stop.wait(0.2)
+        connection.close()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        sign_in(page, recording.url, "dana")
+        page.goto(f"{recording.url}/ingate/evals/?org=acme")
+        page.get_by_test_id("new-run").click()
+        page.select_option("select[name=t0-prompt_version]", label="geo/capital v1 (gpt-4o-mini)")
+        page.fill("input[name=t1-model]", "gpt-4o")
+        page.fill("input[name=t1-system]", "Answer with a city. Capital of {{country}}?")
+        page.fill("input[name=concurrency]", "1")
+        page.get_by_test_id("queue").click()
+        expect(page.locator(".flash")).to_contain_text("queued: 4 calls")
+        expect(page.get_by_test_id("status")).to_have_text("Running")  # pushed over the websocket as it happens
+        expect(page.get_by_test_id("status")).to_have_text("Completed", timeout=20000)
+        expect(page.get_by_test_id("counts")).to_have_text("4 / 4")
+        summary = page.get_by_test_id("summary")
+        expect(summary).to_contain_text("geo/capital@1")
+        expect(summary.locator("tr").nth(1)).to_contain_text("50%")
+        expect(summary.locator("tr").nth(2)).to_contain_text("100%")
+        page.get_by_test_id("compare-1").click()
+        expect(page.get_by_test_id("counts")).to_contain_text("1 improvements")
+        expect(page.locator("tr[data-change=improvement]")).to_contain_text("country=Chile")
+    finally:
+        stop.set()
+        thread.join(timeout=10)

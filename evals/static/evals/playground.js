@@ -4,10 +4,12 @@
   const form = document.getElementById("playground");
   if (!form) return;
   const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
+  // getAttribute, not form.dataset: the form has a field named "dataset", which shadows that property.
+  const urls = { stream: form.getAttribute("data-stream"), save: form.getAttribute("data-save") }, org = form.getAttribute("data-org");
   const value = (name) => form.elements[name].value;
 
   function input() {
-    const body = { org: form.dataset.org, system: value("system"), user: value("user") };
+    const body = { org, system: value("system"), user: value("user") };
     if (value("prompt_version")) {
       body.prompt_version = Number(value("prompt_version"));
       try { body.variables = JSON.parse(value("variables") || "{}"); } catch (e) { throw new Error("Variables are not valid JSON."); }
@@ -26,7 +28,7 @@
     const temperature = column.querySelector("[name=temperature]").value.trim();
     const body = { ...base, model, provider: column.querySelector("[name=provider]").value.trim(),
                    parameters: temperature ? { temperature: Number(temperature) } : {} };
-    const reply = await post(form.dataset.stream, body);
+    const reply = await post(urls.stream, body);
     if (!reply.ok) { const err = await reply.json(); out.classList.add("bad"); out.textContent = err.error; meta.textContent = ""; return; }
     const reader = reply.body.getReader(), decoder = new TextDecoder();
     let buffer = "";
@@ -70,7 +72,7 @@
       const first = form.querySelector("[data-column='0']");
       body.model = first.querySelector("[name=model]").value.trim();
     }
-    const reply = await post(form.dataset.save, body);
+    const reply = await post(urls.save, body);
     const result = await reply.json();
     note.textContent = result.saved || result.error;
   }
