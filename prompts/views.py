@@ -21,7 +21,7 @@ from proxy import internal
 from proxy.providers import REGISTRY
 from observability.views import OrgContext
 from tenancy.audit import Actor, client_ip
-from tenancy.permissions import VIEW, Principal, restrict
+from tenancy.permissions import VIEW, Principal, can_add, restrict
 
 from . import services
 from .models import Label, Prompt, PromptVersion
@@ -147,7 +147,11 @@ def render_form(request, pk):
         if rendered.unused:
             shown["error"] = f"Not used by this version: {', '.join(rendered.unused)}."
         if "send" in request.POST:
-            shown["answer"] = _ask(request, prompt, version, provider, model, rendered)
+            # A model call spends the org's money: members and up, like creating a version.
+            if can_add(Principal.for_user(request.user), PromptVersion, prompt.org):
+                shown["answer"] = _ask(request, prompt, version, provider, model, rendered)
+            else:
+                shown["answer"] = {"error": "Your role may read prompts but not send them to a model."}
     request.session["prompt_render"] = shown
     return redirect("prompts:detail", pk=prompt.pk)
 

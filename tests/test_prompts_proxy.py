@@ -125,3 +125,15 @@ def wait_for_prompt_record(version_id: int, timeout: float = 5.0) -> None:
     while not RequestRecord.objects.filter(prompt_version_id=version_id).exists():
         assert time.monotonic() < deadline, "the page's call was never recorded"
         time.sleep(0.02)
+
+
+def test_a_viewer_may_render_but_not_send_a_prompt_to_a_model(recording, gateway_key, fake, greeter):
+    key, _ = gateway_key
+    prompt, _ = greeter
+    client = Client()
+    client.force_login(MembershipFactory(org=key.org, role=Role.VIEWER).user)
+    page = client.post(f"/ingate/prompts/{prompt.pk}/render/", {
+        "version": 1, "variables": '{"language": "French"}', "model": "gpt-4o-mini", "send": "1",
+    }, follow=True).content.decode()
+    assert "Reply in French. (v1)" in page and "may read prompts but not send them" in page
+    assert not fake.requests
