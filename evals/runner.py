@@ -67,25 +67,23 @@ class Execution:
     def __init__(self, run: EvalRun, lease: uuid.UUID):
         self.run = run
         self.lease = lease
-        self.stopping = False
+        self.abort = asyncio.Event()  # set when the run is cancelled or taken over: calls in flight hang up
         self.principal = internal.Principal(org_id=run.org_id, org_slug=run.org.slug)
         self.evaluators = build_all(run.evaluators)
         self.context = Context(ask=self._judge)
         self.db = ThreadPoolExecutor(1, thread_name_prefix="ingate-eval-db")  # one connection, closed at the end
-        self.tasks: list[asyncio.Task] = []
 
     async def _orm(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
 
     async def go(self) -> None:
         try:
-            pending = await self._orm(self._pending)
-            limit = asyncio.Semaphore(self.run.concurrency)
+            pending = iter(await self._orm(self._pending))
             heart = asyncio.get_running_loop().create_task(self._beat())
             async with internal.sessions():
-                tasks = [asyncio.get_running_loop().create_task(self._one(limit, target, item)) for target, item in pending]
-                self.tasks = tasks
-                await asyncio.gather(*tasks, return_exceptions=True)
+                # `concurrency` workers share one iterator: each pair goes to one of them, and a run of any size
+                # holds only that many calls (and coroutines) at a time.
+                await asyncio.gather(*(self._worker(pending) for _ in range(self.run.concurrency)))
             heart.cancel()
             await asyncio.gather(heart, return_exceptions=True)
             await self._orm(self._finish)
@@ -93,23 +91,21 @@ class Execution:
             await self._orm(lambda: connection.close())  # looked up in the DB thread: its own connection
             self.db.shutdown()
 
+    async def _worker(self, pending) -> None:
+        for target, item in pending:
+            if self.abort.is_set():
+                return
+            try:
+                await self._score(target, item)
+            except Exception:  # noqa: BLE001  (one item's bug must not sink the run; the item stays pending)
+                log.exception("Eval run %s: item %s on target %s failed", self.run.pk, item.pk, target.pk)
+
     def _pending(self) -> list[tuple[EvalTarget, DatasetItem]]:
         targets = list(self.run.targets.select_related("prompt_version"))
         items = list(self.run.dataset_version.items.all())
         done = set(EvalResult.objects.filter(run=self.run).values_list("target_id", "item_id"))
         # Item by item across targets, so a cancelled or failed run has comparable results for every target.
         return [(t, i) for i in items for t in targets if (t.pk, i.pk) not in done]
-
-    async def _one(self, limit: asyncio.Semaphore, target: EvalTarget, item: DatasetItem) -> None:
-        async with limit:
-            if self.stopping:
-                return
-            try:
-                await self._score(target, item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001  (one item's bug must not sink the run; the item stays pending)
-                log.exception("Eval run %s: item %s on target %s failed", self.run.pk, item.pk, target.pk)
 
     async def _score(self, target: EvalTarget, item: DatasetItem) -> None:
         try:
@@ -123,22 +119,24 @@ class Execution:
                 self.principal, target.provider, target.model, messages, target.parameters,
                 tags={"eval-run": self.run.pk, "eval-target": target.pk, "eval-item": item.key.hex},
                 session_id=self.run.session_id, user_id=self.run.created_by_name, client="ingate-evals",
-                prompt_version_id=target.prompt_version_id,
+                prompt_version_id=target.prompt_version_id, abort=self.abort,
             )
+            if self.abort.is_set():
+                return  # hung up mid-call: not a result (the record says client_disconnect)
             case = Case(output=answer.text, expected=item.expected, messages=messages, variables=item.variables,
                         metadata=item.metadata, latency_ms=answer.latency_ms, cost=answer.cost, error=answer.error)
         verdicts: list[tuple[str, str, Verdict]] = []
         for evaluator in self.evaluators:
             verdicts.append((evaluator.name, evaluator.kind, await evaluator.evaluate(case, self.context)))
-        keep = await self._orm(self._save, target, item, answer, case, verdicts)
-        if not keep:
-            self.stopping = True
+        if not await self._orm(self._save, target, item, answer, case, verdicts):
+            self.abort.set()
 
     async def _judge(self, provider: str, model: str, messages: list[dict], params: dict) -> JudgeReply:
         try:
             answer = await internal.chat(
                 self.principal, provider, model, messages, params, tags={"eval-run": self.run.pk, "eval-judge": "1"},
                 session_id=self.run.session_id, user_id=self.run.created_by_name, client="ingate-evals-judge",
+                abort=self.abort,
             )
         except (ValueError, KeyError, TypeError) as exc:  # e.g. a judge provider the gateway cannot route
             return JudgeReply(text="", error=f"{type(exc).__name__}: {exc}")
@@ -173,9 +171,7 @@ class Execution:
         while True:
             await asyncio.sleep(settings.INGATE_EVAL_HEARTBEAT_SECONDS)
             if not await self._orm(self._heartbeat):
-                self.stopping = True
-                for task in self.tasks:
-                    task.cancel()  # cancelled or taken over: abandon the calls in flight (their records say so)
+                self.abort.set()  # cancelled or taken over: hang up on the calls in flight
                 return
 
     def _heartbeat(self) -> bool:

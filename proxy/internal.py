@@ -194,10 +194,11 @@ class _Events:
 
 async def call(principal: Principal, route: Route, path: str, body: bytes, *, query: str = "",
                headers: list[tuple[bytes, bytes]] = (),
-               on_chunk: Callable[[bytes], Awaitable[None]] | None = None, prompt_version_id: int | None = None
-               ) -> tuple[int, bytes, ProxyRecord]:
+               on_chunk: Callable[[bytes], Awaitable[None]] | None = None, prompt_version_id: int | None = None,
+               abort: asyncio.Event | None = None) -> tuple[int, bytes, ProxyRecord]:
     """Run one request through the proxy's request path for `principal`: (status, response body, record).
-    With `on_chunk`, body chunks are handed over as they arrive and the returned body is empty."""
+    With `on_chunk`, body chunks are handed over as they arrive and the returned body is empty. Setting
+    `abort` hangs up the way a client disconnecting does: the upstream call stops, the record says so."""
     from .relay import gateway
 
     app = gateway()
@@ -206,14 +207,14 @@ async def call(principal: Principal, route: Route, path: str, body: bytes, *, qu
         "query_string": query.encode(), "headers": list(headers),
     }
     sent = False
-    parked = asyncio.Event()
+    parked = abort or asyncio.Event()
 
     async def receive():
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await parked.wait()  # the relay's disconnect watcher waits here until the exchange ends
+        await parked.wait()  # the relay's disconnect watcher waits here until the exchange ends (or `abort`)
         return {"type": "http.disconnect"}
 
     status = 0
@@ -235,7 +236,6 @@ async def call(principal: Principal, route: Route, path: str, body: bytes, *, qu
             route, incoming, scope, receive, send, principal=principal, session=_SESSION.get(),
             prompt_version_id=prompt_version_id,
         )
-    parked.set()
     return status, b"".join(chunks), record
 
 
@@ -263,7 +263,8 @@ async def sessions():
 async def chat(principal: Principal, provider: str, model: str, messages: list[dict], params: dict[str, Any] | None = None,
                *, stream: bool = False, on_text: Callable[[str], Awaitable[None]] | None = None,
                tags: dict[str, str] | None = None, user_id: str = "", session_id: str = "",
-               client: str = "ingate-internal", prompt_version_id: int | None = None) -> Answer:
+               client: str = "ingate-internal", prompt_version_id: int | None = None,
+               abort: asyncio.Event | None = None) -> Answer:
     """Ask `model` at `provider` through the gateway for `principal`; the record carries `tags` as properties,
     `user_id`, `session_id` and `client` (as its user agent). With `on_text`, text deltas are handed over as
     they stream in."""
@@ -296,7 +297,7 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
     started = time.perf_counter()
     status, raw, record = await call(
         principal, route, path, orjson.dumps(payload), query=query, headers=headers, on_chunk=relay_text if stream else None,
-        prompt_version_id=prompt_version_id,
+        prompt_version_id=prompt_version_id, abort=abort,
     )
     latency = (time.perf_counter() - started) * 1000
     error = ""

@@ -177,3 +177,33 @@ def test_comparing_two_targets_finds_regressions_improvements_and_deltas(setup):
     assert result["delta"]["pass_rate"] == -0.5 and result["delta"]["evaluators"]["exact_match"]["mean"] == -0.5
     back = compare(b, a)
     assert back["counts"]["improvement"] == 2 and back["delta"]["pass_rate"] == 0.5
+
+
+def test_cancelling_a_running_run_hangs_up_the_calls_in_flight_and_keeps_what_is_done(setup, fake, settings):
+    import threading
+
+    org, dataset, _ = setup
+    settings.INGATE_EVAL_HEARTBEAT_SECONDS = 0.1
+    fake.defaults["delay_ms"] = 400
+    run = queue(org, dataset, [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
+                [{"kind": "exact_match"}], concurrency=1, queue=False)
+    def work():
+        from django.db import connection
+
+        runner.execute(run.pk)
+        connection.close()  # what Celery does after each task
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not EvalResult.objects.filter(run=run).exists():
+        assert time.monotonic() < deadline, "no item finished"
+        time.sleep(0.02)
+    services.run_cancel(actor=SYSTEM, run=run)
+    worker.join(timeout=10)
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and 1 <= run.done < 4 and run.finished_at is not None
+    assert run.targets.get().summary["items"] == run.done
+    hung_up = records_of(run, run.done + 1)
+    assert "client_disconnect" in {r.outcome for r in hung_up}  # the call in flight when the cancel came
+    assert fake.disconnects
