@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -141,11 +142,11 @@ def dataset_change(request, pk):
 @require_POST
 def add_from_records(request):
     """The logs page's "add to dataset": the ticked records become items of the chosen dataset."""
-    dataset = _dataset(request, request.POST.get("dataset") or 0)
+    dataset = _dataset(request, _number(request.POST.get("dataset")))
     principal = Principal.for_user(request.user)
     if not can(principal, CHANGE, dataset):
         raise PermissionDenied
-    ids = request.POST.getlist("record")
+    ids = [value for value in request.POST.getlist("record") if _is_uuid(value)]
     if not ids:
         messages.error(request, "Tick the records to add first.")
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
@@ -189,7 +190,7 @@ def run_new(request):
         run = services.run_create(
             actor=_actor(request), org=ctx.org, dataset_version=_version_of(request, ctx.org),
             targets=_targets_from(request.POST), evaluators=_evaluators_from(request.POST),
-            name=request.POST.get("name", ""), concurrency=int(request.POST.get("concurrency") or 4),
+            name=request.POST.get("name", ""), concurrency=_number(request.POST.get("concurrency"), 4),
         )
     except ValidationError as exc:
         context["errors"] = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
@@ -198,10 +199,23 @@ def run_new(request):
     return redirect("evals:run", pk=run.pk)
 
 
+def _number(value, default: int = 0) -> int:
+    """A form's number, or `default` when a hand-made request sends something else."""
+    return int(value) if isinstance(value, str) and value.isdigit() else default
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _version_of(request, org):
     from .models import DatasetVersion
 
-    found = DatasetVersion.objects.filter(pk=request.POST.get("dataset_version") or 0, dataset__org=org).first()
+    found = DatasetVersion.objects.filter(pk=_number(request.POST.get("dataset_version")), dataset__org=org).first()
     if found is None:
         raise ValidationError({"dataset_version": "Pick a dataset version."})
     return found
@@ -342,6 +356,9 @@ async def playground_stream(request):
     org = await sync_to_async(_org_for)(user, str(data.get("org") or ""), VIEW, EvalRun)
     if org is None:
         return JsonResponse({"error": "No such organization, or not yours."}, status=404)
+    # A model call spends the org's money: members and up, as on the prompt page.
+    if not await sync_to_async(can_add)(Principal.for_user(user), EvalRun, org):
+        return JsonResponse({"error": "Your role may read evals but not send prompts to a model."}, status=403)
     provider, model = str(data.get("provider") or "").strip().lower(), str(data.get("model") or "").strip()
     if not model:
         return JsonResponse({"error": "Name a model."}, status=400)
@@ -356,6 +373,7 @@ async def playground_stream(request):
     if version is not None:
         params = {**version.parameters, **params}
     queue: asyncio.Queue = asyncio.Queue()
+    hang_up = asyncio.Event()
 
     async def on_text(text: str) -> None:
         await queue.put({"delta": text})
@@ -365,7 +383,7 @@ async def playground_stream(request):
             answer = await internal.chat(
                 internal.Principal(org_id=org.pk, org_slug=org.slug), provider, model, chat, params, stream=True,
                 on_text=on_text, user_id=user.get_username(), client="ingate-playground",
-                prompt_version_id=version.pk if version else None,
+                prompt_version_id=version.pk if version else None, abort=hang_up,
             )
             await queue.put({"done": True, "error": answer.error, "text": answer.text if not answer.ok else "",
                              "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
@@ -383,8 +401,8 @@ async def playground_stream(request):
                 if event.get("done"):
                     return
         finally:
-            if not task.done():
-                task.cancel()  # the browser went away: stop the upstream call too
+            hang_up.set()  # the browser went away: hang up on the upstream too (the record says so)
+            await asyncio.gather(task, return_exceptions=True)
 
     reply = StreamingHttpResponse(events(), content_type="text/event-stream")
     reply["Cache-Control"] = "no-cache"

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from tenancy.api.serializers import ScopedPrimaryKeyField
+from tenancy.api.serializers import WorkOrgField
 from tenancy.models import Organization
 
 from ..models import Dataset, DatasetItem, DatasetVersion, EvalResult, EvalRun, EvalTarget
@@ -14,7 +14,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    org = WorkOrgField(queryset=Organization.objects.all())
     latest = DatasetVersionSerializer(read_only=True)
     items = serializers.ListField(child=serializers.JSONField(), write_only=True, required=False,
                                   help_text="Items for version 1 (see `items` for their shape).")
@@ -67,7 +67,7 @@ class TargetSerializer(serializers.ModelSerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    org = WorkOrgField(queryset=Organization.objects.all())
     dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
     targets = serializers.ListField(
         child=serializers.JSONField(), write_only=True,

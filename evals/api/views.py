@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import decorators, exceptions, mixins, parsers, response, status, views
@@ -140,7 +141,7 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         return response.Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("version", int), OpenApiParameter("format", str, enum=["jsonl", "csv"])],
+        parameters=[OpenApiParameter("version", int), OpenApiParameter("export_format", str, enum=["jsonl", "csv"])],
         responses={200: OpenApiTypes.BINARY},
     )
     @decorators.action(detail=True)
@@ -148,13 +149,15 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         """A version's items as JSONL (default) or CSV, streamed."""
         dataset = self.get_object()
         version = self._version(dataset)
-        kind = request.query_params.get("format", "jsonl")
+        # Not `format`: DRF reads that as the renderer to use and answers 404 for "jsonl" (as the records export).
+        kind = request.query_params.get("export_format", "jsonl")
         if kind not in ("jsonl", "csv"):
-            raise exceptions.ValidationError({"format": "jsonl or csv."})
+            raise exceptions.ValidationError({"export_format": "jsonl or csv."})
         items = (services.item_data(item) for item in version.items.iterator(chunk_size=500))
         lines = transfer.to_csv(items) if kind == "csv" else transfer.to_jsonl(items)
         reply = StreamingHttpResponse(stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson")
-        reply["Content-Disposition"] = f'attachment; filename="{dataset.name}-v{version.number}.{kind}"'
+        # Quoted by Django: a dataset's name may hold quotes or non-ASCII letters.
+        reply["Content-Disposition"] = content_disposition_header(True, f"{dataset.name}-v{version.number}.{kind}")
         return reply
 
     @extend_schema(request=s.FromRecordsSerializer, responses={201: s.DatasetVersionSerializer})
@@ -239,7 +242,9 @@ class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         run = self.get_object()
         rows = run.results.select_related("target", "item").order_by("item__position", "target__position")
         if (target := request.query_params.get("target")) is not None:
-            rows = rows.filter(target__position=target)
+            if not target.isdigit():
+                raise exceptions.ValidationError({"target": "A target position: 0, 1, …"})
+            rows = rows.filter(target__position=int(target))
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(s.ResultSerializer(page, many=True).data)
 

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from tenancy.api.serializers import ScopedPrimaryKeyField
+from tenancy.api.serializers import WorkOrgField
 from tenancy.models import Organization
 
 from ..models import Label, LabelMove, Namespace, Prompt, PromptVersion
@@ -15,7 +15,7 @@ class LabelSerializer(serializers.ModelSerializer):
 
 
 class PromptSerializer(serializers.ModelSerializer):
-    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    org = WorkOrgField(queryset=Organization.objects.all())
     namespace = serializers.CharField(source="namespace.path", max_length=200)
     labels = LabelSerializer(many=True, read_only=True)
     ref = serializers.CharField(read_only=True)
@@ -71,7 +71,7 @@ class RenderSerializer(serializers.Serializer):
 
 
 class NamespaceSerializer(serializers.ModelSerializer):
-    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    org = WorkOrgField(queryset=Organization.objects.all())
 
     class Meta:
         model = Namespace

@@ -102,6 +102,11 @@ def test_gateway_keys_read_with_prompts_read_and_write_with_prompts_write(client
     production = client_for(key=writer).post(f"{URL}{prompt['id']}/labels/", {"name": "production", "version": 2}, format="json")
     assert production.status_code == 403
     assert client_for(key=world.own.plaintext).get(URL).status_code == 403  # a proxy-only key
+    created = client_for(key=writer).post(URL, {"org": world.own.org.pk, "namespace": "keys", "name": "made-by-key"}, format="json")
+    assert created.status_code == 201, created.json()
+    elsewhere = client_for(key=writer).post(URL, {"org": world.other.org.pk, "namespace": "keys", "name": "x"}, format="json")
+    assert elsewhere.status_code == 400 and "org" in elsewhere.json()
+    assert client_for(key=reader).post(URL, {"org": world.own.org.pk, "namespace": "keys", "name": "y"}, format="json").status_code == 403
 
 
 def test_other_orgs_do_not_see_the_prompt(client_for, world, prompt):

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from ..models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Role, Scope, Team, TeamMembership
-from ..permissions import VIEW, restrict, role_in
+from ..permissions import VIEW, allowed_org_ids, restrict, role_in
 from .permissions import principal_of
 
 User = get_user_model()
@@ -17,6 +17,18 @@ class ScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self):
         return restrict(self.queryset, principal_of(self.context["request"]), VIEW)
+
+
+class WorkOrgField(ScopedPrimaryKeyField):
+    """The `org` of an org-scoped object: the organizations in which the caller may see objects of the
+    serializer's model. Not the organizations it may see as such: a gateway key with only `prompts:write` or
+    `evals:run` may not read its organization, yet works inside it."""
+
+    def get_queryset(self):
+        principal = principal_of(self.context["request"])
+        if principal.is_staff:
+            return Organization.objects.all()
+        return Organization.objects.filter(pk__in=allowed_org_ids(principal, self.parent.Meta.model, VIEW))
 
 
 class UsernameField(serializers.SlugRelatedField):
