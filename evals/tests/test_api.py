@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from evals import services, transfer
 from evals.models import Dataset, EvalRun
+from evals.tests import scripted
 from evals.transfer import clean_item
 from observability.models import RequestBody, RequestRecord
 from tenancy.audit import Actor
@@ -235,15 +236,6 @@ def test_a_member_may_create_a_dataset(member, world):
 
 
 # --- runs ---------------------------------------------------------------------------------------------
-
-
-def scripted(model: str, text: str):
-    """gpt-4o knows both capitals; gpt-4o-mini gets Peru wrong."""
-    if "France" in text:
-        return "Paris"
-    if "Peru" in text:
-        return "Lima" if model == "gpt-4o" else "Bogotá"
-    return None
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from django.test import Client
 
 from evals import services
 from evals.models import Dataset, EvalRun, RunStatus
+from evals.tests import scripted
 from evals.transfer import clean_item
 from observability.models import BodyMode, ObservabilitySettings, RequestRecord
 from prompts import services as prompts
@@ -67,15 +68,6 @@ def capitals(world) -> Dataset:
 @pytest.fixture
 def member(world) -> Client:
     return browser(world.own.users["member"])
-
-
-def scripted(model: str, text: str):
-    """gpt-4o knows both capitals; gpt-4o-mini gets Peru wrong."""
-    if "France" in text:
-        return "Paris"
-    if "Peru" in text:
-        return "Lima" if model == "gpt-4o" else "Bogotá"
-    return None
 
 
 @pytest.fixture
