@@ -204,6 +204,9 @@ def execute(run_id: int) -> str:
     if not claim(run_id, lease):
         return "not claimed"
     run = EvalRun.objects.select_related("org", "dataset_version").get(pk=run_id)
+    if not run.org.is_active:
+        fail(run, "The organization is deactivated: its runs make no more calls.")
+        return "failed"
     if run.attempts > settings.INGATE_EVAL_MAX_ATTEMPTS:
         fail(run, f"Gave up after {run.attempts - 1} attempts; the results so far are kept.")
         return "failed"

@@ -274,8 +274,7 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
     from .relay import gateway
 
     path, query, payload = build_request(provider, model, messages, params or {}, stream)
-    spec = REGISTRY.get(provider)
-    route = named_route(provider, path) if spec is None or spec.compatible else _builtin_route(provider, path, model)
+    route = named_route(provider, path)
     headers = [(b"content-type", b"application/json"), (b"user-agent", f"{client}/1".encode())]
     if user_id:
         headers.append((b"x-ingate-user-id", user_id.encode()))
@@ -330,11 +329,6 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
         cost = cost_of(tokens, provider=record.provider, models=[record.response_model, record.model], overrides=overrides)
         answer.cost = float(cost.total) if cost is not None else None
     return answer
-
-
-def _builtin_route(provider: str, path: str, model: str) -> Route:
-    route = named_route(provider, path)
-    return route if route.model or provider != "gemini" else Route(route.provider, route.endpoint, route.path, model, True)
 
 
 @functools.cache

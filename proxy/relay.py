@@ -395,8 +395,8 @@ class ProxyApp:
             exchange.task = None
 
     async def _relay(
-        self, client: aiohttp.ClientSession, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange, started: float, name: str,
-        hide_usage: bool, keep: int,
+        self, client: aiohttp.ClientSession, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange,
+        started: float, name: str, hide_usage: bool, keep: int,
     ):
         sent_at = time.perf_counter()
         record.overhead_ms = (sent_at - started) * 1000
