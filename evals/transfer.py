@@ -34,9 +34,13 @@ class DatasetImportError(ValueError):
 
     def __init__(self, errors: list[tuple[int, str]]):
         self.errors = sorted(errors, key=lambda error: error[0])
-        shown = "; ".join(f"line {line}: {message}" for line, message in self.errors[:_SHOWN_ERRORS])
+        shown = "; ".join(self.lines()[:_SHOWN_ERRORS])
         more = len(self.errors) - _SHOWN_ERRORS
         super().__init__(shown + (f"; and {more} more" if more > 0 else ""))
+
+    def lines(self) -> list[str]:
+        """Each problem as text: "line 3: …", or the bare message for the file as a whole (line 0)."""
+        return [f"line {line}: {message}" if line else message for line, message in self.errors]
 
     def __reduce__(self):  # pickles (e.g. through Celery) with its errors, not with the summary string
         return type(self), (self.errors,)
@@ -222,6 +226,18 @@ def _kind(value: Any) -> str:
 
 
 # --- import -------------------------------------------------------------------------------------------
+
+
+def read_upload(upload) -> list[ItemData]:
+    """Items from an uploaded file (a Django UploadedFile), refusing files over INGATE_EVAL_MAX_IMPORT_BYTES
+    before reading them into memory."""
+    from django.conf import settings
+
+    limit = settings.INGATE_EVAL_MAX_IMPORT_BYTES
+    if upload.size > limit:
+        raise DatasetImportError([(0, f"the file is {upload.size:,} bytes; imports take up to {limit:,} "
+                                      "(INGATE_EVAL_MAX_IMPORT_BYTES): split it into several imports")])
+    return parse(upload.read(), upload.name or "", upload.content_type or "")
 
 
 def parse(data: bytes, filename: str = "", content_type: str = "") -> list[ItemData]:

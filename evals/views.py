@@ -34,6 +34,7 @@ from .models import Dataset, EvalRun, EvalTarget
 from .runner import summarize
 
 MAX_COLUMNS = 4
+RESULTS_PER_PAGE = 100
 
 
 def _actor(request) -> Actor:
@@ -77,7 +78,7 @@ def dataset_create(request):
     name = request.POST.get("name", "").strip()
     upload = request.FILES.get("file")
     try:
-        items = transfer.parse(upload.read(), upload.name, upload.content_type or "") if upload else []
+        items = transfer.read_upload(upload) if upload else []
         if not name:
             raise ValidationError({"name": "Give the dataset a name."})
         if Dataset.objects.filter(org=ctx.org, name=name).exists():
@@ -86,7 +87,7 @@ def dataset_create(request):
                                           description=request.POST.get("description", ""), items=items,
                                           message=f"Imported {upload.name}" if upload else "Created")
     except transfer.DatasetImportError as exc:
-        messages.error(request, "Nothing was imported. " + "; ".join(f"line {n}: {m}" for n, m in exc.errors[:20]))
+        messages.error(request, "Nothing was imported. " + "; ".join(exc.lines()[:20]))
         return redirect(f"/ingate/evals/?org={ctx.org.slug}")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
@@ -118,7 +119,7 @@ def dataset_change(request, pk):
     actor = _actor(request)
     try:
         if upload := request.FILES.get("file"):
-            items = transfer.parse(upload.read(), upload.name, upload.content_type or "")
+            items = transfer.read_upload(upload)
             if request.POST.get("mode") == "replace":
                 version = services.version_create(actor=actor, dataset=dataset, items=items, message=f"Imported {upload.name}")
             else:
@@ -130,7 +131,7 @@ def dataset_change(request, pk):
             })
             version = services.items_add(actor=actor, dataset=dataset, items=[item])
     except transfer.DatasetImportError as exc:
-        messages.error(request, "Nothing was imported. " + "; ".join(f"line {n}: {m}" for n, m in exc.errors[:20]))
+        messages.error(request, "Nothing was imported. " + "; ".join(exc.lines()[:20]))
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
@@ -255,14 +256,14 @@ def run_detail(request, pk):
     run = _run(request, pk)
     targets = list(run.targets.select_related("prompt_version__prompt__namespace"))
     summaries = {t.pk: (t.summary if run.finished and t.summary else summarize(t)) for t in targets}
-    rows: dict[int, dict] = {}
-    results = run.results.select_related("item").order_by("item__position")
-    for result in results:
-        row = rows.setdefault(result.item_id, {"item": result.item, "input": comparing.input_preview(result.item), "cells": {}})
-        row["cells"][result.target_id] = result
-    table = [{**row, "cells": [row["cells"].get(t.pk) for t in targets]} for row in rows.values()]
+    # A page of items at a time, each with its result per target (empty while still to do).
+    page = Paginator(run.dataset_version.items.all(), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    found = {(r.item_id, r.target_id): r for r in run.results.filter(item__in=list(page.object_list))}
+    table = [{"item": item, "input": comparing.input_preview(item), "cells": [found.get((item.pk, t.pk)) for t in targets]}
+             for item in page.object_list]
     return _page(request, "evals/run.html", run.org, run=run, targets=[(t, summaries[t.pk]) for t in targets],
-                 table=table, may_cancel=not run.finished and can(Principal.for_user(request.user), CHANGE, run))
+                 table=table, page=page,
+                 may_cancel=not run.finished and can(Principal.for_user(request.user), CHANGE, run))
 
 
 @login_required
@@ -289,8 +290,16 @@ def run_compare(request):
 
     a, b = target(request.GET.get("a", "")), target(request.GET.get("b", ""))
     result = comparing.compare(a, b)
-    names = sorted(set(result["a"]["summary"]["evaluators"]) | set(result["b"]["summary"]["evaluators"]))
-    return _page(request, "evals/compare.html", a.run.org, cmp=result, a=a, b=b, names=names)
+    changes_only = request.GET.get("show") == "changes"
+    rows = [r for r in result["rows"] if r["change"] in _CHANGES] if changes_only else result["rows"]
+    page = Paginator(rows, RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return _page(request, "evals/compare.html", a.run.org, cmp=result, a=a, b=b, page=page,
+                 changes_only=changes_only, query=query.urlencode())
+
+
+_CHANGES = ("regression", "improvement", "mixed")
 
 
 # --- playground ------------------------------------------------------------------------------------

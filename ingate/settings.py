@@ -290,6 +290,8 @@ INGATE_EVAL_MAX_TARGETS = env.int("INGATE_EVAL_MAX_TARGETS", default=8)
 INGATE_EVAL_HEARTBEAT_SECONDS = env.float("INGATE_EVAL_HEARTBEAT_SECONDS", default=5.0)
 INGATE_EVAL_STALL_SECONDS = env.float("INGATE_EVAL_STALL_SECONDS", default=60.0)
 INGATE_EVAL_MAX_ATTEMPTS = env.int("INGATE_EVAL_MAX_ATTEMPTS", default=3)
+# Largest dataset file an import takes (it is parsed in memory, all of it, before anything is stored).
+INGATE_EVAL_MAX_IMPORT_BYTES = env.int("INGATE_EVAL_MAX_IMPORT_BYTES", default=50 * 1024 * 1024)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -130,9 +130,9 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         incoming.is_valid(raise_exception=True)
         upload = incoming.validated_data["file"]
         try:
-            items = transfer.parse(upload.read(), upload.name, upload.content_type or "")
+            items = transfer.read_upload(upload)
         except transfer.DatasetImportError as exc:
-            raise exceptions.ValidationError({"file": [f"line {line}: {message}" for line, message in exc.errors]}) from None
+            raise exceptions.ValidationError({"file": exc.lines()}) from None
         message = incoming.validated_data.get("message") or f"Imported {upload.name}"
         if incoming.validated_data["mode"] == "replace":
             version = services.version_create(actor=self.actor, dataset=dataset, items=items, message=message)

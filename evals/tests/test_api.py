@@ -135,6 +135,16 @@ def test_a_file_with_bad_lines_names_each_line_and_imports_nothing(member, capit
     assert list(capitals.versions.values_list("number", flat=True)) == [1]
 
 
+def test_a_file_over_the_import_limit_is_refused_before_it_is_read(member, capitals, settings):
+    settings.INGATE_EVAL_MAX_IMPORT_BYTES = 40
+    jsonl = '{"input": "Capital of Japan?", "expected": "Tokyo"}\n'
+    reply = member.post(f"{DATASETS}{capitals.pk}/import/", {"file": upload("big.jsonl", jsonl)}, format="multipart")
+    assert reply.status_code == 400
+    assert reply.json()["file"] == [f"the file is {len(jsonl)} bytes; imports take up to 40 (INGATE_EVAL_MAX_IMPORT_BYTES): "
+                                    "split it into several imports"]
+    assert capitals.versions.count() == 1
+
+
 @pytest.mark.parametrize("kind, content_type", [("jsonl", "application/x-ndjson"), ("csv", "text/csv")])
 def test_an_export_reads_back_as_the_same_items(member, capitals, kind, content_type):
     member.post(f"{DATASETS}{capitals.pk}/items/", {"items": [

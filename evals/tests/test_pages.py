@@ -382,3 +382,16 @@ def test_a_viewer_saving_from_the_playground_is_refused(world, capitals):
     reply = save(viewer, kind="item", org="own-org", dataset=capitals.pk, user="Capital of Chad?")
     assert reply.status_code == 403 and "may not change it" in reply.json()["error"]
     assert capitals.versions.count() == 1
+
+
+def test_long_runs_and_comparisons_are_shown_a_page_at_a_time(member, gatewayed, monkeypatch):
+    from evals import views
+
+    monkeypatch.setattr(views, "RESULTS_PER_PAGE", 1)
+    run = services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
+                              targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])
+    first, second = (text_of(member.get(f"{EVALS}runs/{run.pk}/", {"page": n})) for n in (1, 2))
+    assert "Page 1 of 2" in first and "France" in first and "Peru" not in first
+    assert "Page 2 of 2" in second and "Bogotá" in second
+    changes = text_of(member.get(f"{EVALS}compare/", {"a": f"{run.pk}:0", "b": f"{run.pk}:1", "show": "changes"}))
+    assert 'data-change="regression"' in changes and 'data-change="same"' not in changes
