@@ -43,11 +43,15 @@ class LoadingCache(Generic[K, V]):
             value, expires = hit
             if time.monotonic() < expires:
                 return value
+        loop = asyncio.get_running_loop()
         task = self._loading.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch(key))
-            self._loading[key] = task
-            task.add_done_callback(lambda done: self._fetched(key, done))
+        if task is None or task.get_loop() is not loop:
+            # Ingate's own calls may run on another event loop in another thread (an eval run in the embedded
+            # mode): a load in flight there cannot be awaited here, so this loop makes its own.
+            fresh = loop.create_task(self._fetch(key))
+            if self._loading.setdefault(key, fresh) is fresh:
+                fresh.add_done_callback(lambda done: self._fetched(key, done))
+            task = fresh
         return await asyncio.shield(task)
 
     async def _fetch(self, key: K) -> V | None:
@@ -60,7 +64,8 @@ class LoadingCache(Generic[K, V]):
         return value
 
     def _fetched(self, key: K, task: asyncio.Task) -> None:
-        self._loading.pop(key, None)
+        if self._loading.get(key) is task:
+            del self._loading[key]
         if not task.cancelled():
             task.exception()  # mark retrieved: the waiters, if any are left, got it
 
