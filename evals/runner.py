@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from prompts.render import RenderError, for_provider, render
 from proxy import internal
+from proxy.relay import gateway
 
 from .evaluators import Case, Context, JudgeReply, Verdict, build_all
 from .models import DatasetItem, EvalResult, EvalRun, EvalTarget, RunStatus
@@ -65,6 +66,9 @@ class Execution:
     """One worker's pass over a run it has claimed."""
 
     def __init__(self, run: EvalRun, lease: uuid.UUID):
+        # A run starts from the org's credentials as the database has them now: worker processes hear no cache
+        # invalidations (only serving gateways listen), and a change since the last run must not wait out the TTL.
+        gateway().credentials.invalidate(run.org_id)
         self.run = run
         self.lease = lease
         self.abort = asyncio.Event()  # set when the run is cancelled or taken over: calls in flight hang up

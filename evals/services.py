@@ -19,7 +19,7 @@ from proxy.internal import text_of, shape_of
 from proxy.providers import PROVIDER_NAMES
 from tenancy.audit import Actor, audit_record
 from tenancy.models import Organization
-from tenancy.services import audited_create
+from tenancy.services import audited_create, audited_update
 
 from . import evaluators as evaluator_registry
 from .models import Dataset, DatasetItem, DatasetVersion, EvalRun, EvalTarget, RunStatus
@@ -97,6 +97,12 @@ def items_remove(*, actor: Actor, dataset: Dataset, keys: Iterable[str], message
     gone = {uuid.UUID(str(k)).hex for k in keys}
     kept = [item for item in current_items(dataset) if item.key not in gone]
     return version_create(actor=actor, dataset=dataset, items=kept, message=message or f"Removed {len(gone)} item(s)")
+
+
+@transaction.atomic
+def dataset_update(*, actor: Actor, dataset: Dataset, **fields) -> Dataset:
+    """Change a dataset's description (its items change only by new versions)."""
+    return audited_update(actor=actor, obj=dataset, fields={k: v for k, v in fields.items() if k == "description"})
 
 
 @transaction.atomic

@@ -64,10 +64,16 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         )
 
     def perform_update(self, serializer):
-        dataset = serializer.instance
-        if "description" in serializer.validated_data:
-            dataset.description = serializer.validated_data["description"]
-            dataset.save(update_fields=["description"])
+        serializer.instance = services.dataset_update(actor=self.actor, dataset=serializer.instance,
+                                                      **serializer.validated_data)
+
+    @extend_schema(request=None, responses={200: s.DatasetSerializer})
+    @decorators.action(detail=True, methods=["post"])
+    def archive(self, request, pk=None):
+        """Hide the dataset from lists; its versions stay, as do the runs that used them."""
+        dataset = self._changed(self.get_object())
+        return response.Response(s.DatasetSerializer(services.dataset_archive(actor=self.actor, dataset=dataset),
+                                                     context={"request": request}).data)
 
     def _version(self, dataset: Dataset):
         number = self.request.query_params.get("version")

@@ -354,3 +354,15 @@ def test_the_openapi_schema_documents_the_evals_endpoints(api, db):
                  "eval-comparisons/", "evaluators/"):
         assert f"/ingate/api/v1/{path}" in paths, path
     assert "multipart/form-data" in paths["/ingate/api/v1/datasets/{id}/import/"]["post"]["requestBody"]["content"]
+
+
+def test_a_datasets_description_changes_with_an_audit_entry_and_archiving_hides_it(member, capitals):
+    from tenancy.models import AuditLog
+
+    changed = member.patch(f"{DATASETS}{capitals.pk}/", {"description": "World capitals"}, format="json")
+    assert changed.status_code == 200 and changed.json()["description"] == "World capitals"
+    entry = AuditLog.objects.get(object_type="evals.Dataset", object_id=str(capitals.pk), action="update")
+    assert entry.changes["description"] == ["", "World capitals"]
+    assert member.post(f"{DATASETS}{capitals.pk}/archive/").status_code == 200
+    assert [d["name"] for d in member.get(DATASETS).json()["results"]] == []
+    assert capitals.versions.count() == 1  # its versions stay, for the runs that used them

@@ -207,3 +207,21 @@ def test_cancelling_a_running_run_hangs_up_the_calls_in_flight_and_keeps_what_is
     hung_up = records_of(run, run.done + 1)
     assert "client_disconnect" in {r.outcome for r in hung_up}  # the call in flight when the cancel came
     assert fake.disconnects
+
+
+def test_each_run_reads_the_orgs_credentials_afresh_even_where_no_invalidation_reaches(setup, fake):
+    """Workers hear no cache invalidations; a credential changed behind the caches' back (a queryset update
+    sends no signal) still applies from the next run on."""
+    from tenancy.models import ProviderCredential
+    from tenancy.tests.factories import make_credential
+
+    org, dataset, _ = setup
+    make_credential(org, provider="openai", secret="sk-org-0001", base_url="http://127.0.0.1:9")  # nothing listens
+    target = [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}]
+    broken = queue(org, dataset, target, [{"kind": "exact_match"}])
+    broken.refresh_from_db()
+    assert broken.failed == 4 and "could not reach" in broken.results.first().error
+    ProviderCredential.objects.filter(org=org, provider="openai").update(base_url=fake.url)
+    fixed = queue(org, dataset, target, [{"kind": "exact_match"}])
+    fixed.refresh_from_db()
+    assert (fixed.failed, fixed.targets.get().summary["pass_rate"]) == (0, 1.0)
