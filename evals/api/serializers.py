@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from tenancy.api.serializers import WorkOrgField
+from tenancy.api.serializers import ScopedPrimaryKeyField, WorkOrgField
 from tenancy.models import Organization
 
 from ..models import Dataset, DatasetItem, DatasetVersion, EvalResult, EvalRun, EvalTarget
@@ -68,7 +68,7 @@ class TargetSerializer(serializers.ModelSerializer):
 
 class RunSerializer(serializers.ModelSerializer):
     org = WorkOrgField(queryset=Organization.objects.all())
-    dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
+    dataset_version = ScopedPrimaryKeyField(queryset=DatasetVersion.objects.all())  # another org's reads as missing
     targets = serializers.ListField(
         child=serializers.JSONField(), write_only=True,
         help_text='Each: {"prompt_version": id?, "messages": [...]?, "provider": "openai", "model": "gpt-4o-mini", '

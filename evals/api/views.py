@@ -213,8 +213,6 @@ class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         data = serializer.validated_data
         self.require_add(data["org"])
         version = data["dataset_version"]
-        if not can(self.principal, VIEW, version.dataset):
-            raise exceptions.ValidationError({"dataset_version": "No such dataset version."})
         try:
             serializer.instance = services.run_create(
                 actor=self.actor, org=data["org"], dataset_version=version, targets=data["targets"],
