@@ -124,12 +124,22 @@ def item_from_record(record) -> ItemData:
         request = json.loads(body.request)
     except ValueError:
         raise ValueError(f"Record {record.pk}'s stored request body is not JSON (it may be truncated).") from None
-    messages = list(request.get("messages") or [])
-    if isinstance(request.get("system"), str) and request["system"]:
-        messages.insert(0, {"role": "system", "content": request["system"]})
+    if not isinstance(request, dict):
+        raise ValueError(f"Record {record.pk}'s request is not a chat request.")
+    messages = [
+        # OpenAI's reasoning models call the system role "developer"; a dataset item keeps the portable name.
+        {**m, "role": "system"} if m.get("role") == "developer" else m
+        for m in request.get("messages") or [] if isinstance(m, dict)
+    ]
+    system = request.get("system")  # Anthropic: a string, or a list of text blocks (as Claude Code sends)
+    if isinstance(system, list):
+        system = "\n\n".join(b.get("text", "") for b in system if isinstance(b, dict) and b.get("type") == "text")
+    if isinstance(system, str) and system:
+        messages.insert(0, {"role": "system", "content": system})
     for turn in request.get("contents") or []:  # Gemini
-        text = " ".join(p.get("text", "") for p in turn.get("parts", []) if isinstance(p, dict))
-        messages.append({"role": "assistant" if turn.get("role") == "model" else "user", "content": text})
+        if isinstance(turn, dict):
+            text = " ".join(p.get("text", "") for p in turn.get("parts", []) if isinstance(p, dict))
+            messages.append({"role": "assistant" if turn.get("role") == "model" else "user", "content": text})
     expected = None
     if body.response and record.stream:
         # A streamed answer is stored reassembled, as the text the client saw (observability.bodies); a cut one
@@ -161,7 +171,9 @@ def _clean_targets(org: Organization, targets: list) -> list[EvalTarget]:
             continue
         version = None
         if raw.get("prompt_version"):
-            version = PromptVersion.objects.filter(pk=raw["prompt_version"], prompt__org=org).select_related("prompt").first()
+            wanted = raw["prompt_version"]
+            found = PromptVersion.objects.filter(pk=wanted, prompt__org=org) if isinstance(wanted, int) else None
+            version = found.select_related("prompt").first() if found is not None else None
             if version is None:
                 errors[f"targets.{n}.prompt_version"] = "No such prompt version in this organization."
                 continue

@@ -192,6 +192,27 @@ def test_a_request_record_with_its_full_body_becomes_an_item(member, world, capi
     assert (item["messages"], item["expected"], item["source_record"]) == (messages, "Santiago", str(record.pk))
 
 
+def test_claude_codes_system_blocks_and_openais_developer_role_come_through_as_system_messages(member, world, capitals):
+    anthropic = chat_record(world.own.org, request={
+        "model": "claude-sonnet-4-5", "system": [{"type": "text", "text": "You are Claude Code."}],
+        "messages": [{"role": "user", "content": "List the files."}]})
+    openai_ = chat_record(world.own.org, request={
+        "model": "o3", "messages": [{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]})
+    reply = member.post(f"{DATASETS}{capitals.pk}/from-records/", {"records": [str(anthropic.pk), str(openai_.pk)]},
+                        format="json")
+    assert reply.status_code == 201, reply.json()
+    first, second = member.get(f"{DATASETS}{capitals.pk}/items/").json()[-2:]
+    assert first["messages"][0] == {"role": "system", "content": "You are Claude Code."}
+    assert second["messages"][0] == {"role": "system", "content": "Be terse."}
+
+
+def test_a_prompt_version_that_is_not_an_id_is_a_field_error(member, world, capitals):
+    reply = member.post(RUNS, {"org": world.own.org.pk, "dataset_version": capitals.latest.pk,
+                               "targets": [{"prompt_version": "latest", "model": "gpt-4o"}],
+                               "evaluators": [{"kind": "exact_match"}]}, format="json")
+    assert reply.status_code == 400 and "targets.0.prompt_version" in reply.json()
+
+
 def test_a_record_without_a_stored_body_is_named_and_nothing_is_added(member, world, capitals):
     kept = chat_record(world.own.org, request={"messages": [{"role": "user", "content": "hi"}]})
     bare = chat_record(world.own.org, request=None)
