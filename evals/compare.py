@@ -11,6 +11,7 @@ from .models import EvalResult, EvalTarget
 from .runner import summarize
 
 _EPSILON = 1e-9
+CHANGES = ("regression", "improvement", "mixed", "same", "only_a", "only_b")
 
 
 @dataclass
@@ -75,7 +76,7 @@ def compare(a: EvalTarget, b: EvalTarget) -> dict[str, Any]:
         "a": {"run": a.run_id, "target": a.position, "label": str(a), "summary": sa},
         "b": {"run": b.run_id, "target": b.position, "label": str(b), "summary": sb},
         "delta": aggregate_delta(sa, sb),
-        "counts": {c: sum(1 for r in rows if r.change == c) for c in ("regression", "improvement", "mixed", "same", "only_a", "only_b")},
+        "counts": {c: sum(1 for r in rows if r.change == c) for c in CHANGES},
         "rows": [r.__dict__ for r in rows],
     }
 

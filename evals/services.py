@@ -197,7 +197,9 @@ def _clean_targets(org: Organization, targets: list) -> list[EvalTarget]:
         else:
             if version is not None:
                 parameters = {**version.parameters, **parameters}
-            label = str(raw.get("label") or "").strip() or (f"{version.prompt.ref}@{version.number} · " if version else "") + f"{provider}/{model}"
+            label = str(raw.get("label") or "").strip()
+            if not label:
+                label = (f"{version.prompt.ref}@{version.number} · " if version else "") + f"{provider}/{model}"
             cleaned.append(EvalTarget(position=n, label=label[:200], prompt_version=version, messages=messages,
                                       provider=provider, model=model, parameters=parameters))
     if errors:

@@ -25,7 +25,8 @@ from prompts.render import render as render_prompt
 from proxy import internal
 from proxy.providers import REGISTRY
 from tenancy.audit import Actor, client_ip
-from tenancy.permissions import ADD, CHANGE, VIEW, Principal, can, can_add, restrict
+from tenancy.models import Organization
+from tenancy.permissions import ADD, CHANGE, VIEW, Principal, allowed_org_ids, can, can_add, restrict
 
 from . import compare as comparing
 from . import evaluators, services, transfer
@@ -179,7 +180,8 @@ def run_new(request):
     ctx = OrgContext(request)
     if ctx.org is None:
         raise Http404
-    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW).prefetch_related("versions")
+    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
+    datasets = datasets.prefetch_related("versions")
     context = {"orgs": ctx.orgs, "org": ctx.org, "datasets": datasets, "prompt_versions": _prompt_versions(ctx.org),
                "providers": sorted(REGISTRY), "catalogue": evaluators.catalogue(), "simple": _SIMPLE,
                "columns": range(MAX_COLUMNS), "form": request.POST or {}}
@@ -308,8 +310,11 @@ _CHANGES = ("regression", "improvement", "mixed")
 @login_required
 def playground(request):
     ctx = OrgContext(request)
-    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW) if ctx.org else []
-    prompts = restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW).select_related("namespace") if ctx.org else []
+    datasets, prompts = [], []
+    if ctx.org is not None:
+        datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
+        prompts = restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
+        prompts = prompts.select_related("namespace")
     return render(request, "evals/playground.html", {
         "orgs": ctx.orgs, "org": ctx.org, "providers": sorted(REGISTRY), "datasets": datasets, "prompts": prompts,
         "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
@@ -318,7 +323,9 @@ def playground(request):
 
 
 def _playground_input(org, data: dict) -> tuple[list[dict], PromptVersion | None]:
-    """Messages for a playground request: a prompt version rendered with variables, or free text."""
+    """Messages for a playground request: a prompt version rendered with variables (then the user message, if
+    one is written), or free text."""
+    user = str(data.get("user") or "").strip()
     if data.get("prompt_version"):
         version = PromptVersion.objects.filter(pk=data["prompt_version"], prompt__org=org).first()
         if version is None:
@@ -327,21 +334,19 @@ def _playground_input(org, data: dict) -> tuple[list[dict], PromptVersion | None
         if not isinstance(variables, dict):
             raise ValueError("Variables must be a JSON object.")
         rendered = render_prompt(version.messages, version.template, version.variables, variables)
-        return for_provider(rendered, "openai").get("messages") or [{"role": "user", "content": rendered.text}], version
+        chat = for_provider(rendered, "openai").get("messages") or [{"role": "user", "content": rendered.text}]
+        return chat + ([{"role": "user", "content": user}] if user else []), version
     out = []
     if str(data.get("system") or "").strip():
         out.append({"role": "system", "content": str(data["system"])})
-    if not str(data.get("user") or "").strip():
+    if not user:
         raise ValueError("Write a message to send.")
-    out.append({"role": "user", "content": str(data["user"])})
+    out.append({"role": "user", "content": user})
     return out, None
 
 
 def _org_for(user, slug: str, action: str, model):
     principal = Principal.for_user(user)
-    from tenancy.models import Organization
-    from tenancy.permissions import allowed_org_ids
-
     org = Organization.objects.filter(slug=slug, is_active=True).first()
     if org is None or (not principal.is_staff and org.pk not in allowed_org_ids(principal, model, action)):
         return None
@@ -437,9 +442,14 @@ def playground_save(request):
         if data.get("kind") == "item":
             dataset = get_object_or_404(Dataset, pk=data.get("dataset") or 0, org=org)
             expected = data.get("expected") or None
-            # A prompt version's input is its variables (run it with that prompt as the target); free text is messages.
-            item = transfer.clean_item({"variables": data.get("variables") or {}, "expected": expected} if version
-                                       else {"messages": chat, "expected": expected})
+            # A prompt version's input is its variables, and the user message if any (the prompt itself comes
+            # from the target when the item is evaluated); free text is messages.
+            user = str(data.get("user") or "").strip()
+            item = transfer.clean_item(
+                {"variables": data.get("variables") or {}, "expected": expected,
+                 **({"messages": [{"role": "user", "content": user}]} if user else {})}
+                if version else {"messages": chat, "expected": expected}
+            )
             saved = services.items_add(actor=actor, dataset=dataset, items=[item], message="Added from the playground")
             return JsonResponse({"saved": f"Added to {dataset.name} (version {saved.number})."})
         if data.get("kind") == "prompt":

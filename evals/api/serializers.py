@@ -50,7 +50,9 @@ class RemoveItemsSerializer(serializers.Serializer):
 
 
 class ImportSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="JSONL (.jsonl) or CSV (.csv); bad rows are reported by line, nothing is half-imported.")
+    file = serializers.FileField(
+        help_text="JSONL (.jsonl) or CSV (.csv); bad rows are reported by line, nothing is half-imported."
+    )
     mode = serializers.ChoiceField(choices=["append", "replace"], default="append")
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
 

@@ -196,7 +196,8 @@ def add_records(actor, dataset: Dataset, record_ids: list[str], principal):
             errors.append(str(exc))
     if errors:
         raise exceptions.ValidationError({"records": errors})
-    return services.items_add(actor=actor, dataset=dataset, items=items, message=f"Added {len(items)} item(s) from request records")
+    return services.items_add(actor=actor, dataset=dataset, items=items,
+                              message=f"Added {len(items)} item(s) from request records")
 
 
 class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):

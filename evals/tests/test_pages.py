@@ -19,6 +19,7 @@ from prompts import services as prompts
 from tenancy.audit import Actor
 from tenancy.models import Role
 from tenancy.tests.factories import MembershipFactory, UserFactory
+from tests.test_records import wait_for_record
 
 SYSTEM = Actor.system("test")
 EVALS = "/ingate/evals/"
@@ -331,6 +332,21 @@ def test_a_playground_column_streams_the_answer_then_tokens_and_cost(world, memb
     sent = fake.last_request.json()
     assert sent["messages"] == [{"role": "system", "content": "One sentence."}, {"role": "user", "content": "Capital of France?"}]
     assert sent["stream"] is True
+
+
+def test_a_playground_prompt_version_is_rendered_then_followed_by_the_user_message(world, member, recording, fake):
+    prompt = prompts.prompt_create(actor=SYSTEM, org=world.own.org, namespace="geo", name="capital")
+    version = prompts.version_create(actor=SYSTEM, prompt=prompt, model="gpt-4o", parameters={"temperature": 0.3},
+                                     messages=[{"role": "system", "content": "Answer about {{country}}."}])
+    reply = stream_column(member, org="own-org", model="gpt-4o", prompt_version=version.pk,
+                          variables={"country": "Chile"}, user="Its capital?")
+    done = events_of(reply)[-1]
+    assert done["error"] == ""
+    sent = fake.last_request.json()
+    assert sent["messages"] == [{"role": "system", "content": "Answer about Chile."}, {"role": "user", "content": "Its capital?"}]
+    assert sent["temperature"] == 0.3  # the version's parameters
+    record = wait_for_record(done["request_id"])
+    assert (record.prompt_version_id, record.client, record.user_id) == (version.pk, "ingate-playground", "own-member")
 
 
 def test_bad_playground_requests_get_a_json_error(world, member):
