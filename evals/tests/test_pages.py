@@ -233,6 +233,7 @@ def test_the_compare_page_counts_regressions_and_improvements(member, gatewayed)
     page = text_of(member.get(f"{EVALS}compare/", {"a": f"{run.pk}:0", "b": f"{run.pk}:1"}))
     assert '<span class="regression">1 regressions</span> · <span class="improvement">0 improvements</span>' in page
     assert "1 unchanged" in page and 'data-change="regression"' in page
+    assert '<td class="num worse">-0.50</td>' in page  # the pass rate fell by half: shown in red
     back = text_of(member.get(f"{EVALS}compare/", {"a": f"{run.pk}:1", "b": f"{run.pk}:0"}))
     assert '<span class="regression">0 regressions</span> · <span class="improvement">1 improvements</span>' in back
     assert member.get(f"{EVALS}compare/", {"a": f"{run.pk}:0"}).status_code == 404
