@@ -67,4 +67,4 @@ def test_aborting_hangs_up_like_a_client_and_the_record_says_so(gateway, gateway
     answer = async_to_sync(ask_then_abort)()
     assert not answer.ok
     assert gateway.wait_for_records(1)[-1].outcome == "client_disconnect"
-    assert fake.disconnects
+    assert fake.wait_for_disconnects(1, timeout=3)  # the upstream saw the hang-up
