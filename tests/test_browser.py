@@ -167,7 +167,6 @@ def test_queue_an_eval_from_the_ui_and_watch_it_complete(recording, member, capi
     from evals.models import EvalRun, RunStatus
 
     settings.CELERY_TASK_ALWAYS_EAGER = False  # a worker thread below plays the Celery worker
-    settings.CELERY_BROKER_URL = "memory://"
     fake.defaults["x-fake-delay-ms"] = 300  # slow enough to see the run in progress
     stop = threading.Event()
 
