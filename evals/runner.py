@@ -24,7 +24,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from prompts.render import RenderError, for_provider, render
+from prompts.render import RenderError, render
 from proxy import internal
 from proxy.relay import gateway
 
@@ -52,7 +52,7 @@ def messages_for(target: EvalTarget, item: DatasetItem) -> list[dict]:
     if target.prompt_version is not None:
         version = target.prompt_version
         rendered = render(version.messages, version.template, version.variables, item.variables or {})
-        own = for_provider(rendered, "openai").get("messages") or [{"role": "user", "content": rendered.text}]
+        own = rendered.chat()
     elif target.messages:
         rendered = render(target.messages, "", {}, item.variables or {})
         own = rendered.messages

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from observability.views import OrgContext
 from prompts import services as prompt_services
 from prompts.models import Prompt, PromptVersion
-from prompts.render import RenderError, for_provider
+from prompts.render import RenderError
 from prompts.render import render as render_prompt
 from proxy import internal
 from proxy.providers import REGISTRY
@@ -334,7 +334,7 @@ def _playground_input(org, data: dict) -> tuple[list[dict], PromptVersion | None
         if not isinstance(variables, dict):
             raise ValueError("Variables must be a JSON object.")
         rendered = render_prompt(version.messages, version.template, version.variables, variables)
-        chat = for_provider(rendered, "openai").get("messages") or [{"role": "user", "content": rendered.text}]
+        chat = rendered.chat()
         return chat + ([{"role": "user", "content": user}] if user else []), version
     out = []
     if str(data.get("system") or "").strip():

@@ -39,6 +39,10 @@ class Rendered:
     text: str = ""
     unused: list[str] = field(default_factory=list)  # variables given that the prompt does not use
 
+    def chat(self) -> list[dict[str, Any]]:
+        """As OpenAI-style chat messages: the rendered messages, or the text template as one user message."""
+        return self.messages or [{"role": "user", "content": self.text}]
+
 
 def placeholders(messages: list[dict], template: str) -> list[str]:
     found = []

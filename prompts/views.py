@@ -159,7 +159,7 @@ def render_form(request, pk):
 def _ask(request, prompt: Prompt, version: PromptVersion, provider: str, model: str, rendered) -> dict:
     if not model:
         return {"error": "Name a model to send the prompt to."}
-    messages_ = for_provider(rendered, "openai").get("messages") or [{"role": "user", "content": rendered.text}]
+    messages_ = rendered.chat()
     answer = async_to_sync(internal.chat)(
         internal.Principal(org_id=prompt.org_id, org_slug=prompt.org.slug), provider, model, messages_,
         version.parameters, user_id=request.user.get_username(), client="ingate-playground",
