@@ -7,7 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import EvalResult, EvalTarget
+from django.shortcuts import get_object_or_404
+
+from tenancy.permissions import VIEW, Principal, restrict
+
+from .models import EvalResult, EvalRun, EvalTarget
 from .runner import summarize
 
 _EPSILON = 1e-9
@@ -51,6 +55,16 @@ def classify(a: dict[str, Any], b: dict[str, Any]) -> tuple[dict[str, float], st
     worse = any(d < -_EPSILON for d in deltas.values()) or (a["passed"] and not b["passed"])
     better = any(d > _EPSILON for d in deltas.values()) or (b["passed"] and not a["passed"])
     return deltas, "mixed" if worse and better else "regression" if worse else "improvement" if better else "same"
+
+
+def target_of(principal: Principal, spec: str) -> EvalTarget:
+    """The target `<run id>` (its first) or `<run id>:<position>` names, among the runs the principal sees.
+    ValueError for a malformed spec; Http404 when there is no such run or target."""
+    run_id, _, position = spec.partition(":")
+    if not run_id.isdigit() or (position and not position.isdigit()):
+        raise ValueError("Give <run id> or <run id>:<target position>.")
+    run = get_object_or_404(restrict(EvalRun.objects.all(), principal, VIEW), pk=int(run_id))
+    return get_object_or_404(EvalTarget, run=run, position=int(position or 0))
 
 
 def _results(target: EvalTarget) -> dict[str, EvalResult]:

@@ -31,7 +31,7 @@ from tenancy.permissions import ADD, CHANGE, VIEW, Principal, allowed_org_ids, c
 from . import compare as comparing
 from . import evaluators, services, transfer
 from .api.views import add_records
-from .models import Dataset, EvalRun, EvalTarget
+from .models import Dataset, EvalRun
 from .runner import summarize
 
 MAX_COLUMNS = 4
@@ -282,15 +282,10 @@ def run_cancel(request, pk):
 @login_required
 def run_compare(request):
     principal = Principal.for_user(request.user)
-
-    def target(spec: str) -> EvalTarget:
-        run_id, _, position = spec.partition(":")
-        if not run_id.isdigit() or (position and not position.isdigit()):
-            raise Http404("Give <run>:<target>.")
-        run = get_object_or_404(restrict(EvalRun.objects.all(), principal, VIEW), pk=int(run_id))
-        return get_object_or_404(EvalTarget, run=run, position=int(position or 0))
-
-    a, b = target(request.GET.get("a", "")), target(request.GET.get("b", ""))
+    try:
+        a, b = (comparing.target_of(principal, request.GET.get(side, "")) for side in ("a", "b"))
+    except ValueError as exc:
+        raise Http404(str(exc)) from None
     result = comparing.compare(a, b)
     changes_only = request.GET.get("show") == "changes"
     rows = [r for r in result["rows"] if r["change"] in _CHANGES] if changes_only else result["rows"]

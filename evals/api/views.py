@@ -255,11 +255,10 @@ class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
 
 
 def _target(principal, spec: str, name: str) -> EvalTarget:
-    run_id, _, position = spec.partition(":")
-    if not run_id.isdigit() or (position and not position.isdigit()):
-        raise exceptions.ValidationError({name: "Give <run id> or <run id>:<target position>."})
-    run = get_object_or_404(restrict(EvalRun.objects.all(), principal, VIEW), pk=int(run_id))
-    return get_object_or_404(EvalTarget, run=run, position=int(position or 0))
+    try:
+        return comparing.target_of(principal, spec)
+    except ValueError as exc:
+        raise exceptions.ValidationError({name: str(exc)}) from None
 
 
 class ComparisonView(views.APIView):
