@@ -14,11 +14,13 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from observability.models import RequestRecord
 from prompts.models import PromptVersion
 from proxy.internal import text_of, shape_of
 from proxy.providers import PROVIDER_NAMES
 from tenancy.audit import Actor, audit_record
 from tenancy.models import Organization
+from tenancy.permissions import VIEW, restrict
 from tenancy.services import audited_create, audited_update
 
 from . import evaluators as evaluator_registry
@@ -154,6 +156,30 @@ def item_from_record(record) -> ItemData:
         "messages": messages, "expected": expected,
         "metadata": {"source_record": str(record.pk), "model": record.model, "provider": record.provider},
     })
+
+
+@transaction.atomic
+def items_from_records(*, actor: Actor, dataset: Dataset, record_ids: list[str]) -> DatasetVersion:
+    """The next version with items made from request records the actor may see in the dataset's org; nothing
+    is added when any of them cannot be used (a field error on `records` names each)."""
+    found = {
+        str(r.pk): r
+        for r in restrict(RequestRecord.objects.filter(org=dataset.org, pk__in=record_ids), actor.principal, VIEW)
+        .select_related("body")
+    }
+    errors, items = [], []
+    for record_id in record_ids:
+        record = found.get(record_id)
+        if record is None:
+            errors.append(f"{record_id}: no such record in {dataset.org.name}.")
+            continue
+        try:
+            items.append(item_from_record(record))
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ValidationError({"records": errors})
+    return items_add(actor=actor, dataset=dataset, items=items, message=f"Added {len(items)} item(s) from request records")
 
 
 # --- runs -------------------------------------------------------------------------------------------

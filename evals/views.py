@@ -30,7 +30,6 @@ from tenancy.permissions import ADD, CHANGE, VIEW, Principal, allowed_org_ids, c
 
 from . import compare as comparing
 from . import evaluators, services, transfer
-from .api.views import add_records
 from .models import Dataset, EvalRun
 from .runner import summarize
 
@@ -152,12 +151,10 @@ def add_from_records(request):
     if not ids:
         messages.error(request, "Tick the records to add first.")
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
-    from rest_framework.exceptions import ValidationError as FieldErrors
-
     try:
-        version = add_records(_actor(request), dataset, ids, principal)
-    except FieldErrors as exc:
-        messages.error(request, " ".join(str(e) for e in exc.detail.get("records", [])))
+        version = services.items_from_records(actor=_actor(request), dataset=dataset, record_ids=ids)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.message_dict["records"]))
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
     messages.success(request, f"Added {len(ids)} record(s) to {dataset.name} (version {version.number}).")
     return redirect("evals:dataset", pk=dataset.pk)

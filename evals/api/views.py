@@ -12,11 +12,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import decorators, exceptions, mixins, parsers, response, status, views
 
 from observability.api.views import stream_lines
-from observability.models import RequestRecord
 from tenancy.api.permissions import principal_of
 from tenancy.api.views import ScopedViewSet
 from tenancy.models import Scope
-from tenancy.permissions import VIEW, can, restrict
+from tenancy.permissions import can
 
 from .. import compare as comparing
 from .. import evaluators, services, transfer
@@ -173,31 +172,12 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         dataset = self._changed(self.get_object())
         incoming = s.FromRecordsSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        version = add_records(self.actor, dataset, [str(r) for r in incoming.validated_data["records"]], self.principal)
-        return response.Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
-
-
-def add_records(actor, dataset: Dataset, record_ids: list[str], principal):
-    """Items from the records the principal may see in the dataset's org; a field error names the bad ones."""
-    found = {
-        str(r.pk): r
-        for r in restrict(RequestRecord.objects.filter(org=dataset.org, pk__in=record_ids), principal, VIEW)
-        .select_related("body")
-    }
-    errors, items = [], []
-    for record_id in record_ids:
-        record = found.get(record_id)
-        if record is None:
-            errors.append(f"{record_id}: no such record in {dataset.org.name}.")
-            continue
         try:
-            items.append(services.item_from_record(record))
-        except ValueError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise exceptions.ValidationError({"records": errors})
-    return services.items_add(actor=actor, dataset=dataset, items=items,
-                              message=f"Added {len(items)} item(s) from request records")
+            version = services.items_from_records(actor=self.actor, dataset=dataset,
+                                                  record_ids=[str(r) for r in incoming.validated_data["records"]])
+        except ValidationError as exc:
+            raise _field_errors(exc) from None
+        return response.Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
 class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
