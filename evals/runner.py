@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import math
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -24,6 +23,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from observability.selectors import p50_p95
 from prompts.render import RenderError, render
 from proxy import internal
 from proxy.relay import gateway
@@ -240,14 +240,6 @@ def stalled() -> list[int]:
 # --- aggregates ---------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of `values`."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
 def summarize(target: EvalTarget) -> dict[str, Any]:
     """Per target: items done, errors, pass rate, mean score and pass rate per evaluator, total cost (calls and
     judges), tokens, latency p50/p95."""
@@ -259,7 +251,7 @@ def summarize(target: EvalTarget) -> dict[str, Any]:
             entry = evaluators.setdefault(score["name"], {"kind": score.get("kind", ""), "scores": [], "passed": 0})
             entry["scores"].append(float(score["score"]))
             entry["passed"] += 1 if score["passed"] else 0
-    latencies = [row["latency_ms"] for row in rows if row["latency_ms"] is not None]
+    p50, p95 = p50_p95([row["latency_ms"] for row in rows if row["latency_ms"] is not None])
     cost = sum((row["cost"] or 0) + (row["judge_cost"] or 0) for row in rows)
     count = len(rows)
     return {
@@ -275,6 +267,6 @@ def summarize(target: EvalTarget) -> dict[str, Any]:
         "unpriced": sum(1 for row in rows if row["cost"] is None and not row["error"]),
         "input_tokens": sum(row["input_tokens"] or 0 for row in rows),
         "output_tokens": sum(row["output_tokens"] or 0 for row in rows),
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p95_ms": percentile(latencies, 95),
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
     }

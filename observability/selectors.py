@@ -106,7 +106,8 @@ class RecordFilter(django_filters.FilterSet):
         return queryset.filter(**{f"properties__{prop}": wanted})
 
 
-def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
+def p50_p95(values: list[float]) -> tuple[float | None, float | None]:
+    """Median and 95th percentile of raw latencies (inclusive quantiles), None for no values."""
     if not values:
         return None, None
     if len(values) == 1:
@@ -186,7 +187,7 @@ def _latency_percentiles(queryset: QuerySet, trunc, group_field: str | None) -> 
     for row in queryset.annotate(at=trunc).values_list(*keys, "total_ms"):
         group = row[1] if group_field else None
         values[(row[0], group)].append(row[-1])
-    return {k: _percentiles(sorted(v)) for k, v in values.items()}
+    return {k: p50_p95(sorted(v)) for k, v in values.items()}
 
 
 def sessions(queryset: QuerySet) -> QuerySet:
