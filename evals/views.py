@@ -25,8 +25,7 @@ from prompts.render import render as render_prompt
 from proxy import internal
 from proxy.providers import REGISTRY
 from tenancy.audit import Actor, client_ip
-from tenancy.models import Organization
-from tenancy.permissions import ADD, CHANGE, VIEW, Principal, allowed_org_ids, can, can_add, restrict
+from tenancy.permissions import ADD, CHANGE, VIEW, Principal, orgs_where, can, can_add, restrict
 
 from . import compare as comparing
 from . import evaluators, services, transfer
@@ -338,11 +337,7 @@ def _playground_input(org, data: dict) -> tuple[list[dict], PromptVersion | None
 
 
 def _org_for(user, slug: str, action: str, model):
-    principal = Principal.for_user(user)
-    org = Organization.objects.filter(slug=slug, is_active=True).first()
-    if org is None or (not principal.is_staff and org.pk not in allowed_org_ids(principal, model, action)):
-        return None
-    return org
+    return orgs_where(Principal.for_user(user), model, action).filter(slug=slug).first()
 
 
 async def playground_stream(request):

@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from tenancy.models import Organization
-from tenancy.permissions import VIEW, Principal, allowed_org_ids
+from tenancy.permissions import VIEW, Principal, orgs_where
 
 from . import selectors
 from .models import RequestRecord
@@ -25,11 +25,7 @@ _FIELDS = ("id", "created_at", "provider", "model", "response_model", "status", 
 
 @database_sync_to_async
 def _org_for(user, slug: str) -> Organization | None:
-    principal = Principal.for_user(user)
-    orgs = Organization.objects.filter(slug=slug, is_active=True)
-    if not principal.is_staff:
-        orgs = orgs.filter(pk__in=allowed_org_ids(principal, RequestRecord, VIEW))
-    return orgs.first()
+    return orgs_where(Principal.for_user(user), RequestRecord, VIEW).filter(slug=slug).first()
 
 
 @database_sync_to_async

@@ -12,8 +12,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from tenancy.models import Organization
-from tenancy.permissions import CHANGE, VIEW, Principal, allowed_org_ids, restrict
+from tenancy.permissions import CHANGE, VIEW, Principal, orgs_where, restrict
 
 from . import selectors
 from .models import RequestBody, RequestRecord
@@ -51,10 +50,7 @@ class OrgContext:
 
     def __init__(self, request):
         self.principal = Principal.for_user(request.user)
-        orgs = Organization.objects.filter(is_active=True).order_by("name")
-        if not self.principal.is_staff:
-            orgs = orgs.filter(pk__in=allowed_org_ids(self.principal, RequestRecord, VIEW))
-        self.orgs = list(orgs)
+        self.orgs = list(orgs_where(self.principal, RequestRecord, VIEW).order_by("name"))
         wanted = request.GET.get("org")
         self.org = next((o for o in self.orgs if o.slug == wanted), None) if wanted else None
         if wanted and self.org is None:

@@ -170,6 +170,13 @@ def restrict(queryset: QuerySet, principal: Principal, action: str = VIEW) -> Qu
     return queryset.filter(condition)
 
 
+def orgs_where(principal: Principal, model: type[Model], action: str) -> QuerySet:
+    """The active organizations in which the principal may do `action` on `model` (staff: all of them): what
+    org pickers and per-org pages offer."""
+    orgs = Organization.objects.filter(is_active=True)
+    return orgs if principal.is_staff else orgs.filter(pk__in=allowed_org_ids(principal, model, action))
+
+
 def can(principal: Principal, action: str, obj: Model) -> bool:
     return restrict(type(obj)._default_manager.filter(pk=obj.pk), principal, action).exists()
 
