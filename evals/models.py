@@ -11,12 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from ingate.immutable import Immutable
 from tenancy.models import Organization
-
-
-class Immutable(models.QuerySet):
-    def update(self, **kwargs):
-        raise TypeError("Dataset versions and their items are immutable: create a new version instead.")
 
 
 class Dataset(models.Model):
@@ -39,7 +35,7 @@ class Dataset(models.Model):
         return self.versions.order_by("-number").first()
 
 
-class DatasetVersion(models.Model):
+class DatasetVersion(Immutable):
     """A frozen set of items. Adding, editing or removing items makes the next version."""
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
@@ -49,7 +45,7 @@ class DatasetVersion(models.Model):
     author_name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    objects = Immutable.as_manager()
+    immutable_hint = "create a new version instead."
 
     class Meta:
         ordering = ["dataset", "-number"]
@@ -58,13 +54,8 @@ class DatasetVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.dataset}@v{self.number}"
 
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise TypeError("Dataset versions are immutable: create a new version instead.")
-        super().save(*args, **kwargs)
 
-
-class DatasetItem(models.Model):
+class DatasetItem(Immutable):
     """One case: input as chat messages and/or prompt variables, the expected output, metadata and tags.
     `key` stays the same for the same item across versions, which is how comparisons line items up."""
 
@@ -78,7 +69,7 @@ class DatasetItem(models.Model):
     tags = models.JSONField(default=list, blank=True)
     source_record = models.UUIDField(null=True, blank=True, help_text="The request record it was made from, if any.")
 
-    objects = Immutable.as_manager()
+    immutable_hint = "create a new dataset version instead."
 
     class Meta:
         ordering = ["version", "position"]
@@ -89,11 +80,6 @@ class DatasetItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} #{self.position}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise TypeError("Dataset items are immutable: create a new dataset version instead.")
-        super().save(*args, **kwargs)
 
 
 class RunStatus(models.TextChoices):

@@ -8,6 +8,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from ingate.immutable import Immutable
 from tenancy.models import Organization
 
 _PATH = RegexValidator(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$", "Use lower-case words separated by '/', e.g. support/billing.")
@@ -53,12 +54,7 @@ class Prompt(models.Model):
         return f"{self.namespace.path}/{self.name}"
 
 
-class ImmutableQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise TypeError("Prompt versions are immutable: create a new version instead.")
-
-
-class PromptVersion(models.Model):
+class PromptVersion(Immutable):
     """One version of a prompt, never changed once saved: chat messages and/or a text template with
     {{variable}} placeholders, the model and its parameters."""
 
@@ -74,7 +70,7 @@ class PromptVersion(models.Model):
     author_name = models.CharField(max_length=200, blank=True, help_text="Who made it, as text (survives the user).")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    objects = ImmutableQuerySet.as_manager()
+    immutable_hint = "create a new version instead."
 
     class Meta:
         ordering = ["prompt", "-number"]
@@ -82,11 +78,6 @@ class PromptVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prompt}@{self.number}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise TypeError("Prompt versions are immutable: create a new version instead.")
-        super().save(*args, **kwargs)
 
 
 class Label(models.Model):
