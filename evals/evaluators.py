@@ -447,23 +447,25 @@ class ValidJson(Evaluator):
         "strip_code_fences": Param("bool", True, "Accept JSON wrapped in a ```json ... ``` block."),
     }
 
-    def check(self, case: Case) -> Verdict:
+    def parsed(self, case: Case) -> tuple[Any, Verdict | None]:
+        """The output's JSON value, or the failing verdict when the call failed or the output is not JSON."""
         if failed := model_failed(case):
-            return failed
-        text = strip_fence(case.output) if self.strip_code_fences else case.output
-        value, error = parse_json(text)
-        if error:
-            return Verdict(0.0, False, f"not valid JSON: {error}")
-        return Verdict(1.0, True, f"valid JSON ({JSON_KINDS[type(value)]})")
+            return None, failed
+        value, error = parse_json(strip_fence(case.output) if self.strip_code_fences else case.output)
+        return value, Verdict(0.0, False, f"not valid JSON: {error}") if error else None
+
+    def check(self, case: Case) -> Verdict:
+        value, failed = self.parsed(case)
+        return failed or Verdict(1.0, True, f"valid JSON ({JSON_KINDS[type(value)]})")
 
 
-class JsonSchema(Evaluator):
+class JsonSchema(ValidJson):
     kind = "json_schema"
     label = "JSON Schema"
     description = "The output is JSON that validates against a JSON Schema (draft 2020-12, formats checked)."
     params = {
         "schema": Param("dict", None, "The JSON Schema.", required=True),
-        "strip_code_fences": Param("bool", True, "Accept JSON wrapped in a ```json ... ``` block."),
+        **ValidJson.params,
     }
     shown_errors = 3
 
@@ -476,12 +478,9 @@ class JsonSchema(Evaluator):
         return {}
 
     def check(self, case: Case) -> Verdict:
-        if failed := model_failed(case):
+        value, failed = self.parsed(case)
+        if failed:
             return failed
-        text = strip_fence(case.output) if self.strip_code_fences else case.output
-        value, error = parse_json(text)
-        if error:
-            return Verdict(0.0, False, f"not valid JSON: {error}")
         errors = sorted(self.validator.iter_errors(value), key=lambda e: e.json_path)
         if not errors:
             return Verdict(1.0, True, "matches the schema")
