@@ -16,9 +16,9 @@ from proxy.records import ProxyRecord
 from .attribution import attribute
 from .bodies import request_metadata, stored_bodies
 from .models import PriceOverride, RequestRecord, UsageSource
-from .pricing import Override, cost_of
+from .pricing import Cost, Override, cost_of
 from .selectors import body_mode
-from .usage import normalize
+from .usage import Tokens, normalize
 
 _OVERRIDE_TTL = 30.0
 _RECORD_FIELDS = [f.name for f in dataclasses.fields(ProxyRecord)]
@@ -65,6 +65,11 @@ def unslim(raw: bytes) -> ProxyRecord:
     data["request_body"] = data["request_body"].encode()
     data["response_body"] = data["response_body"].encode()
     return ProxyRecord(**data)
+
+
+def record_cost(record: ProxyRecord, tokens: Tokens, overrides: dict[str, Override]) -> Cost | None:
+    """What a record's tokens cost: priced by the model that answered, else the one requested."""
+    return cost_of(tokens, provider=record.provider, models=[record.response_model, record.model], overrides=overrides)
 
 
 def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "metadata") -> dict[str, Any]:
@@ -121,7 +126,7 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
             total_tokens=tokens.total,
             usage_source=UsageSource.REPORTED,
         )
-        cost = cost_of(tokens, provider=record.provider, models=[record.response_model, record.model], overrides=overrides)
+        cost = record_cost(record, tokens, overrides)
         if cost is not None:
             row.update(
                 cost_input=str(cost.input),

@@ -268,7 +268,7 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
     """Ask `model` at `provider` through the gateway for `principal`; the record carries `tags` as properties,
     `user_id`, `session_id` and `client` (as its user agent). With `on_text`, text deltas are handed over as
     they stream in."""
-    from observability.pricing import cost_of
+    from observability.rows import record_cost
     from observability.usage import normalize
 
     from .relay import gateway
@@ -326,7 +326,7 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
     if tokens is not None and record.org_id is not None:
         answer.input_tokens, answer.output_tokens = tokens.input, tokens.output
         overrides, _ = await gateway().db.run(_policies().of, record.org_id)  # the proxy's DB threads
-        cost = cost_of(tokens, provider=record.provider, models=[record.response_model, record.model], overrides=overrides)
+        cost = record_cost(record, tokens, overrides)
         answer.cost = float(cost.total) if cost is not None else None
     return answer
 
