@@ -134,9 +134,19 @@ REDIS_URL = env.str("REDIS_URL", default="")
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # --- channels layer (websockets) ---
+    # channels_redis waits for messages with BZPOPMIN for 5 s (RedisChannelLayer.brpop_timeout), and redis-py 8
+    # gives every connection a 5 s socket_timeout by default: the read then times out as Redis answers and the
+    # consumer dies with "Timeout reading from …", dropping the websocket every ~5 s. Read timeout well above
+    # the wait, so a Redis that stopped answering is still noticed.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5,
+                                  "socket_keepalive": True}]},
+        }
     }
+    # --- end channels layer ---
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
