@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tenancy import keys, selectors, services
 from tenancy.authentication import MALFORMED, UNKNOWN, unusable_because
+from tenancy.permissions import scopes_of_creator
 
 from .cache import LoadingCache
 from .db import DatabaseThreads
@@ -30,13 +31,24 @@ class GatewayKey:
     org_active: bool
     app_id: int
     team_id: int | None
-    scopes: frozenset[str]
+    scopes: frozenset[str]  # in use: the key's own, narrowed to what its creator may hold now
     expires_at: float | None  # epoch seconds
     revoked: bool
+    creator_id: int | None
+    creator_left: bool  # made by someone no longer an active member of the org: unusable
 
     @classmethod
     def from_row(cls, row: dict) -> GatewayKey:
         expires = row["expires_at"]
+        # The creator's standing is read with the key, so narrowing costs nothing per request; a change of
+        # their membership drops the cached key (proxy/signals.py).
+        cap = scopes_of_creator(
+            has_creator=row["created_by_id"] is not None,
+            active=bool(row["created_by__is_active"]),
+            staff=bool(row["created_by__is_staff"]),
+            role=row["creator_role"],
+        )
+        own = frozenset(row["scopes"])
         return cls(
             id=row["id"],
             prefix=row["prefix"],
@@ -46,9 +58,11 @@ class GatewayKey:
             org_active=row["org__is_active"],
             app_id=row["app_id"],
             team_id=row["app__team_id"],
-            scopes=frozenset(row["scopes"]),
+            scopes=own if cap is None else own & cap,
             expires_at=expires.timestamp() if expires else None,
             revoked=row["revoked_at"] is not None,
+            creator_id=row["created_by_id"],
+            creator_left=cap == frozenset(),
         )
 
 
@@ -83,6 +97,7 @@ class KeyCache:
             revoked=key.revoked,
             expired=key.expires_at is not None and key.expires_at <= time.time(),
             org_active=key.org_active,
+            creator_left=key.creator_left,
         )
         if reason:
             raise _unauthorized(reason)

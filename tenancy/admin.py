@@ -142,6 +142,16 @@ class MembershipAdmin(AuditedAdmin):
     autocomplete_fields = ["user"]
     fixed_after_create = ("org", "user")
 
+    def save_model(self, request, obj, form, change):
+        # Through the membership services, so a demotion audits the keys it narrows like one made in the API.
+        actor = admin_actor(request)
+        if change:
+            saved = services.membership_update(actor=actor, membership=obj, role=form.cleaned_data["role"])
+        else:
+            saved = services.membership_create(actor=actor, org=obj.org, user=obj.user, role=obj.role)
+        obj.pk = saved.pk
+        obj._state.adding = False
+
     def has_delete_permission(self, request, obj=None):
         # The last owner cannot be removed; admin then offers no delete instead of failing on save.
         if obj is not None and obj.role == "owner":
@@ -190,11 +200,23 @@ class APIKeyForm(forms.ModelForm):
         model = APIKey
         fields = ["app", "name", "scopes", "expires_at"]
 
+    actor: Actor | None = None  # set by APIKeyAdmin.get_form
+
     def clean_expires_at(self):
         value = self.cleaned_data.get("expires_at")
         if value is not None and value <= timezone.now() and not self.instance.pk:
             raise ValidationError("The expiry must be in the future.")
         return value
+
+    def clean(self):
+        data = super().clean()
+        app = data.get("app") or (self.instance.app if self.instance.pk else None)
+        if self.actor is not None and app is not None and data.get("scopes"):
+            # The service checks this too; here it becomes a form error instead of a failed save.
+            services.api_key_check_scopes(
+                actor=self.actor, org=app.org, scopes=data["scopes"], key=self.instance if self.instance.pk else None
+            )
+        return data
 
 
 @admin.register(APIKey)
@@ -210,6 +232,11 @@ class APIKeyAdmin(AuditedAdmin):
     def get_readonly_fields(self, request, obj=None):
         # The app of an existing key is fixed: moving a key would silently move its usage to another tenant.
         return [*self.readonly_fields, "app"] if obj is not None else self.readonly_fields
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = admin_actor(request)
+        return form
 
     @admin.display(description="scopes")
     def scope_list(self, key):

@@ -7,7 +7,7 @@ from rest_framework import authentication, exceptions
 
 from . import keys
 from .models import APIKey
-from .permissions import Principal
+from .permissions import Principal, creator_role_subquery, key_creator_left
 
 
 class KeyRejected(Exception):
@@ -22,7 +22,13 @@ MALFORMED = "Malformed gateway key: expected sk-ingate- followed by 52 letters a
 UNKNOWN = "Unknown gateway key."
 
 
-def unusable_because(*, revoked: bool, expired: bool, org_active: bool) -> str | None:
+CREATOR_LEFT = (
+    "This gateway key was made by someone who is no longer an active member of its organization; "
+    "ask an admin for a new key."
+)
+
+
+def unusable_because(*, revoked: bool, expired: bool, org_active: bool, creator_left: bool = False) -> str | None:
     """Why a known key cannot be used, or None; shared by the API and the proxy's cached check."""
     if revoked:
         return "This gateway key has been revoked."
@@ -30,6 +36,8 @@ def unusable_because(*, revoked: bool, expired: bool, org_active: bool) -> str |
         return "This gateway key has expired."
     if not org_active:
         return "The organization of this gateway key is deactivated."
+    if creator_left:
+        return CREATOR_LEFT
     return None
 
 
@@ -38,13 +46,19 @@ def key_lookup(plaintext: str) -> APIKey:
     prefix = keys.parse_prefix(plaintext)
     if prefix is None:
         raise KeyRejected(MALFORMED)
-    key = APIKey.objects.select_related("org", "app").filter(prefix=prefix).first()
+    key = (
+        APIKey.objects.select_related("org", "app", "created_by")
+        .annotate(creator_role=creator_role_subquery())
+        .filter(prefix=prefix)
+        .first()
+    )
     if key is None or not keys.matches(plaintext, key.digest):
         raise KeyRejected(UNKNOWN)
     reason = unusable_because(
         revoked=key.revoked_at is not None,
         expired=key.expires_at is not None and key.expires_at <= timezone.now(),
         org_active=key.org.is_active,
+        creator_left=key_creator_left(key),
     )
     if reason:
         raise KeyRejected(reason)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
 from guardian.shortcuts import get_objects_for_user
 
 from .models import (
@@ -47,7 +47,8 @@ class Principal:
 
     @classmethod
     def for_key(cls, key: APIKey) -> Principal:
-        return cls(key=key, scopes=frozenset(key.scopes))
+        """A key acts with its scopes as narrowed by its creator's current role (see `key_scopes_in_use`)."""
+        return cls(key=key, scopes=key_scopes_in_use(key))
 
     @property
     def is_staff(self) -> bool:
@@ -94,6 +95,86 @@ ROLE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
 SCOPE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
     Scope.ADMIN: _ADMIN,
 }
+
+# --- who may grant what ------------------------------------------------------------------------
+#
+# A principal never grants more than it holds. A role may hold (and so put on the keys it makes) only these
+# scopes; a key's scopes are checked against them again at every use, with its creator's *current* role, so
+# demoting or removing someone narrows or disables the keys they made. Viewers may call providers (that is
+# what a key handed to them is for) and read, never change; `admin` belongs to admins and owners alone.
+ALL_SCOPES: frozenset[str] = frozenset(Scope.values)
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    Role.VIEWER: frozenset({Scope.PROXY, Scope.LOGS_READ, Scope.PROMPTS_READ}),
+    Role.MEMBER: frozenset({Scope.PROXY, Scope.LOGS_READ, Scope.PROMPTS_READ, Scope.PROMPTS_WRITE, Scope.EVALS_RUN}),
+    Role.ADMIN: ALL_SCOPES,
+    Role.OWNER: ALL_SCOPES,
+}
+
+# Roles from the least to the most: nobody sets a role above their own, and only owners change the role of
+# someone at or above their own rank.
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+def scopes_of_creator(*, has_creator: bool, active: bool, staff: bool, role: str | None) -> frozenset[str] | None:
+    """What a key's creator may hold right now in the key's org; None when the key has no creator (made by the
+    system: a management command or bootstrap), which keeps the key's own scopes. An inactive creator, or
+    one who is no longer a member, holds nothing: their keys stop working."""
+    if not has_creator:
+        return None
+    if not active:
+        return frozenset()
+    if staff:
+        return ALL_SCOPES
+    return ROLE_SCOPES.get(role, frozenset())
+
+
+def creator_role_subquery() -> Subquery:
+    """Annotates a key query with its creator's role in the key's org (`creator_role`), saving a query per key."""
+    return Subquery(
+        Membership.objects.filter(user_id=OuterRef("created_by_id"), org_id=OuterRef("org_id")).values("role")[:1]
+    )
+
+
+def creator_role(key: APIKey) -> str | None:
+    """The key's creator's role in the key's org (one query unless the caller annotated `creator_role`)."""
+    if hasattr(key, "creator_role"):
+        return key.creator_role
+    return Membership.objects.filter(user_id=key.created_by_id, org_id=key.org_id).values_list("role", flat=True).first()
+
+
+def _creator_cap(key: APIKey) -> frozenset[str] | None:
+    if key.created_by_id is None:
+        return None
+    creator = key.created_by
+    return scopes_of_creator(has_creator=True, active=creator.is_active, staff=creator.is_staff, role=creator_role(key))
+
+
+def key_scopes_in_use(key: APIKey) -> frozenset[str]:
+    """A key's effective scopes: its own, narrowed to what its creator may hold now."""
+    cap = _creator_cap(key)
+    return frozenset(key.scopes) if cap is None else frozenset(key.scopes) & cap
+
+
+def key_creator_left(key: APIKey) -> bool:
+    """Was the key made by someone who holds nothing in its org any more (removed or deactivated)?"""
+    return _creator_cap(key) == frozenset()
+
+
+def grantable_scopes(principal: Principal, org: Organization) -> frozenset[str]:
+    """The scopes `principal` may put on a key of `org`: never more than it holds itself there.
+
+    A key grants at most its own effective scopes, in its own org. A principal with neither user nor key is
+    the system (management commands, bootstrap): views refuse anonymous callers before any service runs."""
+    if principal.is_staff:
+        return ALL_SCOPES
+    if principal.key is not None:
+        return principal.scopes if principal.key.org_id == org.pk else frozenset()
+    if principal.user is None:
+        return ALL_SCOPES
+    if not principal.user.is_active:
+        return frozenset()
+    return ROLE_SCOPES.get(role_in(principal, org), frozenset())
+
 
 def grant(
     model: type[Model], *, roles: dict[str, set[str]], scopes: dict[str, set[str]] | None = None, org_path: str = "org"

@@ -6,12 +6,15 @@ from typing import Any
 
 from . import crypto
 from .models import APIKey, ProviderCredential
+from .permissions import creator_role_subquery
 
 
 def gateway_key_by_prefix(prefix: str) -> dict[str, Any] | None:
-    """The key row for a prefix with what the proxy checks (org state, app, team), or None."""
+    """The key row for a prefix with what the proxy checks (org state, app, team, and its creator's standing
+    in the org: the proxy narrows the key's scopes to it, see `tenancy.permissions.scopes_of_creator`), or None."""
     return (
         APIKey.objects.filter(prefix=prefix)
+        .annotate(creator_role=creator_role_subquery())
         .values(
             "id",
             "prefix",
@@ -24,6 +27,10 @@ def gateway_key_by_prefix(prefix: str) -> dict[str, Any] | None:
             "app__team_id",
             "org__slug",
             "org__is_active",
+            "created_by_id",
+            "created_by__is_active",
+            "created_by__is_staff",
+            "creator_role",
         )
         .first()
     )

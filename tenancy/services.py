@@ -27,7 +27,15 @@ from .models import (
     Team,
     TeamMembership,
 )
-from .permissions import role_in
+from .permissions import (
+    ROLE_RANK,
+    creator_role,
+    creator_role_subquery,
+    grantable_scopes,
+    key_scopes_in_use,
+    role_in,
+    scopes_of_creator,
+)
 
 User = get_user_model()
 
@@ -179,6 +187,55 @@ def _check_owner_rules(*, actor: Actor, org: Organization, roles: set[str]) -> N
         raise PermissionDenied("Gateway keys cannot grant or remove the owner role; sign in as an owner.")
 
 
+def _check_rank_rules(*, actor: Actor, org: Organization, target: Membership | None = None, role: str | None = None) -> None:
+    """A principal never grants more than it holds: no role above its own, and only owners change or remove
+    someone at or above their own rank (anyone may lower or leave their own membership)."""
+    principal = actor.principal
+    if principal.is_staff or (principal.user is None and principal.key is None):
+        return  # staff, and the system (management commands), hold every role
+    mine = role_in(principal, org)
+    rank = ROLE_RANK.get(mine, -1)
+    if role is not None and ROLE_RANK[role] > rank:
+        raise PermissionDenied(
+            f"You cannot grant the {role} role in {org.name}: it is above your own ({mine or 'no role'})."
+        )
+    if target is None or mine == Role.OWNER:
+        return
+    own = principal.user is not None and target.user_id == principal.user.pk
+    if own and (role is None or ROLE_RANK[role] <= ROLE_RANK[target.role]):
+        return
+    if ROLE_RANK[target.role] >= rank:
+        raise PermissionDenied(
+            f"Only an owner can change or remove a member whose role ({target.role}) is at or above yours ({mine})."
+        )
+
+
+def _keys_made_by(user_id: int, org_id: int) -> list[APIKey]:
+    return list(
+        APIKey.objects.select_related("created_by")
+        .annotate(creator_role=creator_role_subquery())
+        .filter(created_by_id=user_id, org_id=org_id, revoked_at__isnull=True)
+    )
+
+
+def _audit_narrowed_keys(*, actor: Actor, org: Organization, user, before: list[APIKey], reason: str) -> None:
+    """After a demotion or removal: one audit entry naming the keys of `user` whose scopes it narrowed."""
+    was = {key.pk: key_scopes_in_use(key) for key in before}
+    narrowed = [
+        {"id": key.pk, "key": key.display, "before": sorted(was[key.pk]), "after": sorted(now)}
+        for key in _keys_made_by(user.pk, org.pk)
+        if (now := key_scopes_in_use(key)) != was.get(key.pk, now)
+    ]
+    if narrowed:
+        audit_record(
+            actor=actor,
+            action="keys_narrowed",
+            org=org,
+            object_repr=f"keys made by {user.get_username()}",
+            changes={"reason": reason, "user": user.get_username(), "keys": narrowed},
+        )
+
+
 def _check_not_last_owner(membership: Membership) -> None:
     if membership.role == Role.OWNER and not Membership.objects.filter(
         org_id=membership.org_id, role=Role.OWNER
@@ -191,6 +248,7 @@ def membership_create(*, actor: Actor, org: Organization, user, role: str = Role
     # An organization's first owner is created with it, before anyone holds a role there.
     if Membership.objects.filter(org=org).exists():
         _check_owner_rules(actor=actor, org=org, roles={role})
+        _check_rank_rules(actor=actor, org=org, role=role)
     return audited_create(actor=actor, obj=Membership(org=org, user=user, role=role))
 
 
@@ -198,18 +256,30 @@ def membership_create(*, actor: Actor, org: Organization, user, role: str = Role
 def membership_update(*, actor: Actor, membership: Membership, role: str) -> Membership:
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     _check_owner_rules(actor=actor, org=membership.org, roles={membership.role, role})
+    _check_rank_rules(actor=actor, org=membership.org, target=membership, role=role)
     if role != Role.OWNER:
         _check_not_last_owner(membership)
-    return audited_update(actor=actor, obj=membership, fields={"role": role})
+    keys_before = _keys_made_by(membership.user_id, membership.org_id)
+    old_role = membership.role
+    membership = audited_update(actor=actor, obj=membership, fields={"role": role})
+    _audit_narrowed_keys(
+        actor=actor, org=membership.org, user=membership.user, before=keys_before, reason=f"role {old_role} -> {role}"
+    )
+    return membership
 
 
 @transaction.atomic
 def membership_delete(*, actor: Actor, membership: Membership) -> None:
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     _check_owner_rules(actor=actor, org=membership.org, roles={membership.role})
+    _check_rank_rules(actor=actor, org=membership.org, target=membership)
     _check_not_last_owner(membership)
+    keys_before = _keys_made_by(membership.user_id, membership.org_id)
     TeamMembership.objects.filter(team__org_id=membership.org_id, user_id=membership.user_id).delete()
     _delete(actor=actor, obj=membership)
+    _audit_narrowed_keys(
+        actor=actor, org=membership.org, user=membership.user, before=keys_before, reason="removed from the organization"
+    )
 
 
 # --- gateway keys --------------------------------------------------------------------------------
@@ -224,6 +294,33 @@ def _clean_scopes(scopes) -> list[str]:
     return [s for s in Scope.values if s in set(scopes)]
 
 
+def api_key_check_scopes(*, actor: Actor, org: Organization, scopes, key: APIKey | None = None) -> None:
+    """Refuse scopes beyond what the actor holds in `org` (a key: its own effective scopes). On an existing key
+    only the scopes being added count, and they must also be within what the key's creator may hold, since
+    the key is narrowed to that at every use."""
+    adding = set(scopes) - (set(key.scopes) if key is not None else set())
+    holds = grantable_scopes(actor.principal, org)
+    if beyond := sorted(adding - holds):
+        who = "this key holds" if actor.key is not None else "you hold"
+        raise ValidationError(
+            {
+                "scopes": f"You cannot grant {', '.join(beyond)}: a key gets at most the scopes {who} in {org.name} "
+                f"({', '.join(sorted(holds)) or 'none'})."
+            }
+        )
+    if key is not None and key.created_by_id is not None:
+        cap = scopes_of_creator(
+            has_creator=True, active=key.created_by.is_active, staff=key.created_by.is_staff, role=creator_role(key)
+        )
+        if beyond := sorted(adding - cap):
+            raise ValidationError(
+                {
+                    "scopes": f"This key was made by {key.created_by.get_username()}, whose role cannot hold "
+                    f"{', '.join(beyond)}; the key would never use it. Make a new key instead."
+                }
+            )
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -233,9 +330,18 @@ def api_key_create(
     scopes: list[str] | tuple[str, ...] = (Scope.PROXY,),
     expires_at: datetime.datetime | None = None,
 ) -> tuple[APIKey, str]:
-    """Create a gateway key. Returns the key row and the plaintext, which is never available again."""
+    """Create a gateway key. Returns the key row and the plaintext, which is never available again.
+
+    Its scopes are capped by what the actor holds (`api_key_check_scopes`). A key minted by a key records the
+    minting key's creator, so the check at every use follows the person behind both."""
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "The expiry must be in the future."})
+    scopes = _clean_scopes(scopes)
+    api_key_check_scopes(actor=actor, org=app.org, scopes=scopes)
+    if actor.key is not None:
+        creator_id = actor.key.created_by_id
+    else:
+        creator_id = actor.user.pk if actor.user is not None and actor.user.pk else None
     new = keys.generate()
     key = APIKey(
         org_id=app.org_id,
@@ -243,9 +349,9 @@ def api_key_create(
         name=name,
         prefix=new.prefix,
         digest=new.digest,
-        scopes=_clean_scopes(scopes),
+        scopes=scopes,
         expires_at=expires_at,
-        created_by=actor.user if actor.user is not None and actor.user.pk else None,
+        created_by_id=creator_id,
     )
     key.full_clean()
     key.save()
@@ -257,6 +363,7 @@ def api_key_create(
 def api_key_update(*, actor: Actor, key: APIKey, **fields) -> APIKey:
     if "scopes" in fields:
         fields["scopes"] = _clean_scopes(fields["scopes"])
+        api_key_check_scopes(actor=actor, org=key.org, scopes=fields["scopes"], key=key)
     return audited_update(actor=actor, obj=key, fields=fields)
 
 
@@ -268,6 +375,25 @@ def api_key_revoke(*, actor: Actor, key: APIKey) -> APIKey:
         key.save(update_fields=["revoked_at"])
         audit_record(actor=actor, action="key_revoke", obj=key, changes={"revoked_at": [None, key.revoked_at.isoformat()]})
     return key
+
+
+@transaction.atomic
+def api_keys_revoke_made_by(*, actor: Actor, user) -> int:
+    """Revoke every live key `user` made; run before the user is deleted, because a key whose creator is gone
+    (created_by emptied) would count as made by the system and keep all its scopes."""
+    made = APIKey.objects.select_for_update().filter(created_by_id=user.pk, revoked_at__isnull=True)
+    revoked = 0
+    for key in made:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor,
+            action="key_revoke",
+            obj=key,
+            changes={"revoked_at": [None, key.revoked_at.isoformat()], "reason": f"creator {user.get_username()} deleted"},
+        )
+        revoked += 1
+    return revoked
 
 
 @transaction.atomic
