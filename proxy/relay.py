@@ -22,7 +22,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 from yarl import URL
 
-from . import invalidation, prompts
+from . import invalidation, paths, prompts
 from .auth import KeyCache
 from .credentials import CredentialCache, environment_upstreams, missing_credential
 from .db import DatabaseThreads
@@ -238,6 +238,8 @@ class ProxyApp:
         exchange = _Exchange(asyncio.current_task())
         watcher = None
         try:
+            # Before anything else: a path that could step outside the upstream's base never gets a credential.
+            paths.vet(scope.get("raw_path"), route)
             if session is None and self._session is None:
                 self._start()  # servers without lifespan (daphne)
             query, query_key = split_query(scope["query_string"])
