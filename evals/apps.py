@@ -6,6 +6,11 @@ class EvalsConfig(AppConfig):
     verbose_name = "Evals"
 
     def ready(self) -> None:
+        from .background import BackgroundRuns
+
+        # Runs in this process when there is no Celery worker (the embedded mode): see tasks.queue_run.
+        self.background = BackgroundRuns()
+
         from tenancy.models import Role, Scope
         from tenancy.permissions import ADD, CHANGE, VIEW, grant
 

@@ -25,6 +25,7 @@ from tenancy.services import audited_create, audited_update
 
 from . import evaluators as evaluator_registry
 from .models import Dataset, DatasetItem, DatasetVersion, EvalRun, EvalTarget, RunStatus
+from .tasks import queue_run
 from .transfer import ItemData, clean_item
 
 
@@ -237,7 +238,7 @@ def _clean_targets(org: Organization, targets: list) -> list[EvalTarget]:
 def run_create(*, actor: Actor, org: Organization, dataset_version: DatasetVersion, targets: list, evaluators: list,
                name: str = "", concurrency: int | None = None, queue: bool = True) -> EvalRun:
     """Validate, store and queue a run (queued once the transaction commits; `queue=False` leaves it for the
-    caller to hand to `tasks.run_eval`, or for the stall check)."""
+    caller to hand to `tasks.queue_run`, or for the stall check)."""
     if dataset_version.dataset.org_id != org.pk:
         raise ValidationError({"dataset_version": "That dataset version belongs to another organization."})
     if not dataset_version.item_count:
@@ -262,9 +263,7 @@ def run_create(*, actor: Actor, org: Organization, dataset_version: DatasetVersi
     audit_record(actor=actor, action="eval_run_create", obj=run,
                  changes={"dataset_version": dataset_version.pk, "targets": len(cleaned), "items": dataset_version.item_count})
     if queue:
-        from .tasks import run_eval
-
-        transaction.on_commit(lambda: run_eval.delay(run.pk))
+        transaction.on_commit(lambda: queue_run(run.pk))
     return run
 
 

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from evals import services, transfer
 from evals.models import Dataset, EvalRun
 from evals.tests import scripted
+from evals.tests.waiting import finished
 from evals.transfer import clean_item
 from observability.models import RequestBody, RequestRecord
 from tenancy.audit import Actor
@@ -286,6 +287,7 @@ def test_a_queued_run_completes_with_per_target_summaries_and_paginated_results(
     queued = queue_run(member, world, gatewayed)
     assert queued.status_code == 201, queued.json()
     assert queued.json()["status"] == "queued" and queued.json()["total"] == 4
+    finished(queued.json()["id"])
     run = member.get(f"{RUNS}{queued.json()['id']}/").json()
     assert (run["status"], run["done"], run["total"], run["failed"]) == ("completed", 4, 4, 0)
     summaries = [t["summary"] for t in run["target_list"]]
@@ -323,7 +325,7 @@ def test_a_run_of_another_orgs_dataset_version_is_refused(member, world):
 
 
 def test_cancelling_a_finished_run_leaves_it_finished(member, world, gatewayed):
-    run_id = queue_run(member, world, gatewayed).json()["id"]
+    run_id = finished(queue_run(member, world, gatewayed).json()["id"]).pk
     reply = member.post(f"{RUNS}{run_id}/cancel/")
     assert reply.status_code == 200 and reply.json()["status"] == "completed"
     assert EvalRun.objects.get(pk=run_id).status == "completed"
@@ -339,7 +341,7 @@ def test_cancelling_a_queued_run_stops_it(client_for, member, world, capitals):
 
 
 def test_comparing_two_targets_counts_regressions_and_gives_deltas(client_for, member, world, gatewayed):
-    run_id = queue_run(member, world, gatewayed).json()["id"]
+    run_id = finished(queue_run(member, world, gatewayed).json()["id"]).pk
     reply = member.get(API + "eval-comparisons/", {"a": f"{run_id}:0", "b": f"{run_id}:1"})
     assert reply.status_code == 200, reply.json()
     found = reply.json()

@@ -13,6 +13,7 @@ from django.test import Client
 from evals import services
 from evals.models import Dataset, EvalRun, RunStatus
 from evals.tests import scripted
+from evals.tests.waiting import finished
 from evals.transfer import clean_item
 from observability.models import BodyMode, ObservabilitySettings, RequestRecord
 from prompts import services as prompts
@@ -73,7 +74,8 @@ def member(world) -> Client:
 
 @pytest.fixture
 def gatewayed(recording, fake, world, settings, capitals) -> Dataset:
-    """Runs and playground calls go through the gateway to the scripted fake provider; runs finish eagerly."""
+    """Runs and playground calls go through the gateway to the scripted fake provider; runs execute in a
+    background thread (the embedded mode)."""
     settings.CELERY_TASK_ALWAYS_EAGER = True
     fake.answers = scripted
     return capitals
@@ -174,15 +176,23 @@ def test_the_new_run_form_offers_the_evaluators_that_need_no_settings(member, ca
     assert page.count('name="t0-model"') == 1 and 'name="t3-model"' in page
 
 
-def test_queueing_a_run_from_the_form_shows_its_summary_and_results(member, gatewayed):
+def test_queueing_a_run_from_the_form_returns_at_once_and_the_run_finishes_in_the_background(member, gatewayed, fake):
+    fake.defaults["delay_ms"] = 500  # two calls one after the other: a POST that ran them would take a second
+    started = time.monotonic()
     page = member.post(f"{EVALS}runs/new/?org=own-org", {
-        "dataset_version": gatewayed.latest.pk, "name": "mini on capitals", "concurrency": "2",
+        "dataset_version": gatewayed.latest.pk, "name": "mini on capitals", "concurrency": "1",
         "t0-model": "gpt-4o-mini", "evaluator": ["exact_match"],
     }, follow=True)
+    took = time.monotonic() - started
     run = EvalRun.objects.get(name="mini on capitals")
     assert page.redirect_chain[-1][0] == f"{EVALS}runs/{run.pk}/"
     html = text_of(page)
     assert f"Run {run.pk} queued: 2 calls." in html
+    assert took < 0.9 and not EvalRun.objects.get(pk=run.pk).finished, took
+    assert 'data-testid="status">Completed<' not in html and 'data-finished="0"' in html  # the page follows it live
+
+    finished(run.pk)
+    html = text_of(member.get(f"{EVALS}runs/{run.pk}/"))
     assert '<span class="status ok" data-testid="status">Completed</span>' in html and '<span data-testid="counts">2 / 2</span>' in html
     assert "0. openai/gpt-4o-mini" in html and "exact_match: 0.50 · 50%" in html
     assert "Paris" in html and "Bogotá" in html and 'data-testid="cancel"' not in html
@@ -229,6 +239,7 @@ def test_the_cancel_button_shows_only_while_the_run_is_not_finished(world, membe
 def test_the_compare_page_counts_regressions_and_improvements(member, gatewayed):
     run = services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
                               targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])
+    finished(run.pk)
     assert f'href="{EVALS}compare/?a={run.pk}:0&amp;b={run.pk}:1"' in text_of(member.get(f"{EVALS}runs/{run.pk}/"))
     page = text_of(member.get(f"{EVALS}compare/", {"a": f"{run.pk}:0", "b": f"{run.pk}:1"}))
     assert '<span class="regression">1 regressions</span> · <span class="improvement">0 improvements</span>' in page
@@ -241,8 +252,8 @@ def test_the_compare_page_counts_regressions_and_improvements(member, gatewayed)
 
 def test_two_runs_compare_item_by_item(member, gatewayed):
     def run_on(model):
-        return services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
-                                   targets=[{"model": model}], evaluators=[{"kind": "exact_match"}])
+        return finished(services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
+                                            targets=[{"model": model}], evaluators=[{"kind": "exact_match"}]).pk)
 
     before, after = run_on("gpt-4o"), run_on("gpt-4o-mini")
     assert 'data-testid="compare-runs"' in text_of(member.get(f"{EVALS}runs/{after.pk}/"))
@@ -407,6 +418,7 @@ def test_long_runs_and_comparisons_are_shown_a_page_at_a_time(member, gatewayed,
     monkeypatch.setattr(views, "RESULTS_PER_PAGE", 1)
     run = services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
                               targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])
+    finished(run.pk)
     first, second = (text_of(member.get(f"{EVALS}runs/{run.pk}/", {"page": n})) for n in (1, 2))
     assert "Page 1 of 2" in first and "France" in first and "Peru" not in first
     assert "Page 2 of 2" in second and "Bogotá" in second

@@ -1,4 +1,4 @@
-"""Eval runs end to end in the embedded default (eager Celery): a dataset × two prompt versions × two models
+"""Eval runs end to end in the embedded default (no broker: a background thread runs them): a dataset × two prompt versions × two models
 × evaluators, every call through the gateway's proxy path to the fake provider, results and aggregates
 checked, every call in the request records with its cost; then cancellation, resumption and comparison."""
 
@@ -11,6 +11,7 @@ import pytest
 from evals import runner, services
 from evals.compare import compare
 from evals.models import EvalResult, EvalRun, RunStatus
+from evals.tests.waiting import finished
 from evals.transfer import clean_item
 from observability.models import RequestRecord
 from prompts import services as prompts
@@ -54,6 +55,11 @@ def queue(org, dataset, targets, evaluators, **kwargs) -> EvalRun:
                                evaluators=evaluators, **kwargs)
 
 
+def queue_and_wait(org, dataset, targets, evaluators, **kwargs) -> EvalRun:
+    """Queued, and finished by the background thread (the POST that queues a run does not wait for it)."""
+    return finished(queue(org, dataset, targets, evaluators, **kwargs).pk)
+
+
 def records_of(run: EvalRun, expected: int, timeout: float = 5.0) -> list[RequestRecord]:
     deadline = time.monotonic() + timeout
     while True:
@@ -65,13 +71,12 @@ def records_of(run: EvalRun, expected: int, timeout: float = 5.0) -> list[Reques
 
 def test_a_run_of_two_prompt_versions_on_two_models_scores_every_item_and_records_every_call(setup, fake):
     org, dataset, (v1, v2) = setup
-    run = queue(org, dataset, [
+    run = queue_and_wait(org, dataset, [
         {"prompt_version": v1.pk, "model": "gpt-4o-mini"}, {"prompt_version": v1.pk, "model": "gpt-4o"},
         {"prompt_version": v2.pk, "model": "gpt-4o-mini"}, {"prompt_version": v2.pk, "model": "gpt-4o"},
     ], [{"kind": "exact_match"}, {"kind": "similarity", "threshold": 0.9},
         {"kind": "llm_judge", "name": "judge", "rubric": "Names the right capital.", "provider": "anthropic",
          "model": "claude-3-5-haiku-latest"}], concurrency=3)
-    run.refresh_from_db()  # eager: it ran when the transaction committed
     assert (run.status, run.done, run.total, run.failed, run.attempts) == (RunStatus.COMPLETED, 16, 16, 0, 1)
     summaries = {t.position: t.summary for t in run.targets.all()}
     assert [summaries[p]["evaluators"]["exact_match"]["pass_rate"] for p in range(4)] == [0.5, 1.0, 0.5, 1.0]
@@ -101,10 +106,9 @@ def test_a_run_of_two_prompt_versions_on_two_models_scores_every_item_and_record
 def test_raw_message_targets_fill_placeholders_and_a_missing_variable_is_an_item_error(setup):
     org, dataset, _ = setup
     services.items_add(actor=SYSTEM, dataset=dataset, items=[clean_item({"variables": {"land": "Chad"}})])
-    run = queue(org, dataset.__class__.objects.get(pk=dataset.pk),
-                [{"messages": [{"role": "user", "content": "Capital of {{country}}?"}], "model": "gpt-4o"}],
-                [{"kind": "exact_match"}])
-    run.refresh_from_db()
+    run = queue_and_wait(org, dataset.__class__.objects.get(pk=dataset.pk),
+                         [{"messages": [{"role": "user", "content": "Capital of {{country}}?"}], "model": "gpt-4o"}],
+                         [{"kind": "exact_match"}])
     assert (run.status, run.done, run.failed) == (RunStatus.COMPLETED, 5, 1)
     broken = EvalResult.objects.get(run=run, item__variables__land="Chad")
     assert "missing variable: country" in broken.error and broken.request_id == "" and not broken.passed
@@ -114,9 +118,8 @@ def test_raw_message_targets_fill_placeholders_and_a_missing_variable_is_an_item
 def test_a_failing_model_is_recorded_per_item_not_a_failed_run(setup, fake):
     org, dataset, _ = setup
     fake.defaults["status"] = 500
-    run = queue(org, dataset, [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
-                [{"kind": "contains", "values": ["a"]}])
-    run.refresh_from_db()
+    run = queue_and_wait(org, dataset, [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
+                         [{"kind": "contains", "values": ["a"]}])
     assert (run.status, run.done, run.failed) == (RunStatus.COMPLETED, 4, 4)
     assert all("fake provider error 500" in r.error and r.scores[0]["score"] == 0 for r in run.results.all())
 
@@ -168,8 +171,8 @@ def test_cancelling_a_queued_run_stops_it_before_any_call(setup, fake):
 
 def test_comparing_two_targets_finds_regressions_improvements_and_deltas(setup):
     org, dataset, (v1, _) = setup
-    run = queue(org, dataset, [{"prompt_version": v1.pk, "model": "gpt-4o"}, {"prompt_version": v1.pk, "model": "gpt-4o-mini"}],
-                [{"kind": "exact_match"}])
+    run = queue_and_wait(org, dataset, [{"prompt_version": v1.pk, "model": "gpt-4o"},
+                                        {"prompt_version": v1.pk, "model": "gpt-4o-mini"}], [{"kind": "exact_match"}])
     a, b = run.targets.order_by("position")
     result = compare(a, b)
     assert result["counts"]["regression"] == 2 and result["counts"]["same"] == 2
@@ -218,10 +221,8 @@ def test_each_run_reads_the_orgs_credentials_afresh_even_where_no_invalidation_r
     org, dataset, _ = setup
     make_credential(org, provider="openai", secret="sk-org-0001", base_url="http://127.0.0.1:9")  # nothing listens
     target = [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}]
-    broken = queue(org, dataset, target, [{"kind": "exact_match"}])
-    broken.refresh_from_db()
+    broken = queue_and_wait(org, dataset, target, [{"kind": "exact_match"}])
     assert broken.failed == 4 and "could not reach" in broken.results.first().error
     ProviderCredential.objects.filter(org=org, provider="openai").update(base_url=fake.url)
-    fixed = queue(org, dataset, target, [{"kind": "exact_match"}])
-    fixed.refresh_from_db()
+    fixed = queue_and_wait(org, dataset, target, [{"kind": "exact_match"}])
     assert (fixed.failed, fixed.targets.get().summary["pass_rate"]) == (0, 1.0)
