@@ -53,7 +53,7 @@ def _check_segment(segment: str, *, encoded: bool) -> None:
     elif "?" in segment or "#" in segment:
         problem = f"has a '?' or '#' inside the segment {shown}: send query parameters in the query string"
     elif "%" in segment:
-        problem = f"is encoded twice (the segment {shown} still holds a '%' once decoded)"
+        problem = f"has a '%' left in the segment {shown} once decoded (encoded twice, or a stray '%')"
     else:
         bad = next(char for char in segment if not _SEGMENT.fullmatch(char))
         problem = f"has the character {bad!r} in the segment {shown}"

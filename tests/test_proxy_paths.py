@@ -49,6 +49,7 @@ FORMS = {
     "encoded tab": "gpt%09x",
     "double-encoded dot segments": "%252e%252e/%252e%252e/admin",
     "double-encoded slash": "..%252F..%252Fadmin",
+    "stray percent": "gpt%zz",
     "path parameter after dots": "..;/admin",
     "path parameter": "completions;jsessionid=1",
     "encoded space": "gpt%204o",
@@ -113,7 +114,7 @@ def test_the_refusal_says_what_was_wrong_and_what_is_allowed(gateway, auth, fake
     _, body = send(gateway, "/v1/chat/completions%3Finjected%3D1", auth, CHAT)
     assert "'?' or '#' inside the segment 'completions?injected=1'" in body["error"]["message"]
     _, body = send(gateway, "/v1beta/models/%252e%252e:generateContent", auth, GEMINI)
-    assert "encoded twice" in body["error"]["message"]
+    assert "once decoded (encoded twice" in body["error"]["message"]
     assert not fake.requests
 
 
