@@ -270,7 +270,12 @@ def me(request):
     if principal.key is not None:
         key = principal.key
         return response.Response(
-            {"type": "key", "key": key.display, "name": key.name, "org": key.org.slug, "app": key.app.slug, "scopes": key.scopes}
+            {
+                "type": "key", "key": key.display, "name": key.name, "org": key.org.slug, "app": key.app.slug,
+                "scopes": key.scopes,
+                # What the key may do now: its scopes narrowed to what its creator's current role allows.
+                "scopes_in_use": [s for s in key.scopes if s in principal.scopes],
+            }
         )
     memberships = Membership.objects.filter(user=principal.user).select_related("org")
     return response.Response(
