@@ -1,9 +1,11 @@
 """Live progress of an eval run: the run's counters, read once a second and pushed while they change. Polling
-the database is what lets any worker on any machine report progress without a channel layer between them."""
+the database is what lets any worker on any machine report progress without a channel layer between them.
+The first message is always the run's state as it is now, so a page that reconnects catches up at once."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -11,6 +13,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from tenancy.permissions import VIEW, Principal, restrict
 
 from .models import EvalRun
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 
@@ -25,6 +29,10 @@ def _progress(user, run_id: int) -> dict | None:
 
 
 class RunProgressConsumer(AsyncJsonWebsocketConsumer):
+    # Nothing is sent to it over the channel layer: without one, an open socket holds no Redis connection and a
+    # Redis restart does not drop it.
+    channel_layer_alias = None
+
     async def connect(self):
         user = self.scope.get("user")
         run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
@@ -37,14 +45,21 @@ class RunProgressConsumer(AsyncJsonWebsocketConsumer):
         self._task = asyncio.get_running_loop().create_task(self._follow(user, run_id, first))
 
     async def _follow(self, user, run_id: int, last: dict):
-        while not last["finished"]:
-            await asyncio.sleep(POLL_SECONDS)
-            now = await _progress(user, run_id)
-            if now is None:
-                break
-            if now != last:
-                await self.send_json(now)
-            last = now
+        try:
+            while not last["finished"]:
+                await asyncio.sleep(POLL_SECONDS)
+                now = await _progress(user, run_id)
+                if now is None:
+                    break
+                if now != last:
+                    await self.send_json(now)
+                last = now
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001  (e.g. the database went away: close, and the page reconnects)
+            log.exception("Progress of eval run %s stopped", run_id)
+            await self.close(code=1011)
+            return
         await self.close()
 
     async def disconnect(self, code):
