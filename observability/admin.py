@@ -1,10 +1,12 @@
-"""Admin for staff: request records read-only, per-org observability settings and price overrides audited."""
+"""Admin for staff: request records read-only, dead records with a replay, per-org observability settings and
+price overrides audited."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from tenancy.admin import AuditedAdmin, ReadOnlyScopedAdmin
+from tenancy.admin import AuditedAdmin, ReadOnlyScopedAdmin, admin_actor
 
-from .models import ObservabilitySettings, PriceOverride, RequestRecord
+from . import services
+from .models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
 
 
 @admin.register(RequestRecord)
@@ -12,6 +14,7 @@ class RequestRecordAdmin(ReadOnlyScopedAdmin):
     list_display = ["created_at", "org", "provider", "model", "status", "outcome", "total_tokens", "cost_total",
                     "total_ms", "session_id", "client"]
     list_filter = ["provider", "outcome", "stream", "usage_source", "org"]
+    # flags: what the writer had to change to store a record, and why it is unpriced
     search_fields = ["id", "model", "session_id", "user_id"]
     date_hierarchy = "created_at"
     list_select_related = ["org"]
@@ -33,3 +36,32 @@ class PriceOverrideAdmin(AuditedAdmin):
     list_filter = ["org"]
     search_fields = ["model", "org__slug"]
     fixed_after_create = ("org",)
+
+
+@admin.register(DeadRecord)
+class DeadRecordAdmin(ReadOnlyScopedAdmin):
+    """Records the writer could not store: the rest of their batch was. Fix the cause, then replay them."""
+
+    list_display = ["last_seen", "record_id", "org_id", "stage", "short_error", "attempts", "first_seen"]
+    list_filter = ["stage"]
+    search_fields = ["record_id", "error"]
+    readonly_fields = [f.name for f in DeadRecord._meta.fields]
+    actions = ["replay"]
+
+    @admin.display(description="error")
+    def short_error(self, dead: DeadRecord) -> str:
+        return dead.error[:120]
+
+    @admin.action(description="Replay the selected dead records")
+    def replay(self, request, queryset):
+        actor = admin_actor(request)
+        stored = failed = 0
+        for dead in queryset:
+            if services.dead_record_replay(actor=actor, dead=dead):
+                stored += 1
+            else:
+                failed += 1
+        if stored:
+            self.message_user(request, f"{stored} record(s) stored and removed from the dead letters.", messages.SUCCESS)
+        if failed:
+            self.message_user(request, f"{failed} record(s) still could not be stored: see their error.", messages.WARNING)

@@ -89,6 +89,9 @@ class RequestRecord(models.Model):
         "prompts.PromptVersion", on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+",
         db_constraint=False, db_index=False,
     )
+    # What the writer had to change to store the record (a NUL stripped, a count clamped) and why it is
+    # unpriced when its usage could not be priced: one human-readable note each.
+    flags = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -106,6 +109,30 @@ class RequestRecord(models.Model):
     @property
     def priced(self) -> bool:
         return self.cost_total is not None
+
+
+class DeadRecord(models.Model):
+    """A record the writer could not store even after sanitising it. Kept here, out of the batch it came in, so
+    the rest of the batch is written; an operator looks at it in the admin and replays it once fixed."""
+
+    record_id = models.CharField(max_length=64, unique=True, help_text="The request id the client received.")
+    # No database constraint: the record may be dead precisely because its org is gone.
+    org = models.ForeignKey(
+        Organization, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+", db_constraint=False,
+    )
+    stage = models.CharField(max_length=16, help_text="read (off the stream), build (into a row) or insert (storing the row).")
+    # The record as the stream carries it (rows.slim), as JSON text: NULs stay escaped, so it can be stored.
+    payload = models.TextField()
+    error = models.TextField()
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=1, help_text="Times it failed, replays included.")
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return f"dead record {self.record_id}"
 
 
 class RequestBody(models.Model):

@@ -5,7 +5,11 @@ Without Redis the writer inserts straight into the database. With Redis, batches
 (one pipelined round trip per batch, never per request) and every gateway process's writer consumes that
 stream as one consumer group: an entry is acknowledged only after its row is committed, and entries a dead
 process had read are claimed by the others after INGATE_RECORD_CLAIM_SECONDS. Inserts ignore ids already
-present, so a batch replayed after a crash is never counted twice."""
+present and the rollups count only the rows the database says it inserted, so an entry streamed twice (a write
+that timed out but was applied) or a batch replayed after a crash is never counted twice.
+
+No record can hold the others back: rows are sanitised, and a batch that still fails is split until the row
+at fault is found; that one goes to the dead letters (DeadRecord) and the rest are written."""
 
 from __future__ import annotations
 
@@ -19,14 +23,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connections, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from proxy.records import ProxyRecord
+from tenancy.models import APIKey, App, Organization, Team
 
 from . import retention, rollups
 from .insert import insert_records
-from .models import RequestBody, RequestRecord
+from .models import DeadRecord, RequestBody
 from .rows import OrgPolicies, build_row, slim, to_record, unslim
+from .sanitise import clean_error, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +43,92 @@ GROUP = "writers"
 _PARTITION_CHECK_SECONDS = 3600.0
 
 
-def insert_rows(rows: Iterable[dict[str, Any]]) -> int:
-    """Insert rows (and their bodies), skipping ids already stored (a replayed batch). Returns how many were given."""
-    rows = list(rows)
+# The database is away or overloaded: the batch is retried later, and no row is blamed for it.
+_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def store_records(records: Iterable[ProxyRecord], policies: OrgPolicies) -> int:
+    """Price, attribute, sanitise and insert records (and their bodies) in one transaction, with their rollups.
+    A record that still cannot be stored goes to the dead letters instead. Returns the rows inserted."""
+    with transaction.atomic():
+        rows: list[dict[str, Any]] = []
+        by_id: dict[str, ProxyRecord] = {}
+        for record in records:
+            if record.request_id in by_id:
+                continue  # the same entry streamed twice and read in one batch
+            by_id[record.request_id] = record
+            policy = policies.of(record.org_id)  # a database error here is the database's, not the record's
+            try:
+                rows.append(build_row(record, *policy))
+            except Exception as exc:  # noqa: BLE001  (one odd record must not stop the others)
+                dead_letter(record, stage="build", error=exc)
+        _drop_dangling(rows, by_id)
+        return _insert_splitting(rows, by_id)
+
+
+def _drop_dangling(rows: list[dict[str, Any]], records: dict[str, ProxyRecord]) -> None:
+    """Rows whose org, team, app or key was deleted while they were in flight. The foreign keys are checked only
+    at commit (deferred), where one such row would fail the whole batch on every retry: a gone team, app or key
+    is cleared (what deleting it does to stored records), a gone org's record goes to the dead letters."""
+    related = {"org_id": Organization, "team_id": Team, "app_id": App, "key_id": APIKey}
+    for name, model in related.items():
+        ids = {row[name] for row in rows if row.get(name) is not None}
+        gone = ids - set(model.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+        if not gone:
+            continue
+        for row in list(rows):
+            if row.get(name) not in gone:
+                continue
+            if name == "org_id":
+                rows.remove(row)
+                dead_letter(records[row["id"]], stage="insert", error=LookupError(f"organization {row[name]} no longer exists"))
+            else:
+                row["flags"].append(f"{name}: {row[name]} no longer exists, cleared")
+                row[name] = None
+
+
+def _insert_splitting(rows: list[dict[str, Any]], records: dict[str, ProxyRecord]) -> int:
     if not rows:
         return 0
-    with transaction.atomic():
-        ids = [row["id"] for row in rows]
-        stored = {str(pk) for pk in RequestRecord.objects.filter(pk__in=ids).values_list("pk", flat=True)}
-        fresh = [row for row in rows if row["id"] not in stored]
-        bodies = [row.pop("body") for row in fresh if "body" in row]
-        insert_records(fresh)
-        RequestBody.objects.bulk_create(
-            [RequestBody(**body) for body in bodies], batch_size=200, ignore_conflicts=True
-        )
-        rollups.apply([to_record(row) for row in fresh])  # only what was new: a replay counts nothing twice
-    return len(rows)
+    try:
+        with transaction.atomic():  # a savepoint: a failed half leaves the other half's work in place
+            return _insert(rows)
+    except _UNAVAILABLE:
+        raise
+    except Exception as exc:  # noqa: BLE001  (split until the row at fault is found)
+        if len(rows) == 1:
+            dead_letter(records[rows[0]["id"]], stage="insert", error=exc)
+            return 0
+        middle = len(rows) // 2
+        return _insert_splitting(rows[:middle], records) + _insert_splitting(rows[middle:], records)
+
+
+def _insert(rows: list[dict[str, Any]]) -> int:
+    inserted = insert_records(rows)
+    fresh = [row for row in rows if row["id"] in inserted]
+    RequestBody.objects.bulk_create(
+        [RequestBody(**row["body"]) for row in fresh if "body" in row], batch_size=200, ignore_conflicts=True
+    )
+    rollups.apply([to_record(row) for row in fresh])  # only what this insert added: nothing counts twice
+    return len(fresh)
+
+
+def dead_letter(record: ProxyRecord, *, stage: str, error: BaseException) -> None:
+    """Keep a record that could not be stored where an operator sees it (admin: Dead records), counting attempts."""
+    log.error("Record %s could not be stored (%s); kept as a dead record", record.request_id, error)
+    record_id = clean_text(str(record.request_id))[0][:64]
+    now = timezone.now()
+    fields = {"stage": stage, "error": clean_error(error), "last_seen": now}
+    if DeadRecord.objects.filter(record_id=record_id).update(attempts=F("attempts") + 1, **fields):
+        return
+    try:
+        with transaction.atomic():
+            DeadRecord.objects.create(
+                record_id=record_id, org_id=record.org_id if isinstance(record.org_id, int) else None,
+                payload=slim(record).decode("utf-8", "replace"), first_seen=now, **fields,
+            )
+    except IntegrityError:  # another writer dead-lettered it at the same moment
+        DeadRecord.objects.filter(record_id=record_id).update(attempts=F("attempts") + 1, **fields)
 
 
 class RecordPipeline:
@@ -141,7 +219,7 @@ class RecordPipeline:
         batch = [record for record in batch if record.org_id]  # refused before a key was known: no tenant
         try:
             if not self.redis_url:
-                return insert_rows([build_row(record, *self._policies.of(record.org_id)) for record in batch])
+                return store_records(batch, self._policies)
             # With Redis the gateway only slims and streams; pricing and attribution happen where rows are written.
             self._produce([slim(record) for record in batch])
         except Exception:
@@ -218,11 +296,28 @@ class RecordPipeline:
         entries = [(entry_id, fields) for entry_id, fields in entries if fields]
         if not entries:
             return 0
-        records = [unslim(fields[b"record"]) for _, fields in entries]
-        insert_rows([build_row(record, *self._policies.of(record.org_id)) for record in records])
+        records = []
+        for entry_id, fields in entries:
+            try:
+                records.append(unslim(fields[b"record"]))
+            except Exception as exc:  # noqa: BLE001  (not a record any more: keep what arrived, go on)
+                _dead_entry(entry_id, fields, exc)
+        store_records(records, self._policies)
         ids = [entry_id for entry_id, _ in entries]
         pipe = client.pipeline(transaction=False)
         pipe.xack(self.stream, GROUP, *ids)
         pipe.xdel(self.stream, *ids)
         pipe.execute()
         return len(entries)
+
+
+def _dead_entry(entry_id, fields, error: BaseException) -> None:
+    """A stream entry that is not a readable record: kept as it arrived, under its stream id."""
+    raw = fields.get(b"record", b"") if isinstance(fields, dict) else b""
+    log.error("Stream entry %s is not a record (%s); kept as a dead record", entry_id, error)
+    entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    DeadRecord.objects.update_or_create(
+        record_id=f"stream:{entry}"[:64],
+        defaults={"stage": "read", "error": clean_error(error), "last_seen": timezone.now(),
+                  "payload": clean_text(raw.decode("utf-8", "replace"))[0]},
+    )

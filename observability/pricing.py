@@ -37,6 +37,11 @@ class Cost:
         return self.input + self.output + self.cache
 
 
+class UnpricedUsage(ValueError):
+    """Usage that cannot be priced honestly (more cached than prompt tokens, a price-table failure, a negative
+    result): the record stays unpriced with this message as the reason, rather than priced wrong."""
+
+
 @dataclass(frozen=True, slots=True)
 class Override:
     input_per_mtok: Decimal
@@ -122,7 +127,24 @@ def _from_table(tokens: Tokens, model: str, provider: str) -> Cost | None:
 
 
 def cost_of(tokens: Tokens, *, provider: str, models: list[str], overrides: dict[str, Override]) -> Cost | None:
-    """Price `tokens` for the first of `models` (answered, then requested) that has a price."""
+    """Price `tokens` for the first of `models` (answered, then requested) that has a price; None when none has.
+    Raises UnpricedUsage when the usage itself cannot be priced."""
+    if tokens.cache_read + tokens.cache_write > tokens.input:
+        # Seen from Gemini: pricing the difference would give a negative input cost (or make genai-prices raise).
+        raise UnpricedUsage(
+            f"the provider reported more cached tokens ({tokens.cache_read + tokens.cache_write}) than input "
+            f"tokens ({tokens.input})"
+        )
+    try:
+        cost = _cost_of(tokens, provider, models, overrides)
+    except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        raise UnpricedUsage(f"the price table could not price this usage: {exc}") from exc
+    if cost is not None and min(cost.input, cost.output, cost.cache) < 0:
+        raise UnpricedUsage(f"the price came out negative ({cost.total})")
+    return cost
+
+
+def _cost_of(tokens: Tokens, provider: str, models: list[str], overrides: dict[str, Override]) -> Cost | None:
     names = [m for m in models if m]
     for name in names:
         if name in overrides:

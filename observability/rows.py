@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -16,7 +17,8 @@ from proxy.records import ProxyRecord
 from .attribution import attribute
 from .bodies import request_metadata, stored_bodies
 from .models import PriceOverride, RequestRecord, UsageSource
-from .pricing import Cost, Override, cost_of
+from .pricing import Cost, Override, UnpricedUsage, cost_of
+from .sanitise import COUNT_MAX, cost_fits, sanitise_row
 from .selectors import body_mode
 from .usage import Tokens, normalize
 
@@ -57,24 +59,49 @@ def slim(record: ProxyRecord) -> bytes:
     data["body"] = facts
     data["request_body"] = (record.request_body or b"").decode("utf-8", errors="replace")
     data["response_body"] = (record.response_body or b"").decode("utf-8", errors="replace")
-    return orjson.dumps(data)
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits and lone surrogates, which a client or provider can send; the
+        # standard library takes both (the writer's sanitising then deals with them), so the record still travels.
+        return json.dumps(data, default=str).encode("utf-8", "surrogatepass")
 
 
 def unslim(raw: bytes) -> ProxyRecord:
-    data = orjson.loads(raw)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = json.loads(raw.decode("utf-8", "surrogatepass"))  # what slim's fallback wrote
     data["request_body"] = data["request_body"].encode()
     data["response_body"] = data["response_body"].encode()
     return ProxyRecord(**data)
 
 
+def price_record(record: ProxyRecord, tokens: Tokens, overrides: dict[str, Override],
+                 models: list[str] | None = None) -> tuple[Cost | None, str]:
+    """What a record's tokens cost (priced by the model that answered, else the one requested, or `models`),
+    or None and why not when its usage could not be priced ("" when the model simply has no price)."""
+    if max(tokens.input, tokens.output, tokens.total) > COUNT_MAX:
+        return None, "the provider reported more tokens than a record holds"
+    models = models if models is not None else [record.response_model, record.model]
+    try:
+        cost = cost_of(tokens, provider=record.provider, models=models, overrides=overrides)
+    except UnpricedUsage as exc:
+        return None, str(exc)
+    if cost is not None and not cost_fits(cost.total):
+        return None, f"the cost ({cost.total}) is beyond what a record holds"
+    return cost, ""
+
+
 def record_cost(record: ProxyRecord, tokens: Tokens, overrides: dict[str, Override]) -> Cost | None:
-    """What a record's tokens cost: priced by the model that answered, else the one requested."""
-    return cost_of(tokens, provider=record.provider, models=[record.response_model, record.model], overrides=overrides)
+    """What a record's tokens cost, or None (unknown model, or usage that cannot be priced)."""
+    return price_record(record, tokens, overrides)[0]
 
 
 def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "metadata") -> dict[str, Any]:
     """The RequestRecord field values for one proxied request (plain data: it may travel through Redis), with
-    its stored bodies under "body" when the org's body mode keeps any."""
+    its stored bodies under "body" when the org's body mode keeps any. Sanitised: always storable, changes
+    noted in "flags"."""
     tokens = normalize(record.provider, record.usage)
     who = attribute(record.request_headers, record.body)
     row: dict[str, Any] = {
@@ -108,6 +135,7 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
         "request_bytes": record.request_bytes,
         "response_bytes": record.response_bytes,
         "prompt_version_id": record.prompt_version_id,
+        "flags": [],
     }
     shape = record.body.get("__shape__") if isinstance(record.body, dict) else None
     bodies = stored_bodies(
@@ -126,7 +154,11 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
             total_tokens=tokens.total,
             usage_source=UsageSource.REPORTED,
         )
-        cost = record_cost(record, tokens, overrides)
+    sanitise_row(row)  # before pricing: "gpt-4o-mini\x00" is priced as the gpt-4o-mini it was meant to be
+    if tokens is not None:
+        cost, unpriced = price_record(record, tokens, overrides, [row["response_model"], row["model"]])
+        if unpriced:
+            row["flags"].append(f"unpriced: {unpriced}"[:300])
         if cost is not None:
             row.update(
                 cost_input=str(cost.input),

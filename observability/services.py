@@ -1,14 +1,15 @@
-"""Writes to an org's observability settings and price overrides, each with its audit entry."""
+"""Writes to an org's observability settings and price overrides, and replays of dead records, each with its
+audit entry."""
 
 from __future__ import annotations
 
 from django.db import transaction
 
-from tenancy.audit import Actor
+from tenancy.audit import Actor, audit_record
 from tenancy.models import Organization
 from tenancy.services import audited_create, audited_delete, audited_update
 
-from .models import ObservabilitySettings, PriceOverride
+from .models import DeadRecord, ObservabilitySettings, PriceOverride
 
 
 @transaction.atomic
@@ -33,3 +34,23 @@ def price_override_update(*, actor: Actor, override: PriceOverride, **fields) ->
 @transaction.atomic
 def price_override_delete(*, actor: Actor, override: PriceOverride) -> None:
     audited_delete(actor=actor, obj=override)
+
+
+def dead_record_replay(*, actor: Actor, dead: DeadRecord) -> bool:
+    """Try a dead record again (sanitised and priced by today's code): stored, it leaves the dead letters and
+    True comes back; still failing, its attempts and error are updated and False comes back."""
+    from .pipeline import store_records
+    from .rows import OrgPolicies, unslim
+
+    with transaction.atomic():
+        audit_record(actor=actor, action="replay", obj=dead)  # an org deleted since reads as none
+        try:
+            record = unslim(dead.payload.encode("utf-8", "surrogatepass"))
+        except Exception as exc:  # noqa: BLE001  (a payload that is not a record stays dead, with the reason)
+            DeadRecord.objects.filter(pk=dead.pk).update(attempts=dead.attempts + 1, error=f"replay: {exc}"[:2000])
+            return False
+        store_records([record], OrgPolicies())
+        if DeadRecord.objects.filter(pk=dead.pk, attempts__gt=dead.attempts).exists():
+            return False  # it failed again: store_records counted the attempt and kept the new error
+        DeadRecord.objects.filter(pk=dead.pk).delete()
+    return True
