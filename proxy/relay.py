@@ -452,6 +452,11 @@ class ProxyApp:
                 await send({"type": "http.response.body", "body": b""})
             finished = True
             tap.finish()
+            if response.status < 400 and record.outcome == "ok":
+                # A clean end without the format's end marker is a stream broken off all the same.
+                outcome, why = tap.unfinished()
+                if outcome:
+                    record.outcome, record.error = outcome, why if outcome == "upstream_error" else f"The upstream {name} {why}."
             record.usage = tap.usage
             record.response_model = tap.model
             if keep:

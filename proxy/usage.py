@@ -14,6 +14,16 @@ _MAX_PARSED_BODY = 4 * 1024 * 1024
 # Lines that can carry usage or the answering model; others are skipped without parsing.
 _INTERESTING = (b"usage", b"Metadata", b"eval_count", b'"model', b"modelVersion")
 
+# How a streamed format says it is finished, judged from its last event: OpenAI chat and completions (Azure
+# and the compatible providers too) end with `data: [DONE]`; the Responses API with response.completed (or
+# .incomplete / .failed); Anthropic with message_stop; Ollama's NDJSON with "done": true; Gemini's SSE has no
+# terminator, its last chunk carries a finishReason. A stream whose format is not recognised is not judged.
+_DONE = b"[DONE]"
+_RESPONSES_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_ANTHROPIC_EVENTS = frozenset(
+    {"message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "ping"}
+)
+
 
 def _collect(obj: Any, usage: dict[str, Any], model: list[str]) -> None:
     if not isinstance(obj, dict):
@@ -51,6 +61,7 @@ class UsageTap:
         self._keep = keep
         self.kept = bytearray()
         self.truncated = False
+        self._last: bytes | None = None  # the stream's last event, for how it ended
 
     @property
     def model(self) -> str:
@@ -88,6 +99,8 @@ class UsageTap:
         if line.startswith(b"data:"):
             line = line[5:]
         line = line.strip()
+        if line[:1] in (b"{", b"["):
+            self._last = line
         if not line.startswith(b"{") or not any(marker in line for marker in _INTERESTING):
             return
         try:
@@ -114,6 +127,43 @@ class UsageTap:
             except ValueError:
                 pass
         self._pending = b""
+
+
+    def unfinished(self) -> tuple[str, str]:
+        """After finish(), for a stream that ended without its format's end: ("upstream_cut", why) when it
+        just stopped, ("upstream_error", the message) when it ended on an error event; ("", "") otherwise."""
+        if not self.streamed or not self._readable:
+            return "", ""
+        last = self._last
+        if last is None:
+            return "upstream_cut", "ended the stream before sending any event"
+        if last == _DONE:
+            return "", ""
+        try:
+            event = orjson.loads(last)
+        except ValueError:
+            return "upstream_cut", "ended the stream in the middle of an event"
+        if not isinstance(event, dict):
+            return "", ""
+        kind = event.get("type")
+        if kind == "error":  # Anthropic and the Responses API report a failure mid-stream this way
+            error = event.get("error") if isinstance(event.get("error"), dict) else event
+            return "upstream_error", str(error.get("message") or "the stream ended on an error event")[:2000]
+        if isinstance(kind, str) and (kind in _RESPONSES_ENDS or kind == "message_stop"):
+            return "", ""
+        if isinstance(kind, str) and kind.startswith("response."):
+            return "upstream_cut", "ended the stream without response.completed"
+        if kind in _ANTHROPIC_EVENTS:
+            return "upstream_cut", "ended the stream without message_stop"
+        if "choices" in event:
+            return "upstream_cut", "ended the stream without data: [DONE]"
+        candidates = event.get("candidates")
+        if isinstance(candidates, list):
+            finished = any(isinstance(c, dict) and c.get("finishReason") for c in candidates)
+            return ("", "") if finished else ("upstream_cut", "ended the stream without a finishReason")
+        if "done" in event:
+            return ("", "") if event["done"] is True else ("upstream_cut", 'ended the stream without "done": true')
+        return "", ""
 
 
 class HiddenUsage:

@@ -286,6 +286,13 @@ class _Connection(asyncio.Protocol):
             if self.writable is not None and not self.writable.is_set():
                 out.flush()
                 await self.writable.wait()
+        if opts.cut_after is not None and opts.clean_cut:
+            # A provider (or a proxy in front of it) that ends the body cleanly mid-stream: no closing events.
+            out.finish()
+            active.finished = True
+            if not keep_alive:
+                transport.close()
+            return
         if opts.cut_after is not None:
             # A provider that dies mid-stream: no remaining events, no terminating zero-length chunk.
             out.flush()

@@ -40,6 +40,7 @@ x-fake-reasoning-tokens R: OpenAI reasoning_tokens = R, Gemini thoughtsTokenCoun
 #   hang 1               accept and never answer; only the client going away ends it
 #   gzip 1               Content-Encoding: gzip, flushed per chunk so streams stay incremental
 #   cut-after N          close a stream abruptly after N content chunks
+#   clean-cut 1          with cut-after: end the body cleanly there instead (no closing events, no error)
 #   text S               the answer (default DEFAULT_TEXT); UTF-8 header bytes are honoured
 #   cached-tokens N, cache-write-tokens N, reasoning-tokens N: see TOKEN_RULE
 
@@ -66,6 +67,7 @@ _SWITCHES: dict[str, Callable[[Any], Any]] = {
     "hang": _flag,
     "gzip": _flag,
     "cut_after": int,
+    "clean_cut": _flag,
     "text": str,
     "cached_tokens": int,
     "cache_write_tokens": int,
@@ -85,6 +87,7 @@ class Options:
         self.hang = False
         self.gzip = False
         self.cut_after: int | None = None
+        self.clean_cut = False
         self.text = DEFAULT_TEXT
         self.cached_tokens = 0
         self.cache_write_tokens = 0
