@@ -263,3 +263,27 @@ def test_rollups_equal_records_after_a_redis_hang_that_applied_a_timed_out_strea
         proxy.close()
     assert RequestRecord.objects.filter(org_id=key.org_id).count() == 40
     _assert_rollups_equal_records(key.org_id)
+
+
+def test_a_nul_in_a_requests_model_and_user_through_the_gateway_costs_no_other_request_its_record(recording, gateway_key, fake):
+    import httpx
+
+    _, plaintext = gateway_key
+    auth = {"authorization": f"Bearer {plaintext}"}
+
+    def send(model: str, user: str) -> str:
+        body = {"model": model, "user": user, "messages": [{"role": "user", "content": "one two"}]}
+        reply = httpx.post(recording.url + "/v1/chat/completions", json=body, headers=auth)
+        assert reply.status_code == 200  # the upstream call succeeded either way
+        return reply.headers["x-ingate-request-id"]
+
+    good = [send("gpt-4o-mini", f"u{n}") for n in range(10)]
+    poisoned = send("gpt-4o-mini\u0000", "bob\u0000")
+    good += [send("gpt-4o-mini", f"u{n}") for n in range(10)]
+    deadline = time.monotonic() + 10
+    while RequestRecord.objects.filter(pk__in=good + [poisoned]).count() < 21:
+        assert time.monotonic() < deadline, "records never arrived"
+        time.sleep(0.05)
+    record = RequestRecord.objects.get(pk=poisoned)
+    assert (record.model, record.user_id) == ("gpt-4o-mini", "bob") and record.cost_total is not None
+    assert "model: NUL removed" in record.flags

@@ -97,3 +97,11 @@ def test_ollama_is_free_unless_overridden_and_unknown_models_have_no_price():
     assert free.total == 0 and free.source == "free"
     assert cost_of(Tokens(5000, 500), provider="openai", models=["gpt-nonexistent-9"], overrides={}) is None
     assert cost_of(Tokens(5000, 500), provider="my-vllm", models=["qwen-local"], overrides={}) is None
+
+
+def test_more_cached_than_prompt_tokens_is_unpriced_with_the_reason_on_tiered_and_flat_models():
+    from observability.pricing import UnpricedUsage
+
+    for model in ("gemini-2.5-pro", "gemini-2.0-flash"):  # genai-prices raised on one, went negative on the other
+        with pytest.raises(UnpricedUsage, match=r"more cached tokens \(500\) than input tokens \(100\)"):
+            cost_of(Tokens(100, 10, 500), provider="gemini", models=[model], overrides={})
