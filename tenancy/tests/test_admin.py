@@ -15,7 +15,7 @@ from django.utils import timezone
 from evals import services as eval_services
 from evals.models import EvalResult
 from evals.transfer import clean_item
-from observability.models import ObservabilitySettings, PriceOverride, RequestRecord
+from observability.models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
 from prompts import services as prompt_services
 from tenancy import keys, services
 from tenancy.audit import Actor
@@ -58,6 +58,7 @@ def every_model_populated(world):
     RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
+    DeadRecord.objects.create(record_id="x-dead", org=world.own.org, stage="insert", payload="{}", error="DataError: x")
     system = Actor.system("test")
     prompt = prompt_services.prompt_create(actor=system, org=world.own.org, namespace="support", name="greeting")
     version = prompt_services.version_create(actor=system, prompt=prompt, template="Hello {{name}}")
