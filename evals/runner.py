@@ -45,6 +45,10 @@ def claim(run_id: int, lease: uuid.UUID) -> bool:
     return taken == 1
 
 
+class NothingToSend(Exception):
+    """The item has no messages and the target no prompt: an error of that item, like a prompt that cannot render."""
+
+
 def messages_for(target: EvalTarget, item: DatasetItem) -> list[dict]:
     """What the target sends for the item: the prompt version rendered with the item's variables (or the
     target's own messages with {{placeholders}} filled), followed by the item's messages."""
@@ -58,7 +62,7 @@ def messages_for(target: EvalTarget, item: DatasetItem) -> list[dict]:
         own = rendered.messages
     combined = own + list(item.messages or [])
     if not combined:
-        raise RenderError("The item has no messages and the target no prompt to give it.")
+        raise NothingToSend("The item has no messages and the target no prompt to give it.")
     return combined
 
 
@@ -114,10 +118,11 @@ class Execution:
     async def _score(self, target: EvalTarget, item: DatasetItem) -> None:
         try:
             messages = messages_for(target, item)
-        except RenderError as exc:
+        except (RenderError, NothingToSend) as exc:
             answer = None
+            reason = f"The prompt could not be rendered for this item: {exc}" if isinstance(exc, RenderError) else str(exc)
             case = Case(output="", expected=item.expected, variables=item.variables, metadata=item.metadata,
-                        error=f"The prompt could not be rendered for this item: {exc}")
+                        error=reason)
         else:
             answer = await internal.chat(
                 self.principal, target.provider, target.model, messages, target.parameters,

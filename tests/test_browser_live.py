@@ -1,5 +1,6 @@
-"""The live pages in a real browser on the production shape: PostgreSQL, Redis, `uvicorn --workers 2` and a
-Celery worker, each its own process. The sockets stay up past the channel layer's 5 s blocking read; when the
+"""The live pages in a real browser. In the embedded mode an eval run queued from the form runs in the
+background while its page follows it. On the production shape (PostgreSQL, Redis, `uvicorn --workers 2` and a
+Celery worker, each its own process): The sockets stay up past the channel layer's 5 s blocking read; when the
 connection is cut (a TCP forwarder of the test's own, in front of uvicorn), both pages reconnect and resume:
 the live tail shows each request once, newest first, and the eval run page ends showing the finished run."""
 
@@ -24,16 +25,15 @@ from playwright.sync_api import expect, sync_playwright
 
 from tenancy.models import Role
 from tenancy.tests.factories import MembershipFactory, UserFactory
+from tests.test_browser import capitals, member, page, sign_in  # noqa: F401  (fixtures shared with the other browser tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)"),
-    pytest.mark.skipif(
-        not django_settings.REDIS_URL or connection.vendor != "postgresql",
-        reason="the production shape needs Redis and PostgreSQL shared between processes: set in CI",
-    ),
-]
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)")
+production_shape = pytest.mark.skipif(
+    not django_settings.REDIS_URL or connection.vendor != "postgresql",
+    reason="the production shape needs Redis and PostgreSQL shared between processes: set in CI",
+)
 
 
 def _free_port() -> int:
@@ -171,6 +171,7 @@ def dana(gateway_key):
     return client.cookies["sessionid"].value, run
 
 
+@production_shape
 def test_live_pages_stay_connected_and_resume_without_duplicates_on_the_production_shape(
     production, dana, gateway_key, fake, tmp_path,
 ):
@@ -226,3 +227,25 @@ def test_live_pages_stay_connected_and_resume_without_duplicates_on_the_producti
         expect(page.get_by_test_id("counts")).to_have_text("8 / 8")
         page.screenshot(path=str(tmp_path / "run.png"))
         browser.close()
+
+
+def test_in_the_embedded_mode_a_run_queued_from_the_form_runs_in_the_background_while_the_page_follows_it(
+    recording, member, capitals, fake, page, settings,
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # no broker: what a checkout without REDIS_URL does
+    fake.defaults["x-fake-delay-ms"] = 400  # four calls one at a time: well over a second
+    sign_in(page, recording.url, "dana")
+    page.goto(f"{recording.url}/ingate/evals/?org=acme")
+    page.get_by_test_id("new-run").click()
+    page.select_option("select[name=t0-prompt_version]", label="geo/capital v1 (gpt-4o-mini)")
+    page.fill("input[name=t1-model]", "gpt-4o")
+    page.fill("input[name=t1-system]", "Answer with a city. Capital of {{country}}?")
+    page.fill("input[name=concurrency]", "1")
+    started = time.monotonic()
+    page.get_by_test_id("queue").click()
+    expect(page.locator(".flash")).to_contain_text("queued: 4 calls")
+    assert time.monotonic() - started < 1.5  # the POST did not wait for the calls
+    assert page.get_by_test_id("status").text_content() in ("Queued", "Running")
+    expect(page.get_by_test_id("counts")).to_have_text("2 / 4", timeout=10000)  # pushed as it happens
+    expect(page.get_by_test_id("status")).to_have_text("Completed", timeout=20000)
+    expect(page.get_by_test_id("counts")).to_have_text("4 / 4")

@@ -115,6 +115,14 @@ def test_raw_message_targets_fill_placeholders_and_a_missing_variable_is_an_item
     assert EvalResult.objects.filter(run=run, passed=True).count() == 4
 
 
+def test_a_target_without_a_prompt_on_items_without_messages_is_an_error_per_item_and_the_run_completes(setup, fake):
+    org, dataset, _ = setup  # the items carry variables only
+    run = queue_and_wait(org, dataset, [{"model": "gpt-4o"}], [{"kind": "exact_match"}])
+    assert (run.status, run.done, run.failed) == (RunStatus.COMPLETED, 4, 4)
+    assert {r.error for r in run.results.all()} == {"The item has no messages and the target no prompt to give it."}
+    assert not fake.requests
+
+
 def test_a_failing_model_is_recorded_per_item_not_a_failed_run(setup, fake):
     org, dataset, _ = setup
     fake.defaults["status"] = 500
