@@ -57,11 +57,16 @@ def classify(a: dict[str, Any], b: dict[str, Any]) -> tuple[dict[str, float], st
     return deltas, "mixed" if worse and better else "regression" if worse else "improvement" if better else "same"
 
 
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def target_of(principal: Principal, spec: str) -> EvalTarget:
     """The target `<run id>` (its first) or `<run id>:<position>` names, among the runs the principal sees.
     ValueError for a malformed spec; Http404 when there is no such run or target."""
     run_id, _, position = spec.partition(":")
-    if not run_id.isdigit() or (position and not position.isdigit()):
+    # ASCII digits only: str.isdigit() also takes '²', which int() then refuses.
+    if not _number(run_id) or (position and not _number(position)):
         raise ValueError("Give <run id> or <run id>:<target position>.")
     run = get_object_or_404(restrict(EvalRun.objects.all(), principal, VIEW), pk=int(run_id))
     return get_object_or_404(EvalTarget, run=run, position=int(position or 0))

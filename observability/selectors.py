@@ -22,8 +22,10 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import TruncDay, TruncHour
 
+from tenancy.api.params import IsoDateTimeFilter
 from tenancy.models import APIKey, App, Organization
 from tenancy.permissions import VIEW, Principal, restrict
 
@@ -70,8 +72,8 @@ class RecordFilter(django_filters.FilterSet):
     """The filters of the logs table and of /records/ (query parameters)."""
 
     org = django_filters.CharFilter(method="filter_org", label="Organization (slug)")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     model = django_filters.CharFilter(method="filter_model")
     provider = django_filters.CharFilter()
     status = django_filters.NumberFilter()
@@ -103,7 +105,9 @@ class RecordFilter(django_filters.FilterSet):
 
     def filter_property(self, queryset, name, value):
         prop, _, wanted = value.partition(":")
-        return queryset.filter(**{f"properties__{prop}": wanted})
+        # The name is one JSON key and never a lookup: as `properties__{name}`, `?property=a__regex:(` reached
+        # PostgreSQL as a regular expression and failed there.
+        return queryset.alias(_property=KeyTransform(prop, "properties")).filter(_property=wanted)
 
 
 def p50_p95(values: list[float]) -> tuple[float | None, float | None]:

@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import decorators, exceptions, mixins, parsers, response, status, views
 
 from observability.api.views import stream_lines
+from tenancy.api.params import int_param
 from tenancy.api.permissions import principal_of
 from tenancy.api.views import ScopedViewSet
 from tenancy.models import Scope
@@ -75,11 +76,9 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
                                                      context={"request": request}).data)
 
     def _version(self, dataset: Dataset):
-        number = self.request.query_params.get("version")
-        if number:
-            if not number.isdigit():
-                raise exceptions.ValidationError({"version": "A version number."})
-            return get_object_or_404(dataset.versions, number=int(number))
+        number = int_param(self.request.query_params.get("version"), "version", message="A version number.")
+        if number is not None:
+            return get_object_or_404(dataset.versions, number=number)
         latest = dataset.latest
         if latest is None:
             raise exceptions.NotFound("This dataset has no versions.")
@@ -226,10 +225,9 @@ class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         """Per item and target: the output, each evaluator's score and explanation, tokens, cost, latency."""
         run = self.get_object()
         rows = run.results.select_related("target", "item").order_by("item__position", "target__position")
-        if (target := request.query_params.get("target")) is not None:
-            if not target.isdigit():
-                raise exceptions.ValidationError({"target": "A target position: 0, 1, …"})
-            rows = rows.filter(target__position=int(target))
+        target = int_param(request.query_params.get("target"), "target", message="A target position: 0, 1, …")
+        if target is not None:
+            rows = rows.filter(target__position=target)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(s.ResultSerializer(page, many=True).data)
 

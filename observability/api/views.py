@@ -4,16 +4,20 @@ streamed row by row (a million rows never sit in memory)."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import decorators, exceptions, mixins, pagination, response
 
+from tenancy.api.params import storable_datetime
 from tenancy.api.views import CrudViewSet, ScopedViewSet
 from tenancy.models import Scope
 
@@ -40,6 +44,23 @@ class RecordCursor(pagination.CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 500
+
+    def decode_cursor(self, request):
+        # The position is a date/time the client hands back: a forged one with an offset PostgreSQL refuses
+        # (or no date/time at all) is an invalid cursor, not a failed query.
+        cursor = super().decode_cursor(request)
+        if cursor is None or cursor.position is None:
+            return cursor
+        try:
+            parsed = parse_datetime(cursor.position)
+            if parsed is None:
+                raise ValueError(cursor.position)
+            if timezone.is_naive(parsed):
+                parsed = timezone.make_aware(parsed, datetime.UTC)
+            position = storable_datetime(parsed).isoformat()
+        except ValueError:
+            raise exceptions.NotFound(self.invalid_cursor_message) from None
+        return cursor._replace(position=position)
 
 
 class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
@@ -68,7 +89,8 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
         rows = selectors.series(self.filter_queryset(self.get_queryset()), bucket=bucket, group_by=group_by)
         return response.Response(s.SeriesPointSerializer(rows, many=True).data)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    # `filters=True`: the record filters apply here too, and the schema (and so the API fuzzing) should say so.
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, filters=True)
     @decorators.action(detail=False)
     def totals(self, request):
         """Totals over the filtered records; `unpriced` counts requests whose model has no known price."""
@@ -86,6 +108,7 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(
         parameters=[OpenApiParameter("export_format", str, enum=["csv", "jsonl"])],
         responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR},
+        filters=True,
     )
     @decorators.action(detail=False)
     def export(self, request):
