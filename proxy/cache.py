@@ -1,14 +1,31 @@
-"""An in-process cache that loads misses once: what keeps database reads off the hot path."""
+"""An in-process cache that loads misses once: what keeps database reads off the hot path, and what keeps
+traffic flowing (on the last known entries) while the database is unreachable."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
+
+from django.conf import settings
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+log = logging.getLogger(__name__)
+
+
+class _Entry(Generic[V]):
+    __slots__ = ("value", "expires", "loaded", "failing")
+
+    def __init__(self, value: V | None, expires: float, loaded: float):
+        self.value = value
+        self.expires = expires
+        self.loaded = loaded  # when the value was last read from its source: its age when served stale
+        self.failing = False  # the last reload failed: the value is being served stale
 
 
 class LoadingCache(Generic[K, V]):
@@ -17,7 +34,15 @@ class LoadingCache(Generic[K, V]):
     Concurrent misses for one key share a single load, run as its own task so that a caller going away
     cancels only its own wait. An invalidation while a load is running keeps that load's (possibly stale)
     result out of the cache.
+
+    When a reload fails (the database is down or hung), the last known value is served for up to
+    `max_stale` seconds after it was loaded (INGATE_KEY_CACHE_MAX_STALE), retried in the background at most
+    every `retry` seconds; requests do not wait for those retries. An invalidated entry is gone, so it is never
+    served stale: revocations still win. Misses (None) are not served stale: a key unknown a while ago may
+    exist by now, and the caller's error should say the database is down rather than that the key is unknown.
     """
+
+    _instances: ClassVar[weakref.WeakSet] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -26,6 +51,7 @@ class LoadingCache(Generic[K, V]):
         ttl: float,
         miss_ttl: float,
         max_entries: int = 100_000,
+        max_stale: float | None = None,
     ):
         self._load = load
         self._ttl = ttl
@@ -33,16 +59,29 @@ class LoadingCache(Generic[K, V]):
         # Past this many entries the cache starts over rather than grow without bound (e.g. under a flood
         # of made-up key prefixes, each of which is cached as a miss).
         self._max_entries = max_entries
-        self._entries: dict[K, tuple[V | None, float]] = {}
+        self._max_stale = settings.INGATE_KEY_CACHE_MAX_STALE if max_stale is None else max_stale
+        # A failing source is asked again this often per entry, not on every request.
+        self._retry = min(ttl, 5.0)
+        self._entries: dict[K, _Entry[V]] = {}
         self._loading: dict[K, asyncio.Task] = {}
         self._generation = 0
+        self._outage_logged = False
+        LoadingCache._instances.add(self)
 
     async def get(self, key: K) -> V | None:
-        hit = self._entries.get(key)
-        if hit is not None:
-            value, expires = hit
-            if time.monotonic() < expires:
-                return value
+        entry = self._entries.get(key)
+        if entry is not None:
+            now = time.monotonic()
+            if now < entry.expires:
+                return entry.value
+            if entry.failing and now - entry.loaded <= self._max_stale:
+                # Still failing a moment ago: answer at once, and let one background reload find out whether
+                # the source is back (a hung database would otherwise hold every request for the timeout).
+                self._load_task(key)
+                return entry.value
+        return await asyncio.shield(self._load_task(key))
+
+    def _load_task(self, key: K) -> asyncio.Task:
         loop = asyncio.get_running_loop()
         task = self._loading.get(key)
         if task is None or task.get_loop() is not loop:
@@ -52,16 +91,41 @@ class LoadingCache(Generic[K, V]):
             if self._loading.setdefault(key, fresh) is fresh:
                 fresh.add_done_callback(lambda done: self._fetched(key, done))
             task = fresh
-        return await asyncio.shield(task)
+        return task
 
     async def _fetch(self, key: K) -> V | None:
         generation = self._generation
-        value = await self._load(key)
+        try:
+            value = await self._load(key)
+        except Exception as exc:
+            return self._stale_or_raise(key, exc)
         if generation == self._generation:
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
-            self._entries[key] = (value, time.monotonic() + (self._miss_ttl if value is None else self._ttl))
+            now = time.monotonic()
+            self._entries[key] = _Entry(value, now + (self._miss_ttl if value is None else self._ttl), now)
+        if self._outage_logged:
+            self._outage_logged = False
+            log.warning("The proxy's cache loads again: entries are fresh from the database as they expire")
         return value
+
+    def _stale_or_raise(self, key: K, exc: Exception) -> V:
+        # Invalidation pops entries, so one still here was not invalidated while the load ran.
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is None or entry.value is None or now - entry.loaded > self._max_stale:
+            raise exc
+        entry.failing = True
+        entry.expires = now + self._retry
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.warning(
+                "Could not reload a cached entry (%s); serving the last known entries, up to %gs old, "
+                "until the database answers",
+                exc,
+                self._max_stale,
+            )
+        return entry.value
 
     def _fetched(self, key: K, task: asyncio.Task) -> None:
         if self._loading.get(key) is task:
@@ -75,8 +139,18 @@ class LoadingCache(Generic[K, V]):
         if key is not None:
             self._entries.pop(key, None)
         elif where is not None:
-            for name, (value, _) in list(self._entries.items()):
-                if value is not None and where(value):
+            for name, entry in list(self._entries.items()):
+                if entry.value is not None and where(entry.value):
                     self._entries.pop(name, None)
         else:
             self._entries.clear()
+
+    def serving_stale(self) -> int:
+        """How many entries are being served past a failed reload."""
+        now = time.monotonic()
+        return sum(1 for entry in list(self._entries.values()) if entry.failing and now - entry.loaded <= self._max_stale)
+
+    @classmethod
+    def serving_stale_total(cls) -> int:
+        """Entries served stale across the process's caches (for /ingate/health)."""
+        return sum(cache.serving_stale() for cache in list(cls._instances))

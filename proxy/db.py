@@ -1,5 +1,6 @@
 """The proxy's only way to the database: a few threads, used on cache misses (never per request in steady
-state) and for fire-and-forget writes such as a key's last-used stamp."""
+state) and for fire-and-forget writes such as a key's last-used stamp. A request waits for them a bounded
+time (INGATE_PROXY_DB_TIMEOUT): a down or hung database is a fast 503, not a request held for the outage."""
 
 from __future__ import annotations
 
@@ -10,10 +11,24 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from django.db import close_old_connections, connections
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
+
+from .errors import ProxyError
 
 T = TypeVar("T")
 _STOP = object()
+
+
+class DatabaseUnavailable(ProxyError):
+    """The database refused, broke off or did not answer in time: 503 in the provider's shape (SDKs retry it)."""
+
+    def __init__(self, why: str):
+        super().__init__(
+            503,
+            "database_unavailable",
+            f"Ingate could not reach its database to check this request ({why}). Try again shortly.",
+        )
 
 
 class DatabaseThreads:
@@ -63,7 +78,17 @@ class DatabaseThreads:
         return future
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+        """`fn(*args, **kwargs)` on a database thread; DatabaseUnavailable when the database fails or takes
+        longer than INGATE_PROXY_DB_TIMEOUT. A thread stuck on a hung connection stays stuck (nothing can
+        interrupt it), but the request is answered, and a job still queued behind it is dropped."""
+        timeout = settings.INGATE_PROXY_DB_TIMEOUT
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self.submit(fn, *args, **kwargs)), timeout or None)
+        except TimeoutError:
+            raise DatabaseUnavailable(f"no answer within {timeout:g}s") from None
+        except (OperationalError, InterfaceError) as exc:
+            # The driver's text names hosts and ports: the client gets the kind of failure, not the address.
+            raise DatabaseUnavailable(f"{type(exc).__name__}") from None
 
     def shutdown(self) -> None:
         with self._lock:
