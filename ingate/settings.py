@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Database outages (issue 11): a page answers 503 saying so rather than Django's HTML 500.
+    "ingate.middleware.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "ingate.urls"
@@ -126,6 +128,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# --- database outages: bounded waits (issue 11) ------------------------------------------------------
+# Seconds to open a connection (libpq's minimum is 2), and the longest a statement may run on the server (0:
+# no limit; raise it for a migration of a big table). A network that drops packets mid-query cuts the
+# connection after 10 s without acknowledgement (tcp_user_timeout; keepalives when idle); a server that
+# accepts but never answers is bounded where it matters by INGATE_PROXY_DB_TIMEOUT and the health check's.
+INGATE_DB_CONNECT_TIMEOUT = env.int("INGATE_DB_CONNECT_TIMEOUT", default=3)
+INGATE_DB_STATEMENT_TIMEOUT = env.float("INGATE_DB_STATEMENT_TIMEOUT", default=30.0)
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _db_options.setdefault("connect_timeout", INGATE_DB_CONNECT_TIMEOUT)
+    _db_options.setdefault("keepalives", 1)
+    _db_options.setdefault("keepalives_idle", 10)
+    _db_options.setdefault("keepalives_interval", 5)
+    _db_options.setdefault("keepalives_count", 3)
+    _db_options.setdefault("tcp_user_timeout", 10_000)
+    if INGATE_DB_STATEMENT_TIMEOUT > 0:
+        _statement = f"-c statement_timeout={int(INGATE_DB_STATEMENT_TIMEOUT * 1000)}"
+        _db_options["options"] = f"{_db_options.get('options', '')} {_statement}".strip()
+# How long a proxy request waits for the database on a cache miss before answering 503 in the provider's
+# shape, and how long after its last successful load a cached key or org is still served while reloading it
+# fails (the database is down). Revocations still reach every process through Redis and win over this.
+INGATE_PROXY_DB_TIMEOUT = env.float("INGATE_PROXY_DB_TIMEOUT", default=2.0)
+INGATE_KEY_CACHE_MAX_STALE = env.float("INGATE_KEY_CACHE_MAX_STALE", default=3600.0)
+# Each part of /ingate/health gets this long (all are checked at once); one that has not answered is down.
+INGATE_HEALTH_CHECK_TIMEOUT = env.float("INGATE_HEALTH_CHECK_TIMEOUT", default=1.5)
+# --- end of database outages ---------------------------------------------------------------------------
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The rollups' covering index INCLUDEs columns on PostgreSQL; SQLite ignores the INCLUDE and says so.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]

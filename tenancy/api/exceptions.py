@@ -1,14 +1,24 @@
-"""API errors: Django validation and permission errors raised by services become DRF responses."""
+"""API errors: Django validation and permission errors raised by services become DRF responses, and a
+database that is down or hung a JSON 503 (not Django's HTML 500 page)."""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "The database is unreachable or did not answer in time. Try again shortly."
+    default_code = "database_unavailable"
+
+
 def exception_handler(exc, context):
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # Refused, cut or timed out (connect or statement timeout): an outage, which a client may retry.
+        exc = DatabaseUnavailable()
+    elif isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, DjangoPermissionDenied):
