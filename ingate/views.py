@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future
 
 from django.conf import settings
-from django.db import connection
+from django.db import connections
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from proxy.cache import LoadingCache
+
 
 def _check_database() -> dict:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    # A connection of its own, opened and closed here: a fresh connect is bounded by the connect timeout, and a
+    # request's pooled connection that hangs is not the one asked.
+    connection = connections.create_connection("default")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
     return {"status": "ok", "engine": connection.vendor}
 
 
@@ -21,7 +31,8 @@ def _check_redis() -> dict:
         return {"status": "not configured"}
     import redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    timeout = settings.INGATE_HEALTH_CHECK_TIMEOUT
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
     finally:
@@ -42,18 +53,52 @@ def _check_worker() -> dict:
 
 CHECKS = {"database": _check_database, "redis": _check_redis, "worker": _check_worker}
 
+# A check still stuck from an earlier call (a hung dependency can hold a thread for a long time) is not
+# started again: one stuck thread per check, however often a load balancer asks.
+_running: dict[str, tuple[Future, float]] = {}
+_running_lock = threading.Lock()
+
+
+def _start(name: str) -> tuple[Future, float]:
+    with _running_lock:
+        running = _running.get(name)
+        if running is not None and not running[0].done():
+            return running
+        future: Future = Future()
+        started = time.monotonic()
+        _running[name] = (future, started)
+
+    def run() -> None:
+        try:
+            future.set_result(CHECKS[name]())
+        except BaseException as exc:  # noqa: BLE001  (reported as the check's failure)
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"ingate-health-{name}", daemon=True).start()
+    return future, started
+
 
 @require_GET
 def health(request):
-    """200 when every part answers; 503 naming what is down. No secrets, no auth (for load balancers)."""
+    """200 when every part answers; 503 naming what is down. No secrets, no auth (for load balancers).
+
+    The checks run at once, each given INGATE_HEALTH_CHECK_TIMEOUT seconds: one that has not answered by then
+    (a hung database or Redis) is down. `serving_stale` counts the proxy's cached keys and orgs served past a
+    failed reload (see proxy/cache.py)."""
+    timeout = settings.INGATE_HEALTH_CHECK_TIMEOUT
+    deadline = time.monotonic() + timeout
+    running = {name: _start(name) for name in CHECKS}
     report, down = {}, []
-    for name, check in CHECKS.items():
-        started = time.perf_counter()
+    for name, (future, started) in running.items():
         try:
-            report[name] = check()
+            report[name] = dict(future.result(timeout=max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            report[name] = {"status": "down", "error": f"no answer within {time.monotonic() - started:.1f}s"}
+            down.append(name)
         except Exception as exc:  # a health check reports any failure rather than raising it
             report[name] = {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
             down.append(name)
-        report[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        report[name]["ms"] = round((time.monotonic() - started) * 1000, 1)
+    report["database"]["serving_stale"] = LoadingCache.serving_stale_total()
     body = {"status": "down" if down else "ok", "down": down, "checks": report}
     return JsonResponse(body, status=503 if down else 200)

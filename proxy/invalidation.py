@@ -2,13 +2,15 @@
 
 The process that made the change drops its cache entries at once; with Redis configured, a pub/sub message
 does the same in every other process within milliseconds. Without Redis, other processes rely on the
-cache TTL (INGATE_KEY_CACHE_TTL)."""
+cache TTL (INGATE_KEY_CACHE_TTL). A listener that lost Redis reconnects within a second of its return and drops
+every cached entry, since it may have missed some messages."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import time
 import weakref
 from collections.abc import Callable
 
@@ -56,28 +58,57 @@ def publish(kind: str, value: str = "") -> None:
         log.warning("Could not broadcast a proxy cache invalidation (%s:%s): %s", kind, value, exc)
 
 
-async def listen(redis_url: str, on_message: Listener) -> None:
-    """Apply other processes' invalidations until cancelled, reconnecting with backoff."""
+async def listen(
+    redis_url: str, on_message: Listener, *, first_retry: float = 0.1, max_retry: float = 1.0, ping_every: float = 5.0
+) -> None:
+    """Apply other processes' invalidations until cancelled.
+
+    Reconnects within `max_retry` seconds of Redis coming back (a revoke must not wait out a long backoff), and
+    then drops every cached entry: invalidations sent while it was away are lost. A Redis that holds the
+    connection open but stops answering is noticed by a ping after `ping_every` seconds of silence."""
     import redis.asyncio as aioredis
 
-    delay = 0.5
+    delay = first_retry
+    lost = False
     while True:
-        client = aioredis.Redis.from_url(redis_url)
+        client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
+                await asyncio.wait_for(_subscribed(pubsub), 2.0)
                 on_message("all", "")  # anything may have changed while we were not listening
-                delay = 0.5
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    kind, _, value = message["data"].decode().partition(":")
-                    on_message(kind, value)
+                if lost:
+                    log.warning("Proxy cache invalidation listener is back on Redis; cached entries dropped")
+                delay, lost = first_retry, False
+                heard, pinged = time.monotonic(), None
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    now = time.monotonic()
+                    if message is not None:
+                        heard, pinged = now, None
+                        if message.get("type") == "message":
+                            kind, _, value = message["data"].decode().partition(":")
+                            on_message(kind, value)
+                    elif pinged is not None and now - pinged > 2.0:
+                        raise ConnectionError("Redis did not answer a ping")
+                    elif pinged is None and now - heard > ping_every:
+                        await asyncio.wait_for(pubsub.ping(), 2.0)
+                        pinged = now
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001  (keep listening whatever Redis does)
-            log.warning("Proxy cache invalidation listener lost Redis (%s); retrying in %.1fs", exc, delay)
+            if not lost:
+                log.warning("Proxy cache invalidation listener lost Redis (%s); retrying every %gs at most", exc, max_retry)
+            lost = True
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, max_retry)
         finally:
             await client.aclose()
+
+
+async def _subscribed(pubsub) -> None:
+    """Subscribe and wait for Redis to confirm: only from then on is no message missed."""
+    await pubsub.subscribe(CHANNEL)
+    while True:
+        message = await pubsub.get_message(timeout=1.0)
+        if message is not None and message.get("type") == "subscribe":
+            return
