@@ -43,6 +43,9 @@ class LoadingCache(Generic[K, V]):
     """
 
     _instances: ClassVar[weakref.WeakSet] = weakref.WeakSet()
+    # When the last load of any cache failed, unless one succeeded since: the caches share one database, so
+    # an outage seen by one need not be waited out again by the others. Set and cleared only by _fetch.
+    _source_failed_at: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -74,9 +77,11 @@ class LoadingCache(Generic[K, V]):
             now = time.monotonic()
             if now < entry.expires:
                 return entry.value
-            if entry.failing and now - entry.loaded <= self._max_stale:
-                # Still failing a moment ago: answer at once, and let one background reload find out whether
-                # the source is back (a hung database would otherwise hold every request for the timeout).
+            failing = entry.failing or self._source_failed_recently(now)
+            if failing and entry.value is not None and now - entry.loaded <= self._max_stale:
+                # Still failing a moment ago (this entry, or a load of any cache: they share the database): answer
+                # at once, and let one background reload find out whether the source is back (a hung database
+                # would otherwise hold every request for the timeout, once per cache).
                 self._load_task(key)
                 return entry.value
         return await asyncio.shield(self._load_task(key))
@@ -99,20 +104,26 @@ class LoadingCache(Generic[K, V]):
             value = await self._load(key)
         except Exception as exc:
             return self._stale_or_raise(key, exc)
+        LoadingCache._source_failed_at = None
         if generation == self._generation:
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
             now = time.monotonic()
             self._entries[key] = _Entry(value, now + (self._miss_ttl if value is None else self._ttl), now)
         if self._outage_logged:
+            # The source is back: what was served stale is reloaded on its next use (awaited, like any miss).
             self._outage_logged = False
-            log.warning("The proxy's cache loads again: entries are fresh from the database as they expire")
+            for entry in list(self._entries.values()):
+                if entry.failing:
+                    entry.failing, entry.expires = False, 0.0
+            log.warning("The proxy's cache loads again: entries served stale are reloaded on their next use")
         return value
 
     def _stale_or_raise(self, key: K, exc: Exception) -> V:
         # Invalidation pops entries, so one still here was not invalidated while the load ran.
         entry = self._entries.get(key)
         now = time.monotonic()
+        LoadingCache._source_failed_at = now
         if entry is None or entry.value is None or now - entry.loaded > self._max_stale:
             raise exc
         entry.failing = True
@@ -126,6 +137,10 @@ class LoadingCache(Generic[K, V]):
                 self._max_stale,
             )
         return entry.value
+
+    def _source_failed_recently(self, now: float) -> bool:
+        failed_at = LoadingCache._source_failed_at
+        return failed_at is not None and now - failed_at < self._retry
 
     def _fetched(self, key: K, task: asyncio.Task) -> None:
         if self._loading.get(key) is task:
