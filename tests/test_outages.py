@@ -431,8 +431,15 @@ def test_warm_traffic_outlives_the_cache_ttl_while_postgres_refuses_and_misses_f
     warm, cold = keys
     assert gateway.chat(warm)[0].status_code == 200
     assert gateway.get("/ingate/health")[0].status_code == 200
-    proxy.refuse()
-    _outage_answers(gateway, warm, cold, api_within=1.0)
+    with httpx.Client(base_url=gateway.url, timeout=10) as browser:
+        browser.get("/ingate/login/")  # the CSRF cookie: no database needed for it
+        proxy.refuse()
+        _outage_answers(gateway, warm, cold, api_within=1.0)
+        page = browser.post(
+            "/ingate/login/",
+            data={"username": "someone", "password": "secret", "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
+        )
+    assert page.status_code == 503 and "database" in page.text and "Server Error" not in page.text
     proxy.forward()
     _recovers(gateway, cold)
 
