@@ -40,6 +40,15 @@ def _notify_local(kind: str, value: str) -> None:
             method(kind, value)
 
 
+def channel(redis_url: str) -> str:
+    """The pub/sub channel of the instance on `redis_url`. Redis pub/sub ignores the database number, so two
+    instances sharing a Redis server on databases of their own would otherwise hear each other's invalidations
+    (harmless for safety, but every message costs the other instance its cache loads)."""
+    from redis.connection import parse_url
+
+    return f"{CHANNEL}:{parse_url(redis_url).get('db', 0)}"
+
+
 @functools.cache
 def _redis():
     import redis
@@ -53,7 +62,7 @@ def publish(kind: str, value: str = "") -> None:
     if not settings.REDIS_URL:
         return
     try:
-        _redis().publish(CHANNEL, f"{kind}:{value}")
+        _redis().publish(channel(settings.REDIS_URL), f"{kind}:{value}")
     except Exception as exc:  # noqa: BLE001  (a Redis outage must not fail an admin's revoke)
         log.warning("Could not broadcast a proxy cache invalidation (%s:%s): %s", kind, value, exc)
 
@@ -74,7 +83,7 @@ async def listen(
         client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
         try:
             async with client.pubsub() as pubsub:
-                await asyncio.wait_for(_subscribed(pubsub), 2.0)
+                await asyncio.wait_for(_subscribed(pubsub, channel(redis_url)), 2.0)
                 on_message("all", "")  # anything may have changed while we were not listening
                 if lost:
                     log.warning("Proxy cache invalidation listener is back on Redis; cached entries dropped")
@@ -105,9 +114,9 @@ async def listen(
             await client.aclose()
 
 
-async def _subscribed(pubsub) -> None:
+async def _subscribed(pubsub, name: str) -> None:
     """Subscribe and wait for Redis to confirm: only from then on is no message missed."""
-    await pubsub.subscribe(CHANNEL)
+    await pubsub.subscribe(name)
     while True:
         message = await pubsub.get_message(timeout=1.0)
         if message is not None and message.get("type") == "subscribe":

@@ -268,13 +268,13 @@ def test_the_listener_reconnects_within_a_second_of_redis_returning_and_drops_ev
         wait_for("all", "", 0, 5)
         proxy.refuse()
         time.sleep(3)  # long enough for the old backoff to have grown to several seconds
-        direct.publish(invalidation.CHANNEL, f"key:missed-{marker}")  # nobody listening through the proxy
+        direct.publish(invalidation.channel(django_settings.REDIS_URL), f"key:missed-{marker}")  # nobody listening through the proxy
         back = time.monotonic()
         proxy.forward()
         assert wait_for("all", "", back, 3) - back < 1.5
         assert not any(v == f"missed-{marker}" for _, _, v in heard)
         sent = time.monotonic()
-        direct.publish(invalidation.CHANNEL, f"key:after-{marker}")
+        direct.publish(invalidation.channel(django_settings.REDIS_URL), f"key:after-{marker}")
         assert wait_for("key", f"after-{marker}", sent, 2) - sent < 1.0
     finally:
         loop.call_soon_threadsafe(task.cancel)

@@ -273,7 +273,29 @@ def test_revocation_in_another_process_reaches_this_one_through_redis(gateway, g
     key, plaintext = gateway_key
     assert chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200
     APIKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())  # no local signal
-    redis.Redis.from_url(django_settings.REDIS_URL).publish(invalidation.CHANNEL, f"key:{key.prefix}")
+    redis.Redis.from_url(django_settings.REDIS_URL).publish(invalidation.channel(django_settings.REDIS_URL), f"key:{key.prefix}")
+    deadline = time.monotonic() + 2
+    while chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200:
+        assert time.monotonic() < deadline, "revocation did not arrive through Redis"
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs REDIS_URL (set in CI)")
+def test_an_instance_on_another_redis_database_does_not_invalidate_this_ones_keys(gateway, gateway_key, fake):
+    """Redis pub/sub ignores database numbers: another Ingate sharing the server must not be heard."""
+    import redis
+    from redis.connection import parse_url
+
+    key, plaintext = gateway_key
+    assert chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200
+    APIKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())  # no local signal
+    ours = parse_url(django_settings.REDIS_URL).get("db", 0)
+    other = django_settings.REDIS_URL.rsplit("/", 1)[0] + f"/{(ours + 1) % 16}"
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client.publish(invalidation.channel(other), f"key:{key.prefix}")
+    time.sleep(0.3)
+    assert chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200  # still cached
+    client.publish(invalidation.channel(django_settings.REDIS_URL), f"key:{key.prefix}")
     deadline = time.monotonic() + 2
     while chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200:
         assert time.monotonic() < deadline, "revocation did not arrive through Redis"
