@@ -90,7 +90,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Database outages (issue 11): a page answers 503 saying so rather than Django's HTML 500.
+    # Database outages: a page answers 503 saying so rather than Django's HTML 500.
     "ingate.middleware.DatabaseOutageMiddleware",
 ]
 
@@ -128,7 +128,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
-# --- database outages: bounded waits (issue 11) ------------------------------------------------------
+# --- database outages: bounded waits ----------------------------------------------------------------
 # Seconds to open a connection (libpq's minimum is 2), and the longest a statement may run on the server (0:
 # no limit; raise it for a migration of a big table). A network that drops packets mid-query cuts the
 # connection after 10 s without acknowledgement (tcp_user_timeout; keepalives when idle); a server that
