@@ -41,6 +41,17 @@ def sign_in(page, base: str, username: str) -> None:
     page.wait_for_url(f"{base}/ingate/")
 
 
+def fill_two_target_run(page, base: str) -> None:
+    """The new-run form of org acme, filled in: the capitals prompt on gpt-4o-mini against a raw prompt on
+    gpt-4o, one call at a time (queue it with the `queue` button)."""
+    page.goto(f"{base}/ingate/evals/?org=acme")
+    page.get_by_test_id("new-run").click()
+    page.select_option("select[name=t0-prompt_version]", label="geo/capital v1 (gpt-4o-mini)")
+    page.fill("input[name=t1-model]", "gpt-4o")
+    page.fill("input[name=t1-system]", "Answer with a city. Capital of {{country}}?")
+    page.fill("input[name=concurrency]", "1")
+
+
 def test_a_proxied_request_appears_on_the_dashboard_with_its_cost_and_charts(recording, gateway_key, fake, page):
     _, plaintext = gateway_key
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
@@ -183,12 +194,7 @@ def test_queue_an_eval_from_the_ui_and_watch_it_complete(recording, member, capi
     thread.start()
     try:
         sign_in(page, recording.url, "dana")
-        page.goto(f"{recording.url}/ingate/evals/?org=acme")
-        page.get_by_test_id("new-run").click()
-        page.select_option("select[name=t0-prompt_version]", label="geo/capital v1 (gpt-4o-mini)")
-        page.fill("input[name=t1-model]", "gpt-4o")
-        page.fill("input[name=t1-system]", "Answer with a city. Capital of {{country}}?")
-        page.fill("input[name=concurrency]", "1")
+        fill_two_target_run(page, recording.url)
         page.get_by_test_id("queue").click()
         expect(page.locator(".flash")).to_contain_text("queued: 4 calls")
         expect(page.get_by_test_id("status")).to_have_text("Running")  # pushed over the websocket as it happens

@@ -25,7 +25,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tenancy.models import Role
 from tenancy.tests.factories import MembershipFactory, UserFactory
-from tests.test_browser import capitals, member, page, sign_in  # noqa: F401  (fixtures shared with the other browser tests)
+from tests.test_browser import capitals, fill_two_target_run, member, page, sign_in  # noqa: F401  (fixtures shared with the other browser tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -235,12 +235,7 @@ def test_in_the_embedded_mode_a_run_queued_from_the_form_runs_in_the_background_
     settings.CELERY_TASK_ALWAYS_EAGER = True  # no broker: what a checkout without REDIS_URL does
     fake.defaults["x-fake-delay-ms"] = 400  # four calls one at a time: well over a second
     sign_in(page, recording.url, "dana")
-    page.goto(f"{recording.url}/ingate/evals/?org=acme")
-    page.get_by_test_id("new-run").click()
-    page.select_option("select[name=t0-prompt_version]", label="geo/capital v1 (gpt-4o-mini)")
-    page.fill("input[name=t1-model]", "gpt-4o")
-    page.fill("input[name=t1-system]", "Answer with a city. Capital of {{country}}?")
-    page.fill("input[name=concurrency]", "1")
+    fill_two_target_run(page, recording.url)
     started = time.monotonic()
     page.get_by_test_id("queue").click()
     expect(page.locator(".flash")).to_contain_text("queued: 4 calls")
