@@ -268,10 +268,11 @@ def can_add(principal: Principal, model: type[Model], org: Organization, app: Ap
         return True
     if _allows_org(allowed_org_ids(principal, model, ADD), org.pk):
         return True
-    return model is APIKey and app is not None and _grants_app(principal, app)
+    return model is APIKey and app is not None and grants_app(principal, app)
 
 
-def _grants_app(principal: Principal, app: App) -> bool:
+def grants_app(principal: Principal, app: App) -> bool:
+    """Does the principal hold django-guardian's `manage_app` on `app` (control of that app and its keys)?"""
     granted = _granted_app_ids(principal)
     # An empty list means no user to grant to; otherwise one EXISTS query answers it.
     return not isinstance(granted, list) and granted.filter(pk=app.pk).exists()

@@ -32,6 +32,7 @@ from .permissions import (
     creator_role,
     creator_role_subquery,
     grantable_scopes,
+    grants_app,
     key_scopes_in_use,
     role_in,
     scopes_of_creator,
@@ -359,8 +360,27 @@ def api_key_create(
     return key, new.plaintext
 
 
+def _check_may_change_key(*, actor: Actor, key: APIKey) -> None:
+    """Admins and owners change any key of their org; below that, only the keys one made (a key acting counts
+    as the person behind it) or the keys of an app one was granted: a member does not revoke, re-date or rename
+    an admin's key."""
+    principal = actor.principal
+    if principal.is_staff or (actor.user is None and actor.key is None):
+        return  # staff and the system (management commands)
+    role = role_in(principal, key.org)
+    if role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.ADMIN]:
+        return
+    person = actor.user.pk if actor.user is not None else actor.key.created_by_id
+    if person is not None and key.created_by_id == person:
+        return
+    if grants_app(principal, key.app):
+        return
+    raise PermissionDenied("Only admins and owners change gateway keys made by others; change the keys you made.")
+
+
 @transaction.atomic
 def api_key_update(*, actor: Actor, key: APIKey, **fields) -> APIKey:
+    _check_may_change_key(actor=actor, key=key)
     if "scopes" in fields:
         fields["scopes"] = _clean_scopes(fields["scopes"])
         api_key_check_scopes(actor=actor, org=key.org, scopes=fields["scopes"], key=key)
@@ -370,6 +390,7 @@ def api_key_update(*, actor: Actor, key: APIKey, **fields) -> APIKey:
 @transaction.atomic
 def api_key_revoke(*, actor: Actor, key: APIKey) -> APIKey:
     key = APIKey.objects.select_for_update().get(pk=key.pk)
+    _check_may_change_key(actor=actor, key=key)
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])

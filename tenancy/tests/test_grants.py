@@ -87,10 +87,35 @@ def test_a_member_cannot_widen_a_key_to_admin_afterwards(world, client_for):
     assert key.scopes == ["proxy"]
 
 
-def test_a_member_may_still_narrow_an_admins_key(world, client_for):
-    key, _ = _key_of(world.own.users["admin"], world.own.app, ["proxy", "admin"])
-    response = client_for(user=world.own.users["member"]).patch(f"{KEYS}{key.pk}/", {"scopes": ["proxy"]}, format="json")
-    assert response.status_code == 200, response.content
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda client, key: client.patch(f"{KEYS}{key.pk}/", {"scopes": ["proxy"]}, format="json"),
+        lambda client, key: client.patch(f"{KEYS}{key.pk}/", {"name": "renamed"}, format="json"),
+        lambda client, key: client.post(f"{KEYS}{key.pk}/revoke/"),
+    ],
+    ids=["narrow", "rename", "revoke"],
+)
+def test_a_member_changes_only_the_keys_they_made_not_an_admins(world, client_for, change):
+    member = world.own.users["member"]
+    admins, _ = _key_of(world.own.users["admin"], world.own.app, ["proxy", "admin"])
+    own, _ = _key_of(member, world.own.app, ["proxy", "logs:read"])
+    client = client_for(user=member)
+    refused = change(client, admins)
+    assert refused.status_code == 403, refused.content
+    assert "change the keys you made" in refused.json()["detail"]
+    admins.refresh_from_db()
+    assert admins.scopes == ["proxy", "admin"] and admins.name == "own-admin key" and admins.revoked_at is None
+    assert change(client, own).status_code == 200
+
+
+def test_admins_change_any_key_of_their_org_and_app_grantees_the_keys_of_their_app(world, client_for):
+    members, _ = _key_of(world.own.users["member"], world.own.app, ["proxy"])
+    assert client_for(user=world.own.users["admin"]).post(f"{KEYS}{members.pk}/revoke/").status_code == 200
+    admins, _ = _key_of(world.own.users["admin"], world.own.app, ["proxy", "admin"])
+    viewer = world.own.users["viewer"]
+    assign_perm("tenancy.manage_app", viewer, world.own.app)
+    assert client_for(user=viewer).post(f"{KEYS}{admins.pk}/revoke/").status_code == 200
 
 
 def test_an_admin_cannot_add_admin_to_a_key_its_member_creator_could_never_use(world, client_for):
