@@ -1,6 +1,7 @@
-"""A TCP forwarder that tests put in front of PostgreSQL or Redis to stage an outage without touching the
-real servers (others use them): forward, refuse (listener closed, connections reset) or hang (connections
-accepted and kept, nothing forwarded either way until it forwards again)."""
+"""A TCP forwarder that tests put in front of PostgreSQL, Redis or the gateway to stage an outage without
+touching the real servers (others use them): forward, refuse (listener closed, connections reset), hang
+(connections accepted and kept, nothing forwarded either way until it forwards again), hold replies (requests
+reach the server, its answers wait) or cut (open connections reset, new ones accepted)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import select
 import socket
 import struct
 import threading
+import time
 
 
 class TcpProxy:
@@ -17,6 +19,7 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._flowing = threading.Event()
         self._flowing.set()
+        self._holding_replies = threading.Event()
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._listen()
@@ -24,10 +27,16 @@ class TcpProxy:
     # --- modes ---------------------------------------------------------------------------------------
 
     def forward(self) -> None:
-        """Pass bytes both ways again (connections held by hang() carry on where they stopped)."""
+        """Pass bytes both ways again (connections held by hang() or hold_replies() carry on where they stopped)."""
         if self._listener is None:
             self._listen()
+        self._holding_replies.clear()
         self._flowing.set()
+
+    def hold_replies(self) -> None:
+        """Pass the clients' bytes on but hold the server's back: seen from a client, its commands are applied
+        and their answers never come (until forward())."""
+        self._holding_replies.set()
 
     def hang(self) -> None:
         """Accept connections and keep them open, but pass nothing: a database or Redis that stopped answering."""
@@ -41,6 +50,10 @@ class TcpProxy:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        self.cut()
+
+    def cut(self) -> None:
+        """Reset every open connection and keep accepting new ones: a load balancer restart, a flaky network."""
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for pair in pairs:
@@ -84,11 +97,17 @@ class TcpProxy:
                 readable, _, _ = select.select(list(ends), [], [], 0.05)
                 if not self._flowing.is_set():
                     continue  # hang: what was sent stays unread in the kernel's buffers
+                moved = False
                 for sock in readable:
+                    if sock is upstream and self._holding_replies.is_set():
+                        continue
                     data = sock.recv(65536)
                     if not data:
                         return
                     ends[sock].sendall(data)
+                    moved = True
+                if readable and not moved:
+                    time.sleep(0.01)  # only held replies are waiting: do not spin on them
         except (OSError, ValueError):
             return
         finally:

@@ -4,14 +4,12 @@ Celery worker, each its own process): The sockets stay up past the channel layer
 connection is cut (a TCP forwarder of the test's own, in front of uvicorn), both pages reconnect and resume:
 the live tail shows each request once, newest first, and the eval run page ends showing the finished run."""
 
-import asyncio
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tenancy.models import Role
 from tenancy.tests.factories import MembershipFactory, UserFactory
+from tests.tcp_proxy import TcpProxy
 from tests.test_browser import capitals, fill_two_target_run, member, page, sign_in  # noqa: F401  (fixtures shared with the other browser tests)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,57 +39,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Forwarder:
-    """A TCP forwarder on loopback whose open connections can be cut while it keeps accepting new ones: what a
-    load balancer restart or a flaky network does to a websocket."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.port = _free_port()
-        self.loop = asyncio.new_event_loop()
-        self.open: set[asyncio.StreamWriter] = set()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self.thread.start()
-        ready.wait(5)
-
-    def _run(self, ready: threading.Event) -> None:
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
-        ready.set()
-        self.loop.run_forever()
-
-    async def _handle(self, reader, writer) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.open |= {writer, up_writer}
-
-        async def pipe(source, sink):
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self.open -= {writer, up_writer}
-
-    def cut(self) -> None:
-        def abort():
-            for writer in list(self.open):
-                writer.transport.abort()
-            self.open.clear()
-
-        self.loop.call_soon_threadsafe(abort)
-
-    def close(self) -> None:
-        self.cut()
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -140,7 +88,7 @@ def production(gateway_key, fake, tmp_path):
             assert server.poll() is None and worker.poll() is None, (tmp_path / "uvicorn.log").read_text()
             assert time.monotonic() < deadline, "the production set-up did not become healthy"
             time.sleep(0.3)
-        forwarder = Forwarder(port)
+        forwarder = TcpProxy("127.0.0.1", port)  # cut() resets open sockets, new ones still connect
         yield forwarder, f"http://127.0.0.1:{forwarder.port}", direct
     finally:
         if forwarder is not None:

@@ -1,8 +1,6 @@
 """One bad request must never cost other requests their records, and no outage may make the rollups count
 twice. Runs embedded by default, and through the Redis stream with REDIS_URL (+ PostgreSQL) set."""
 
-import socket
-import threading
 import time
 import uuid
 
@@ -19,6 +17,7 @@ from observability.rows import slim
 from proxy.records import ProxyRecord
 from tenancy.models import Organization
 from tenancy.tests.factories import OrganizationFactory, UserFactory
+from tests.tcp_proxy import TcpProxy
 
 
 def _record(org_id: int, **fields) -> ProxyRecord:
@@ -192,56 +191,12 @@ def test_a_batch_retried_after_failing_midway_counts_nothing_twice(gateway_key, 
     _assert_rollups_equal_records(key.org_id)
 
 
-class _HoldingProxy:
-    """A TCP forwarder in front of Redis that can hold Redis's replies back (a hang seen from the client's side:
-    its commands arrive and are applied, their answers do not)."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self.holding = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-
-    def _pump(self, source, sink, replies: bool):
-        try:
-            while data := source.recv(65536):
-                while replies and self.holding.is_set():
-                    time.sleep(0.01)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.listener.close()
-        for s in self.sockets:
-            s.close()
-
-
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs REDIS_URL (set in CI)")
 def test_rollups_equal_records_after_a_redis_hang_that_applied_a_timed_out_stream_write(gateway_key, pipeline_settings):
     key, _ = gateway_key
     pipeline_settings.INGATE_RECORD_FLUSH_SECONDS = 60  # only this test flushes, not the writer thread
     target = redis.Redis.from_url(django_settings.REDIS_URL).connection_pool.connection_kwargs
-    proxy = _HoldingProxy((target["host"], target["port"]))
+    proxy = TcpProxy(target["host"], target["port"])
     pipeline = RecordPipeline()
     # The writer's client, through the forwarder, with a short timeout so the hang costs the test half a second.
     pipeline._redis = redis.Redis(host="127.0.0.1", port=proxy.port, db=target.get("db", 0), socket_timeout=0.5)
@@ -250,10 +205,10 @@ def test_rollups_equal_records_after_a_redis_hang_that_applied_a_timed_out_strea
     try:
         for record in records:
             pipeline.submit(record)
-        proxy.holding.set()
+        proxy.hold_replies()
         with pytest.raises(redis.TimeoutError):
             pipeline.flush()  # the XADDs went through; their answers never came back
-        proxy.holding.clear()
+        proxy.forward()
         assert redis.Redis.from_url(django_settings.REDIS_URL).xlen(pipeline.stream) == 40
         while pipeline._pending:
             pipeline.flush()  # the writer sends the batch again: every record is on the stream twice
