@@ -32,7 +32,8 @@ class ObservabilitySettingsAdmin(AuditedAdmin):
 
 @admin.register(PriceOverride)
 class PriceOverrideAdmin(AuditedAdmin):
-    list_display = ["org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"]
+    list_display = ["org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok",
+                    "cache_write_1h_per_mtok"]
     list_filter = ["org"]
     search_fields = ["model", "org__slug"]
     fixed_after_create = ("org",)

@@ -57,7 +57,9 @@ class RequestRecord(models.Model):
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     cache_read_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Every cache write; of those, the ones the provider billed at its one-hour rate (Anthropic's ttl "1h").
     cache_write_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cache_write_1h_tokens = models.PositiveIntegerField(null=True, blank=True)
     reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     usage_source = models.CharField(max_length=10, choices=UsageSource.choices, default=UsageSource.NONE)
@@ -66,8 +68,13 @@ class RequestRecord(models.Model):
     cost_input = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     cost_output = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     cost_cache = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    # Server-side tool fees (web searches, code execution), per call as the price table has them.
+    cost_tools = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     cost_total = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     price_source = models.CharField(max_length=40, blank=True, help_text="genai-prices@<version>, override, free")
+    service_tier = models.CharField(max_length=32, blank=True, help_text="The tier the provider reports it billed (flex, priority, …).")
+    # Server-side tool calls the provider billed, by kind: {"web_search": 2, "code_execution": 1}.
+    tool_calls = models.JSONField(default=dict, blank=True)
 
     total_ms = models.FloatField(default=0)
     ttfb_ms = models.FloatField(null=True, blank=True)
@@ -176,7 +183,12 @@ class PriceOverride(models.Model):
     input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     cache_read_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
-    cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="5-minute cache writes; the input price when empty.",
+    )
+    cache_write_1h_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="One-hour cache writes; the cache write price when empty.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["org", "model"], name="price_override_unique_model")]

@@ -37,7 +37,8 @@ class OrgPolicies:
         if hit is not None and time.monotonic() - hit[0] < _OVERRIDE_TTL:
             return hit[1], hit[2]
         overrides = {
-            row.model: Override(row.input_per_mtok, row.output_per_mtok, row.cache_read_per_mtok, row.cache_write_per_mtok)
+            row.model: Override(row.input_per_mtok, row.output_per_mtok, row.cache_read_per_mtok, row.cache_write_per_mtok,
+                                row.cache_write_1h_per_mtok)
             for row in PriceOverride.objects.filter(org_id=org_id)
         }
         mode = body_mode(org_id)
@@ -150,9 +151,12 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
             output_tokens=tokens.output,
             cache_read_tokens=tokens.cache_read,
             cache_write_tokens=tokens.cache_write,
+            cache_write_1h_tokens=tokens.cache_write_1h,
             reasoning_tokens=tokens.reasoning,
             total_tokens=tokens.total,
             usage_source=UsageSource.REPORTED,
+            service_tier=tokens.tier,
+            tool_calls=tokens.tool_calls,
         )
     sanitise_row(row)  # before pricing: "gpt-4o-mini\x00" is priced as the gpt-4o-mini it was meant to be
     if tokens is not None:
@@ -164,13 +168,14 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
                 cost_input=str(cost.input),
                 cost_output=str(cost.output),
                 cost_cache=str(cost.cache),
+                cost_tools=str(cost.tools),
                 cost_total=str(cost.total),
                 price_source=cost.source,
             )
     return row
 
 
-_DECIMALS = ("cost_input", "cost_output", "cost_cache", "cost_total")
+_DECIMALS = ("cost_input", "cost_output", "cost_cache", "cost_tools", "cost_total")
 
 
 def to_record(row: dict[str, Any]) -> RequestRecord:

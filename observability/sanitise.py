@@ -27,6 +27,7 @@ COST_LIMIT = Decimal(10) ** (_COST.max_digits - _COST.decimal_places)
 COUNT_MAX = _RANGES["PositiveIntegerField"][1]
 _JSON_INT = (-(2**63), 2**63 - 1)
 _ERROR_CHARS = 2000
+_COSTS = ("cost_input", "cost_output", "cost_cache", "cost_tools", "cost_total")
 
 
 def clean_text(value: str) -> tuple[str, str]:
@@ -119,12 +120,12 @@ def sanitise_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _clean_costs(row: dict[str, Any], flags: list[str]) -> None:
     try:
-        costs = [Decimal(row[name]) for name in ("cost_input", "cost_output", "cost_cache", "cost_total") if row.get(name) is not None]
+        costs = [Decimal(row[name]) for name in _COSTS if row.get(name) is not None]
     except (InvalidOperation, TypeError, ValueError):
         costs = [Decimal("NaN")]
     if costs and not all(cost_fits(cost) for cost in costs):
         flags.append(f"unpriced: cost {row.get('cost_total')} is negative or beyond what a record holds")
-        for name in ("cost_input", "cost_output", "cost_cache", "cost_total"):
+        for name in _COSTS:
             row[name] = None
         row["price_source"] = ""
 

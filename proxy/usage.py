@@ -25,6 +25,24 @@ _ANTHROPIC_EVENTS = frozenset(
 )
 
 
+# Kept beside a response's own usage fields, for what a provider bills by but reports outside its usage object:
+# OpenAI's top-level service_tier (what the request was billed as: default, flex, priority), and the server-side
+# tool calls of a Responses answer, counted from its output items ({"web_search": 2}).
+TIER_FIELD = "service_tier"
+TOOL_CALLS_FIELD = "ingate_tool_calls"
+# Output item types of the Responses API that are billed per call, by the tool kind they are recorded as.
+_BILLED_OUTPUT_ITEMS = {"web_search_call": "web_search", "file_search_call": "file_search"}
+
+
+def _tool_calls(output: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in output:
+        kind = _BILLED_OUTPUT_ITEMS.get(item.get("type")) if isinstance(item, dict) else None
+        if kind is not None:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def _collect(obj: Any, usage: dict[str, Any], model: list[str]) -> None:
     if not isinstance(obj, dict):
         return
@@ -36,6 +54,14 @@ def _collect(obj: Any, usage: dict[str, Any], model: list[str]) -> None:
         value = obj.get(name)
         if isinstance(value, dict):
             usage.update(value)
+    tier = obj.get("service_tier")
+    if isinstance(tier, str) and tier:  # OpenAI chat chunks and Responses carry it at the top level
+        usage[TIER_FIELD] = tier
+    output = obj.get("output")
+    if isinstance(output, list) and output:
+        calls = _tool_calls(output)
+        if calls:
+            usage[TOOL_CALLS_FIELD] = calls
     for name in ("prompt_eval_count", "eval_count"):  # Ollama's final line
         if name in obj:
             usage[name] = obj[name]

@@ -60,6 +60,7 @@ class PriceOverrideSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PriceOverride
-        fields = ["id", "org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"]
+        fields = ["id", "org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok",
+                  "cache_write_1h_per_mtok"]
         extra_kwargs = {name: {"min_value": 0} for name in fields[3:]}
         validators = []  # uniqueness of (org, model) comes back from the database as a field error

@@ -182,7 +182,7 @@ class PriceOverrideViewSet(CrudViewSet):
     serializer_class = s.PriceOverrideSerializer
     filterset_fields = ["org", "model"]
     search_fields = ["model"]
-    updatable = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+    updatable = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok")
 
     def create_object(self, data):
         org = data.pop("org")

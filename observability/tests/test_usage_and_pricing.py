@@ -48,7 +48,7 @@ OLLAMA = {"prompt_eval_count": 26, "eval_count": 298}
         ("groq", {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}, Tokens(10, 5)),
         ("openai", {"prompt_tokens": 8, "total_tokens": 8}, Tokens(8, 0)),  # embeddings
         ("openai", OPENAI_RESPONSES, Tokens(900, 200, 512, 0, 64)),
-        ("anthropic", ANTHROPIC_STREAM, Tokens(32025, 412, 30000, 2000, 0)),
+        ("anthropic", ANTHROPIC_STREAM, Tokens(32025, 412, 30000, 2000, 0, tier="standard")),
         ("gemini", GEMINI, Tokens(800, 240, 400, 0, 90)),
         ("ollama", OLLAMA, Tokens(26, 298)),
     ],
@@ -105,3 +105,50 @@ def test_more_cached_than_prompt_tokens_is_unpriced_with_the_reason_on_tiered_an
     for model in ("gemini-2.5-pro", "gemini-2.0-flash"):  # genai-prices raised on one, went negative on the other
         with pytest.raises(UnpricedUsage, match=r"more cached tokens \(500\) than input tokens \(100\)"):
             cost_of(Tokens(100, 10, 500), provider="gemini", models=[model], overrides={})
+
+
+def test_anthropic_one_hour_writes_are_kept_apart_from_five_minute_ones():
+    tokens = normalize("anthropic", {"input_tokens": 10, "cache_creation_input_tokens": 300, "cache_read_input_tokens": 0,
+                                     "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+                                     "output_tokens": 5})
+    assert (tokens.input, tokens.cache_write, tokens.cache_write_1h) == (310, 300, 200)
+
+
+def test_anthropic_server_tool_counts_and_gemini_tool_prompts_and_tier_are_read():
+    anthropic_tokens = normalize("anthropic", {"input_tokens": 1, "output_tokens": 1, "service_tier": "priority",
+                                               "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0}})
+    assert anthropic_tokens.tool_calls == {"web_search": 2} and anthropic_tokens.tier == "priority"
+    gemini = normalize("gemini", {"promptTokenCount": 10, "candidatesTokenCount": 4, "toolUsePromptTokenCount": 30,
+                                  "serviceTier": "FLEX"})
+    assert (gemini.input, gemini.output, gemini.tier) == (40, 4, "flex")
+
+
+def test_a_long_prompt_prices_each_kind_of_cache_write_at_the_long_context_rate():
+    # claude-sonnet-4-5 above 200k input tokens: $6 input, $7.50 5-minute write, $12 one-hour write per million.
+    tokens = Tokens(input=300_000, output=0, cache_write=100_000, cache_write_1h=50_000)
+    cost = cost_of(tokens, provider="anthropic", models=["claude-sonnet-4-5"], overrides={})
+    assert cost.input == Decimal("1.2")
+    assert cost.cache == Decimal("0.975")  # 50k x 7.50 + 50k x 12
+
+
+def test_priority_tier_raises_the_price_and_an_unknown_tier_keeps_the_standard_one():
+    plain = cost_of(Tokens(1_000_000, 1_000_000), provider="openai", models=["gpt-4.1"], overrides={})
+    priority = cost_of(Tokens(1_000_000, 1_000_000, tier="priority"), provider="openai", models=["gpt-4.1"], overrides={})
+    unknown = cost_of(Tokens(1_000_000, 1_000_000, tier="scale"), provider="openai", models=["gpt-4.1"], overrides={})
+    assert (plain.total, priority.total, unknown.total) == (Decimal(10), Decimal("17.5"), Decimal(10))
+
+
+def test_tool_calls_without_a_fee_in_the_table_add_nothing():
+    cost = cost_of(Tokens(1000, 10, tools=(("web_fetch", 4),)), provider="anthropic", models=["claude-opus-4-1"], overrides={})
+    assert cost.tools == 0
+
+
+@pytest.mark.parametrize("tokens, reason", [
+    (Tokens(100, 10, cache_write=50, cache_write_1h=80), r"more one-hour cache writes \(80\) than cache writes \(50\)"),
+    (Tokens(100, 10, reasoning=50), r"more reasoning tokens \(50\) than output tokens \(10\)"),
+])
+def test_other_contradictions_are_unpriced_with_the_reason(tokens, reason):
+    from observability.pricing import UnpricedUsage
+
+    with pytest.raises(UnpricedUsage, match=reason):
+        cost_of(tokens, provider="openai", models=["gpt-4.1"], overrides={})

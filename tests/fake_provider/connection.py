@@ -40,6 +40,14 @@ def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
     return _status_line(status) + "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1") + b"\r\n"
 
 
+def _replayed(body: bytes, content_type: str) -> Reply | StreamReply:
+    if "event-stream" in content_type or "ndjson" in content_type:
+        separator = b"\n\n" if "event-stream" in content_type else b"\n"
+        events = [event + separator for event in body.strip().split(separator) if event.strip()]
+        return StreamReply(content_type, [], events, [])
+    return Reply(body, content_type)
+
+
 class _Active:
     """The response a connection is working on, for disconnect reporting."""
 
@@ -182,7 +190,9 @@ class _Connection(asyncio.Protocol):
             self._send(_error(flavor, 400, f"fake provider: {exc}"), flavor, _DEFAULT_OPTIONS, keep_alive)
             return
         result: Reply | StreamReply
-        if opts.status:
+        if provider.replays:
+            result = _replayed(*provider.replays.popleft())
+        elif opts.status:
             result = _error(flavor, opts.status, f"fake provider error {opts.status} (x-fake-status)")
             if opts.retry_after is not None:
                 result.headers.append(("retry-after", opts.retry_after))

@@ -4,6 +4,7 @@ switch defaults and the records tests read."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,8 @@ class FakeProvider:
         # answers(model, last user text) -> the answer text, or None for the usual one: lets a test script
         # models that answer differently (an eval's "good" and "bad" model). x-fake-text still wins.
         self.answers: Callable[[str, str], str | None] | None = None
+        # Recorded provider responses to send verbatim, one per request, in order (see replay()).
+        self.replays: collections.deque[tuple[bytes, str]] = collections.deque()
         self._batches: dict[str, int] = {}
         self._connections: set[_Connection] = set()
         self._cond = threading.Condition()
@@ -88,12 +91,18 @@ class FakeProvider:
         with self._cond:
             return self._cond.wait_for(lambda: len(self.disconnects) >= count, timeout)
 
+    def replay(self, body: bytes | str, content_type: str = "application/json") -> None:
+        """Answer the next request (whatever its route) with `body` exactly as given: a response captured from
+        the real provider. An SSE or NDJSON body is sent event by event, as a stream."""
+        self.replays.append((body.encode() if isinstance(body, str) else body, content_type))
+
     def reset(self):
         with self._cond:
             self.requests.clear()
             self.disconnects.clear()
             self._defaults.clear()
             self.answers = None
+            self.replays.clear()
 
     # serving
 
