@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 GROUP = "writers"
 # The writer makes sure the coming days' partitions exist (PostgreSQL), so it never depends on celery beat.
 _PARTITION_CHECK_SECONDS = 3600.0
+# Without Redis no celery beat runs, so the gateway's own writer enforces retention, as often as beat would.
+_RETENTION_SECONDS = 3600.0
 
 
 # The database is away or overloaded: the batch is retried later, and no row is blamed for it.
@@ -154,6 +156,7 @@ class RecordPipeline:
         # entries are claimed after INGATE_RECORD_CLAIM_SECONDS.
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._partitions_checked = -_PARTITION_CHECK_SECONDS
+        self._retention_enforced = -_RETENTION_SECONDS
         self.dropped = 0
 
     # --- the proxy's side ------------------------------------------------------------------------
@@ -213,6 +216,9 @@ class RecordPipeline:
         if time.monotonic() - self._partitions_checked > _PARTITION_CHECK_SECONDS:
             self._partitions_checked = time.monotonic()
             retention.ensure_partitions()
+        if not self.redis_url and time.monotonic() - self._retention_enforced > _RETENTION_SECONDS:
+            self._retention_enforced = time.monotonic()
+            retention.enforce_retention()
         batch = []
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())

@@ -70,8 +70,9 @@ def ensure_partitions(days_ahead: int = 7, days_behind: int = 1) -> list[str]:
 def _create_partition(day: datetime.date, name: str) -> None:
     start, end = day.isoformat(), (day + datetime.timedelta(days=1)).isoformat()
     with connection.cursor() as cursor:
-        # Built apart and attached, so rows of that day already sitting in DEFAULT can move in first.
-        cursor.execute(f'CREATE TABLE "{name}" (LIKE "{TABLE}" INCLUDING DEFAULTS)')
+        # Built apart and attached, so rows of that day already sitting in DEFAULT can move in first. With the
+        # parent's CHECK constraints (a column added later brings one), which ATTACH requires a partition to have.
+        cursor.execute(f'CREATE TABLE "{name}" (LIKE "{TABLE}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)')
         cursor.execute(
             f'WITH moved AS (DELETE FROM "{TABLE}_default" WHERE created_at >= %s AND created_at < %s RETURNING *) '
             f'INSERT INTO "{name}" SELECT * FROM moved',
