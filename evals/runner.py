@@ -118,7 +118,8 @@ class Execution:
     async def _score(self, target: EvalTarget, item: DatasetItem) -> None:
         try:
             messages = messages_for(target, item)
-        except (RenderError, NothingToSend) as exc:
+            internal.require_turn(target.provider, messages)  # a system prompt alone: Anthropic/Gemini refuse it
+        except (RenderError, NothingToSend, internal.NoTurn) as exc:
             answer = None
             reason = f"The prompt could not be rendered for this item: {exc}" if isinstance(exc, RenderError) else str(exc)
             case = Case(output="", expected=item.expected, variables=item.variables, metadata=item.metadata,
@@ -270,6 +271,7 @@ def summarize(target: EvalTarget) -> dict[str, Any]:
         },
         "cost": float(cost) if rows else 0.0,
         "unpriced": sum(1 for row in rows if row["cost"] is None and not row["error"]),
+        "priced": sum(1 for row in rows if row["cost"] is not None),
         "input_tokens": sum(row["input_tokens"] or 0 for row in rows),
         "output_tokens": sum(row["output_tokens"] or 0 for row in rows),
         "latency_p50_ms": p50,

@@ -15,7 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from observability.models import RequestRecord
-from prompts.models import PromptVersion
+from prompts.selectors import PromptRefError, prompt_version_by_ref
 from proxy.internal import text_of, shape_of
 from proxy.providers import PROVIDER_NAMES
 from tenancy.audit import Actor, audit_record
@@ -198,11 +198,11 @@ def _clean_targets(org: Organization, targets: list) -> list[EvalTarget]:
             continue
         version = None
         if raw.get("prompt_version"):
-            wanted = raw["prompt_version"]
-            found = PromptVersion.objects.filter(pk=wanted, prompt__org=org) if isinstance(wanted, int) else None
-            version = found.select_related("prompt").first() if found is not None else None
-            if version is None:
-                errors[f"targets.{n}.prompt_version"] = "No such prompt version in this organization."
+            # `support/greeter@3` as the pages write it, or the version's id (what the API took at first).
+            try:
+                version = prompt_version_by_ref(ref=raw["prompt_version"], orgs=[org.pk])
+            except PromptRefError as exc:
+                errors[f"targets.{n}.prompt_version"] = str(exc)
                 continue
         messages = raw.get("messages") or []
         if not isinstance(messages, list) or any(not isinstance(m, dict) or "role" not in m or "content" not in m for m in messages):

@@ -369,6 +369,7 @@ async def playground_stream(request):
         if not isinstance(params, dict):
             raise ValueError("Parameters must be a JSON object.")
         chat, version = await sync_to_async(_playground_input)(org, data)
+        internal.require_turn(provider, chat)  # NoTurn, a ValueError: a system prompt alone for Anthropic/Gemini
     except (ValueError, RenderError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     if version is not None:

@@ -32,6 +32,28 @@ def request_metadata(body: Any, size: int) -> dict[str, Any]:
     return meta
 
 
+_ROLE_ORDER = {role: n for n, role in enumerate(("system", "developer", "user", "assistant", "tool", "function"))}
+
+
+def metadata_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """`request_metadata`'s shape as (what, value) lines for a person: the request detail page."""
+    rows = []
+    if "messages" in meta:
+        roles = meta["messages"] or {}
+        # In conversation order, whatever order the database kept the keys in (PostgreSQL's jsonb sorts them).
+        ordered = sorted(roles, key=lambda role: (_ROLE_ORDER.get(role, len(_ROLE_ORDER)), role))
+        rows.append(("Messages", ", ".join(f"{roles[role]} {role}" for role in ordered) or "none"))
+    if meta.get("system_chars"):
+        rows.append(("System prompt", f"{meta['system_chars']:,} characters"))
+    if meta.get("tools"):
+        rows.append(("Tools", ", ".join(str(name) for name in meta["tools"])))
+    for name, value in (meta.get("parameters") or {}).items():
+        rows.append((name, value if isinstance(value, str) else json.dumps(value)))
+    if meta.get("bytes") is not None:
+        rows.append(("Request size", f"{meta['bytes']:,} bytes"))
+    return rows
+
+
 def _event_text(event: Any) -> str:
     """The text an SSE event or NDJSON line adds to the answer, for each provider's shape."""
     if not isinstance(event, dict):

@@ -93,12 +93,15 @@ def _poll(user, org_id: int, tail: Tail) -> list[tuple[dict, str]]:
     # Strictly before the cursor: what is at or after it comes below, as newer rows.
     in_window = records.filter(created_at__gte=floor, created_at__lt=tail.at).values_list("id", flat=True)
     missing = [pk for pk in in_window[:LATE_SCAN] if pk not in tail.seen]
-    late = list(records.filter(pk__in=missing).order_by("created_at", "id").values(*_FIELDS)) if missing else []
+    late = list(selectors.with_cost_flags(records.filter(pk__in=missing)).order_by("created_at", "id")
+                .values(*_FIELDS, "is_failed", "is_unpriced")) if missing else []
     sent = [(row, tail.cursor) for row in late]
     after = Q(created_at__gt=tail.at)
     if tail.last_id is not None:
         after |= Q(created_at=tail.at, id__gt=tail.last_id)
-    for row in records.filter(after).order_by("created_at", "id").values(*_FIELDS)[:BATCH]:
+    for row in selectors.with_cost_flags(records.filter(after)).order_by("created_at", "id").values(
+        *_FIELDS, "is_failed", "is_unpriced"
+    )[:BATCH]:
         tail.at, tail.last_id = row["created_at"], row["id"]
         sent.append((row, tail.cursor))
     for row, _ in sent:

@@ -32,6 +32,23 @@ class UsageSource(models.TextChoices):
     NONE = "none", "Not available"
 
 
+# Endpoints a provider bills by the token (chat, completions, responses, messages, embeddings, Gemini's generate
+# and embed verbs, Ollama's chat/generate/embed). Model lists, token counts, moderations, batches and files are
+# not billed per request, so they are never "unpriced".
+BILLED_ENDPOINTS = frozenset({
+    "chat.completions", "completions", "responses", "embeddings", "messages", "complete",
+    "generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents", "chat", "generate", "embed",
+})
+
+# Unpriced: a request that did not fail, of a kind billed by the token (the provider reported token usage, or it
+# went to a billed endpoint), whose cost Ingate does not know (no price for the model, or no usage to price).
+# A failed request is "failed", never unpriced; a request of another kind has no cost at all. A failed request
+# can still carry a cost (a stream cut after the provider counted the prompt): its cost is what was billed.
+UNPRICED = ~FAILED & models.Q(cost_total__isnull=True) & (
+    models.Q(usage_source=UsageSource.REPORTED) | models.Q(endpoint__in=BILLED_ENDPOINTS)
+)
+
+
 class RequestRecord(models.Model):
     """What happened to one request. The id is the `X-Ingate-Request-Id` the client received."""
 
@@ -115,7 +132,18 @@ class RequestRecord(models.Model):
 
     @property
     def priced(self) -> bool:
+        """The cost is known (it may be $0: free models, self-hosted Ollama)."""
         return self.cost_total is not None
+
+    # The Python side of FAILED and UNPRICED, for records in hand (the writer's rollups, pages): keep them equal.
+    @property
+    def failed(self) -> bool:
+        return self.outcome != Outcome.OK or self.status >= 400
+
+    @property
+    def unpriced(self) -> bool:
+        billed = self.usage_source == UsageSource.REPORTED or self.endpoint in BILLED_ENDPOINTS
+        return not self.failed and self.cost_total is None and billed
 
 
 class DeadRecord(models.Model):
@@ -213,6 +241,8 @@ class RecordRollup(models.Model):
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     unpriced = models.PositiveIntegerField(default=0)
+    # Requests whose cost is known: with `unpriced`, tells "$0" (free) from "unpriced" and from "no cost at all".
+    priced = models.PositiveIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
@@ -246,6 +276,9 @@ class SessionRollup(models.Model):
     started = models.DateTimeField()
     ended = models.DateTimeField()
     requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    unpriced = models.PositiveIntegerField(default=0)
+    priced = models.PositiveIntegerField(default=0)
     tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from .models import FAILED, LATENCY_BOUNDS_MS, RecordRollup, RequestRecord, SessionRollup
+from .models import FAILED, LATENCY_BOUNDS_MS, UNPRICED, RecordRollup, RequestRecord, SessionRollup
 
 _ZERO = Decimal(0)
 
@@ -24,6 +24,7 @@ class _Sums:
     requests: int = 0
     errors: int = 0
     unpriced: int = 0
+    priced: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost: Decimal = _ZERO
@@ -31,8 +32,9 @@ class _Sums:
 
     def add(self, record: RequestRecord, with_latency: bool) -> None:
         self.requests += 1
-        self.errors += failed(record)
-        self.unpriced += record.cost_total is None and record.usage_source == "reported"
+        self.errors += record.failed
+        self.unpriced += record.unpriced
+        self.priced += record.priced
         self.input_tokens += record.input_tokens or 0
         self.output_tokens += record.output_tokens or 0
         self.cost += record.cost_total or _ZERO
@@ -40,10 +42,6 @@ class _Sums:
             if not self.latency:
                 self.latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
             self.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, record.total_ms)] += 1
-
-
-def failed(record: RequestRecord) -> bool:
-    return record.outcome != "ok" or record.status >= 400
 
 
 def _dimensions(record: RequestRecord):
@@ -99,13 +97,14 @@ def _write_rollups(sums: dict[tuple, _Sums]) -> None:
         row.requests += delta.requests
         row.errors += delta.errors
         row.unpriced += delta.unpriced
+        row.priced += delta.priced
         row.input_tokens += delta.input_tokens
         row.output_tokens += delta.output_tokens
         row.cost += delta.cost
         if delta.latency:
             row.latency = [a + b for a, b in zip(row.latency or [0] * len(delta.latency), delta.latency)]
         (changed if key in existing else new).append(row)
-    fields = ["requests", "errors", "unpriced", "input_tokens", "output_tokens", "cost", "latency"]
+    fields = ["requests", "errors", "unpriced", "priced", "input_tokens", "output_tokens", "cost", "latency"]
     RecordRollup.objects.bulk_update(changed, fields, batch_size=500)
     RecordRollup.objects.bulk_create(new, batch_size=500)
 
@@ -129,12 +128,15 @@ def _write_sessions(sessions: dict[tuple[int, str], list[RequestRecord]]) -> Non
             row.started = min(row.started, record.created_at)
             row.ended = max(row.ended, record.created_at)
             row.requests += 1
+            row.errors += record.failed
+            row.unpriced += record.unpriced
+            row.priced += record.priced
             row.tokens += record.total_tokens or 0
             row.cost += record.cost_total or _ZERO
             row.name = row.name or record.session_name
             row.user_id = row.user_id or record.user_id
             row.client = row.client or record.client
-    fields = ["started", "ended", "requests", "tokens", "cost", "name", "user_id", "client"]
+    fields = ["started", "ended", "requests", "errors", "unpriced", "priced", "tokens", "cost", "name", "user_id", "client"]
     SessionRollup.objects.bulk_update(changed, fields, batch_size=500)
     SessionRollup.objects.bulk_create(new, batch_size=500)
 
@@ -159,18 +161,22 @@ def rebuild(org_id: int) -> int:
     """Recompute an org's rollups and sessions from its raw records (after an import, a restore or a bulk
     load that bypassed the writer). Returns the number of rollup rows written."""
     from django.db.models import Case, Count, IntegerField, Max, Min, Sum, Value, When
-    from django.db.models.functions import Coalesce, TruncHour
+    from django.db.models.functions import Coalesce, NullIf, TruncHour
 
-    records = RequestRecord.objects.filter(org_id=org_id).annotate(hour=TruncHour("created_at"))
+    # The model as the writer files it: as answered, else as requested.
+    records = RequestRecord.objects.filter(org_id=org_id).annotate(
+        hour=TruncHour("created_at"), filed_model=Coalesce(NullIf("response_model", Value("")), "model"),
+    )
     sums = {
         "requests": Count("id"),
         "errors": Count("id", filter=FAILED),
-        "unpriced": Count("id", filter=Q(cost_total__isnull=True, usage_source="reported")),
+        "unpriced": Count("id", filter=UNPRICED),
+        "priced": Count("id", filter=Q(cost_total__isnull=False)),
         "input": Coalesce(Sum("input_tokens"), 0),
         "output": Coalesce(Sum("output_tokens"), 0),
         "spent": Coalesce(Sum("cost_total"), _ZERO),
     }
-    fields = {"model": "response_model", "provider": "provider", "app": "app_id", "key": "key_id", "user": "user_id",
+    fields = {"model": "filed_model", "provider": "provider", "app": "app_id", "key": "key_id", "user": "user_id",
               "prompt": "prompt_version_id"}
     rows: list[RecordRollup] = []
     with transaction.atomic():
@@ -197,12 +203,15 @@ def rebuild(org_id: int) -> int:
         sessions = (
             RequestRecord.objects.filter(org_id=org_id).exclude(session_id="").values("session_id")
             .annotate(started=Min("created_at"), ended=Max("created_at"), requests=Count("id"),
+                      errors=Count("id", filter=FAILED), unpriced=Count("id", filter=UNPRICED),
+                      priced=Count("id", filter=Q(cost_total__isnull=False)),
                       tokens=Coalesce(Sum("total_tokens"), 0), cost=Coalesce(Sum("cost_total"), _ZERO),
                       name=Max("session_name"), user=Max("user_id"), client=Max("client"))
         )
         SessionRollup.objects.bulk_create(
             (SessionRollup(org_id=org_id, session_id=s["session_id"], started=s["started"], ended=s["ended"],
-                           requests=s["requests"], tokens=s["tokens"], cost=s["cost"], name=s["name"] or "",
+                           requests=s["requests"], errors=s["errors"], unpriced=s["unpriced"],
+                           priced=s["priced"], tokens=s["tokens"], cost=s["cost"], name=s["name"] or "",
                            user_id=s["user"] or "", client=s["client"] or "") for s in sessions.iterator()),
             batch_size=1000,
         )
@@ -212,6 +221,6 @@ def rebuild(org_id: int) -> int:
 def _rollup(org_id, dimension, hour, value, row, histogram) -> RecordRollup:
     return RecordRollup(
         org_id=org_id, dimension=dimension, bucket=hour, value=value, requests=row["requests"], errors=row["errors"],
-        unpriced=row["unpriced"], input_tokens=row["input"], output_tokens=row["output"], cost=row["spent"],
+        unpriced=row["unpriced"], priced=row["priced"], input_tokens=row["input"], output_tokens=row["output"], cost=row["spent"],
         latency=histogram,
     )

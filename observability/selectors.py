@@ -9,11 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db import connection
 from django.db.models import (
     Aggregate,
     Avg,
+    BooleanField,
     Count,
+    ExpressionWrapper,
     F,
     FloatField,
     Max,
@@ -24,13 +27,19 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 
+from prompts.forms import PromptVersionRefField
+from prompts.selectors import REF_HELP
 from tenancy.api.params import IsoDateTimeFilter
+from tenancy.api.permissions import principal_of
 from tenancy.models import APIKey, App, Organization
-from tenancy.permissions import VIEW, Principal, restrict
+from tenancy.permissions import VIEW, Principal, orgs_where, restrict
 
 from .models import (
     FAILED,
+    UNPRICED,
     BodyMode,
     ObservabilitySettings,
     Outcome,
@@ -51,6 +60,8 @@ GROUPS = {
     "prompt_version": "prompt_version_id",
 }
 BUCKETS = {"hour": TruncHour, "day": TruncDay}
+# What `?search=` looks in (the records API and the logs page).
+SEARCHED_FIELDS = ("model", "response_model", "session_id", "user_id", "error", "client")
 
 
 def body_capture_bytes(org_id: int) -> int:
@@ -68,6 +79,13 @@ def records_for(principal: Principal) -> QuerySet[RequestRecord]:
     return restrict(RequestRecord.objects.all(), principal, VIEW)
 
 
+@extend_schema_field({"type": "string", "description": f"Prompt version: {REF_HELP}; or the version's id."})
+class PromptVersionFilter(django_filters.Filter):
+    """`support/greeter@3` as the pages write it, or a version id (see prompts.selectors): its records."""
+
+    field_class = PromptVersionRefField
+
+
 class RecordFilter(django_filters.FilterSet):
     """The filters of the logs table and of /records/ (query parameters)."""
 
@@ -79,18 +97,32 @@ class RecordFilter(django_filters.FilterSet):
     status = django_filters.NumberFilter()
     outcome = django_filters.ChoiceFilter(choices=Outcome.choices)
     errors = django_filters.BooleanFilter(method="filter_errors", label="Only failed requests")
+    ingate = django_filters.BooleanFilter(method="filter_ingate", label="Only Ingate's own calls")
     app = django_filters.CharFilter(field_name="app__slug")
     key = django_filters.CharFilter(field_name="key__prefix")
     session = django_filters.CharFilter(field_name="session_id")
     user = django_filters.CharFilter(field_name="user_id")
     client = django_filters.CharFilter()
-    prompt_version = django_filters.NumberFilter(field_name="prompt_version_id")
+    prompt_version = PromptVersionFilter(field_name="prompt_version", lookup_expr="in", label="Prompt version")
     property = django_filters.CharFilter(method="filter_property", label="name:value")
-    unpriced = django_filters.BooleanFilter(field_name="cost_total", lookup_expr="isnull")
+    unpriced = django_filters.BooleanFilter(method="filter_unpriced", label="Only unpriced requests")
+    search = django_filters.CharFilter(
+        method="filter_search", label="Search",
+        widget=forms.TextInput(attrs={"placeholder": "model, session, user, error, client", "type": "search"}),
+    )
 
     class Meta:
         model = RequestRecord
         fields: list[str] = []
+
+    def __init__(self, data=None, queryset=None, *, orgs=None, **kwargs):
+        """`orgs`: where a prompt version reference resolves; by default the orgs whose records the caller reads
+        (the request's principal), so a prompt of an org the caller cannot see reads as unknown."""
+        super().__init__(data, queryset, **kwargs)
+        if orgs is None:
+            principal = principal_of(self.request) if self.request is not None else Principal()
+            orgs = lambda: orgs_where(principal, RequestRecord, VIEW)  # noqa: E731  (only when a ref is given)
+        self.filters["prompt_version"].extra["orgs"] = orgs
 
     def filter_org(self, queryset, name, value):
         # A constant org id, not a join: the planner then walks the (org, created_at) index newest first.
@@ -100,14 +132,49 @@ class RecordFilter(django_filters.FilterSet):
     def filter_model(self, queryset, name, value):
         return queryset.filter(Q(model=value) | Q(response_model=value))
 
+    def filter_search(self, queryset, name, value):
+        # Case-insensitive substrings of the short text columns only; bodies are not searched (yet).
+        found = Q()
+        for field in SEARCHED_FIELDS:
+            found |= Q(**{f"{field}__icontains": value})
+        return queryset.filter(found)
+
     def filter_errors(self, queryset, name, value):
         return queryset.filter(FAILED) if value else queryset.exclude(FAILED)
+
+    def filter_unpriced(self, queryset, name, value):
+        return queryset.filter(UNPRICED) if value else queryset.exclude(UNPRICED)
+
+    def filter_ingate(self, queryset, name, value):
+        # Ingate's own calls (playground, prompt tests, eval runs, judges) go out with no gateway key.
+        return queryset.filter(key__isnull=value)
 
     def filter_property(self, queryset, name, value):
         prop, _, wanted = value.partition(":")
         # The name is one JSON key and never a lookup: as `properties__{name}`, `?property=a__regex:(` reached
         # PostgreSQL as a regular expression and failed there.
         return queryset.alias(_property=KeyTransform(prop, "properties")).filter(_property=wanted)
+
+
+def with_cost_flags(queryset: QuerySet) -> QuerySet:
+    """Each record's `is_failed` and `is_unpriced`, by the one definition, for rows read as values (exports,
+    the live tail) where the model's properties are out of reach."""
+    return queryset.annotate(
+        is_failed=ExpressionWrapper(FAILED, output_field=BooleanField()),
+        is_unpriced=ExpressionWrapper(UNPRICED, output_field=BooleanField()),
+    )
+
+
+def record_sums(records: list[RequestRecord]) -> dict[str, Any]:
+    """Requests, failed, unpriced and priced counts, tokens and known cost of records in hand (a session's)."""
+    return {
+        "requests": len(records),
+        "errors": sum(r.failed for r in records),
+        "unpriced": sum(r.unpriced for r in records),
+        "priced": sum(r.priced for r in records),
+        "tokens": sum(r.total_tokens or 0 for r in records),
+        "cost": sum((r.cost_total for r in records if r.cost_total is not None), Decimal(0)),
+    }
 
 
 def p50_p95(values: list[float]) -> tuple[float | None, float | None]:
@@ -127,7 +194,8 @@ def totals(queryset: QuerySet) -> dict[str, Any]:
         input_tokens=Sum("input_tokens"),
         output_tokens=Sum("output_tokens"),
         cost=Sum("cost_total"),
-        unpriced=Count("id", filter=Q(cost_total__isnull=True, usage_source="reported")),
+        unpriced=Count("id", filter=UNPRICED),
+        priced=Count("id", filter=Q(cost_total__isnull=False)),
         first=Min("created_at"),
         last=Max("created_at"),
     )
@@ -220,21 +288,50 @@ def _rollups(org_id: int, since: datetime.datetime, dimension: str) -> QuerySet:
     return RecordRollup.objects.filter(org_id=org_id, dimension=dimension, bucket__gte=since)
 
 
+_ROLLUP_SUMS = {
+    "requests": Sum("requests"), "errors": Sum("errors"), "unpriced": Sum("unpriced"), "priced": Sum("priced"),
+    "cost": Sum("cost"),
+}
+_TOKENS = Sum(F("input_tokens") + F("output_tokens"))
+_COUNTS = ("requests", "errors", "unpriced", "priced", "tokens")
+
+
 def rollup_totals(org_id: int, since: datetime.datetime) -> dict[str, Any]:
     found = _rollups(org_id, since, "all").aggregate(
-        requests=Sum("requests"), errors=Sum("errors"), unpriced=Sum("unpriced"),
-        input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), cost=Sum("cost"),
+        input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), **_ROLLUP_SUMS,
     )
-    return {name: value or 0 for name, value in found.items()} | {"cost": found["cost"] or Decimal(0)}
+    found = {name: value or 0 for name, value in found.items()} | {"cost": found["cost"] or Decimal(0)}
+    return found | {"tokens": found["input_tokens"] + found["output_tokens"]}
 
 
-def rollup_series(org_id: int, since: datetime.datetime, bucket: str) -> list[dict[str, Any]]:
-    """Per hour or day: requests, errors, tokens, cost and latency p50/p95 (from the latency histograms)."""
-    merged: dict[datetime.datetime, dict[str, Any]] = {}
+def bucket_starts(since: datetime.datetime, until: datetime.datetime, bucket: str) -> list[datetime.datetime]:
+    """Every hour (or UTC day) from the one holding `since` to the one holding `until`: a chart's time axis."""
+    step = datetime.timedelta(hours=1) if bucket == "hour" else datetime.timedelta(days=1)
+    at = since.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+    if bucket != "hour":
+        at = at.replace(hour=0)
+    starts = []
+    while at <= until:
+        starts.append(at)
+        at += step
+    return starts
+
+
+def _empty_point(at: datetime.datetime) -> dict[str, Any]:
+    return {"at": at, "group": None, "requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
+            "cost": Decimal(0), "p50_ms": None, "p95_ms": None}
+
+
+def rollup_series(org_id: int, since: datetime.datetime, bucket: str,
+                  until: datetime.datetime | None = None) -> list[dict[str, Any]]:
+    """Per hour or UTC day from `since` to `until` (now), empty ones included, so a chart's time axis is the
+    window and not just the buckets that saw traffic: requests, errors, tokens, cost and latency p50/p95 (from
+    the latency histograms)."""
+    merged = {at: _empty_point(at) | {"latency": []} for at in bucket_starts(since, until or timezone.now(), bucket)}
     for row in _rollups(org_id, since, "all").order_by("bucket"):
-        at = row.bucket if bucket == "hour" else row.bucket.replace(hour=0)
-        point = merged.setdefault(at, {"at": at, "requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-                                       "cost": Decimal(0), "latency": []})
+        at = row.bucket.astimezone(datetime.UTC)
+        at = at if bucket == "hour" else at.replace(hour=0)
+        point = merged.setdefault(at, _empty_point(at) | {"latency": []})
         for name in ("requests", "errors", "input_tokens", "output_tokens", "cost"):
             point[name] += getattr(row, name)
         histogram = row.latency or []
@@ -242,24 +339,64 @@ def rollup_series(org_id: int, since: datetime.datetime, bucket: str) -> list[di
     for point in merged.values():
         histogram = point.pop("latency")
         point["p50_ms"], point["p95_ms"] = percentile(histogram, 0.5), percentile(histogram, 0.95)
-        point["group"] = None
-    return list(merged.values())
+    return [merged[at] for at in sorted(merged)]
 
 
-def rollup_breakdown(org_id: int, since: datetime.datetime, dimension: str, limit: int = 10) -> list[dict[str, Any]]:
-    rows = list(
-        _rollups(org_id, since, dimension).values("value")
-        .annotate(requests=Sum("requests"), cost=Sum("cost"), tokens=Sum(F("input_tokens") + F("output_tokens")))
-        .order_by("-requests")[:limit]
-    )
-    names = {}
+# The rows a breakdown leaves out are summed into one "others" row; what no row of the dimension holds (the
+# rollups keep no row for an empty value) is its own row, named here. Records without an app or key are the
+# calls Ingate makes itself: the playground, a prompt's "send to model", eval runs and their LLM judges.
+BREAKDOWN_ROWS = 10
+INGATE_ITSELF = "(Ingate itself)"
+_WITHOUT = {"app": INGATE_ITSELF, "key": INGATE_ITSELF, "user": "(no user id)", "model": "(no model)",
+            "provider": "(no provider)"}
+
+
+def _sum_row(found: dict[str, Any], **extra) -> dict[str, Any]:
+    return {name: found.get(name) or 0 for name in _COUNTS} | {"cost": found.get("cost") or Decimal(0)} | extra
+
+
+def _minus(whole: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    return {name: whole[name] - part[name] for name in (*_COUNTS, "cost")}
+
+
+def rollup_breakdown(org_id: int, since: datetime.datetime, dimension: str, limit: int = BREAKDOWN_ROWS,
+                     totals: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The busiest values of a dimension, then an "others (N more)" row with the rest, then a row for records
+    without a value: the rows add up to the window's totals. Each row names the logs filter that selects it
+    (`filter`: (parameter, value)), or None when no single filter does (others, no user id, no model)."""
+    rollups = _rollups(org_id, since, dimension)
+    top = [_sum_row(row, value=row["value"]) for row in
+           rollups.values("value").annotate(tokens=_TOKENS, **_ROLLUP_SUMS).order_by("-requests", "value")[:limit]]
+    whole = rollups.aggregate(values=Count("value", distinct=True), tokens=_TOKENS, **_ROLLUP_SUMS)
+    rows = _named(dimension, top)
+    shown = {name: sum(row[name] for row in top) for name in (*_COUNTS, "cost")}
+    if whole["values"] > len(top):
+        more = whole["values"] - len(top)
+        rows.append(_minus(_sum_row(whole), shown) | {"name": f"others ({more} more)", "kind": "others", "filter": None})
+    without = _minus(totals or rollup_totals(org_id, since), _sum_row(whole))
+    if without["requests"] > 0:
+        name = _WITHOUT.get(dimension, "(none)")
+        rows.append(without | {"name": name, "kind": "without",
+                               "filter": ("ingate", "true") if name == INGATE_ITSELF else None})
+    return rows
+
+
+def _named(dimension: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Display names and logs filters: apps by slug, keys by name and prefix (rollups hold their ids)."""
+    ids = [int(row["value"]) for row in rows if row["value"].isdigit()] if dimension in ("app", "key") else []
+    names: dict[int, tuple[str, str]] = {}
     if dimension == "app":
-        names = dict(App.objects.filter(pk__in=[r["value"] for r in rows]).values_list("pk", "slug"))
+        names = {pk: (slug, slug) for pk, slug in App.objects.filter(pk__in=ids).values_list("pk", "slug")}
     elif dimension == "key":
-        names = {pk: f"{name} ({prefix})" for pk, name, prefix in
-                 APIKey.objects.filter(pk__in=[r["value"] for r in rows]).values_list("pk", "name", "prefix")}
+        names = {pk: (f"{name} ({prefix})", prefix) for pk, name, prefix in
+                 APIKey.objects.filter(pk__in=ids).values_list("pk", "name", "prefix")}
     for row in rows:
-        row["name"] = names.get(int(row["value"]), row["value"]) if names else row["value"]
+        if dimension in ("app", "key"):
+            # A deleted app or key keeps its rollups: shown by id, with no filter left to select it.
+            name, wanted = names.get(int(row["value"]) if row["value"].isdigit() else -1, (row["value"], None))
+        else:
+            name, wanted = row["value"], row["value"]
+        row |= {"name": name, "kind": "value", "filter": (dimension, wanted) if wanted else None}
     return rows
 
 

@@ -4,7 +4,6 @@ Server-rendered; every query starts from `selectors.records_for`, narrowed to th
 from __future__ import annotations
 
 import datetime
-from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -15,6 +14,7 @@ from django.utils import timezone
 from tenancy.permissions import CHANGE, VIEW, Principal, orgs_where, restrict
 
 from . import selectors
+from .bodies import metadata_rows
 from .models import RequestBody, RequestRecord
 
 WINDOWS = {"24h": (datetime.timedelta(hours=24), "hour"), "7d": (datetime.timedelta(days=7), "day"),
@@ -66,10 +66,18 @@ def _page(request, template: str, ctx: OrgContext, **context):
     return render(request, template, {"orgs": ctx.orgs, "org": ctx.org, **context})
 
 
+def _label(at: datetime.datetime, bucket: str, first: bool) -> str | list[str]:
+    # Hours name their day on a second line where one starts (and on the first bar): 24 h spans two days'
+    # "16:00". Chart.js draws a list as lines.
+    at = at.astimezone(datetime.UTC)
+    if bucket != "hour":
+        return at.strftime("%b %d")
+    return [at.strftime("%H:%M"), at.strftime("%b %d")] if first or at.hour == 0 else at.strftime("%H:%M")
+
+
 def _chart_data(points: list[dict], bucket: str) -> dict:
-    fmt = "%H:%M" if bucket == "hour" else "%b %d"
     return {
-        "labels": [p["at"].astimezone(datetime.timezone.utc).strftime(fmt) for p in points],
+        "labels": [_label(p["at"], bucket, n == 0) for n, p in enumerate(points)],
         "requests": [p["requests"] for p in points],
         "errors": [p["errors"] for p in points],
         "cost": [float(p["cost"]) for p in points],
@@ -101,14 +109,16 @@ def overview(request):
         windows=list(WINDOWS),
         totals=totals,
         chart=_chart_data(points, bucket),
-        breakdowns={name: selectors.rollup_breakdown(ctx.org.pk, since, name) for name in BREAKDOWNS},
+        breakdowns={name: selectors.rollup_breakdown(ctx.org.pk, since, name, totals=totals) for name in BREAKDOWNS},
+        since=since.isoformat(),  # a breakdown row's logs link selects the same window
     )
 
 
 @login_required
 def logs(request):
     ctx = OrgContext(request)
-    filters = selectors.RecordFilter(request.GET, queryset=ctx.records().select_related("app", "key"))
+    filters = selectors.RecordFilter(request.GET, queryset=ctx.records().select_related("app", "key"),
+                                     orgs=[ctx.org] if ctx.org else [])
     page = PeekPage(filters.qs if filters.is_valid() else ctx.records().none(), request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -122,7 +132,9 @@ def logs(request):
 @login_required
 def record_detail(request, pk):
     ctx = OrgContext(request)
-    record = get_object_or_404(selectors.records_for(ctx.principal).select_related("app", "key", "org"), pk=pk)
+    # The version's row may be gone (records outlive prompts): the join then gives None, not a failed lookup.
+    record = get_object_or_404(selectors.records_for(ctx.principal).select_related(
+        "app", "key", "org", "prompt_version__prompt__namespace"), pk=pk)
     total = max(record.total_ms, 0.001)
     streaming = max(record.total_ms - record.overhead_ms - record.upstream_ms, 0)
     timing = [
@@ -132,7 +144,9 @@ def record_detail(request, pk):
     ]
     ctx.org = record.org
     body = RequestBody.objects.filter(record=record).first()
-    return _page(request, "observability/detail.html", ctx, record=record, timing=timing, body=body)
+    return _page(request, "observability/detail.html", ctx, record=record, timing=timing, body=body,
+                 body_mode=selectors.body_mode(record.org_id),
+                 metadata=metadata_rows(body.metadata) if body and body.metadata else [])
 
 
 @login_required
@@ -149,13 +163,9 @@ def session_detail(request, session_id):
     records = list(ctx.records().filter(session_id=session_id).order_by("created_at")[:2000])
     if not records:
         raise Http404("No requests in this session.")
-    cost = sum((r.cost_total for r in records if r.cost_total is not None), Decimal(0))
-    tokens = sum(r.total_tokens or 0 for r in records)
-    unpriced = sum(1 for r in records if r.cost_total is None and r.usage_source == "reported")
     return _page(
-        request, "observability/session.html", ctx,
-        session_id=session_id, records=records, cost=cost, tokens=tokens, unpriced=unpriced,
-        started=records[0].created_at, ended=records[-1].created_at,
+        request, "observability/session.html", ctx, session_id=session_id, records=records,
+        sums=selectors.record_sums(records), started=records[0].created_at, ended=records[-1].created_at,
     )
 
 

@@ -43,6 +43,12 @@ class Rendered:
         """As OpenAI-style chat messages: the rendered messages, or the text template as one user message."""
         return self.messages or [{"role": "user", "content": self.text}]
 
+    def followed_by(self, user_message: str) -> Rendered:
+        """The prompt with a user turn after it (the prompt page's "User message"), as chat messages."""
+        if not user_message:
+            return self
+        return Rendered([*self.chat(), {"role": "user", "content": user_message}], "", self.unused)
+
 
 def placeholders(messages: list[dict], template: str) -> list[str]:
     found = []

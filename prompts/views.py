@@ -24,10 +24,11 @@ from tenancy.audit import Actor, client_ip
 from tenancy.permissions import VIEW, Principal, can_add, restrict
 
 from . import services
+from .forms import RenderForm
 from .models import Label, Prompt, PromptVersion
 from .permissions import may_move_label
-from .render import RenderError, for_provider
-from .render import render as render_prompt
+from .render import for_provider
+from .selectors import PromptRefError, prompt_version_by_ref
 
 
 def _prompt(request, pk) -> Prompt:
@@ -56,7 +57,8 @@ def _metrics(prompt: Prompt) -> dict[int, dict]:
     rows = (
         RecordRollup.objects.filter(org=prompt.org, dimension="prompt", bucket__gte=since,
                                     value__in=[str(pk) for pk in prompt.versions.values_list("pk", flat=True)])
-        .values("value").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost"))
+        .values("value").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost"),
+                                  unpriced=Sum("unpriced"), priced=Sum("priced"))
     )
     return {int(row["value"]): row for row in rows}
 
@@ -84,12 +86,15 @@ def prompt_detail(request, pk):
         context["render_result"] = shown
     old, new = request.GET.get("from"), request.GET.get("to")
     if old and new:
-        a = get_object_or_404(PromptVersion, prompt=prompt, number=old)
-        b = get_object_or_404(PromptVersion, prompt=prompt, number=new)
-        table = difflib.HtmlDiff(wrapcolumn=70).make_table(
-            services.version_lines(a), services.version_lines(b), f"v{a.number}", f"v{b.number}", context=False
-        )
-        context.update(diff_table=table, diff_from=a.number, diff_to=b.number)
+        try:
+            a, b = (prompt_version_by_ref(prompt=prompt, ref=ref) for ref in (old, new))
+        except PromptRefError as exc:
+            context["diff_error"] = str(exc)
+        else:
+            table = difflib.HtmlDiff(wrapcolumn=70).make_table(
+                services.version_lines(a), services.version_lines(b), f"v{a.number}", f"v{b.number}", context=False
+            )
+            context.update(diff_table=table, diff_from=a.number, diff_to=b.number)
     return render(request, "prompts/detail.html", context)
 
 
@@ -111,12 +116,14 @@ def move_label(request, pk):
         elif action == "rollback":
             services.label_rollback(actor=_actor(request), prompt=prompt, name=name)
         elif action == "set":
-            version = get_object_or_404(PromptVersion, prompt=prompt, number=request.POST.get("version"))
+            version = prompt_version_by_ref(prompt=prompt, ref=request.POST.get("version", ""))
             services.label_set(actor=_actor(request), prompt=prompt, name=name, version=version)
         else:
             raise Http404
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+    except PromptRefError as exc:
+        messages.error(request, str(exc))
     else:
         label = Label.objects.get(prompt=prompt, name=name)
         messages.success(request, f"{name} now points at version {label.version.number}.")
@@ -126,42 +133,39 @@ def move_label(request, pk):
 @login_required
 @require_POST
 def render_form(request, pk):
-    """Render a version with variables; with "send", also ask a model for its answer through the gateway (the
-    call is recorded like any other: the user as user_id, client `ingate-playground`, linked to the version)."""
+    """Render a version with variables (and a user message after it); with "send", also ask a model for its
+    answer through the gateway (the call is recorded like any other: the user as user_id, client
+    `ingate-playground`, linked to the version)."""
     prompt = _prompt(request, pk)
-    version = get_object_or_404(PromptVersion, prompt=prompt, number=request.POST.get("version"))
-    provider = request.POST.get("provider", "").strip() or internal.guess_provider(version.model)
-    model = request.POST.get("model", "").strip() or version.model
-    shown = {"prompt": prompt.pk, "version": version.number, "variables": request.POST.get("variables", ""),
-             "provider": provider, "model": model, "output": "", "error": ""}
-    try:
-        values = json.loads(request.POST.get("variables") or "{}")
-        if not isinstance(values, dict):
-            raise ValueError("expected a JSON object")
-        rendered = render_prompt(version.messages, version.template, version.variables, values)
-    except (ValueError, RenderError) as exc:
-        shown["error"] = str(exc) if isinstance(exc, RenderError) else f"Variables are not valid JSON: {exc}"
-    else:
-        fields = for_provider(rendered, internal.shape_of(provider))
-        shown["output"] = json.dumps({"model": model, **version.parameters, **fields}, indent=2, ensure_ascii=False)
+    form = RenderForm(request.POST, prompt=prompt)
+    valid = form.is_valid()
+    data = form.cleaned_data
+    shown = {"prompt": prompt.pk, "version": request.POST.get("version", ""), "variables": request.POST.get("variables", ""),
+             "user": request.POST.get("user", ""), "provider": data.get("provider", request.POST.get("provider", "")),
+             "model": data.get("model", request.POST.get("model", "")), "output": "", "error": "", "warning": form.warning}
+    rendered = data.get("rendered")
+    if rendered is not None:
+        fields = for_provider(rendered, internal.shape_of(shown["provider"]))
+        shown["output"] = json.dumps({"model": shown["model"], **data["version"].parameters, **fields}, indent=2,
+                                     ensure_ascii=False)
         if rendered.unused:
-            shown["error"] = f"Not used by this version: {', '.join(rendered.unused)}."
-        if "send" in request.POST:
-            # A model call spends the org's money: members and up, like creating a version.
-            if can_add(Principal.for_user(request.user), PromptVersion, prompt.org):
-                shown["answer"] = _ask(request, prompt, version, provider, model, rendered)
-            else:
-                shown["answer"] = {"error": "Your role may read prompts but not send them to a model."}
+            shown["warning"] = " ".join(filter(None, [f"Not used by this version: {', '.join(rendered.unused)}.",
+                                                      shown["warning"]]))
+    if not valid:
+        shown["error"] = " ".join(message for errors in form.errors.values() for message in errors)
+    elif data["send"]:
+        # A model call spends the org's money: members and up, like creating a version.
+        if can_add(Principal.for_user(request.user), PromptVersion, prompt.org):
+            shown["answer"] = _ask(request, prompt, data["version"], shown["provider"], shown["model"], rendered)
+        else:
+            shown["answer"] = {"error": "Your role may read prompts but not send them to a model."}
     request.session["prompt_render"] = shown
     return redirect("prompts:detail", pk=prompt.pk)
 
 
 def _ask(request, prompt: Prompt, version: PromptVersion, provider: str, model: str, rendered) -> dict:
-    if not model:
-        return {"error": "Name a model to send the prompt to."}
-    messages_ = rendered.chat()
     answer = async_to_sync(internal.chat)(
-        internal.Principal(org_id=prompt.org_id, org_slug=prompt.org.slug), provider, model, messages_,
+        internal.Principal(org_id=prompt.org_id, org_slug=prompt.org.slug), provider, model, rendered.chat(),
         version.parameters, user_id=request.user.get_username(), client="ingate-playground",
         prompt_version_id=version.pk,
     )

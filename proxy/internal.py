@@ -77,6 +77,20 @@ def shape_of(provider: str) -> str:
     return spec.errors if spec is not None else "openai"
 
 
+class NoTurn(ValueError):
+    """A chat of system messages only, for a provider whose API refuses one: Anthropic's Messages API wants at
+    least one message besides `system`, Gemini at least one entry in `contents`. OpenAI-style providers and
+    Ollama answer a system message alone."""
+
+
+def require_turn(provider: str, messages: list[dict]) -> None:
+    """Refuse, before anything is sent, a chat that `build_request` would turn into an empty message list."""
+    if shape_of(provider) in ("anthropic", "gemini") and all(m.get("role") == "system" for m in messages):
+        spec = REGISTRY.get(provider)
+        raise NoTurn(f"{spec.label if spec else provider} refuses a request without a user message, and this one has "
+                     "only a system prompt: write a user message to send after it.")
+
+
 def build_request(provider: str, model: str, messages: list[dict], params: dict[str, Any], stream: bool
                   ) -> tuple[str, str, dict]:
     """(path, query, body) for a chat request in `provider`'s own format. `messages` are OpenAI-style

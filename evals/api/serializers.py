@@ -62,9 +62,13 @@ class FromRecordsSerializer(serializers.Serializer):
 
 
 class TargetSerializer(serializers.ModelSerializer):
+    prompt_version_ref = serializers.CharField(source="prompt_version", read_only=True, allow_null=True,
+                                               help_text="The prompt version as namespace/name@number.")
+
     class Meta:
         model = EvalTarget
-        fields = ["position", "label", "prompt_version", "messages", "provider", "model", "parameters", "summary"]
+        fields = ["position", "label", "prompt_version", "prompt_version_ref", "messages", "provider", "model",
+                  "parameters", "summary"]
         read_only_fields = fields
 
 
@@ -73,8 +77,10 @@ class RunSerializer(serializers.ModelSerializer):
     dataset_version = ScopedPrimaryKeyField(queryset=DatasetVersion.objects.all())  # another org's reads as missing
     targets = serializers.ListField(
         child=serializers.JSONField(), write_only=True,
-        help_text='Each: {"prompt_version": id?, "messages": [...]?, "provider": "openai", "model": "gpt-4o-mini", '
-                  '"parameters": {...}, "label": "..."}',
+        help_text='Each: {"prompt_version": "support/greeter@3"?, "messages": [...]?, "provider": "openai", '
+                  '"model": "gpt-4o-mini", "parameters": {...}, "label": "..."}. `prompt_version` is written '
+                  'namespace/name@version (or @label: the version it points at when the run is created; or name@3 '
+                  'when one prompt has that name), or the version\'s id as a number.',
     )
     target_list = TargetSerializer(source="targets", many=True, read_only=True)
 

@@ -236,6 +236,17 @@ def test_the_cancel_button_shows_only_while_the_run_is_not_finished(world, membe
     assert 'data-testid="cancel"' not in page and EvalRun.objects.get(pk=run.pk).status == RunStatus.CANCELLED
 
 
+def test_a_target_whose_calls_have_no_price_shows_unpriced_not_zero(member, capitals):
+    from evals.models import EvalResult
+
+    run = queued_run(capitals)
+    target = run.targets.get()
+    for item in capitals.latest.items.all():
+        EvalResult.objects.create(run=run, target=target, item=item, output="x", cost=None, latency_ms=10)
+    summary = text_of(member.get(f"{EVALS}runs/{run.pk}/")).split('data-testid="summary"')[1].split("</table>")[0]
+    assert 'data-cost="unpriced"' in summary and "$0" not in summary
+
+
 def test_the_compare_page_counts_regressions_and_improvements(member, gatewayed):
     run = services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
                               targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])

@@ -9,7 +9,11 @@ from ..models import ObservabilitySettings, PriceOverride, RequestRecord
 class RequestRecordSerializer(serializers.ModelSerializer):
     app = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     key = serializers.SlugRelatedField(slug_field="prefix", read_only=True)
-    priced = serializers.BooleanField(read_only=True, help_text="False: the model has no known price (cost is null).")
+    priced = serializers.BooleanField(read_only=True, help_text="The cost is known (cost_total is not null).")
+    failed = serializers.BooleanField(read_only=True, help_text="Refused, cut, timed out, or answered with an error status.")
+    unpriced = serializers.BooleanField(
+        read_only=True, help_text="Did not fail, is billed by the token, and its cost is unknown (not in totals).",
+    )
 
     class Meta:
         model = RequestRecord

@@ -25,9 +25,11 @@ from .. import selectors, services
 from ..models import ObservabilitySettings, PriceOverride, RequestRecord
 from . import serializers as s
 
-_EXPORT_FIELDS = [
+_RECORD_FIELDS = [
     f.attname for f in RequestRecord._meta.concrete_fields if f.name not in ("team",)
 ]
+# Computed by the one definition (models.FAILED / UNPRICED): a null cost alone does not say which it was.
+_EXPORT_FIELDS = [*_RECORD_FIELDS, "failed", "unpriced"]
 
 
 def _choice(request, name: str, allowed, default):
@@ -93,7 +95,9 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, filters=True)
     @decorators.action(detail=False)
     def totals(self, request):
-        """Totals over the filtered records; `unpriced` counts requests whose model has no known price."""
+        """Totals over the filtered records. `errors` counts failed requests; `unpriced` counts requests that did
+        not fail, of a kind billed by the token, whose cost is unknown (not in `cost`); `priced` those whose cost is
+        known."""
         return response.Response(selectors.totals(self.filter_queryset(self.get_queryset())))
 
     @extend_schema(responses={200: s.SessionSerializer(many=True)})
@@ -114,7 +118,10 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     def export(self, request):
         """Every filtered record as CSV or JSON lines, streamed."""
         kind = _choice(request, "export_format", {"csv", "jsonl"}, "csv")
-        rows = self.filter_queryset(self.get_queryset()).order_by("created_at").values_list(*_EXPORT_FIELDS)
+        rows = (
+            selectors.with_cost_flags(self.filter_queryset(self.get_queryset())).order_by("created_at")
+            .values_list(*_RECORD_FIELDS, "is_failed", "is_unpriced")
+        )
         lines = _csv(rows.iterator(chunk_size=2000)) if kind == "csv" else _jsonl(rows.iterator(chunk_size=2000))
         reply = StreamingHttpResponse(stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson")
         reply["Content-Disposition"] = f'attachment; filename="ingate-records.{kind}"'

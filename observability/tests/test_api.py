@@ -63,7 +63,8 @@ def test_gateway_keys_need_the_logs_read_scope(client_for, world, records):
         ("status=429", "c"),
         ("user=alice", "a"),
         ("property=env:prod", "a"),
-        ("unpriced=true", "cd"),
+        ("unpriced=true", "d"),  # c failed: failed, not unpriced
+        ("unpriced=false", "abc"),
         ("app=own-app", "abcd"),
     ],
 )
@@ -87,11 +88,13 @@ def test_bad_filter_values_get_field_errors(client_for, world, records):
 
 
 def test_totals_count_errors_cost_and_unpriced_requests(client_for, world, records):
+    record(world.own, 1, model="acme-private", cost_total=None)  # reported usage, no price
+    record(world.own, 1, endpoint="models", usage_source="none", cost_total=None)  # not billed by the token
     since = (timezone.now() - datetime.timedelta(hours=1)).isoformat()
     totals = client_for(user=world.own.users["member"]).get(f"{URL}totals/", {"since": since}).json()
-    assert totals["requests"] == 3 and totals["errors"] == 1
-    assert Decimal(str(totals["cost"])) == Decimal("0.002")
-    assert totals["unpriced"] == 1
+    assert totals["requests"] == 5 and totals["errors"] == 1
+    assert Decimal(str(totals["cost"])) == Decimal("0.002") and totals["priced"] == 2
+    assert totals["unpriced"] == 1  # the failed 429 (c) and the model list are not unpriced
 
 
 def test_series_by_model_with_latency_percentiles(client_for, world, records):

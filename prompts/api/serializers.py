@@ -62,6 +62,8 @@ class RenderSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, required=False)
     label = serializers.SlugField(max_length=50, required=False)
     variables = serializers.DictField(required=False, default=dict)
+    user = serializers.CharField(required=False, allow_blank=True, default="",
+                                 help_text="A user message to put after the prompt (Anthropic needs one after a system prompt).")
     provider = serializers.ChoiceField(choices=["openai", "anthropic"], default="openai")
 
     def validate(self, data):

@@ -145,6 +145,7 @@ class PromptViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.R
             rendered = render(version.messages, version.template, version.variables, data["variables"])
         except RenderError as exc:
             raise exceptions.ValidationError({"variables": [str(exc)]}) from None
+        rendered = rendered.followed_by(data["user"])
         body = {"model": version.model, **version.parameters, **for_provider(rendered, data["provider"])}
         return response.Response({"version": version.number, "request": body, "unused_variables": rendered.unused})
 

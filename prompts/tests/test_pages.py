@@ -73,3 +73,20 @@ def test_diff_and_render_on_the_page(world, prompt):
 
 def test_another_orgs_prompt_is_not_found(world, prompt):
     assert browser(world.other.users["owner"]).get(f"/ingate/prompts/{prompt.pk}/").status_code == 404
+
+
+def test_a_versions_cost_column_says_unpriced_when_its_calls_have_no_price_never_zero(world, prompt):
+    from django.utils import timezone
+
+    from observability.models import RecordRollup
+
+    v1, v2 = prompt.versions.order_by("number")
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    RecordRollup.objects.create(org=world.own.org, bucket=hour, dimension="prompt", value=str(v1.pk), requests=3,
+                                unpriced=3, priced=0)
+    RecordRollup.objects.create(org=world.own.org, bucket=hour, dimension="prompt", value=str(v2.pk), requests=2,
+                                priced=2, cost="0.5")
+    page = browser(world.own.users["viewer"]).get(f"/ingate/prompts/{prompt.pk}/").content.decode()
+    rows = {n: page.split(f'<tr data-version="{n}">')[1].split("</tr>")[0] for n in (1, 2)}
+    assert 'data-cost="unpriced"' in rows[1] and "$0" not in rows[1]
+    assert ">$0.5<" in rows[2]

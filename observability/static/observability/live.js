@@ -7,7 +7,8 @@
   const state = document.getElementById("live-state");
   const body = table.querySelector("tbody");
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const usd = (value, reported) => value === null ? (reported ? "unpriced" : "—") : "$" + Number(value).toPrecision(3);
+  // The server says whether a record without a cost is unpriced or failed (models.UNPRICED / FAILED).
+  const usd = (r) => r.cost_total !== null ? window.ingateUsd(r.cost_total) : r.is_unpriced ? "unpriced" : "—";
   const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text ?? ""; if (cls) td.className = cls; return td; };
   // Rows sort by (created_at, id), as the server sends them; created_at always has microseconds, so strings compare.
   const key = (created, id) => `${created} ${id}`;
@@ -25,9 +26,9 @@
     const time = document.createElement("td"); time.appendChild(link); row.appendChild(time);
     row.appendChild(cell(r.provider));
     row.appendChild(cell(r.response_model || r.model));
-    row.appendChild(cell(r.status, "status " + (r.status >= 400 || r.outcome !== "ok" ? "bad" : "ok")));
+    row.appendChild(cell(r.status, "status " + (r.is_failed ? "bad" : "ok")));
     row.appendChild(cell(`${r.input_tokens ?? "–"} / ${r.output_tokens ?? "–"}`, "num"));
-    row.appendChild(cell(usd(r.cost_total, r.usage_source === "reported"), "num"));
+    row.appendChild(cell(usd(r), "num"));
     row.appendChild(cell(`${Math.round(r.total_ms)} ms`, "num"));
     row.appendChild(cell(r.session_id));
     row.appendChild(cell(r.client));
