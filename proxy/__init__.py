@@ -1,1 +1,1 @@
-"""The proxy hot path: provider detection, key swap and streaming relay (see DESIGN.md)."""
+"""The proxy hot path: provider detection, key swap and streaming relay (see docs/architecture.md)."""

@@ -10,6 +10,9 @@ from tenancy import services
 from tenancy.audit import Actor
 from tenancy.models import Organization, Scope
 
+# Everything but `admin`: an admin key exists only where someone asked for one (see the README).
+DEMO_KEY_SCOPES = [s for s in Scope.values if s != Scope.ADMIN]
+
 
 def bootstrap_instance() -> dict | None:
     """Create the demo tenant and first admin when the instance has no organization yet.
@@ -29,8 +32,7 @@ def bootstrap_instance() -> dict | None:
             admin = services.user_create(actor=actor, username="admin", password=password, is_staff=True)
         org = services.organization_create(actor=actor, name="Demo", slug="demo", owner=admin)
         app = services.app_create(actor=actor, org=org, name="Demo app", slug="demo-app")
-        scopes = [s for s in Scope.values if s != Scope.ADMIN]
-        key, plaintext = services.api_key_create(actor=actor, app=app, name="demo", scopes=scopes)
+        key, plaintext = services.api_key_create(actor=actor, app=app, name="demo", scopes=DEMO_KEY_SCOPES)
     return {"org": org, "app": app, "key": key, "plaintext": plaintext, "admin": admin, "password": password}
 
 

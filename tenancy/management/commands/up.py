@@ -1,6 +1,7 @@
 """`manage.py up`: migrate, bootstrap a demo tenant on first start, print how to use it, and serve."""
 
 import os
+import shlex
 import shutil
 import sys
 
@@ -8,7 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from .bootstrap import bootstrap_instance
+from .bootstrap import DEMO_KEY_SCOPES, bootstrap_instance
 
 BANNER = """
   Ingate is starting.
@@ -19,6 +20,9 @@ BANNER = """
   API docs        {base}/ingate/api/docs/
   Health          {base}/ingate/health
   Gateway key     {key}
+
+  In your shell (the README's examples read these){export_note}:
+    export INGATE_URL={base} INGATE_KEY={key_value}
 
   Try it:
 {example}
@@ -59,6 +63,16 @@ def _example(base: str, key: str) -> tuple[str, str]:
     return EXAMPLES[provider].format(base=base, key=key), note
 
 
+def _manage_command() -> str:
+    """manage.py as this process ran it, from the directory it was started in, ready to paste."""
+
+    def shown(path) -> str:
+        relative = os.path.relpath(path)
+        return shlex.quote(path if relative.startswith("..") else relative)
+
+    return f"{shown(sys.executable)} {shown(str(settings.BASE_DIR / 'manage.py'))}"
+
+
 class Command(BaseCommand):
     help = "Start the gateway: migrate, create a demo tenant on first start, print a key, and serve."
 
@@ -77,15 +91,21 @@ class Command(BaseCommand):
             login = f"user {created['admin'].get_username()}"
             if created["password"]:
                 login += f" / password {created['password']}"
-            key = key_or_var = created["plaintext"]
+            key = key_value = key_or_var = created["plaintext"]
             login += "  (shown once: write it down)"
+            export_note = ""
         else:
+            # The first key's secret was never stored: these lines use a variable the export line defines.
             login = "(your existing admin user)"
-            key = "(printed on first start; create another: python manage.py create_gateway_key --org demo --app demo-app)"
+            key = "(shown on first start only)"
+            scopes = " ".join(DEMO_KEY_SCOPES)
+            key_value = f"$({_manage_command()} create_gateway_key --org demo --app demo-app --scopes {scopes})"
             key_or_var = "$INGATE_KEY"
+            export_note = "; this makes a new key, or use the one you kept"
         example, note = _example(base, key_or_var)
         self.stdout.write(
-            BANNER.format(base=base, login=login, key=key, key_or_var=key_or_var, example=example, credential_note=note)
+            BANNER.format(base=base, login=login, key=key, key_value=key_value, key_or_var=key_or_var,
+                          export_note=export_note, example=example, credential_note=note)
         )
         sys.stdout.flush()
         if no_serve:
