@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from observability.models import RequestRecord
 from prompts.selectors import PromptRefError, prompt_version_by_ref
-from proxy.internal import text_of, shape_of
+from proxy import formats
 from proxy.providers import PROVIDER_NAMES
 from tenancy.audit import Actor, audit_record
 from tenancy.models import Organization
@@ -129,20 +129,8 @@ def item_from_record(record) -> ItemData:
         raise ValueError(f"Record {record.pk}'s stored request body is not JSON (it may be truncated).") from None
     if not isinstance(request, dict):
         raise ValueError(f"Record {record.pk}'s request is not a chat request.")
-    messages = [
-        # OpenAI's reasoning models call the system role "developer"; a dataset item keeps the portable name.
-        {**m, "role": "system"} if m.get("role") == "developer" else m
-        for m in request.get("messages") or [] if isinstance(m, dict)
-    ]
-    system = request.get("system")  # Anthropic: a string, or a list of text blocks (as Claude Code sends)
-    if isinstance(system, list):
-        system = "\n\n".join(b.get("text", "") for b in system if isinstance(b, dict) and b.get("type") == "text")
-    if isinstance(system, str) and system:
-        messages.insert(0, {"role": "system", "content": system})
-    for turn in request.get("contents") or []:  # Gemini
-        if isinstance(turn, dict):
-            text = " ".join(p.get("text", "") for p in turn.get("parts", []) if isinstance(p, dict))
-            messages.append({"role": "assistant" if turn.get("role") == "model" else "user", "content": text})
+    fmt = formats.of_provider(record.provider, record.endpoint)
+    messages = fmt.chat_messages(request)
     expected = None
     if body.response and record.stream:
         # A streamed answer is stored reassembled, as the text the client saw (observability.bodies); a cut one
@@ -150,7 +138,7 @@ def item_from_record(record) -> ItemData:
         expected = None if body.truncated else body.response
     elif body.response:
         try:
-            expected = text_of(shape_of(record.provider), json.loads(body.response)) or None
+            expected = fmt.text(json.loads(body.response)) or None
         except ValueError:
             expected = None
     return clean_item({

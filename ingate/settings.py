@@ -291,6 +291,14 @@ INGATE_MAX_REQUEST_BYTES = env.int("INGATE_MAX_REQUEST_BYTES", default=32 * 1024
 INGATE_KEY_CACHE_TTL = env.float("INGATE_KEY_CACHE_TTL", default=60.0)
 # Unknown keys are remembered for less time, so a key created a moment ago works almost at once.
 INGATE_KEY_CACHE_MISS_TTL = env.float("INGATE_KEY_CACHE_MISS_TTL", default=5.0)
+# The stages of the proxy's request path, in order (proxy/stages.py says what a stage may do). The relay and
+# the record come after them. Not read from the environment: the order is part of the code's contract.
+INGATE_PROXY_STAGES = [
+    "proxy.stages.Authenticate",
+    "proxy.stages.Upstream",
+    "prompts.stage.PromptStage",
+    "proxy.stages.UsageOptions",
+]
 # Where the proxy hands each finished request's record (a dotted path to a class with submit(record)).
 INGATE_RECORD_SINK = env.str("INGATE_RECORD_SINK", default="observability.pipeline.RecordPipeline")
 # The record writer: rows per insert, seconds between flushes (records reach the dashboard within this), the

@@ -1,33 +1,37 @@
 """What is kept of request and response bodies, by the org's setting: nothing, their shape (metadata), or
-the bodies themselves, size-capped, with streamed answers reassembled into readable text."""
+the bodies themselves, size-capped, with streamed answers reassembled into readable text. What a body holds is
+read by its wire format (proxy/formats)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from proxy import formats
+from proxy.formats import WireFormat
+
 _PARAMETERS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "max_output_tokens", "stream",
                "reasoning_effort", "response_format", "tool_choice", "stop", "seed", "thinking")
 
 
-def request_metadata(body: Any, size: int) -> dict[str, Any]:
+def request_metadata(body: Any, size: int, fmt: WireFormat = formats.OPENAI) -> dict[str, Any]:
     """The shape of a request without its text: how many messages of which role, tools, parameters."""
     meta: dict[str, Any] = {"bytes": size}
     if not isinstance(body, dict):
         return meta
-    messages = body.get("messages") or body.get("contents") or body.get("input")
-    if isinstance(messages, list):
+    messages = fmt.messages(body)
+    if messages:
         roles: dict[str, int] = {}
         for message in messages:
             role = message.get("role", "user") if isinstance(message, dict) else "item"
             roles[role] = roles.get(role, 0) + 1
         meta["messages"] = roles
-    system = body.get("system") or body.get("instructions") or body.get("systemInstruction")
+    system = fmt.system(body)
     if system:
         meta["system_chars"] = len(json.dumps(system)) if not isinstance(system, str) else len(system)
-    tools = body.get("tools")
-    if isinstance(tools, list):
-        meta["tools"] = [(t.get("name") or (t.get("function") or {}).get("name") or t.get("type")) for t in tools if isinstance(t, dict)][:50]
+    tools = fmt.tools(body)
+    if tools:
+        meta["tools"] = tools[:50]
     meta["parameters"] = {k: body[k] for k in _PARAMETERS if k in body}
     return meta
 
@@ -54,59 +58,33 @@ def metadata_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _event_text(event: Any) -> str:
-    """The text an SSE event or NDJSON line adds to the answer, for each provider's shape."""
-    if not isinstance(event, dict):
-        return ""
-    for choice in event.get("choices") or []:  # OpenAI chat / completions and compatible
-        delta = choice.get("delta") or {}
-        return (delta.get("content") or "") if isinstance(delta, dict) else (choice.get("text") or "")
-    kind = event.get("type", "")
-    if kind == "content_block_delta":  # Anthropic
-        delta = event.get("delta") or {}
-        return delta.get("text") or delta.get("thinking") or delta.get("partial_json") or ""
-    if kind == "response.output_text.delta":  # OpenAI Responses
-        return event.get("delta") or ""
-    if kind == "completion":  # Anthropic legacy
-        return event.get("completion") or ""
-    for candidate in event.get("candidates") or []:  # Gemini
-        parts = (candidate.get("content") or {}).get("parts") or []
-        return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
-    message = event.get("message")  # Ollama chat / generate
-    if isinstance(message, dict):
-        return message.get("content") or ""
-    response = event.get("response")
-    return response if isinstance(response, str) else ""
-
-
-def reassemble(raw: bytes) -> str:
-    """A streamed answer (SSE or NDJSON, any provider) as the text it spelled out; other bodies as text."""
+def reassemble(raw: bytes, fmt: WireFormat) -> str:
+    """A streamed answer (SSE or NDJSON) as the text it spelled out, in its wire format; other bodies as text."""
     text = raw.decode("utf-8", errors="replace")
-    lines = [line[5:].strip() if line.startswith("data:") else line.strip() for line in text.splitlines()]
-    events = [line for line in lines if line.startswith("{")]
-    if not events or len(events) == 1 and len(lines) <= 2:
+    events = [payload for payload in map(formats.event_payload, raw.splitlines()) if payload.startswith(b"{")]
+    if not events or len(events) == 1 and len(text.splitlines()) <= 2:
         return text
     pieces = []
-    for line in events:
+    for payload in events:
         try:
-            pieces.append(_event_text(json.loads(line)))
+            pieces.append(fmt.text(json.loads(payload)))
         except ValueError:
             continue
     return "".join(pieces)
 
 
-def stored_bodies(mode: str, *, parsed: Any, request: bytes, response: bytes, request_size: int,
+def stored_bodies(mode: str, *, fmt: WireFormat, parsed: Any, request: bytes, response: bytes, request_size: int,
                   streamed: bool, truncated: bool, shape: dict | None = None) -> dict[str, Any] | None:
     """The RequestBody values for an org's body mode, or None when nothing is kept. `shape`: the request's
     metadata when the gateway already worked it out (the body itself did not travel)."""
     if mode == "off":
         return None
-    metadata = shape if shape is not None else request_metadata(parsed, request_size)
+    metadata = shape if shape is not None else request_metadata(parsed, request_size, fmt)
     if mode != "full":
         return {"metadata": metadata, "request": "", "response": "", "truncated": False}
     return {
         "metadata": metadata,
         "request": request.decode("utf-8", errors="replace"),
-        "response": reassemble(response) if streamed else response.decode("utf-8", errors="replace"),
+        "response": reassemble(response, fmt) if streamed else response.decode("utf-8", errors="replace"),
         "truncated": truncated,
     }

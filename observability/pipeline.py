@@ -22,23 +22,29 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from proxy import formats
 from proxy.records import ProxyRecord
 from tenancy.models import APIKey, App, Organization, Team
 
 from . import retention, rollups
 from .insert import insert_records
 from .models import DeadRecord, RequestBody
-from .rows import OrgPolicies, build_row, slim, to_record, unslim
+from .rows import OrgPolicies, build_row, record_cost, slim, to_record, unslim
 from .sanitise import clean_error, clean_text
+from .selectors import body_capture_bytes
 
 log = logging.getLogger(__name__)
 
 GROUP = "writers"
+# The Celery task that drains the stream (observability/tasks.py). The writer asks for it by name: the task
+# module builds on this one, not the reverse.
+INGEST_TASK = "observability.ingest_records"
 # The writer makes sure the coming days' partitions exist (PostgreSQL), so it never depends on celery beat.
 _PARTITION_CHECK_SECONDS = 3600.0
 # Without Redis no celery beat runs, so the gateway's own writer enforces retention, as often as beat would.
@@ -161,6 +167,20 @@ class RecordPipeline:
 
     # --- the proxy's side ------------------------------------------------------------------------
 
+    def body_capture_bytes(self, org_id: int) -> int:
+        """How much of a request's and response's bodies to keep for an org's records (its body mode); asked by
+        the proxy with the org's credentials, on its database threads."""
+        return body_capture_bytes(org_id)
+
+    def price(self, record: ProxyRecord) -> float | None:
+        """What a record's usage costs, as its stored row will say (the org's overrides included): how Ingate's
+        own calls (playground, evals, judges) learn their cost. Blocking: the proxy calls it on its DB threads."""
+        tokens = formats.tokens(record.provider, record.usage)
+        if tokens is None or record.org_id is None:
+            return None
+        cost = record_cost(record, tokens, self._policies.of(record.org_id)[0])
+        return float(cost.total) if cost is not None else None
+
     def submit(self, record: ProxyRecord) -> None:
         if len(self._pending) >= self.max_pending:
             self.dropped += 1  # the database and Redis have both been unreachable for a long time
@@ -200,7 +220,7 @@ class RecordPipeline:
                     self.flush()
                     while self._pending:  # a backlog: keep going rather than wait for the next round
                         self.flush()
-                except Exception:  # noqa: BLE001  (keep the records and try again next round)
+                except Exception:
                     log.exception("Record writer failed; retrying")
                     if stopping:
                         return
@@ -239,10 +259,9 @@ class RecordPipeline:
     def _kick_workers(self, produced: bool) -> None:
         """Ask a Celery worker to ingest, at most once a second (beat also asks every 10 s)."""
         if produced and time.monotonic() - self._kicked > 1.0:
-            from .tasks import ingest_records
-
             self._kicked = time.monotonic()
-            ingest_records.delay()
+            # Only reached with Redis, where tasks are never eager: sending by name is what `delay` would do.
+            current_app.send_task(INGEST_TASK, ignore_result=True)
 
     def drain(self, seconds: float = 20.0) -> int:
         """Consume the stream until it is empty or `seconds` pass (the ingest task). Returns rows written."""

@@ -14,7 +14,7 @@ from typing import Any
 import genai_prices
 from genai_prices import data_snapshot
 
-from .usage import Tokens
+from proxy.formats import Tokens
 
 PRICE_TABLE = f"genai-prices@{genai_prices.__version__}"
 _MILLION = Decimal(1_000_000)
@@ -93,7 +93,7 @@ def _calc(found, usage, tier: str = "") -> Any:
     provider, model = found
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the table's own deprecation notices are not the user's problem
-        return model.calc_price(usage, provider, genai_request_timestamp=datetime.datetime.now(datetime.timezone.utc),
+        return model.calc_price(usage, provider, genai_request_timestamp=datetime.datetime.now(datetime.UTC),
                                 price_context=_context(tier))
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from proxy import formats
+from proxy.formats import Tokens
 from proxy.records import ProxyRecord
 
 from .attribution import attribute
@@ -20,7 +22,6 @@ from .models import PriceOverride, RequestRecord, UsageSource
 from .pricing import Cost, Override, UnpricedUsage, cost_of
 from .sanitise import COUNT_MAX, cost_fits, sanitise_row
 from .selectors import body_mode
-from .usage import Tokens, normalize
 
 _OVERRIDE_TTL = 30.0
 _RECORD_FIELDS = [f.name for f in dataclasses.fields(ProxyRecord)]
@@ -50,7 +51,8 @@ def slim(record: ProxyRecord) -> bytes:
     """A record as a Redis stream entry: everything but the request body, of which only what attribution and
     the body metadata need (a coding agent's body can be megabytes; this is a few hundred bytes)."""
     body = record.body if isinstance(record.body, dict) else {}
-    facts: dict[str, Any] = {"__shape__": request_metadata(record.body, record.request_bytes)}
+    fmt = formats.of_provider(record.provider, record.endpoint)
+    facts: dict[str, Any] = {"__shape__": request_metadata(record.body, record.request_bytes, fmt)}
     if isinstance(body.get("user"), str):
         facts["user"] = body["user"]
     metadata = body.get("metadata")
@@ -103,7 +105,7 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
     """The RequestRecord field values for one proxied request (plain data: it may travel through Redis), with
     its stored bodies under "body" when the org's body mode keeps any. Sanitised: always storable, changes
     noted in "flags"."""
-    tokens = normalize(record.provider, record.usage)
+    tokens = formats.tokens(record.provider, record.usage)
     who = attribute(record.request_headers, record.body)
     row: dict[str, Any] = {
         "id": record.request_id,
@@ -111,7 +113,7 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
         "team_id": record.team_id,
         "app_id": record.app_id,
         "key_id": record.key_id,
-        "created_at": datetime.datetime.fromtimestamp(record.started_at, datetime.timezone.utc).isoformat(),
+        "created_at": datetime.datetime.fromtimestamp(record.started_at, datetime.UTC).isoformat(),
         "provider": record.provider[:64],
         "endpoint": record.endpoint[:64],
         "model": record.model[:200],
@@ -140,7 +142,7 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
     }
     shape = record.body.get("__shape__") if isinstance(record.body, dict) else None
     bodies = stored_bodies(
-        mode, parsed=record.body, request=record.request_body or b"", response=record.response_body or b"",
+        mode, fmt=formats.of_provider(record.provider, record.endpoint), parsed=record.body, request=record.request_body or b"", response=record.response_body or b"",
         request_size=record.request_bytes, streamed=record.stream, truncated=record.bodies_truncated, shape=shape,
     )
     if bodies is not None:

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy import formats
+
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TYPES = {
     "string": lambda v: isinstance(v, str),
@@ -90,14 +92,6 @@ def render(messages: list[dict], template: str, declared: dict[str, str], values
 
 
 def for_provider(rendered: Rendered, shape: str) -> dict[str, Any]:
-    """The request fields for a provider: OpenAI-style `messages`, or Anthropic's `system` + `messages`."""
-    if shape != "anthropic":
-        return {"messages": rendered.messages} if rendered.messages else {"prompt": rendered.text}
-    system = [m["content"] for m in rendered.messages if m.get("role") == "system"]
-    others = [m for m in rendered.messages if m.get("role") != "system"]
-    if not others and rendered.text:
-        others = [{"role": "user", "content": rendered.text}]
-    result: dict[str, Any] = {"messages": others}
-    if system:
-        result["system"] = "\n\n".join(s if isinstance(s, str) else json.dumps(s) for s in system)
-    return result
+    """The request fields a rendered prompt becomes for a provider's wire format family (`shape`): OpenAI-style
+    `messages`, Anthropic's `system` + `messages`, … (proxy/formats)."""
+    return formats.FAMILIES.get(shape, formats.OPENAI).prompt_fields(rendered.messages, rendered.text)

@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass
 
 from tenancy import keys, selectors, services
-from tenancy.authentication import MALFORMED, UNKNOWN, unusable_because
+from tenancy.keys import MALFORMED, UNKNOWN, unusable_because
 from tenancy.permissions import scopes_of_creator
 
 from .cache import LoadingCache
+from .codes import ErrorCode
 from .db import DatabaseThreads
 from .errors import ProxyError
 
@@ -41,7 +42,7 @@ class GatewayKey:
     def from_row(cls, row: dict) -> GatewayKey:
         expires = row["expires_at"]
         # The creator's standing is read with the key, so narrowing costs nothing per request; a change of
-        # their membership drops the cached key (proxy/signals.py).
+        # their membership drops the cached key (tenancy/signals.py).
         cap = scopes_of_creator(
             has_creator=row["created_by_id"] is not None,
             active=bool(row["created_by__is_active"]),
@@ -67,7 +68,7 @@ class GatewayKey:
 
 
 def _unauthorized(message: str) -> ProxyError:
-    return ProxyError(401, "invalid_gateway_key", message)
+    return ProxyError(401, ErrorCode.INVALID_GATEWAY_KEY, message)
 
 
 class KeyCache:
@@ -103,7 +104,7 @@ class KeyCache:
             raise _unauthorized(reason)
         if PROXY_SCOPE not in key.scopes:
             raise ProxyError(
-                403, "missing_scope", "This gateway key lacks the 'proxy' scope needed to call providers through Ingate."
+                403, ErrorCode.MISSING_SCOPE, "This gateway key lacks the 'proxy' scope needed to call providers through Ingate."
             )
         self._touch(key.id, time.monotonic())
         return key
@@ -119,7 +120,7 @@ class KeyCache:
         if last is not None and now - last < self._touch_interval:
             return
         self._touched[key_id] = now
-        at = datetime.datetime.now(datetime.timezone.utc)
+        at = datetime.datetime.now(datetime.UTC)
         self._db.submit(services.api_key_mark_used, key_id=key_id, at=at).add_done_callback(_log_failure)
 
     # invalidation

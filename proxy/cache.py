@@ -102,7 +102,7 @@ class LoadingCache(Generic[K, V]):
         generation = self._generation
         try:
             value = await self._load(key)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any failure of the source: serve what is known, or raise it)
             return self._stale_or_raise(key, exc)
         LoadingCache._source_failed_at = None
         if generation == self._generation:

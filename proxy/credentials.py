@@ -3,16 +3,16 @@ the environment. An org's credentials are read once (one query, secrets decrypte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenancy import selectors
 
 from .cache import LoadingCache
+from .codes import ErrorCode
 from .db import DatabaseThreads
 from .errors import ProxyError
-from .providers import CUSTOM_COMPATIBLE, REGISTRY, ProviderSpec, Route
-
-_AUTH_HEADER = {"bearer": "authorization", "x-api-key": "x-api-key", "api-key": "api-key", "x-goog-api-key": "x-goog-api-key"}
+from .providers import AUTH_HEADERS, CUSTOM_COMPATIBLE, OPENAI_COMPATIBLE, REGISTRY, ProviderSpec, Route
 
 
 def _normalise_base(url: str) -> str:
@@ -35,7 +35,7 @@ class Upstream:
     def build(
         cls, name: str, spec: ProviderSpec, base_url: str, secret: str, auth: str = "", api_version: str = "", source: str = "environment"
     ) -> Upstream:
-        header = _AUTH_HEADER.get(auth or spec.auth)
+        header = AUTH_HEADERS.get(auth or spec.auth)
         value = f"Bearer {secret}" if header == "authorization" else secret
         auth_headers = ((header, value),) if header and secret else ()
         return cls(name, spec, _normalise_base(base_url), auth_headers, api_version, source)
@@ -77,16 +77,19 @@ class OrgConfig:
     body_capture: int = 0  # bytes of request and response body to keep for the record (0: keep none)
 
 
-def _load_org(org_id: int) -> tuple[list[dict], int]:
-    from observability.selectors import body_capture_bytes  # observability builds on the proxy, not the reverse
-
-    return selectors.provider_credentials_of(org_id), body_capture_bytes(org_id)
+def _no_bodies(org_id: int) -> int:
+    return 0
 
 
 class CredentialCache:
-    def __init__(self, db: DatabaseThreads, environment: dict[str, Upstream], *, ttl: float):
+    """`body_capture(org_id)`: how many bytes of bodies the record sink keeps for an org (it decides: it is what
+    stores them); called on the database threads with the org's credentials, and cached with them."""
+
+    def __init__(self, db: DatabaseThreads, environment: dict[str, Upstream], *, ttl: float,
+                 body_capture: Callable[[int], int] = _no_bodies):
         self._db = db
         self._environment = environment
+        self._body_capture = body_capture
         self._cache: LoadingCache[int, OrgConfig] = LoadingCache(self._fetch, ttl=ttl, miss_ttl=ttl)
 
     async def org(self, org_id: int) -> OrgConfig:
@@ -102,18 +105,18 @@ class CredentialCache:
             extra = f"; and for organization '{org_slug}': {', '.join(custom)}" if custom else ""
             raise ProxyError(
                 400,
-                "unknown_provider",
+                ErrorCode.UNKNOWN_PROVIDER,
                 f"Unknown provider '{route.provider}'. Known providers: {known}{extra}. An organization adds its own "
                 "OpenAI-compatible provider as a provider credential with a name and base URL.",
             )
         return upstream
 
     async def _fetch(self, org_id: int) -> OrgConfig:
-        rows, body_capture = await self._db.run(_load_org, org_id)
+        rows, body_capture = await self._db.run(self._load, org_id)
         upstreams = {}
         for row in rows:
             name = row["name"]
-            if row["provider"] == "openai_compatible":
+            if row["provider"] == OPENAI_COMPATIBLE:
                 spec = REGISTRY.get(name, CUSTOM_COMPATIBLE)
             else:
                 spec = REGISTRY[row["provider"]]
@@ -125,6 +128,9 @@ class CredentialCache:
             )
         return OrgConfig(upstreams, body_capture)
 
+    def _load(self, org_id: int) -> tuple[list[dict], int]:
+        return selectors.provider_credentials_of(org_id), self._body_capture(org_id)
+
     def invalidate(self, org_id: int | None = None) -> None:
         self._cache.invalidate(org_id)
 
@@ -134,7 +140,7 @@ def missing_credential(upstream: Upstream, org_slug: str) -> ProxyError:
     if not upstream.base_url:
         return ProxyError(
             401,
-            "missing_credential",
+            ErrorCode.MISSING_CREDENTIAL,
             f"No {spec.label} endpoint is configured for organization '{org_slug}': add a {spec.name} provider "
             f"credential with your resource's base URL, or set {spec.env_base_url or 'INGATE_UPSTREAM_' + spec.name.upper()} "
             "for the whole instance.",
@@ -142,7 +148,7 @@ def missing_credential(upstream: Upstream, org_slug: str) -> ProxyError:
     instance = f", or set {spec.env_key} for the whole instance" if spec.env_key else ""
     return ProxyError(
         401,
-        "missing_credential",
+        ErrorCode.MISSING_CREDENTIAL,
         f"No {spec.label} credential is configured for organization '{org_slug}'. Add a '{upstream.name}' provider "
         f"credential (admin or API){instance}; or send your own provider key with the gateway key in X-Ingate-Key.",
     )

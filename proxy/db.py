@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
+from .codes import ErrorCode
 from .errors import ProxyError
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ class DatabaseUnavailable(ProxyError):
     def __init__(self, why: str):
         super().__init__(
             503,
-            "database_unavailable",
+            ErrorCode.DATABASE_UNAVAILABLE,
             f"Ingate could not reach its database to check this request ({why}). Try again shortly.",
         )
 

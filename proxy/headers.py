@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from tenancy.keys import KEY_MARKER
 
+from .providers import AUTH_HEADERS
+
 # RFC 9110 §7.6.1 connection-specific headers, plus those the relay recomputes (host, content-length).
 HOP_BY_HOP = frozenset(
     {
@@ -25,8 +27,8 @@ HOP_BY_HOP = frozenset(
         b"expect",
     }
 )
-# Where SDKs put their key: OpenAI/Ollama/compatible (Bearer), Anthropic, Azure, Gemini.
-KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+# Where SDKs put their key: the headers of the auth styles (OpenAI/Ollama/compatible Bearer, Anthropic, Azure, Gemini).
+KEY_HEADERS = tuple(header.encode() for header in AUTH_HEADERS.values())
 _MARKER = KEY_MARKER.encode()
 # Compressions the gateway can read on the side (for usage) while relaying them untouched.
 _READABLE_ENCODINGS = ("gzip", "deflate", "identity")

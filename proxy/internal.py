@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,9 +19,11 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from . import formats
+from .formats import WireFormat
 from .headers import Incoming
 from .providers import REGISTRY, Route, named_route
-from .records import ProxyRecord
+from .records import Outcome, ProxyRecord
 
 USER_AGENT = "ingate-internal/1"
 
@@ -71,10 +72,15 @@ def guess_provider(model: str) -> str:
     return "openai"
 
 
-def shape_of(provider: str) -> str:
-    """The wire format a provider name speaks: openai (and every compatible one), anthropic, gemini, ollama."""
+def format_of(provider: str) -> WireFormat:
+    """The wire format of a chat with a provider name: its family's (every compatible provider speaks OpenAI's)."""
     spec = REGISTRY.get(provider)
-    return spec.errors if spec is not None else "openai"
+    return formats.FAMILIES.get(spec.format if spec is not None else "openai", formats.OPENAI)
+
+
+def shape_of(provider: str) -> str:
+    """The name of the wire format family a provider speaks: openai (and every compatible one), anthropic, …"""
+    return format_of(provider).name
 
 
 class NoTurn(ValueError):
@@ -85,7 +91,7 @@ class NoTurn(ValueError):
 
 def require_turn(provider: str, messages: list[dict]) -> None:
     """Refuse, before anything is sent, a chat that `build_request` would turn into an empty message list."""
-    if shape_of(provider) in ("anthropic", "gemini") and all(m.get("role") == "system" for m in messages):
+    if format_of(provider).needs_turn and all(m.get("role") == "system" for m in messages):
         spec = REGISTRY.get(provider)
         raise NoTurn(f"{spec.label if spec else provider} refuses a request without a user message, and this one has "
                      "only a system prompt: write a user message to send after it.")
@@ -96,112 +102,33 @@ def build_request(provider: str, model: str, messages: list[dict], params: dict[
     """(path, query, body) for a chat request in `provider`'s own format. `messages` are OpenAI-style
     {role, content}; a leading system message becomes Anthropic's `system` / Gemini's systemInstruction."""
     params = {k: v for k, v in params.items() if v is not None}
-    system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
-    turns = [m for m in messages if m.get("role") != "system"]
-    shape = shape_of(provider)
-    if shape == "anthropic":
-        body = {"model": model, "max_tokens": params.pop("max_tokens", 1024), "messages": turns, **params}
-        if system:
-            body["system"] = system
-        if stream:
-            body["stream"] = True
-        return "/v1/messages", "", body
-    if shape == "gemini":
-        config = {}
-        if "temperature" in params:
-            config["temperature"] = params.pop("temperature")
-        if "max_tokens" in params:
-            config["maxOutputTokens"] = params.pop("max_tokens")
-        body = {
-            "contents": [
-                {"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]} for m in turns
-            ],
-            **params,
-        }
-        if config:
-            body["generationConfig"] = config
-        if system:
-            body["systemInstruction"] = {"parts": [{"text": system}]}
-        verb = "streamGenerateContent" if stream else "generateContent"
-        return f"/v1beta/models/{model}:{verb}", "alt=sse" if stream else "", body
-    if shape == "ollama":
-        options = {k: params.pop(k) for k in ("temperature", "top_p", "seed") if k in params}
-        if "max_tokens" in params:
-            options["num_predict"] = params.pop("max_tokens")
-        body = {"model": model, "messages": messages, "stream": stream, **params}
-        if options:
-            body["options"] = options
-        return "/api/chat", "", body
-    body = {"model": model, "messages": messages, **params}
-    if stream:
-        body["stream"] = True
-    if provider == "azure":
-        return f"/openai/deployments/{model}/chat/completions", f"api-version={settings.INGATE_AZURE_API_VERSION}", body
-    return "/v1/chat/completions", "", body
+    return format_of(provider).chat_request(model, messages, params, stream, provider=provider,
+                                            azure_api_version=settings.INGATE_AZURE_API_VERSION)
 
 
 def text_of(shape: str, data: Any) -> str:
     """The answer text in a non-streamed response body, or in one streamed event's data."""
-    if not isinstance(data, dict):
-        return ""
-    if shape == "anthropic":
-        if data.get("type") == "content_block_delta":
-            return (data.get("delta") or {}).get("text") or ""
-        return "".join(block.get("text", "") for block in data.get("content") or [] if isinstance(block, dict))
-    if shape == "gemini":
-        out = []
-        for candidate in data.get("candidates") or []:
-            for part in ((candidate or {}).get("content") or {}).get("parts") or []:
-                if isinstance(part, dict) and not part.get("thought"):
-                    out.append(part.get("text") or "")
-        return "".join(out)
-    if shape == "ollama":
-        return ((data.get("message") or {}).get("content")) or ""
-    out = []
-    for choice in data.get("choices") or []:
-        if isinstance(choice, dict):
-            part = choice.get("delta") if "delta" in choice else choice.get("message")
-            out.append(((part or {}).get("content")) or "")
-    return "".join(out)
-
-
-def error_of(data: Any) -> str:
-    """A provider error body's message, in any of the four shapes."""
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict):
-            return str(err.get("message") or err)
-        if isinstance(err, str):
-            return err
-    return ""
+    return formats.FAMILIES.get(shape, formats.OPENAI).text(data)
 
 
 class _Events:
-    """Splits a streamed body into events (SSE `data:` lines, or Ollama's JSON lines) and yields their text."""
+    """Splits a streamed body into events and yields their text, in the provider's format."""
 
-    def __init__(self, shape: str):
-        self.shape = shape
-        self.buffer = b""
+    def __init__(self, fmt: WireFormat):
+        self.fmt = fmt
+        self.events = formats.Events()
 
     def feed(self, chunk: bytes) -> str:
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        return "".join(self._line(line) for line in lines)
+        return "".join(self._text(payload) for payload in self.events.feed(chunk))
 
     def flush(self) -> str:
-        line, self.buffer = self.buffer, b""
-        return self._line(line)
+        return "".join(self._text(payload) for payload in self.events.flush())
 
-    def _line(self, line: bytes) -> str:
-        line = line.strip()
-        if line.startswith(b"data:"):
-            line = line[5:].strip()
-        elif self.shape != "ollama" or not line.startswith(b"{"):
-            return ""
-        if not line or line == b"[DONE]":
+    def _text(self, payload: bytes) -> str:
+        if not payload.startswith(b"{"):
             return ""
         try:
-            return text_of(self.shape, orjson.loads(line))
+            return self.fmt.text(orjson.loads(payload))
         except ValueError:
             return ""
 
@@ -282,9 +209,6 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
     """Ask `model` at `provider` through the gateway for `principal`; the record carries `tags` as properties,
     `user_id`, `session_id` and `client` (as its user agent). With `on_text`, text deltas are handed over as
     they stream in."""
-    from observability.rows import record_cost
-    from observability.usage import normalize
-
     from .relay import gateway
 
     path, query, payload = build_request(provider, model, messages, params or {}, stream)
@@ -296,8 +220,8 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
         headers.append((b"x-ingate-session-id", session_id.encode()))
     for name, value in (tags or {}).items():
         headers.append((f"x-ingate-property-{name}".encode(), str(value).encode()))
-    shape = shape_of(provider)
-    events = _Events(shape)
+    fmt = format_of(provider)
+    events = _Events(fmt)
     pieces: list[str] = []
 
     async def relay_text(chunk: bytes) -> None:
@@ -320,7 +244,7 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
             if on_text is not None:
                 await on_text(rest)
         text = "".join(pieces)
-        if record.outcome != "ok":
+        if record.outcome != Outcome.OK:
             error = record.error or "The stream broke off."
     else:
         text = ""
@@ -329,25 +253,18 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
         except ValueError:
             data = {}
         if 200 <= status < 300:
-            text = text_of(shape, data)
+            text = fmt.text(data)
         else:
-            error = error_of(data) or record.error or f"HTTP {status}"
+            error = fmt.error_of(data)[1] or record.error or f"HTTP {status}"
     answer = Answer(
         status=status, text=text, error=error, request_id=record.request_id, latency_ms=round(latency, 1),
         ttfb_ms=record.ttfb_ms, model=record.response_model or record.model, raw=raw,
     )
-    tokens = normalize(record.provider, record.usage)
+    tokens = formats.tokens(record.provider, record.usage)
     if tokens is not None and record.org_id is not None:
         answer.input_tokens, answer.output_tokens = tokens.input, tokens.output
-        overrides, _ = await gateway().db.run(_policies().of, record.org_id)  # the proxy's DB threads
-        cost = record_cost(record, tokens, overrides)
-        answer.cost = float(cost.total) if cost is not None else None
+        app = gateway()
+        price = getattr(app.sink, "price", None)  # the record sink prices, as it prices the records it writes
+        if price is not None:
+            answer.cost = await app.db.run(price, record)  # on the proxy's DB threads: overrides may be read
     return answer
-
-
-@functools.cache
-def _policies():
-    """Each org's price overrides, cached as the record writer caches them, so answers cost what records do."""
-    from observability.rows import OrgPolicies
-
-    return OrgPolicies()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from .codes import ErrorCode
 from .errors import ProxyError
 from .providers import Route
 
@@ -61,4 +62,4 @@ def _check_segment(segment: str, *, encoded: bool) -> None:
 
 
 def _refusal(message: str) -> ProxyError:
-    return ProxyError(400, "invalid_path", message)
+    return ProxyError(400, ErrorCode.INVALID_PATH, message)

@@ -4,6 +4,7 @@ that maps a request path to a provider. Pure Python (no Django), so settings can
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,7 +13,7 @@ class ProviderSpec:
     label: str
     base_url: str  # default upstream; INGATE_UPSTREAM_<NAME> or a stored credential's base_url replaces it
     auth: str  # how the upstream wants its key: bearer | x-api-key | api-key | x-goog-api-key | none
-    errors: str  # error body shape: openai | anthropic | gemini | ollama
+    format: str  # the wire format family it speaks (proxy/formats): openai | anthropic | gemini | ollama
     env_key: str = ""  # instance-wide credential from the environment, as the provider's own SDK names it
     env_base_url: str = ""  # the SDK's own variable for the upstream address, where it has one
     compatible: bool = False  # OpenAI-compatible: reached by name, its base URL already ends in the API version
@@ -90,6 +91,8 @@ _OPENAI_ENDPOINTS = {
     "moderations": "moderations",
     "models": "models",
 }
+# Endpoints whose requests and answers are in OpenAI's format whichever provider serves them.
+OPENAI_FORMAT_ENDPOINTS = frozenset({"chat.completions", "completions", "embeddings", "responses"})
 # First segment after /v1/ for paths with ids or sub-resources.
 _OPENAI_FAMILIES = {"responses", "audio", "images", "models"}
 
@@ -121,6 +124,8 @@ def openai_endpoint(rest: str) -> str:
 
 def _gemini(path: str, rest: str) -> Route:
     # rest: "models/gemini-2.0-flash:generateContent", "models", "models/gemini-2.0-flash", …
+    if rest.startswith("openai/"):  # Gemini's OpenAI-compatible API speaks OpenAI's format
+        return Route("gemini", openai_endpoint(rest[len("openai/"):]), path)
     model, _, verb = rest.removeprefix("models/").partition(":")
     return Route("gemini", verb or "models", path, model if rest.startswith("models/") else "")
 
@@ -138,6 +143,9 @@ def named_route(name: str, path: str) -> Route:
         route = detect_path(path, anthropic_version=name == "anthropic")
         if route is not None and route.provider == name:
             return Route(name, route.endpoint, route.path, route.model, named=True)
+        if route is not None and route.provider == "openai" and route.endpoint in OPENAI_FORMAT_ENDPOINTS:
+            # The provider's OpenAI-compatible API (Anthropic's, Ollama's /v1/chat/completions): OpenAI's format.
+            return Route(name, route.endpoint, path, named=True)
         return Route(name, "other", path, named=True)
     rest = _strip_version(path)
     return Route(name, openai_endpoint(rest.lstrip("/")), rest, named=True)
@@ -185,3 +193,28 @@ def detect(path: str, provider_header: str | None, anthropic_version: bool) -> R
             return None
         return named_route(provider_header, path)
     return detect_path(path, anthropic_version=anthropic_version)
+
+
+# --- names other modules share: one definition each ------------------------------------------------
+
+
+class AuthStyle(StrEnum):
+    """How an upstream wants its key (`ProviderSpec.auth`; an org's stored credential may choose another)."""
+
+    BEARER = "bearer"
+    X_API_KEY = "x-api-key"
+    API_KEY = "api-key"
+    GOOG = "x-goog-api-key"
+    NONE = "none"
+
+
+# The header each style puts the key in (`Authorization: Bearer <key>` for BEARER; NONE sends no key).
+AUTH_HEADERS: dict[str, str] = {
+    AuthStyle.BEARER: "authorization",
+    AuthStyle.X_API_KEY: "x-api-key",
+    AuthStyle.API_KEY: "api-key",
+    AuthStyle.GOOG: "x-goog-api-key",
+}
+
+# The `provider` of an org's stored credential for its own OpenAI-compatible endpoint (CUSTOM_COMPATIBLE).
+OPENAI_COMPATIBLE = "openai_compatible"

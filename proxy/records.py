@@ -1,12 +1,24 @@
 """What the proxy hands over when a request finishes: a plain record, passed to a sink without blocking.
 
-The observability app provides the real sink (queue, batch, insert). Until then the default counts."""
+The sink is named in settings (INGATE_RECORD_SINK): observability's RecordPipeline (queue, batch, insert)."""
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
+
+
+class Outcome(StrEnum):
+    """How an exchange ended: the one list of outcomes (observability's record model labels these)."""
+
+    OK = "ok"
+    UPSTREAM_ERROR = "upstream_error"  # the provider answered 4xx/5xx, or its stream ended on an error event
+    GATEWAY_ERROR = "gateway_error"  # Ingate refused the request itself
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_CUT = "upstream_cut"  # the stream broke off
+    CLIENT_DISCONNECT = "client_disconnect"
 
 
 @dataclass(slots=True)
@@ -24,9 +36,7 @@ class ProxyRecord:
     response_model: str = ""  # as the provider answered
     stream: bool = False
     status: int = 0
-    # how the exchange ended: ok, upstream_error (the provider answered 4xx/5xx), gateway_error (Ingate refused
-    # it), upstream_unreachable, upstream_timeout, client_disconnect, upstream_cut (the stream broke off)
-    outcome: str = "ok"
+    outcome: Outcome = Outcome.OK
     error_type: str = ""  # Ingate's code for errors it raised itself (invalid_gateway_key, upstream_timeout, …)
     error: str = ""
     passthrough: bool = False  # the client's own provider key was forwarded
@@ -48,18 +58,10 @@ class ProxyRecord:
 
 
 class RecordSink(Protocol):
+    """Where records go (INGATE_RECORD_SINK). A sink may also offer, and the proxy then uses:
+    `body_capture_bytes(org_id) -> int`, how much of the bodies to keep for an org's records (0 when absent), and
+    `price(record) -> float | None`, what a record's usage costs (Ingate's own calls report it). Both block: the
+    proxy calls them on its database threads."""
+
     def submit(self, record: ProxyRecord) -> None:
         """Take the record without blocking and without raising."""
-
-
-class CountingSink:
-    """Counts records by outcome; keeps the last few, without their request bodies, for inspection."""
-
-    def __init__(self, keep: int = 100):
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.recent: collections.deque[ProxyRecord] = collections.deque(maxlen=keep)
-
-    def submit(self, record: ProxyRecord) -> None:
-        self.counts[record.outcome] += 1
-        record.body = record.request_body = record.response_body = None  # megabytes, for all anyone here reads
-        self.recent.append(record)

@@ -1,8 +1,9 @@
 """The proxy: an ASGI application in front of Django that relays provider requests.
 
-Per request: detect the provider from the path, check the gateway key (cached), pick the upstream and its
-credential (cached), forward the body as received on one shared aiohttp client, and relay status, headers
-and body chunks back as they arrive. Everything else goes to Django."""
+Per request: detect the provider from the path, then pass one `Exchange` through the configured stages
+(proxy/stages.py: the gateway key, the upstream and its credential, a registry prompt, usage options), forward
+the body as received on one shared aiohttp client, and relay status, headers and body chunks back as they
+arrive, usage read on the side; whatever happened, hand the record to the sink. Everything else goes to Django."""
 
 from __future__ import annotations
 
@@ -16,22 +17,22 @@ import uuid
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 from yarl import URL
 
-from . import invalidation, paths, prompts
+from . import formats, invalidation, paths, stages
 from .auth import KeyCache
-from .credentials import CredentialCache, environment_upstreams, missing_credential
+from .codes import ErrorCode
+from .credentials import CredentialCache, environment_upstreams
 from .db import DatabaseThreads
-from .errors import ProxyError, error_body, error_headers
+from .errors import ProxyError, error_headers
+from .exchange import ClientGone, Exchange
 from .headers import Incoming, split_query
-from .prompts import PromptCache
-from .providers import REGISTRY, Route, detect
-from .records import ProxyRecord
-from .usage import HiddenUsage, UsageTap, provider_error
+from .providers import REGISTRY, ProviderSpec, Route, detect
+from .records import Outcome, ProxyRecord
+from .usage import UsageTap
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ _RESPONSE_HOP_BY_HOP = frozenset(
 
 
 # Errors the gateway answers for the upstream, by code; everything else it refused itself.
-_OUTCOMES = {"upstream_unreachable": "upstream_unreachable", "upstream_timeout": "upstream_timeout"}
+_OUTCOMES = {ErrorCode.UPSTREAM_UNREACHABLE: Outcome.UPSTREAM_UNREACHABLE, ErrorCode.UPSTREAM_TIMEOUT: Outcome.UPSTREAM_TIMEOUT}
 
 
 def new_request_id() -> str:
@@ -69,21 +70,6 @@ class ProxyConfig:
             max_request_bytes=settings.INGATE_MAX_REQUEST_BYTES,
             redis_url=settings.REDIS_URL,
         )
-
-
-class ClientGone(Exception):
-    """The client disconnected before the gateway finished reading its request."""
-
-
-class _Exchange:
-    """Per-request state shared with the disconnect watcher."""
-
-    __slots__ = ("client_gone", "task", "responded")
-
-    def __init__(self, task: asyncio.Task | None):
-        self.client_gone = False
-        self.task = task
-        self.responded = False  # response headers went out: errors can no longer change the status
 
 
 class ProxyApp:
@@ -113,12 +99,18 @@ class ProxyApp:
             touch_interval=settings.INGATE_KEY_LAST_USED_INTERVAL,
         )
         environment = environment_upstreams(settings.INGATE_PROVIDER_ENV, settings.INGATE_AZURE_API_VERSION)
-        self.credentials = CredentialCache(self.db, environment, ttl=settings.INGATE_KEY_CACHE_TTL)
-        self.prompts = PromptCache(self.db, ttl=settings.INGATE_KEY_CACHE_TTL)
+        self.key_cache_ttl = settings.INGATE_KEY_CACHE_TTL
         previous = getattr(self, "sink", None)
         self.sink = import_string(settings.INGATE_RECORD_SINK)()
         if previous is not None and hasattr(previous, "close"):
             previous.close()
+        self.credentials = CredentialCache(
+            self.db, environment, ttl=settings.INGATE_KEY_CACHE_TTL,
+            body_capture=getattr(self.sink, "body_capture_bytes", lambda org_id: 0),
+        )
+        self.stages = stages.build(self)
+        # Only the stages that have a response side are asked when an answer starts.
+        self._responders = [stage for stage in self.stages if type(stage).response is not stages.Stage.response]
 
     def _on_setting_changed(self, setting: str, **kwargs) -> None:
         # Tests change settings between requests; a running gateway never does.
@@ -126,19 +118,13 @@ class ProxyApp:
             self._configure()
 
     def _on_invalidate(self, kind: str, value: str) -> None:
-        if kind == "key":
-            self.keys.invalidate(prefix=value)
-        elif kind == "credentials":
-            self.credentials.invalidate(int(value))
-        elif kind == "prompts":
-            self.prompts.invalidate()
-        elif kind == "org":
-            self.keys.invalidate(org_id=int(value))
-            self.credentials.invalidate(int(value))
-        else:
-            self.keys.invalidate()
-            self.credentials.invalidate()
-            self.prompts.invalidate()
+        for stage in self.stages:
+            stage.invalidate(kind, value)
+
+    @staticmethod
+    def format_for(spec: ProviderSpec, route: Route) -> formats.WireFormat:
+        """The wire format a request to `route` of a provider with `spec` speaks."""
+        return formats.of(spec.format, route.endpoint)
 
     # --- lifecycle: one upstream client per process, created in the serving loop --------------------
 
@@ -234,152 +220,47 @@ class ProxyApp:
             prompt_version_id=prompt_version_id,
         )
         spec = REGISTRY.get(route.provider)
-        shape = spec.errors if spec is not None else "openai"
-        exchange = _Exchange(asyncio.current_task())
+        query, query_key = split_query(scope["query_string"])
+        ex = Exchange(
+            route, incoming, scope, receive, send, record, started,
+            formats.of(spec.format if spec is not None else "openai", route.endpoint), query, query_key,
+            max_body=self.config.max_request_bytes, principal=principal, session=session,
+        )
         watcher = None
         try:
             # Before anything else: a path that could step outside the upstream's base never gets a credential.
             paths.vet(scope.get("raw_path"), route)
             if session is None and self._session is None:
                 self._start()  # servers without lifespan (daphne)
-            query, query_key = split_query(scope["query_string"])
-            if principal is None:
-                plaintext, own_key = incoming.gateway_key(query_key)
-                if plaintext is None:
-                    raise ProxyError(
-                        401,
-                        "missing_gateway_key",
-                        "No Ingate gateway key: send it as your API key (Authorization: Bearer, x-api-key, api-key "
-                        "or x-goog-api-key) or in the X-Ingate-Key header.",
-                    )
-                key = await self.keys.resolve(plaintext)
-            else:
-                key, own_key = principal, False
-            record.org_id, record.app_id, record.team_id, record.key_id = key.org_id, key.app_id, key.team_id, key.id
-            org = await self.credentials.org(key.org_id)
-            upstream = self.credentials.upstream(org, key.org_slug, route)
-            shape = upstream.spec.errors
-            record.passthrough = own_key
-            if not upstream.base_url or not (own_key or upstream.has_credential):
-                raise missing_credential(upstream, key.org_slug)
-
-            body = await self._read_body(receive, incoming.content_length)
-            record.request_bytes = len(body)
-            parsed = None
-            prompt_ref = incoming.ingate.get(b"x-ingate-prompt")
-            if prompt_ref:
-                body, parsed = await self._with_prompt(prompt_ref, body, incoming, key.org_id, upstream.spec.errors, record)
-            body, hide_usage = self._inspect_body(
-                body, incoming, route, record, upstream.spec.stream_usage_option, parsed
-            )
-            watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, exchange))
-
-            headers = incoming.upstream_headers(upstream.auth_headers, own_key, identity=hide_usage)
-            url = URL(upstream.url(route.path, query), encoded=True)
-            record.request_headers = self._attribution(incoming)
-            if org.body_capture:
-                record.request_body = body[: org.body_capture]
-                record.bodies_truncated = len(body) > org.body_capture
-            await self._relay(
-                session or self._session, url, headers, body, scope, send, record, exchange, started, upstream.name,
-                hide_usage, org.body_capture,
-            )
+            for stage in self.stages:
+                await stage.request(ex)
+            body = await ex.body()
+            watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(ex))
+            await self._relay(ex, body)
         except ProxyError as exc:
             record.status, record.error_type, record.error = exc.status, exc.code, exc.message
-            record.outcome = _OUTCOMES.get(exc.code, "gateway_error")
-            await self._send_error(send, shape, exc, record, started)
+            record.outcome = _OUTCOMES.get(exc.code, Outcome.GATEWAY_ERROR)
+            await self._send_error(ex, exc)
         except ClientGone:
-            record.outcome = "client_disconnect"
+            record.outcome = Outcome.CLIENT_DISCONNECT
         except asyncio.CancelledError:
-            if not exchange.client_gone:
+            if not ex.client_gone:
                 raise  # the server is shutting down
             asyncio.current_task().uncancel()
-            record.outcome = "client_disconnect"
-        except Exception as exc:  # noqa: BLE001  (an answer in the provider's shape beats a bare 500)
+            record.outcome = Outcome.CLIENT_DISCONNECT
+        except Exception as exc:
             log.exception("Proxy failed on %s %s", scope["method"], scope["path"])
-            error = ProxyError(503, "gateway_unavailable", f"Ingate could not handle this request: {type(exc).__name__}.")
-            record.outcome, record.error = "gateway_error", error.message
-            if not exchange.responded:
+            error = ProxyError(503, ErrorCode.GATEWAY_UNAVAILABLE, f"Ingate could not handle this request: {type(exc).__name__}.")
+            record.outcome, record.error = Outcome.GATEWAY_ERROR, error.message
+            if not ex.responded:
                 record.status = 503
-                await self._send_error(send, shape, error, record, started)
+                await self._send_error(ex, error)
         finally:
             if watcher is not None:
                 watcher.cancel()
             record.total_ms = (time.perf_counter() - started) * 1000
             self.sink.submit(record)
         return record
-
-    async def _read_body(self, receive, declared: int | None) -> bytes:
-        limit = self.config.max_request_bytes
-        if declared is not None and declared > limit:
-            raise _too_large(limit)
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def _with_prompt(self, ref: bytes, body: bytes, incoming: Incoming, org_id: int, shape: str,
-                           record: ProxyRecord) -> tuple[bytes, dict]:
-        """The body with the registry's prompt version rendered in (see proxy/prompts.py), and as parsed."""
-        version = await self.prompts.version(org_id, ref.decode("latin-1"))
-        try:
-            parsed = orjson.loads(body) if body else {}
-        except ValueError as exc:
-            raise ProxyError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
-        if not isinstance(parsed, dict):
-            raise ProxyError(400, "invalid_json", "The request body must be a JSON object to use a prompt.")
-        record.prompt_version_id = version.id
-        merged = prompts.apply(version, parsed, incoming.ingate.get(b"x-ingate-prompt-variables"), shape)
-        if "json" not in incoming.content_type:
-            incoming.content_type = "application/json"
-            incoming.forward.append(("content-type", "application/json"))
-        return orjson.dumps(merged), merged
-
-    @staticmethod
-    def _inspect_body(
-        body: bytes, incoming: Incoming, route: Route, record: ProxyRecord, can_ask_usage: bool,
-        parsed: dict | None = None,
-    ) -> tuple[bytes, bool]:
-        """Read the model and stream flag for the record. The body goes on byte for byte, with one exception:
-        an OpenAI-style chat stream without `stream_options.include_usage` gets it added (usage is otherwise
-        never reported), and True comes back so the relay hides the extra chunk from the client."""
-        if route.endpoint.endswith("streamGenerateContent"):
-            record.stream = True
-        if parsed is None:  # not already read for a prompt
-            if not body or ("json" not in incoming.content_type and not (not incoming.content_type and body[:1] == b"{")):
-                return body, False
-            try:
-                parsed = orjson.loads(body)  # ~4x faster than json on the 100+ KB bodies coding agents send
-            except ValueError as exc:
-                raise ProxyError(400, "invalid_json", f"The request body is not valid JSON: {exc}.") from None
-        if not isinstance(parsed, dict):
-            return body, False
-        model = parsed.get("model")
-        if isinstance(model, str) and model:
-            record.model = model
-        stream = parsed.get("stream")
-        if route.provider == "ollama" and route.endpoint in ("chat", "generate"):
-            stream = stream is not False  # Ollama streams unless told not to
-        record.stream = record.stream or stream is True
-        record.body = parsed
-        if not (can_ask_usage and stream is True and route.endpoint == "chat.completions"):
-            return body, False
-        options = parsed.get("stream_options")
-        if options is None:
-            # Prepending a key leaves every message byte where it was.
-            return b'{"stream_options":{"include_usage":true},' + body.lstrip()[1:], True
-        if isinstance(options, dict) and not options.get("include_usage"):
-            return orjson.dumps({**parsed, "stream_options": {**options, "include_usage": True}}), True
-        return body, False
 
     @staticmethod
     def _attribution(incoming: Incoming) -> dict[str, str]:
@@ -388,23 +269,30 @@ class ProxyApp:
         return found
 
     @staticmethod
-    async def _watch_disconnect(receive, exchange: _Exchange) -> None:
+    async def _watch_disconnect(ex: Exchange) -> None:
         # After the body, the only message left is the disconnect (sent early if the client goes away).
-        message = await receive()
-        if message["type"] == "http.disconnect" and exchange.task is not None:
-            exchange.client_gone = True
-            exchange.task.cancel()
-            exchange.task = None
+        message = await ex.receive()
+        if message["type"] == "http.disconnect" and ex.task is not None:
+            ex.client_gone = True
+            ex.task.cancel()
+            ex.task = None
 
-    async def _relay(
-        self, client: aiohttp.ClientSession, url, headers, body, scope, send, record: ProxyRecord, exchange: _Exchange,
-        started: float, name: str, hide_usage: bool, keep: int,
-    ):
+    async def _relay(self, ex: Exchange, body: bytes) -> None:
+        """Forward the request with the upstream's credential and relay the answer as it arrives."""
+        record, upstream, org = ex.record, ex.upstream, ex.org
+        headers = ex.incoming.upstream_headers(upstream.auth_headers, ex.own_key, identity=ex.hide_usage)
+        url = URL(upstream.url(ex.route.path, ex.query), encoded=True)
+        record.request_headers = self._attribution(ex.incoming)
+        keep = org.body_capture
+        if keep:
+            record.request_body = body[:keep]
+            record.bodies_truncated = len(body) > keep
+        name = upstream.name
         sent_at = time.perf_counter()
-        record.overhead_ms = (sent_at - started) * 1000
+        record.overhead_ms = (sent_at - ex.started) * 1000
         try:
-            response = await client.request(
-                scope["method"],
+            response = await (ex.session or self._session).request(
+                ex.scope["method"],
                 url,
                 headers=headers,
                 data=body or None,
@@ -412,16 +300,18 @@ class ProxyApp:
                 timeout=self.timeout,
             )
         except TimeoutError:
-            raise ProxyError(504, "upstream_timeout", f"The upstream {name} ({url.origin()}) did not answer within {self.config.read_timeout:g}s.") from None
+            raise ProxyError(504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({url.origin()}) did not answer within {self.config.read_timeout:g}s.") from None
         except aiohttp.ClientError as exc:
-            raise ProxyError(502, "upstream_unreachable", f"Ingate could not reach the upstream {name} ({url.origin()}): {exc}.") from None
+            raise ProxyError(502, ErrorCode.UPSTREAM_UNREACHABLE, f"Ingate could not reach the upstream {name} ({url.origin()}): {exc}.") from None
         record.upstream_ms = (time.perf_counter() - sent_at) * 1000
         record.status = response.status
         if response.status >= 400:
-            record.outcome = "upstream_error"
+            record.outcome = Outcome.UPSTREAM_ERROR
         finished = False
         try:
-            tap = UsageTap(response.headers.get("content-type", ""), response.headers.get("content-encoding", ""), keep)
+            encoding = response.headers.get("content-encoding", "")
+            tap = UsageTap(ex.fmt, response.headers.get("content-type", ""), encoding, keep)
+            ex.streamed = tap.streamed
             record.stream = record.stream or tap.streamed
             out = [
                 (b"x-ingate-request-id", record.request_id.encode()),
@@ -433,30 +323,30 @@ class ProxyApp:
                 if lowered in _RESPONSE_HOP_BY_HOP or (lowered == b"content-length" and not length_known):
                     continue
                 out.append((lowered, value))
+            editors = [e for e in (stage.response(ex, response.status, out) for stage in self._responders) if e]
             if length_known:
                 data = await self._read_all(response, name, url)
-                exchange.responded = True
-                await send({"type": "http.response.start", "status": response.status, "headers": out})
-                record.ttfb_ms = (time.perf_counter() - started) * 1000
-                await send({"type": "http.response.body", "body": data})
+                ex.responded = True
+                await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
+                record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
+                await ex.send({"type": "http.response.body", "body": data})
                 record.response_bytes = len(data)
                 tap.feed(data)
                 if response.status >= 400:
-                    record.error_type, record.error = provider_error(data, response.headers.get("content-encoding", ""))
+                    record.error_type, record.error = ex.fmt.read_error(data, encoding)
             else:
-                exchange.responded = True
-                await send({"type": "http.response.start", "status": response.status, "headers": out})
-                edit = HiddenUsage() if hide_usage and tap.streamed else None
-                if not await self._stream(response, send, tap, record, started, name, edit):
+                ex.responded = True
+                await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
+                if not await self._stream(ex, response, tap, name, editors):
                     return  # the upstream broke off: leave the client's connection cut too, as a direct call would
-                await send({"type": "http.response.body", "body": b""})
+                await ex.send({"type": "http.response.body", "body": b""})
             finished = True
             tap.finish()
-            if response.status < 400 and record.outcome == "ok":
+            if response.status < 400 and record.outcome == Outcome.OK:
                 # A clean end without the format's end marker is a stream broken off all the same.
                 outcome, why = tap.unfinished()
                 if outcome:
-                    record.outcome, record.error = outcome, why if outcome == "upstream_error" else f"The upstream {name} {why}."
+                    record.outcome, record.error = outcome, why if outcome == Outcome.UPSTREAM_ERROR else f"The upstream {name} {why}."
             record.usage = tap.usage
             record.response_model = tap.model
             if keep:
@@ -474,29 +364,34 @@ class ProxyApp:
         try:
             return await response.read()
         except TimeoutError:
-            raise ProxyError(504, "upstream_timeout", f"The upstream {name} ({url.origin()}) stopped answering mid-response.") from None
+            raise ProxyError(504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({url.origin()}) stopped answering mid-response.") from None
         except aiohttp.ClientError as exc:
-            raise ProxyError(502, "upstream_unreachable", f"The upstream {name} ({url.origin()}) broke off its answer: {exc}.") from None
+            raise ProxyError(502, ErrorCode.UPSTREAM_UNREACHABLE, f"The upstream {name} ({url.origin()}) broke off its answer: {exc}.") from None
 
-    async def _stream(
-        self, response, send, tap: UsageTap, record: ProxyRecord, started: float, name: str, edit: HiddenUsage | None
-    ) -> bool:
-        """Relay chunks as they arrive. False when the upstream broke off (timeout or cut connection)."""
+    async def _stream(self, ex: Exchange, response, tap: UsageTap, name: str, editors: list) -> bool:
+        """Relay chunks as they arrive, through the stages' editors. False when the upstream broke off (timeout
+        or cut connection)."""
+        record, send = ex.record, ex.send
         try:
             async for chunk in response.content.iter_any():
                 tap.feed(chunk)
-                if edit is not None:
-                    chunk = edit.feed(chunk)
+                for editor in editors:
+                    chunk = editor.feed(chunk)
                     if not chunk:
-                        continue
+                        break
+                if not chunk:
+                    continue
                 if record.ttfb_ms is None:
-                    record.ttfb_ms = (time.perf_counter() - started) * 1000
+                    record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 record.response_bytes += len(chunk)
-            if edit is not None and (rest := edit.flush()):
+            rest = b""
+            for editor in editors:
+                rest = editor.feed(rest) + editor.flush() if rest else editor.flush()
+            if rest:
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
         except (TimeoutError, aiohttp.ClientError) as exc:
-            record.outcome = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_cut"
+            record.outcome = Outcome.UPSTREAM_TIMEOUT if isinstance(exc, TimeoutError) else Outcome.UPSTREAM_CUT
             record.error = f"The upstream {name} broke off the stream: {type(exc).__name__} {exc}".strip()
             log.warning("%s (request %s)", record.error, record.request_id)
             tap.finish()
@@ -505,14 +400,14 @@ class ProxyApp:
             return False
         return True
 
-    async def _send_error(self, send, shape: str, error: ProxyError, record: ProxyRecord, started: float) -> None:
-        body = error_body(shape, error.status, error.code, error.message)
-        headers = error_headers(shape, error.status)
+    async def _send_error(self, ex: Exchange, error: ProxyError) -> None:
+        body = ex.fmt.error_body(error.status, error.code, error.message)
+        headers = error_headers(error.status)
         headers.append((b"content-length", str(len(body)).encode()))
-        headers.append((b"x-ingate-request-id", record.request_id.encode()))
-        headers.append((b"x-ingate-overhead-ms", f"{(time.perf_counter() - started) * 1000:.2f}".encode()))
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        headers.append((b"x-ingate-request-id", ex.record.request_id.encode()))
+        headers.append((b"x-ingate-overhead-ms", f"{(time.perf_counter() - ex.started) * 1000:.2f}".encode()))
+        await ex.send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await ex.send({"type": "http.response.body", "body": body})
 
 
 def gateway() -> ProxyApp:
@@ -521,7 +416,3 @@ def gateway() -> ProxyApp:
     if ProxyApp.current is None:
         ProxyApp()
     return ProxyApp.current
-
-
-def _too_large(limit: int) -> ProxyError:
-    return ProxyError(413, "request_too_large", f"The request body is larger than this gateway accepts ({limit} bytes; INGATE_MAX_REQUEST_BYTES).")

@@ -4,6 +4,7 @@ message_stop, a last finishReason, "done": true) was cut short all the same, and
 import httpx
 import pytest
 
+from proxy import formats
 from proxy.usage import UsageTap
 
 # (path, body, extra headers) for one streamed request in each format, with 4 content chunks.
@@ -52,8 +53,8 @@ def test_a_stream_that_reaches_its_end_marker_is_recorded_as_ok(gateway, auth, f
     assert (record.stream, record.outcome, record.error) == (True, "ok", "")
 
 
-def _tap(body: bytes, content_type: str = "text/event-stream") -> UsageTap:
-    tap = UsageTap(content_type, "")
+def _tap(body: bytes, content_type: str = "text/event-stream", fmt=formats.OPENAI) -> UsageTap:
+    tap = UsageTap(fmt, content_type, "")
     for start in range(0, len(body), 7):  # lines split across chunks, as they arrive
         tap.feed(body[start : start + 7])
     tap.finish()
@@ -63,12 +64,12 @@ def _tap(body: bytes, content_type: str = "text/event-stream") -> UsageTap:
 def test_an_error_event_ending_a_stream_is_an_upstream_error_with_its_message():
     body = (b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3}}}\n\n'
             b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
-    assert _tap(body).unfinished() == ("upstream_error", "Overloaded")
+    assert _tap(body, fmt=formats.ANTHROPIC).unfinished() == ("upstream_error", "Overloaded")
 
 
 def test_an_empty_or_half_sent_stream_is_broken_off_and_an_unknown_format_is_not_judged():
     assert _tap(b"").unfinished()[0] == "upstream_cut"
     assert _tap(b'data: {"choices":[{"delta":{"content":"hel').unfinished()[0] == "upstream_cut"
     assert _tap(b'data: {"type":"speech.audio.delta","audio":"AAA"}\n\n').unfinished() == ("", "")
-    assert _tap(b'{"status":"success"}\n', "application/x-ndjson").unfinished() == ("", "")
+    assert _tap(b'{"status":"success"}\n', "application/x-ndjson", formats.OLLAMA).unfinished() == ("", "")
     assert _tap(b'{"choices":[]}', "application/json").unfinished() == ("", "")  # not a stream

@@ -175,8 +175,9 @@ def test_the_export_file_name_survives_quotes_and_accents_in_the_dataset_name(me
     assert len(transfer.parse(streamed(reply), "x.csv")) == 2
 
 
-def chat_record(org, *, request: dict | None, response: dict | None = None) -> RequestRecord:
-    record = RequestRecord.objects.create(org=org, provider="openai", endpoint="chat.completions", model="gpt-4o-mini", status=200)
+def chat_record(org, *, request: dict | None, response: dict | None = None, provider="openai",
+                endpoint="chat.completions") -> RequestRecord:
+    record = RequestRecord.objects.create(org=org, provider=provider, endpoint=endpoint, model="gpt-4o-mini", status=200)
     if request is not None:
         RequestBody.objects.create(record=record, request=json.dumps(request), response=json.dumps(response or {}))
     return record
@@ -194,7 +195,7 @@ def test_a_request_record_with_its_full_body_becomes_an_item(member, world, capi
 
 
 def test_claude_codes_system_blocks_and_openais_developer_role_come_through_as_system_messages(member, world, capitals):
-    anthropic = chat_record(world.own.org, request={
+    anthropic = chat_record(world.own.org, provider="anthropic", endpoint="messages", request={
         "model": "claude-sonnet-4-5", "system": [{"type": "text", "text": "You are Claude Code."}],
         "messages": [{"role": "user", "content": "List the files."}]})
     openai_ = chat_record(world.own.org, request={

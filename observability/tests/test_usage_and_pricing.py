@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 
 from observability.pricing import PRICE_TABLE, Override, cost_of
-from observability.usage import Tokens, normalize
+from proxy.formats import Tokens
+from proxy.formats import tokens as normalize
 
 # Usage objects as the providers send them (fields copied from captured responses).
 OPENAI_CHAT = {

@@ -4,7 +4,11 @@ import gzip
 
 import pytest
 
-from proxy.usage import HiddenUsage, UsageTap, provider_error
+from proxy import formats
+from proxy.formats import HiddenUsage
+from proxy.usage import UsageTap
+
+provider_error = formats.OPENAI.read_error  # every format reads an error body of any shape
 
 
 @pytest.mark.parametrize(
@@ -27,7 +31,7 @@ def test_the_tap_reads_usage_split_across_chunks_and_compressed():
     events = (b'data: {"id":"1","model":"gpt-4o-mini-2024-07-18","choices":[{"delta":{"content":"hi"}}]}\n\n'
               b'data: {"id":"1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\ndata: [DONE]\n\n')
     packed = gzip.compress(events)
-    tap = UsageTap("text/event-stream", "gzip")
+    tap = UsageTap(formats.OPENAI, "text/event-stream", "gzip")
     for start in range(0, len(packed), 7):
         tap.feed(packed[start:start + 7])
     tap.finish()

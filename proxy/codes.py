@@ -1,0 +1,29 @@
+"""The codes of the errors the gateway answers itself (`ProxyError.code`): clients read them in the error body
+and records keep them as `error_type`, so a code, once out, keeps its spelling."""
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # the request, before any key is checked
+    INVALID_PATH = "invalid_path"
+    REQUEST_TOO_LARGE = "request_too_large"
+    # the gateway key
+    MISSING_GATEWAY_KEY = "missing_gateway_key"
+    INVALID_GATEWAY_KEY = "invalid_gateway_key"
+    MISSING_SCOPE = "missing_scope"
+    # the upstream and its credential
+    UNKNOWN_PROVIDER = "unknown_provider"
+    MISSING_CREDENTIAL = "missing_credential"
+    # the body, and a registry prompt rendered into it (X-Ingate-Prompt)
+    INVALID_JSON = "invalid_json"
+    INVALID_PROMPT_REFERENCE = "invalid_prompt_reference"
+    UNKNOWN_PROMPT = "unknown_prompt"
+    INVALID_PROMPT_VARIABLES = "invalid_prompt_variables"
+    PROMPT_RENDER_ERROR = "prompt_render_error"
+    # the way there and back
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    # Ingate itself
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    GATEWAY_UNAVAILABLE = "gateway_unavailable"

@@ -1,0 +1,233 @@
+"""What every wire format answers, and the pieces they share: token counts, the two stream framings (SSE and
+NDJSON), and reading an error body whatever its shape. One subclass of `WireFormat` per format lives beside
+this module; nothing outside `proxy/formats/` parses a provider's JSON or SSE itself."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+from ..records import Outcome
+
+# Kept beside a response's own usage fields, for what a provider bills by but reports outside its usage object:
+# the service tier (OpenAI reports it at the top level) and server-side tool calls counted from output items.
+TIER_FIELD = "service_tier"
+TOOL_CALLS_FIELD = "ingate_tool_calls"
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Usage in one convention whatever the provider's: `input` is every billed prompt token (cached ones
+    included), `output` every generated token (reasoning included); the cache and reasoning counts say how many
+    of those were which."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0  # every cache write; `cache_write_1h` says how many of them were one-hour writes
+    reasoning: int = 0
+    cache_write_1h: int = 0
+    tier: str = ""  # the service tier the provider reports it billed ("" when it does not say)
+    tools: tuple[tuple[str, int], ...] = ()  # server-side tool calls billed per call: (kind, count), sorted
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+    @property
+    def tool_calls(self) -> dict[str, int]:
+        return dict(self.tools)
+
+
+def count(value: Any) -> int:
+    """A usage count as reported, or 0 for anything that is not a positive integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def detail(raw: dict, group: str, name: str) -> int:
+    details = raw.get(group)
+    return count(details.get(name)) if isinstance(details, dict) else 0
+
+
+def tier_of(raw: dict, *names: str) -> str:
+    for name in names:
+        value = raw.get(name)
+        if isinstance(value, str) and value:
+            return value.strip().lower()[:32]
+    return ""
+
+
+def tool_counts(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((kind, n) for kind, n in counts.items() if n > 0))
+
+
+def counted_tools(raw: dict) -> dict[str, int]:
+    counted = raw.get(TOOL_CALLS_FIELD)
+    if not isinstance(counted, dict):
+        return {}
+    return {str(kind): count(n) for kind, n in counted.items()}
+
+
+# --- framing ---------------------------------------------------------------------------------------
+
+
+def sse_event(data: Any, event: str | None = None) -> bytes:
+    """One SSE event: `data` as JSON (or bytes as they are), with an `event:` line when the format names them."""
+    payload = data if isinstance(data, bytes) else orjson.dumps(data)
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + payload + b"\n\n"
+
+
+def ndjson_line(data: Any) -> bytes:
+    return (data if isinstance(data, bytes) else orjson.dumps(data)) + b"\n"
+
+
+def event_payload(line: bytes) -> bytes:
+    """The JSON (or `[DONE]`) a stream line carries: SSE `data:` lines and NDJSON lines alike; b"" for the rest."""
+    line = line.strip()
+    if line.startswith(b"data:"):
+        return line[5:].strip()
+    return line if line[:1] in (b"{", b"[") else b""
+
+
+class Events:
+    """Splits a streamed body, chunk by chunk, into the payloads of its events (SSE or NDJSON alike)."""
+
+    def __init__(self):
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
+        return [payload for payload in map(event_payload, lines) if payload]
+
+    def flush(self) -> list[bytes]:
+        line, self._buffer = self._buffer, b""
+        payload = event_payload(line)
+        return [payload] if payload else []
+
+
+# --- the format --------------------------------------------------------------------------------------
+
+
+class WireFormat:
+    """One provider API's wire format. Instances are stateless singletons (see proxy/formats/__init__.py)."""
+
+    name: ClassVar[str] = ""
+    framing: ClassVar[str] = "sse"  # how its streams are framed: sse | ndjson
+    # A chat of system messages alone is refused by the provider (it wants at least one turn).
+    needs_turn: ClassVar[bool] = False
+
+    # --- requests
+
+    def model(self, body: dict) -> str:
+        model = body.get("model")
+        return model if isinstance(model, str) else ""
+
+    def streams(self, body: dict, endpoint: str) -> bool:
+        return body.get("stream") is True
+
+    def messages(self, body: dict) -> list:
+        """The conversation's turns, in the format's own shape."""
+        messages = body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+    def system(self, body: dict) -> Any:
+        """The system prompt, where the format keeps it apart from the turns (None when it has none)."""
+        return None
+
+    def tools(self, body: dict) -> list[str]:
+        tools = body.get("tools")
+        if not isinstance(tools, list):
+            return []
+        return [t.get("name") or (t.get("function") or {}).get("name") or t.get("type") for t in tools if isinstance(t, dict)]
+
+    def chat_messages(self, body: dict) -> list[dict]:
+        """The request's conversation as portable OpenAI-style chat messages (a dataset item's input); OpenAI's
+        reasoning models call the system role "developer", which becomes "system"."""
+        return [{**m, "role": "system"} if m.get("role") == "developer" else m
+                for m in self.messages(body) if isinstance(m, dict)]
+
+    def prompt_fields(self, messages: list[dict], text: str) -> dict[str, Any]:
+        """The request fields a rendered prompt becomes: `messages` OpenAI-style, or `text` when the prompt is a
+        text template."""
+        return {"messages": messages} if messages else {"prompt": text}
+
+    def with_prompt(self, body: dict, messages: list[dict], text: str) -> dict:
+        """`body` with a rendered prompt put before its own turns (and before its own system prompt)."""
+        fields = self.prompt_fields(messages, text)
+        merged = dict(body)
+        turns = fields.get("messages") or ([{"role": "user", "content": text}] if text or not messages else [])
+        merged["messages"] = turns + list(body.get("messages") or [])
+        if "system" in fields:
+            client_system = body.get("system")
+            merged["system"] = fields["system"] + (f"\n\n{client_system}" if isinstance(client_system, str) and client_system else "")
+        return merged
+
+    def chat_request(self, model: str, messages: list[dict], params: dict[str, Any], stream: bool, *,
+                     provider: str, azure_api_version: str = "") -> tuple[str, str, dict]:
+        """(path, query, body) of a chat request for Ingate's own calls. `messages` are OpenAI-style."""
+        raise NotImplementedError
+
+    # --- errors
+
+    error_types: ClassVar[dict[int, str]] = {}
+
+    def error_body(self, status: int, code: str, message: str) -> bytes:
+        raise NotImplementedError
+
+    def read_error(self, body: bytes, content_encoding: str = "") -> tuple[str, str]:
+        """(type, message) from an error body, whatever its shape, for the record; ("", "") if unreadable."""
+        try:
+            if content_encoding.strip().lower() in ("gzip", "x-gzip", "deflate"):
+                body = zlib.decompress(body, 47)
+            parsed = orjson.loads(body)
+        except (ValueError, zlib.error):
+            return "", body[:500].decode("utf-8", errors="replace")
+        return self.error_of(parsed)
+
+    def error_of(self, data: Any) -> tuple[str, str]:
+        """(type, message) from a parsed error body: OpenAI, Anthropic and Gemini nest an object, Ollama a string."""
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, str):
+            return "", error[:2000]
+        if not isinstance(error, dict):
+            return "", ""
+        kind = error.get("type") or error.get("status") or error.get("code") or ""
+        return str(kind)[:64], str(error.get("message") or "")[:2000]
+
+    # --- responses
+
+    def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
+        """Take the raw usage fields (into `usage`) and the answering model (into `model`, once) from a whole
+        response or one stream event."""
+
+    def text(self, data: Any) -> str:
+        """The answer text of a whole response, or what one stream event adds to it."""
+        return ""
+
+    def finished(self, event: Any) -> tuple[str, str]:
+        """Judged from a stream's last event: ("", "") when it ended as the format ends a stream,
+        ("upstream_cut", why) when it just stopped, ("upstream_error", message) when it ended on an error."""
+        if isinstance(event, dict) and event.get("type") == "error":
+            error = event.get("error") if isinstance(event.get("error"), dict) else event
+            return Outcome.UPSTREAM_ERROR, str(error.get("message") or "the stream ended on an error event")[:2000]
+        return self.ended(event)
+
+    def ended(self, event: Any) -> tuple[str, str]:
+        return "", ""
+
+    def tokens(self, raw: dict) -> Tokens:
+        """The token counts of the raw usage fields `collect` gathered."""
+        raise NotImplementedError
+
+    def event(self, data: Any, name: str | None = None) -> bytes:
+        """One stream event in this format's framing."""
+        return ndjson_line(data) if self.framing == "ndjson" else sse_event(data, name)
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data).encode()

@@ -1,0 +1,136 @@
+"""The request path as stages. One request is one `Exchange` passed through a short ordered list of stages
+(settings.INGATE_PROXY_STAGES, like Django's MIDDLEWARE), then relayed and recorded by the pipeline itself:
+
+| order | stage | request side | response side |
+|---|---|---|---|
+| 1 | `proxy.stages.Authenticate` | the gateway key (cached), its scope; the org | — |
+| 2 | `proxy.stages.Upstream` | the upstream and its credential | — |
+| 3 | `prompts.stage.PromptStage` | renders a registry prompt into the body (`X-Ingate-Prompt`) | — |
+| 4 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
+| — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client | bytes relayed, usage read on the side |
+| — | record (proxy/relay.py) | — | a plain record handed to the sink (never blocks) |
+
+The contract. A stage is built once per configuration with the `ProxyApp` (for its shared caches and database
+threads). `request(ex)` runs in order before the upstream is called: it reads and sets what it needs on the
+exchange, may rewrite the body (`ex.replace_body`), and refuses by raising `ProxyError`, which the client gets in
+its own wire format. `response(ex, status, headers)` runs when the upstream's answer starts, in order; it may
+return an `Editor` that sees (and may rewrite) each body chunk as it passes. `invalidate(kind, value)` drops
+what a stage caches when data changes (proxy/invalidation.py). A stage not configured for the request's org
+returns at once from both hooks: that is what "costs nothing" means here. No stage runs a database query on the
+event loop (`ProxyApp.db` runs them on threads, behind caches). Wire formats are the formats' (`ex.fmt`,
+`proxy/formats`); a stage never parses a provider's JSON or SSE itself."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from .codes import ErrorCode
+from .credentials import missing_credential
+from .errors import ProxyError
+from .exchange import Editor, Exchange
+from .formats import HiddenUsage, ask_for_usage
+
+if TYPE_CHECKING:
+    from .relay import ProxyApp
+
+
+class Stage:
+    """A stage of the request path (see the module docstring for the contract)."""
+
+    def __init__(self, app: ProxyApp):
+        self.app = app
+
+    async def request(self, ex: Exchange) -> None:
+        """Before the upstream is called; raise ProxyError to refuse."""
+
+    def response(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> Editor | None:
+        """When the upstream's answer starts; an Editor to see and rewrite its body, or None."""
+        return None
+
+    def invalidate(self, kind: str, value: str) -> None:
+        """Drop what this stage caches about `kind` (key, credentials, prompts, org, or all when unknown)."""
+
+
+def build(app: ProxyApp) -> list[Stage]:
+    """The configured stages, in order."""
+    return [import_string(path)(app) for path in settings.INGATE_PROXY_STAGES]
+
+
+class Authenticate(Stage):
+    """The gateway key, from the header each SDK puts its key in, resolved through the key cache; the org it
+    belongs to. Ingate's own calls arrive with their principal already set."""
+
+    async def request(self, ex: Exchange) -> None:
+        app = self.app
+        if ex.principal is None:
+            plaintext, ex.own_key = ex.incoming.gateway_key(ex.query_key)
+            if plaintext is None:
+                raise ProxyError(
+                    401,
+                    ErrorCode.MISSING_GATEWAY_KEY,
+                    "No Ingate gateway key: send it as your API key (Authorization: Bearer, x-api-key, api-key "
+                    "or x-goog-api-key) or in the X-Ingate-Key header.",
+                )
+            ex.principal = await app.keys.resolve(plaintext)
+        key, record = ex.principal, ex.record
+        record.org_id, record.app_id, record.team_id, record.key_id = key.org_id, key.app_id, key.team_id, key.id
+        ex.org = await app.credentials.org(key.org_id)
+
+    def invalidate(self, kind: str, value: str) -> None:
+        if kind == "key":
+            self.app.keys.invalidate(prefix=value)
+        elif kind == "org":
+            self.app.keys.invalidate(org_id=int(value))
+        elif kind not in ("credentials", "prompts"):
+            self.app.keys.invalidate()
+
+
+class Upstream(Stage):
+    """Where the request goes: the org's stored credential for the provider, else the instance's; refused when
+    neither has a key (unless the client sent its own) or the provider has no address."""
+
+    async def request(self, ex: Exchange) -> None:
+        key = ex.principal
+        upstream = self.app.credentials.upstream(ex.org, key.org_slug, ex.route)
+        ex.upstream = upstream
+        ex.fmt = self.app.format_for(upstream.spec, ex.route)
+        ex.record.passthrough = ex.own_key
+        if not upstream.base_url or not (ex.own_key or upstream.has_credential):
+            raise missing_credential(upstream, key.org_slug)
+
+    def invalidate(self, kind: str, value: str) -> None:
+        if kind in ("credentials", "org"):
+            self.app.credentials.invalidate(int(value))
+        elif kind not in ("key", "prompts"):
+            self.app.credentials.invalidate()
+
+
+class UsageOptions(Stage):
+    """Reads the model and the stream flag for the record. The body goes on byte for byte, with one exception:
+    an OpenAI-style chat stream without `stream_options.include_usage` gets it added (usage is otherwise never
+    reported), and the extra usage is hidden from the client on the way back."""
+
+    async def request(self, ex: Exchange) -> None:
+        record, route = ex.record, ex.route
+        if route.endpoint.endswith("streamGenerateContent"):
+            record.stream = True
+        parsed = await ex.json()
+        if parsed is None:
+            return
+        model = ex.fmt.model(parsed)
+        if model:
+            record.model = model
+        stream = ex.fmt.streams(parsed, route.endpoint)
+        record.stream = record.stream or stream
+        record.body = parsed
+        if stream and route.endpoint == "chat.completions" and ex.upstream.spec.stream_usage_option:
+            asked = ask_for_usage(await ex.body(), parsed)
+            if asked is not None:
+                ex.replace_body(asked)
+                ex.hide_usage = True
+
+    def response(self, ex: Exchange, status: int, headers) -> Editor | None:
+        return HiddenUsage() if ex.hide_usage and ex.streamed else None
