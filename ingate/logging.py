@@ -3,9 +3,13 @@
 import logging
 import re
 
+from tenancy.keys import KEY_MARKER
+
 # Gateway keys, OpenAI/Anthropic-style keys and bearer tokens. Short runs after the prefix stay
 # visible so a log line still says which key was involved.
-_SECRET = re.compile(r"(sk-ingate-[A-Za-z0-9]{4}|sk-(?:ant-|proj-)?[A-Za-z0-9]{2}|Bearer\s+\S{4})[A-Za-z0-9_\-\.]+")
+_SECRET = re.compile(
+    rf"({re.escape(KEY_MARKER)}[A-Za-z0-9]{{4}}|sk-(?:ant-|proj-)?[A-Za-z0-9]{{2}}|Bearer\s+\S{{4}})[A-Za-z0-9_\-\.]+"
+)
 
 
 def redact(text: str) -> str:

@@ -7,10 +7,9 @@ class ObservabilityConfig(AppConfig):
 
     def ready(self) -> None:
         from tenancy.models import Role, Scope
-        from tenancy.permissions import VIEW, grant
+        from tenancy.permissions import ALL, VIEW, grant
 
-        from tenancy.permissions import ALL
-
+        from . import signals  # noqa: F401  (drop the proxy's cached body policy on a change)
         from .models import ObservabilitySettings, PriceOverride, RequestRecord
 
         # Everyone in an org may read its request records; a gateway key needs the logs:read scope.

@@ -9,17 +9,22 @@ from decimal import Decimal
 from django.db import models
 from django.utils import timezone
 
+from proxy.records import Outcome as ProxyOutcome
 from tenancy.models import APIKey, App, Organization, Team
 
-
-class Outcome(models.TextChoices):
-    OK = "ok", "Completed"
-    UPSTREAM_ERROR = "upstream_error", "Provider error"
-    GATEWAY_ERROR = "gateway_error", "Refused by Ingate"
-    UPSTREAM_UNREACHABLE = "upstream_unreachable", "Provider unreachable"
-    UPSTREAM_TIMEOUT = "upstream_timeout", "Provider timed out"
-    UPSTREAM_CUT = "upstream_cut", "Provider broke off the stream"
-    CLIENT_DISCONNECT = "client_disconnect", "Client went away"
+# The proxy's outcomes (proxy.records.Outcome, the one list) as model choices, with the words pages show.
+_OUTCOME_LABELS = {
+    ProxyOutcome.OK: "Completed",
+    ProxyOutcome.UPSTREAM_ERROR: "Provider error",
+    ProxyOutcome.GATEWAY_ERROR: "Refused by Ingate",
+    ProxyOutcome.UPSTREAM_UNREACHABLE: "Provider unreachable",
+    ProxyOutcome.UPSTREAM_TIMEOUT: "Provider timed out",
+    ProxyOutcome.UPSTREAM_CUT: "Provider broke off the stream",
+    ProxyOutcome.CLIENT_DISCONNECT: "Client went away",
+}
+Outcome = models.TextChoices(
+    "Outcome", [(outcome.name, (outcome.value, _OUTCOME_LABELS[outcome])) for outcome in ProxyOutcome], module=__name__
+)
 
 
 # A request that did not end well: refused, cut, timed out, or answered with an error status.

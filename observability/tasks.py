@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from . import retention
+from .pipeline import INGEST_TASK, RecordPipeline
 
 
 @shared_task(name="observability.enforce_retention")
@@ -9,10 +10,8 @@ def enforce_retention() -> dict[str, int]:
     return retention.enforce_retention()
 
 
-@shared_task(name="observability.ingest_records", ignore_result=True)
+@shared_task(name=INGEST_TASK, ignore_result=True)
 def ingest_records() -> int:
     """Insert what gateways put on the record stream (and what a dead worker had read). Safe to run many at
     once: the consumer group hands each entry to one of them."""
-    from .pipeline import RecordPipeline
-
     return RecordPipeline().drain()

@@ -11,7 +11,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from tenancy.permissions import CHANGE, VIEW, Principal, orgs_where, restrict
+from tenancy.pages import OrgContext
+from tenancy.permissions import CHANGE, restrict
 
 from . import selectors
 from .bodies import metadata_rows
@@ -45,21 +46,10 @@ class PeekPage:
         return iter(self.object_list)
 
 
-class OrgContext:
-    """The orgs the signed-in user may see records of, and the one picked (`?org=slug`)."""
-
-    def __init__(self, request):
-        self.principal = Principal.for_user(request.user)
-        self.orgs = list(orgs_where(self.principal, RequestRecord, VIEW).order_by("name"))
-        wanted = request.GET.get("org")
-        self.org = next((o for o in self.orgs if o.slug == wanted), None) if wanted else None
-        if wanted and self.org is None:
-            raise Http404("No such organization, or not yours.")
-        self.org = self.org or (self.orgs[0] if self.orgs else None)
-
-    def records(self):
-        queryset = selectors.records_for(self.principal)
-        return queryset.filter(org=self.org) if self.org else queryset.none()
+def _records(ctx: OrgContext):
+    """The records of the org picked in the header (none when the user has no org)."""
+    queryset = selectors.records_for(ctx.principal)
+    return queryset.filter(org=ctx.org) if ctx.org else queryset.none()
 
 
 def _page(request, template: str, ctx: OrgContext, **context):
@@ -90,7 +80,7 @@ def _chart_data(points: list[dict], bucket: str) -> dict:
 
 @login_required
 def overview(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, RequestRecord)
     window = request.GET.get("window", "24h")
     span, bucket = WINDOWS.get(window, WINDOWS["24h"])
     since = timezone.now() - span
@@ -116,10 +106,10 @@ def overview(request):
 
 @login_required
 def logs(request):
-    ctx = OrgContext(request)
-    filters = selectors.RecordFilter(request.GET, queryset=ctx.records().select_related("app", "key"),
+    ctx = OrgContext(request, RequestRecord)
+    filters = selectors.RecordFilter(request.GET, queryset=_records(ctx).select_related("app", "key"),
                                      orgs=[ctx.org] if ctx.org else [])
-    page = PeekPage(filters.qs if filters.is_valid() else ctx.records().none(), request.GET.get("page"))
+    page = PeekPage(filters.qs if filters.is_valid() else _records(ctx).none(), request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     from evals.models import Dataset  # the logs page offers "add to dataset"; evals builds on observability
@@ -131,7 +121,7 @@ def logs(request):
 
 @login_required
 def record_detail(request, pk):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, RequestRecord)
     # The version's row may be gone (records outlive prompts): the join then gives None, not a failed lookup.
     record = get_object_or_404(selectors.records_for(ctx.principal).select_related(
         "app", "key", "org", "prompt_version__prompt__namespace"), pk=pk)
@@ -151,7 +141,7 @@ def record_detail(request, pk):
 
 @login_required
 def sessions(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, RequestRecord)
     sessions = selectors.session_rollups(ctx.org.pk) if ctx.org else []
     page = Paginator(sessions, 50).get_page(request.GET.get("page"))
     return _page(request, "observability/sessions.html", ctx, page=page)
@@ -159,8 +149,8 @@ def sessions(request):
 
 @login_required
 def session_detail(request, session_id):
-    ctx = OrgContext(request)
-    records = list(ctx.records().filter(session_id=session_id).order_by("created_at")[:2000])
+    ctx = OrgContext(request, RequestRecord)
+    records = list(_records(ctx).filter(session_id=session_id).order_by("created_at")[:2000])
     if not records:
         raise Http404("No requests in this session.")
     return _page(
@@ -171,5 +161,5 @@ def session_detail(request, session_id):
 
 @login_required
 def live(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, RequestRecord)
     return _page(request, "observability/live.html", ctx)

@@ -9,6 +9,7 @@ class PromptsConfig(AppConfig):
         from tenancy.models import Role, Scope
         from tenancy.permissions import ADD, CHANGE, VIEW, grant
 
+        from . import signals  # noqa: F401  (drop the proxy's cached prompts on a change)
         from .models import Label, Namespace, Prompt, PromptVersion
 
         # Everyone reads; members and up create prompts and versions (label moves: prompts/permissions.py).

@@ -12,14 +12,13 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from . import services
-from .audit import Actor, audit_record, client_ip
+from .audit import Actor, audit_record
 from .models import (
     APIKey,
     App,
     AuditLog,
     Membership,
     Organization,
-    Provider,
     ProviderCredential,
     Scope,
     Team,
@@ -35,7 +34,7 @@ admin.site.index_title = "Organizations, keys and credentials"
 
 
 def admin_actor(request) -> Actor:
-    return Actor(principal=Principal.for_user(request.user), ip=client_ip(request), via="admin")
+    return Actor.from_request(request, via="admin")
 
 
 class AuditedWritesMixin:
@@ -297,7 +296,7 @@ class ProviderCredentialForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        needs_secret = data.get("provider") != Provider.OLLAMA and data.get("auth_style") != "none"
+        needs_secret = services.credential_needs_secret(provider=data.get("provider"), auth_style=data.get("auth_style"))
         if not self.instance.has_secret and not data.get("secret") and needs_secret:
             raise ValidationError({"secret": "This provider needs an API key."})
         return data

@@ -6,5 +6,5 @@ class TenancyConfig(AppConfig):
     verbose_name = "Tenancy"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (login audit, key revocation on user delete)
+        from . import signals  # noqa: F401  (login audit, key revocation on user delete, proxy cache drops)
         from .api import schema  # noqa: F401  (OpenAPI extension registers itself)

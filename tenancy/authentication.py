@@ -6,39 +6,9 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from . import keys
+from .keys import MALFORMED, UNKNOWN, KeyRejected, unusable_because
 from .models import APIKey
 from .permissions import Principal, creator_role_subquery, key_creator_left
-
-
-class KeyRejected(Exception):
-    """A presented gateway key cannot be used; `reason` is safe to show (it never contains the key)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-MALFORMED = "Malformed gateway key: expected sk-ingate- followed by 52 letters and digits."
-UNKNOWN = "Unknown gateway key."
-
-
-CREATOR_LEFT = (
-    "This gateway key was made by someone who is no longer an active member of its organization; "
-    "ask an admin for a new key."
-)
-
-
-def unusable_because(*, revoked: bool, expired: bool, org_active: bool, creator_left: bool = False) -> str | None:
-    """Why a known key cannot be used, or None; shared by the API and the proxy's cached check."""
-    if revoked:
-        return "This gateway key has been revoked."
-    if expired:
-        return "This gateway key has expired."
-    if not org_active:
-        return "The organization of this gateway key is deactivated."
-    if creator_left:
-        return CREATOR_LEFT
-    return None
 
 
 def key_lookup(plaintext: str) -> APIKey:
@@ -84,9 +54,9 @@ class GatewayKeyAuthentication(authentication.BaseAuthentication):
             key = key_lookup(raw)
         except KeyRejected as exc:
             raise exceptions.AuthenticationFailed(exc.reason) from None
-        from .services import api_key_touch
+        from .services import api_key_mark_used
 
-        api_key_touch(key=key)
+        api_key_mark_used(key_id=key.pk, last_used_at=key.last_used_at)
         return (None, Principal.for_key(key))
 
     def authenticate_header(self, request) -> str:

@@ -62,3 +62,42 @@ def matches(plaintext: str, stored_digest: str, hmac_key_list: list[bytes] | Non
     return any(
         hmac.compare_digest(digest(plaintext, key), stored_digest) for key in (hmac_key_list or hmac_keys())
     )
+
+
+# --- why a presented key is refused -----------------------------------------------------------------------
+# Plain strings shared by the management API (tenancy.authentication) and the proxy's cached check
+# (proxy.auth), so the hot path imports no DRF and both refuse a key in the same words.
+
+MALFORMED = (
+    f"Malformed gateway key: expected {KEY_MARKER} followed by {PREFIX_LENGTH + SECRET_LENGTH} letters and digits."
+)
+UNKNOWN = "Unknown gateway key."
+# The management API's answer to a caller with neither a session nor a key.
+AUTHENTICATION_REQUIRED = (
+    f"Authentication required: sign in, or send a gateway key as 'Authorization: Bearer {KEY_MARKER}…'."
+)
+CREATOR_LEFT = (
+    "This gateway key was made by someone who is no longer an active member of its organization; "
+    "ask an admin for a new key."
+)
+
+
+class KeyRejected(Exception):
+    """A presented gateway key cannot be used; `reason` is safe to show (it never contains the key)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def unusable_because(*, revoked: bool, expired: bool, org_active: bool, creator_left: bool = False) -> str | None:
+    """Why a known key cannot be used, or None; shared by the API and the proxy's cached check."""
+    if revoked:
+        return "This gateway key has been revoked."
+    if expired:
+        return "This gateway key has expired."
+    if not org_active:
+        return "The organization of this gateway key is deactivated."
+    if creator_left:
+        return CREATOR_LEFT
+    return None

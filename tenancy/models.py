@@ -4,6 +4,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from proxy import providers
+
+from .keys import KEY_MARKER
+
 
 class Organization(models.Model):
     name = models.CharField(max_length=200)
@@ -128,7 +132,7 @@ class APIKey(models.Model):
 
     @property
     def display(self) -> str:
-        return f"sk-ingate-{self.prefix}…"
+        return f"{KEY_MARKER}{self.prefix}…"
 
     @property
     def status(self) -> str:
@@ -139,21 +143,26 @@ class APIKey(models.Model):
         return "active"
 
 
-class Provider(models.TextChoices):
-    OPENAI = "openai", "OpenAI"
-    ANTHROPIC = "anthropic", "Anthropic"
-    AZURE = "azure", "Azure OpenAI"
-    GEMINI = "gemini", "Google Gemini"
-    OLLAMA = "ollama", "Ollama"
-    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible"
+# What a stored credential may be for: the registry's built-in providers (proxy.providers, the one list), or an
+# org's own OpenAI-compatible endpoint; the registered compatible providers (Groq, …) are the latter by name.
+Provider = models.TextChoices(
+    "Provider",
+    [(name.upper(), (name, providers.REGISTRY[name].label)) for name in providers.BUILTIN_PROVIDERS]
+    + [(providers.OPENAI_COMPATIBLE.upper(), (providers.OPENAI_COMPATIBLE, providers.CUSTOM_COMPATIBLE.label))],
+    module=__name__,
+)
 
-
-class AuthStyle(models.TextChoices):
-    BEARER = "bearer", "Authorization: Bearer"
-    X_API_KEY = "x-api-key", "x-api-key header"
-    API_KEY = "api-key", "api-key header"
-    GOOG = "x-goog-api-key", "x-goog-api-key header"
-    NONE = "none", "No authentication"
+_AUTH_LABELS = {
+    providers.AuthStyle.BEARER: "Authorization: Bearer",
+    providers.AuthStyle.X_API_KEY: "x-api-key header",
+    providers.AuthStyle.API_KEY: "api-key header",
+    providers.AuthStyle.GOOG: "x-goog-api-key header",
+    providers.AuthStyle.NONE: "No authentication",
+}
+# The proxy's auth styles (proxy.providers.AuthStyle) as model choices, with the words forms show.
+AuthStyle = models.TextChoices(
+    "AuthStyle", [(style.name, (style.value, _AUTH_LABELS[style])) for style in providers.AuthStyle], module=__name__
+)
 
 
 class ProviderCredential(models.Model):
@@ -188,15 +197,13 @@ class ProviderCredential(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        from proxy.providers import COMPATIBLE_PROVIDERS, PROVIDER_NAMES
-
         if self.provider != Provider.OPENAI_COMPATIBLE:
             if self.name and self.name != self.provider:
                 raise ValidationError({"name": f"A {self.get_provider_display()} credential is named {self.provider!r}."})
             self.name = self.provider
-        elif self.name in PROVIDER_NAMES and self.name not in COMPATIBLE_PROVIDERS:
+        elif self.name in providers.PROVIDER_NAMES and self.name not in providers.COMPATIBLE_PROVIDERS:
             raise ValidationError({"name": f"{self.name!r} is a built-in provider; choose it as the provider instead."})
-        elif self.name not in COMPATIBLE_PROVIDERS and not self.base_url:
+        elif self.name not in providers.COMPATIBLE_PROVIDERS and not self.base_url:
             raise ValidationError({"base_url": "A custom OpenAI-compatible provider needs its base URL."})
         if self.provider == Provider.AZURE and not self.base_url:
             raise ValidationError({"base_url": "Azure OpenAI needs your resource endpoint, e.g. https://NAME.openai.azure.com."})

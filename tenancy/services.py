@@ -13,14 +13,16 @@ from django.db.models import Model, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from proxy.providers import REGISTRY
+
 from . import crypto, keys
 from .audit import Actor, audit_record, diff, snapshot
 from .models import (
     APIKey,
     App,
+    AuthStyle,
     Membership,
     Organization,
-    Provider,
     ProviderCredential,
     Role,
     Scope,
@@ -422,28 +424,27 @@ def api_key_delete(*, actor: Actor, key: APIKey) -> None:
     _delete(actor=actor, obj=key)
 
 
-def api_key_touch(*, key: APIKey, now: datetime.datetime | None = None) -> bool:
-    """Record use of a key at most once per INGATE_KEY_LAST_USED_INTERVAL; True when a write happened."""
-    now = now or timezone.now()
-    cutoff = now - datetime.timedelta(seconds=settings.INGATE_KEY_LAST_USED_INTERVAL)
-    if key.last_used_at is not None and key.last_used_at > cutoff:
+def api_key_mark_used(
+    *, key_id: int, at: datetime.datetime | None = None, last_used_at: datetime.datetime | None = None
+) -> bool:
+    """Stamp a key's use at most once per INGATE_KEY_LAST_USED_INTERVAL (a write per request would not scale);
+    True when a write happened. Callers holding the row pass its `last_used_at`: a recent one costs no query.
+    The proxy also limits itself in memory and calls this off the request path."""
+    at = at or timezone.now()
+    cutoff = at - datetime.timedelta(seconds=settings.INGATE_KEY_LAST_USED_INTERVAL)
+    if last_used_at is not None and last_used_at > cutoff:
         return False
-    written = APIKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff), pk=key.pk).update(
-        last_used_at=now
-    )
-    key.last_used_at = now
-    return bool(written)
-
-
-def api_key_mark_used(*, key_id: int, at: datetime.datetime) -> None:
-    """The proxy's `last_used_at` stamp (it already limits itself to one per key per interval)."""
-    APIKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at), pk=key_id).update(last_used_at=at)
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff)
+    return bool(APIKey.objects.filter(stale, pk=key_id).update(last_used_at=at))
 
 
 # --- provider credentials ------------------------------------------------------------------------
 
-# Providers that work without a secret (a local Ollama usually has none).
-_SECRET_OPTIONAL = {Provider.OLLAMA}
+def credential_needs_secret(*, provider: str, auth_style: str = "") -> bool:
+    """A stored credential needs a secret unless its provider works without one (the registry says: a local
+    Ollama usually has none) or it is set to send no authentication."""
+    spec = REGISTRY.get(provider)
+    return auth_style != AuthStyle.NONE and (spec is None or spec.needs_secret)
 
 
 def _set_secret(credential: ProviderCredential, secret: str) -> None:
@@ -471,7 +472,7 @@ def provider_credential_create(
         api_version=api_version,
         auth_style=auth_style,
     )
-    if not secret and provider not in _SECRET_OPTIONAL and auth_style != "none":
+    if not secret and credential_needs_secret(provider=provider, auth_style=auth_style):
         raise ValidationError({"secret": "This provider needs an API key."})
     _set_secret(credential, secret)
     return audited_create(actor=actor, obj=credential)
@@ -491,11 +492,6 @@ def provider_credential_update(
 @transaction.atomic
 def provider_credential_delete(*, actor: Actor, credential: ProviderCredential) -> None:
     _delete(actor=actor, obj=credential)
-
-
-def provider_credential_secret(credential: ProviderCredential) -> str:
-    """The decrypted secret, for the proxy only. Never serialize or log the result."""
-    return crypto.decrypt(credential.secret_encrypted) if credential.secret_encrypted else ""
 
 
 # --- users ---------------------------------------------------------------------------------------

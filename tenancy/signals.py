@@ -1,11 +1,18 @@
-"""Sign-ins and failed sign-ins go to the audit log; deleting a user revokes the keys they made."""
+"""Sign-ins and failed sign-ins go to the audit log; deleting a user revokes the keys they made; changes to
+keys, credentials, orgs and memberships drop the proxy's cached copies once committed (proxy.invalidation)."""
+
+from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db.models.signals import pre_delete
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
+from proxy.invalidation import publish
+
 from .audit import Actor, audit_record, client_ip
+from .models import APIKey, Membership, Organization, ProviderCredential
 from .permissions import Principal
 from .services import api_keys_revoke_made_by
 
@@ -47,3 +54,46 @@ def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
 def revoke_keys_of_deleted_user(sender, instance, **kwargs) -> None:
     # A signal, not the admin's delete: users also go away in the shell, in bulk and by cascade.
     api_keys_revoke_made_by(actor=Actor.system("user-delete"), user=instance)
+
+
+# --- the proxy's caches -----------------------------------------------------------------------------------
+
+
+@receiver([post_save, post_delete], sender=APIKey, dispatch_uid="proxy-key-changed")
+def key_changed(sender, instance: APIKey, **kwargs) -> None:
+    transaction.on_commit(partial(publish, "key", instance.prefix))
+
+
+@receiver([post_save, post_delete], sender=ProviderCredential, dispatch_uid="proxy-credential-changed")
+def credential_changed(sender, instance: ProviderCredential, **kwargs) -> None:
+    transaction.on_commit(partial(publish, "credentials", str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")
+def org_changed(sender, instance: Organization, **kwargs) -> None:
+    transaction.on_commit(partial(publish, "org", str(instance.pk)))
+
+
+# A key's scopes follow its creator's current role (tenancy.permissions.ROLE_SCOPES). The cached key carries its
+# creator's role: a change of the creator's membership, or of the user (deactivated, staff taken away), drops
+# exactly the keys they made. Sign-ins (a last_login stamp) change nothing that counts.
+
+
+def _drop_keys_made_by(user_id: int, org_id: int | None = None) -> None:
+    made = APIKey.objects.filter(created_by_id=user_id)
+    if org_id is not None:
+        made = made.filter(org_id=org_id)
+    for prefix in made.values_list("prefix", flat=True):
+        transaction.on_commit(partial(publish, "key", prefix))
+
+
+@receiver([post_save, post_delete], sender=Membership, dispatch_uid="proxy-creator-membership-changed")
+def creator_membership_changed(sender, instance: Membership, **kwargs) -> None:
+    _drop_keys_made_by(instance.user_id, instance.org_id)
+
+
+@receiver(post_save, sender=get_user_model(), dispatch_uid="proxy-creator-changed")
+def creator_changed(sender, instance, update_fields=None, **kwargs) -> None:
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+    _drop_keys_made_by(instance.pk)

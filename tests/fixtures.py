@@ -4,7 +4,14 @@ import pytest
 from rest_framework.test import APIClient
 
 from tenancy.models import Role
-from tenancy.tests.factories import AppFactory, MembershipFactory, OrganizationFactory, TeamFactory, UserFactory, make_key
+from tenancy.tests.factories import (
+    AppFactory,
+    MembershipFactory,
+    OrganizationFactory,
+    TeamFactory,
+    UserFactory,
+    make_key,
+)
 
 
 @pytest.fixture(autouse=True)

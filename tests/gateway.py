@@ -3,6 +3,7 @@ upstreams pointed at the fake provider. Tests talk to it with the official SDKs 
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 import uvicorn
 
 from proxy.providers import REGISTRY
+from proxy.records import ProxyRecord
 from proxy.relay import ProxyApp
 from tenancy.tests.factories import AppFactory, OrganizationFactory, make_key
 
@@ -88,7 +90,7 @@ def gateway(gateway_server, fake, settings, transactional_db):
     """
     settings.INGATE_PROVIDER_ENV = upstream_env(fake.url)
     settings.INGATE_AZURE_API_VERSION = ""
-    settings.INGATE_RECORD_SINK = "proxy.records.CountingSink"  # proxy tests look at what the proxy handed over
+    settings.INGATE_RECORD_SINK = "tests.gateway.CountingSink"  # proxy tests look at what the proxy handed over
     yield gateway_server
 
 
@@ -108,3 +110,16 @@ def gateway_key(transactional_db):
     """(APIKey, plaintext) with the proxy scope, in org `acme`."""
     org = OrganizationFactory(slug="acme", name="Acme")
     return make_key(app=AppFactory(org=org, slug="acme-app"))
+
+
+class CountingSink:
+    """Counts records by outcome; keeps the last few, without their request bodies, for inspection."""
+
+    def __init__(self, keep: int = 100):
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.recent: collections.deque[ProxyRecord] = collections.deque(maxlen=keep)
+
+    def submit(self, record: ProxyRecord) -> None:
+        self.counts[record.outcome] += 1
+        record.body = record.request_body = record.response_body = None  # megabytes, for all anyone here reads
+        self.recent.append(record)

@@ -499,7 +499,7 @@ def test_cut_after_closes_the_stream_abruptly(fake):
     body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
     received = []
     cut = {"x-fake-cut-after": "2"}
-    with pytest.raises(httpx.RemoteProtocolError):  # noqa: SIM117 (the error comes from the stream's context)
+    with pytest.raises(httpx.RemoteProtocolError):
         with httpx.stream("POST", fake.url + "/v1/chat/completions", json=body, headers=cut) as response:
             received.extend(response.iter_lines())
     events = sse_events("\n".join(received).encode())

@@ -5,7 +5,7 @@ import httpx
 
 from tenancy import selectors, services
 from tenancy.audit import Actor
-from tenancy.authentication import CREATOR_LEFT
+from tenancy.keys import CREATOR_LEFT
 from tenancy.models import Membership, Role
 from tenancy.permissions import Principal
 from tenancy.tests.factories import AppFactory, MembershipFactory, OrganizationFactory, UserFactory

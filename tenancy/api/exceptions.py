@@ -7,6 +7,8 @@ from django.db import IntegrityError, InterfaceError, OperationalError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..keys import AUTHENTICATION_REQUIRED
+
 
 class DatabaseUnavailable(exceptions.APIException):
     status_code = 503
@@ -27,7 +29,5 @@ def exception_handler(exc, context):
         # A concurrent request created the same unique object between validation and insert.
         exc = exceptions.ValidationError({"non_field_errors": ["An object with these values already exists."]})
     elif isinstance(exc, exceptions.NotAuthenticated):
-        exc = exceptions.NotAuthenticated(
-            "Authentication required: sign in, or send a gateway key as 'Authorization: Bearer sk-ingate-…'."
-        )
+        exc = exceptions.NotAuthenticated(AUTHENTICATION_REQUIRED)
     return drf_exception_handler(exc, context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import permissions
 from rest_framework.request import Request
 
+from ..keys import AUTHENTICATION_REQUIRED
 from ..models import Scope
 from ..permissions import Principal
 
@@ -30,6 +31,6 @@ class IsAuthenticatedPrincipal(permissions.BasePermission):
                 return False
             return True
         if principal.user is None:
-            self.message = "Authentication required: sign in, or send a gateway key as 'Authorization: Bearer sk-ingate-…'."
+            self.message = AUTHENTICATION_REQUIRED
             return False
         return True

@@ -2,6 +2,8 @@
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+from ..keys import KEY_MARKER
+
 
 class GatewayKeyScheme(OpenApiAuthenticationExtension):
     target_class = "tenancy.authentication.GatewayKeyAuthentication"
@@ -11,6 +13,6 @@ class GatewayKeyScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "bearerFormat": "sk-ingate-…",
+            "bearerFormat": f"{KEY_MARKER}…",
             "description": "A gateway key. Management endpoints need the `admin` scope.",
         }

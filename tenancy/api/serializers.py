@@ -5,7 +5,18 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from ..models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Role, Scope, Team, TeamMembership
+from ..models import (
+    APIKey,
+    App,
+    AuditLog,
+    Membership,
+    Organization,
+    ProviderCredential,
+    Role,
+    Scope,
+    Team,
+    TeamMembership,
+)
 from ..permissions import VIEW, allowed_org_ids, restrict, role_in
 from .permissions import principal_of
 

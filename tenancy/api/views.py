@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import decorators, exceptions, mixins, response, status, viewsets
 
 from .. import services
-from ..audit import Actor, client_ip
+from ..audit import Actor
 from ..models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Team, TeamMembership
 from ..permissions import CHANGE, DELETE, VIEW, allowed_anywhere, can, can_add, restrict
 from . import serializers as s
@@ -26,7 +26,7 @@ class ScopedViewSet(viewsets.GenericViewSet):
 
     @property
     def actor(self) -> Actor:
-        return Actor(principal=self.principal, ip=client_ip(self.request), via="api")
+        return Actor.from_request(self.request, via="api", principal=self.principal)
 
     def get_queryset(self):
         return restrict(self.queryset, self.principal, VIEW)

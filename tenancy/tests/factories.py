@@ -3,7 +3,7 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from tenancy import services
+from tenancy import crypto, services
 from tenancy.audit import Actor
 from tenancy.models import App, Membership, Organization, Role, Team
 
@@ -63,3 +63,8 @@ def make_credential(org, provider="openai", secret="sk-upstream-secret-123456", 
     return services.provider_credential_create(
         actor=Actor.system("test"), org=org, provider=provider, secret=secret, **kwargs
     )
+
+
+def stored_secret(credential) -> str:
+    """A credential's secret as stored, decrypted (the proxy reads it through tenancy.selectors)."""
+    return crypto.decrypt(credential.secret_encrypted) if credential.secret_encrypted else ""

@@ -17,7 +17,7 @@ from evals.models import EvalResult
 from evals.transfer import clean_item
 from observability.models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
 from prompts import services as prompt_services
-from tenancy import keys, services
+from tenancy import keys
 from tenancy.audit import Actor
 from tenancy.authentication import KeyRejected, key_lookup
 from tenancy.models import (
@@ -30,7 +30,7 @@ from tenancy.models import (
     Team,
     TeamMembership,
 )
-from tenancy.tests.factories import make_credential
+from tenancy.tests.factories import make_credential, stored_secret
 
 PASSWORD = "correct horse battery staple"  # what UserFactory gives every user
 KEY_PATTERN = re.compile(r"sk-ingate-[A-Za-z0-9]{52}(?![A-Za-z0-9])")
@@ -309,7 +309,7 @@ def test_a_provider_secret_entered_in_admin_is_stored_encrypted(staff_client, wo
     row = _raw_row("tenancy_providercredential", credential.pk)
     assert not any(UPSTREAM_SECRET in str(value) for value in row)
     assert credential.secret_encrypted
-    assert services.provider_credential_secret(credential) == UPSTREAM_SECRET
+    assert stored_secret(credential) == UPSTREAM_SECRET
     entry = _admin_audit(credential, "create")
     assert entry.via == "admin"
     assert entry.actor_user == world.staff
@@ -339,7 +339,7 @@ def test_saving_a_credential_with_the_secret_left_blank_keeps_the_stored_secret(
 
     credential.refresh_from_db()
     assert credential.base_url == "https://llm-proxy.example.com/v1"
-    assert services.provider_credential_secret(credential) == UPSTREAM_SECRET
+    assert stored_secret(credential) == UPSTREAM_SECRET
 
 
 def test_entering_a_new_secret_in_admin_replaces_the_stored_one(staff_client, world):
@@ -350,7 +350,7 @@ def test_entering_a_new_secret_in_admin_replaces_the_stored_one(staff_client, wo
     _post_ok(staff_client, url, _credential_form(world.own.org, "sk-proj-Rotated9876543210zyxwvu"))
 
     credential.refresh_from_db()
-    assert services.provider_credential_secret(credential) == "sk-proj-Rotated9876543210zyxwvu"
+    assert stored_secret(credential) == "sk-proj-Rotated9876543210zyxwvu"
     assert credential.secret_hint != old_hint
     html = staff_client.get(url).content.decode()
     assert "sk-proj-Rotated9876543210zyxwvu" not in html

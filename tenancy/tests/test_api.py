@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 
 from tenancy.models import APIKey, AuditLog, ProviderCredential
-from tenancy.services import provider_credential_secret
+from tenancy.tests.factories import stored_secret
 
 
 @pytest.fixture
@@ -55,14 +55,14 @@ def test_a_provider_secret_is_write_only_and_encrypted_at_rest(world, admin_clie
         (stored,) = cursor.fetchone()
     assert stored and "supersecretvalue" not in stored
     credential = ProviderCredential.objects.get(pk=body["id"])
-    assert provider_credential_secret(credential) == "sk-proj-supersecretvalue1234"
+    assert stored_secret(credential) == "sk-proj-supersecretvalue1234"
     # Updating other fields keeps the secret; a new secret replaces it.
     admin_client.patch(f"/ingate/api/v1/provider-credentials/{body['id']}/", {"base_url": "https://proxy.example.com/v1"}, format="json")
     credential.refresh_from_db()
-    assert provider_credential_secret(credential) == "sk-proj-supersecretvalue1234"
+    assert stored_secret(credential) == "sk-proj-supersecretvalue1234"
     admin_client.patch(f"/ingate/api/v1/provider-credentials/{body['id']}/", {"secret": "sk-proj-rotated9999"}, format="json")
     credential.refresh_from_db()
-    assert provider_credential_secret(credential) == "sk-proj-rotated9999"
+    assert stored_secret(credential) == "sk-proj-rotated9999"
     audit = str(list(AuditLog.objects.filter(object_type="tenancy.ProviderCredential").values_list("changes", flat=True)))
     assert "supersecretvalue" not in audit and "rotated9999" not in audit
 
