@@ -3,9 +3,7 @@ read-only (versions are immutable and runs move only through the services). Runs
 
 from django.contrib import admin, messages
 
-from tenancy.admin import AuditedAdmin, ReadOnlyScopedAdmin
-from tenancy.audit import Actor
-from tenancy.permissions import Principal
+from tenancy.admin import AuditedAdmin, ReadOnlyScopedAdmin, admin_actor
 
 from . import services
 from .models import Dataset, DatasetItem, DatasetVersion, EvalResult, EvalRun, EvalTarget
@@ -60,7 +58,7 @@ class EvalRunAdmin(_Frozen):
 
     @admin.action(description="Cancel the selected runs")
     def cancel(self, request, queryset):
-        actor = Actor(principal=Principal.for_user(request.user), via="admin")
+        actor = admin_actor(request)
         for run in queryset:
             services.run_cancel(actor=actor, run=run)
         messages.success(request, f"Asked {queryset.count()} run(s) to stop.")

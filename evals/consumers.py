@@ -56,7 +56,7 @@ class RunProgressConsumer(AsyncJsonWebsocketConsumer):
                 last = now
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001  (e.g. the database went away: close, and the page reconnects)
+        except Exception:
             log.exception("Progress of eval run %s stopped", run_id)
             await self.close(code=1011)
             return

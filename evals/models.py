@@ -1,6 +1,6 @@
 """Evals: datasets whose every change is a new immutable version, and eval runs of a dataset version against
 one or more targets (a prompt version or raw messages, on a provider/model with parameters), scored by
-evaluators (evals/evaluators.py). One result row per (target, item): that uniqueness is what keeps a
+evaluators (evals/evaluators/). One result row per (target, item): that uniqueness is what keeps a
 resumed run from counting an item twice."""
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class Execution:
                 return
             try:
                 await self._score(target, item)
-            except Exception:  # noqa: BLE001  (one item's bug must not sink the run; the item stays pending)
+            except Exception:
                 log.exception("Eval run %s: item %s on target %s failed", self.run.pk, item.pk, target.pk)
 
     def _pending(self) -> list[tuple[EvalTarget, DatasetItem]]:
@@ -222,7 +222,7 @@ def execute(run_id: int) -> str:
         return "failed"
     try:
         asyncio.run(Execution(run, lease).go())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.exception("Eval run %s failed", run_id)
         fail(run, f"The run failed: {type(exc).__name__}: {exc}")
         return "failed"

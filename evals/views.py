@@ -3,9 +3,9 @@ progress and results, comparisons, and the playground (several models answering 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
+from contextlib import aclosing
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -17,27 +17,21 @@ from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from observability.views import OrgContext
-from prompts import services as prompt_services
 from prompts.models import Prompt, PromptVersion
 from prompts.render import RenderError
-from prompts.render import render as render_prompt
-from proxy import internal
 from proxy.providers import REGISTRY
-from tenancy.audit import Actor, client_ip
-from tenancy.permissions import ADD, CHANGE, VIEW, Principal, orgs_where, can, can_add, restrict
+from tenancy.audit import Actor
+from tenancy.pages import OrgContext
+from tenancy.permissions import ADD, CHANGE, VIEW, Principal, can, can_add, orgs_where, restrict
 
 from . import compare as comparing
 from . import evaluators, services, transfer
+from . import playground as playground_service
 from .models import Dataset, EvalRun
 from .runner import summarize
 
 MAX_COLUMNS = 4
 RESULTS_PER_PAGE = 100
-
-
-def _actor(request) -> Actor:
-    return Actor(principal=Principal.for_user(request.user), ip=client_ip(request), via="web")
 
 
 def _dataset(request, pk) -> Dataset:
@@ -53,12 +47,12 @@ def _run(request, pk) -> EvalRun:
 
 def _page(request, template: str, org, **context):
     """A page about one object: the org switcher lists the user's orgs, with the object's org picked."""
-    return render(request, template, {"orgs": OrgContext(request).orgs, "org": org, **context})
+    return render(request, template, {"orgs": OrgContext(request, Dataset).orgs, "org": org, **context})
 
 
 @login_required
 def index(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, Dataset)
     datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW) if ctx.org else []
     runs = (restrict(EvalRun.objects.filter(org=ctx.org), ctx.principal, VIEW)
             .select_related("dataset_version__dataset").prefetch_related("targets")[:30] if ctx.org else [])
@@ -71,7 +65,7 @@ def index(request):
 @login_required
 @require_POST
 def dataset_create(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, Dataset)
     if ctx.org is None or not can_add(ctx.principal, Dataset, ctx.org):
         raise PermissionDenied
     name = request.POST.get("name", "").strip()
@@ -82,7 +76,7 @@ def dataset_create(request):
             raise ValidationError({"name": "Give the dataset a name."})
         if Dataset.objects.filter(org=ctx.org, name=name).exists():
             raise ValidationError({"name": f"{ctx.org.name} already has a dataset named {name}."})
-        dataset = services.dataset_create(actor=_actor(request), org=ctx.org, name=name,
+        dataset = services.dataset_create(actor=Actor.from_request(request, via="web"), org=ctx.org, name=name,
                                           description=request.POST.get("description", ""), items=items,
                                           message=f"Imported {upload.name}" if upload else "Created")
     except transfer.DatasetImportError as exc:
@@ -115,7 +109,7 @@ def dataset_change(request, pk):
     dataset = _dataset(request, pk)
     if not can(Principal.for_user(request.user), CHANGE, dataset):
         raise PermissionDenied
-    actor = _actor(request)
+    actor = Actor.from_request(request, via="web")
     try:
         if upload := request.FILES.get("file"):
             items = transfer.read_upload(upload)
@@ -151,7 +145,7 @@ def add_from_records(request):
         messages.error(request, "Tick the records to add first.")
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
     try:
-        version = services.items_from_records(actor=_actor(request), dataset=dataset, record_ids=ids)
+        version = services.items_from_records(actor=Actor.from_request(request, via="web"), dataset=dataset, record_ids=ids)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.message_dict["records"]))
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
@@ -173,7 +167,7 @@ _SIMPLE = ("exact_match", "contains", "valid_json", "similarity")
 
 @login_required
 def run_new(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, Dataset)
     if ctx.org is None:
         raise Http404
     datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
@@ -187,7 +181,7 @@ def run_new(request):
         raise PermissionDenied
     try:
         run = services.run_create(
-            actor=_actor(request), org=ctx.org, dataset_version=_version_of(request, ctx.org),
+            actor=Actor.from_request(request, via="web"), org=ctx.org, dataset_version=_version_of(request, ctx.org),
             targets=_targets_from(request.POST), evaluators=_evaluators_from(request.POST),
             name=request.POST.get("name", ""), concurrency=_number(request.POST.get("concurrency"), 4),
         )
@@ -270,7 +264,7 @@ def run_cancel(request, pk):
     run = _run(request, pk)
     if not can(Principal.for_user(request.user), CHANGE, run):
         raise PermissionDenied
-    services.run_cancel(actor=_actor(request), run=run)
+    services.run_cancel(actor=Actor.from_request(request, via="web"), run=run)
     messages.success(request, f"Run {run.pk} is stopping.")
     return redirect("evals:run", pk=run.pk)
 
@@ -300,7 +294,7 @@ _CHANGES = ("regression", "improvement", "mixed")
 
 @login_required
 def playground(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, Dataset)
     datasets, prompts = [], []
     if ctx.org is not None:
         datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
@@ -311,29 +305,6 @@ def playground(request):
         "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
         "columns": [{"n": n, "model": model} for n, model in enumerate(["gpt-4o-mini", "claude-3-5-haiku-latest", "", ""])],
     })
-
-
-def _playground_input(org, data: dict) -> tuple[list[dict], PromptVersion | None]:
-    """Messages for a playground request: a prompt version rendered with variables (then the user message, if
-    one is written), or free text."""
-    user = str(data.get("user") or "").strip()
-    if data.get("prompt_version"):
-        version = PromptVersion.objects.filter(pk=data["prompt_version"], prompt__org=org).first()
-        if version is None:
-            raise ValueError("No such prompt version.")
-        variables = data.get("variables") or {}
-        if not isinstance(variables, dict):
-            raise ValueError("Variables must be a JSON object.")
-        rendered = render_prompt(version.messages, version.template, version.variables, variables)
-        chat = rendered.chat()
-        return chat + ([{"role": "user", "content": user}] if user else []), version
-    out = []
-    if str(data.get("system") or "").strip():
-        out.append({"role": "system", "content": str(data["system"])})
-    if not user:
-        raise ValueError("Write a message to send.")
-    out.append({"role": "user", "content": user})
-    return out, None
 
 
 def _org_for(user, slug: str, action: str, model):
@@ -360,51 +331,17 @@ async def playground_stream(request):
     # A model call spends the org's money: members and up, as on the prompt page.
     if not await sync_to_async(can_add)(Principal.for_user(user), EvalRun, org):
         return JsonResponse({"error": "Your role may read evals but not send prompts to a model."}, status=403)
-    provider, model = str(data.get("provider") or "").strip().lower(), str(data.get("model") or "").strip()
-    if not model:
-        return JsonResponse({"error": "Name a model."}, status=400)
-    provider = provider or internal.guess_provider(model)
-    params = data.get("parameters") or {}
     try:
-        if not isinstance(params, dict):
-            raise ValueError("Parameters must be a JSON object.")
-        chat, version = await sync_to_async(_playground_input)(org, data)
-        internal.require_turn(provider, chat)  # NoTurn, a ValueError: a system prompt alone for Anthropic/Gemini
+        column = await sync_to_async(playground_service.column_of)(org, data)
     except (ValueError, RenderError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    if version is not None:
-        params = {**version.parameters, **params}
-    queue: asyncio.Queue = asyncio.Queue()
-    hang_up = asyncio.Event()
-
-    async def on_text(text: str) -> None:
-        await queue.put({"delta": text})
-
-    async def ask() -> None:
-        try:
-            answer = await internal.chat(
-                internal.Principal(org_id=org.pk, org_slug=org.slug), provider, model, chat, params, stream=True,
-                on_text=on_text, user_id=user.get_username(), client="ingate-playground",
-                prompt_version_id=version.pk if version else None, abort=hang_up,
-            )
-            await queue.put({"done": True, "error": answer.error, "text": answer.text if not answer.ok else "",
-                             "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
-                             "cost": answer.cost, "latency_ms": answer.latency_ms, "ttfb_ms": answer.ttfb_ms,
-                             "request_id": answer.request_id, "model": answer.model})
-        except Exception as exc:  # noqa: BLE001  (the column shows it instead of a hung stream)
-            await queue.put({"done": True, "error": f"{type(exc).__name__}: {exc}"})
 
     async def events():
-        task = asyncio.get_running_loop().create_task(ask())
-        try:
-            while True:
-                event = await queue.get()
+        answer = playground_service.column_answer(column, org=org, user_id=user.get_username())
+        # Closed at once when the browser goes away, which hangs up on the upstream too.
+        async with aclosing(answer):
+            async for event in answer:
                 yield b"data: " + orjson.dumps(event) + b"\n\n"
-                if event.get("done"):
-                    return
-        finally:
-            hang_up.set()  # the browser went away: hang up on the upstream too (the record says so)
-            await asyncio.gather(task, return_exceptions=True)
 
     reply = StreamingHttpResponse(events(), content_type="text/event-stream")
     reply["Cache-Control"] = "no-cache"
@@ -424,30 +361,21 @@ def playground_save(request):
     org = _org_for(request.user, str(data.get("org") or ""), ADD, Dataset)
     if org is None:
         return JsonResponse({"error": "No such organization, or you may not change it."}, status=403)
-    actor = _actor(request)
+    actor = Actor.from_request(request, via="web")
     try:
-        chat, version = _playground_input(org, data)
+        given = playground_service.input_of(org, data)
         if data.get("kind") == "item":
             dataset = get_object_or_404(Dataset, pk=data.get("dataset") or 0, org=org)
-            expected = data.get("expected") or None
-            # A prompt version's input is its variables, and the user message if any (the prompt itself comes
-            # from the target when the item is evaluated); free text is messages.
-            user = str(data.get("user") or "").strip()
-            item = transfer.clean_item(
-                {"variables": data.get("variables") or {}, "expected": expected,
-                 **({"messages": [{"role": "user", "content": user}]} if user else {})}
-                if version else {"messages": chat, "expected": expected}
-            )
-            saved = services.items_add(actor=actor, dataset=dataset, items=[item], message="Added from the playground")
+            saved = playground_service.item_save(actor=actor, dataset=dataset, given=given,
+                                                 expected=data.get("expected") or None)
             return JsonResponse({"saved": f"Added to {dataset.name} (version {saved.number})."})
         if data.get("kind") == "prompt":
             prompt = get_object_or_404(Prompt, pk=data.get("prompt") or 0, org=org)
             if not can(actor.principal, ADD, prompt):
                 return JsonResponse({"error": "Your role may not add prompt versions."}, status=403)
-            new = prompt_services.version_create(
-                actor=actor, prompt=prompt, messages=chat, model=str(data.get("model") or ""),
-                parameters=data.get("parameters") or {}, commit_message="From the playground",
-            )
+            new = playground_service.prompt_version_save(actor=actor, prompt=prompt, given=given,
+                                                         model=str(data.get("model") or ""),
+                                                         parameters=data.get("parameters") or {})
             return JsonResponse({"saved": f"Saved as {prompt.ref} version {new.number}."})
     except (ValueError, RenderError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)

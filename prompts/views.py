@@ -4,9 +4,7 @@ moves (shown only to roles that may), a side-by-side diff and a render form."""
 from __future__ import annotations
 
 import difflib
-import json
 
-from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -17,17 +15,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from observability.models import RecordRollup
-from proxy import internal
 from proxy.providers import REGISTRY
-from observability.views import OrgContext
-from tenancy.audit import Actor, client_ip
+from tenancy.audit import Actor
+from tenancy.pages import OrgContext
 from tenancy.permissions import VIEW, Principal, can_add, restrict
 
-from . import services
+from . import preview, services
 from .forms import RenderForm
 from .models import Label, Prompt, PromptVersion
 from .permissions import may_move_label
-from .render import for_provider
 from .selectors import PromptRefError, prompt_version_by_ref
 
 
@@ -39,7 +35,7 @@ def _prompt(request, pk) -> Prompt:
 
 @login_required
 def prompt_list(request):
-    ctx = OrgContext(request)
+    ctx = OrgContext(request, Prompt)
     prompts = (
         restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         .select_related("namespace").prefetch_related("labels__version")
@@ -76,7 +72,7 @@ def prompt_detail(request, pk):
     rows = [{"version": v, "labels": sorted(by_version.get(v.number, [])), "metrics": metrics.get(v.pk)} for v in versions]
     names = sorted(set(labels) | {"development", "staging", "production"})
     context = {
-        "orgs": OrgContext(request).orgs, "org": prompt.org, "prompt": prompt, "rows": rows, "labels": labels,
+        "orgs": OrgContext(request, Prompt).orgs, "org": prompt.org, "prompt": prompt, "rows": rows, "labels": labels,
         "label_names": names, "movable": [n for n in names if may_move_label(principal, prompt, n)],
         "history": prompt.label_moves.select_related("from_version", "to_version")[:50],
         "providers": sorted(REGISTRY),
@@ -98,10 +94,6 @@ def prompt_detail(request, pk):
     return render(request, "prompts/detail.html", context)
 
 
-def _actor(request) -> Actor:
-    return Actor(principal=Principal.for_user(request.user), ip=client_ip(request), via="web")
-
-
 @login_required
 @require_POST
 def move_label(request, pk):
@@ -110,14 +102,15 @@ def move_label(request, pk):
     if not may_move_label(Principal.for_user(request.user), prompt, name):
         messages.error(request, f"Your role may not move the '{name}' label.")
         return redirect("prompts:detail", pk=prompt.pk)
+    actor = Actor.from_request(request, via="web")
     try:
         if action == "promote":
-            services.label_promote(actor=_actor(request), prompt=prompt, source=request.POST.get("source", ""), target=name)
+            services.label_promote(actor=actor, prompt=prompt, source=request.POST.get("source", ""), target=name)
         elif action == "rollback":
-            services.label_rollback(actor=_actor(request), prompt=prompt, name=name)
+            services.label_rollback(actor=actor, prompt=prompt, name=name)
         elif action == "set":
             version = prompt_version_by_ref(prompt=prompt, ref=request.POST.get("version", ""))
-            services.label_set(actor=_actor(request), prompt=prompt, name=name, version=version)
+            services.label_set(actor=actor, prompt=prompt, name=name, version=version)
         else:
             raise Http404
     except ValidationError as exc:
@@ -134,41 +127,11 @@ def move_label(request, pk):
 @require_POST
 def render_form(request, pk):
     """Render a version with variables (and a user message after it); with "send", also ask a model for its
-    answer through the gateway (the call is recorded like any other: the user as user_id, client
-    `ingate-playground`, linked to the version)."""
+    answer through the gateway. The page shows the result once, after the redirect."""
     prompt = _prompt(request, pk)
     form = RenderForm(request.POST, prompt=prompt)
-    valid = form.is_valid()
-    data = form.cleaned_data
-    shown = {"prompt": prompt.pk, "version": request.POST.get("version", ""), "variables": request.POST.get("variables", ""),
-             "user": request.POST.get("user", ""), "provider": data.get("provider", request.POST.get("provider", "")),
-             "model": data.get("model", request.POST.get("model", "")), "output": "", "error": "", "warning": form.warning}
-    rendered = data.get("rendered")
-    if rendered is not None:
-        fields = for_provider(rendered, internal.shape_of(shown["provider"]))
-        shown["output"] = json.dumps({"model": shown["model"], **data["version"].parameters, **fields}, indent=2,
-                                     ensure_ascii=False)
-        if rendered.unused:
-            shown["warning"] = " ".join(filter(None, [f"Not used by this version: {', '.join(rendered.unused)}.",
-                                                      shown["warning"]]))
-    if not valid:
-        shown["error"] = " ".join(message for errors in form.errors.values() for message in errors)
-    elif data["send"]:
-        # A model call spends the org's money: members and up, like creating a version.
-        if can_add(Principal.for_user(request.user), PromptVersion, prompt.org):
-            shown["answer"] = _ask(request, prompt, data["version"], shown["provider"], shown["model"], rendered)
-        else:
-            shown["answer"] = {"error": "Your role may read prompts but not send them to a model."}
-    request.session["prompt_render"] = shown
+    # A model call spends the org's money: members and up, like creating a version.
+    may_send = can_add(Principal.for_user(request.user), PromptVersion, prompt.org)
+    request.session["prompt_render"] = preview.render_result(form, prompt=prompt, may_send=may_send,
+                                                             user_id=request.user.get_username())
     return redirect("prompts:detail", pk=prompt.pk)
-
-
-def _ask(request, prompt: Prompt, version: PromptVersion, provider: str, model: str, rendered) -> dict:
-    answer = async_to_sync(internal.chat)(
-        internal.Principal(org_id=prompt.org_id, org_slug=prompt.org.slug), provider, model, rendered.chat(),
-        version.parameters, user_id=request.user.get_username(), client="ingate-playground",
-        prompt_version_id=version.pk,
-    )
-    return {"text": answer.text, "error": answer.error, "status": answer.status, "request_id": answer.request_id,
-            "latency_ms": answer.latency_ms, "input_tokens": answer.input_tokens,
-            "output_tokens": answer.output_tokens, "cost": answer.cost, "model": answer.model}

@@ -3,7 +3,6 @@ results, cancel), comparisons and the evaluator catalogue. Gateway keys need the
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
@@ -23,10 +22,6 @@ from .. import evaluators, services, transfer
 from ..models import Dataset, EvalRun, EvalTarget
 from ..runner import summarize
 from . import serializers as s
-
-
-def _field_errors(exc: ValidationError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
 
 
 def _items(raw: list) -> list[transfer.ItemData]:
@@ -171,11 +166,9 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         dataset = self._changed(self.get_object())
         incoming = s.FromRecordsSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            version = services.items_from_records(actor=self.actor, dataset=dataset,
-                                                  record_ids=[str(r) for r in incoming.validated_data["records"]])
-        except ValidationError as exc:
-            raise _field_errors(exc) from None
+        # A service's ValidationError becomes a 400 with field errors in the global handler, as in every app.
+        version = services.items_from_records(actor=self.actor, dataset=dataset,
+                                              record_ids=[str(r) for r in incoming.validated_data["records"]])
         return response.Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -193,13 +186,10 @@ class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         data = serializer.validated_data
         self.require_add(data["org"])
         version = data["dataset_version"]
-        try:
-            serializer.instance = services.run_create(
-                actor=self.actor, org=data["org"], dataset_version=version, targets=data["targets"],
-                evaluators=data.get("evaluators", []), name=data.get("name", ""), concurrency=data.get("concurrency"),
-            )
-        except ValidationError as exc:
-            raise _field_errors(exc) from None
+        serializer.instance = services.run_create(
+            actor=self.actor, org=data["org"], dataset_version=version, targets=data["targets"],
+            evaluators=data.get("evaluators", []), name=data.get("name", ""), concurrency=data.get("concurrency"),
+        )
 
     def retrieve(self, request, *args, **kwargs):
         run = self.get_object()

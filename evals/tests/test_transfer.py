@@ -193,13 +193,13 @@ def test_csv_tags_split_on_commas_and_semicolons():
 
 def test_csv_quoted_multiline_cells_keep_error_line_numbers_right():
     data = (
-        'input,expected\r\n'
-        '"first line\r\nsecond line\r\nthird",ok\r\n'   # lines 2-4
-        'only one cell\r\n'                             # line 5
-        '"multi\nline",too,many\n'                      # lines 6-7
-        '\n'                                             # line 8
-        ',orphan expected\n'                             # line 9
-    ).encode()
+        b'input,expected\r\n'
+        b'"first line\r\nsecond line\r\nthird",ok\r\n'   # lines 2-4
+        b'only one cell\r\n'                             # line 5
+        b'"multi\nline",too,many\n'                      # lines 6-7
+        b'\n'                                             # line 8
+        b',orphan expected\n'                             # line 9
+    )
     assert errors_of(parse_csv, data) == [
         (5, "the row has 1 cells, the header has 2"),
         (6, "the row has 3 cells, the header has 2"),
@@ -343,7 +343,7 @@ def test_parse_rejects_spreadsheet_files_with_advice():
 
 
 def test_more_than_max_items_fails_at_the_first_line_past_the_limit(monkeypatch):
-    monkeypatch.setattr(transfer, "MAX_ITEMS", 3)
+    monkeypatch.setattr(transfer.items, "MAX_ITEMS", 3)
     assert len(parse_jsonl(jsonl(*[{"input": "x"}] * 3))) == 3
     assert errors_of(parse_jsonl, jsonl({"input": 1}, "", *[{"input": "x"}] * 5)) == [
         (1, "input must be a string, a list of messages or an object of variables, not a number"),

@@ -35,6 +35,6 @@ def test_concurrent_label_moves_keep_one_chain_of_history(transactional_db):
     moves = list(LabelMove.objects.filter(prompt=prompt).order_by("pk"))
     assert len(moves) == 40
     assert moves[0].from_version is None
-    for before, after in zip(moves, moves[1:]):
+    for before, after in zip(moves, moves[1:], strict=False):
         assert after.from_version_id == before.to_version_id  # nobody read a label another thread was moving
     assert Label.objects.get(prompt=prompt, name="production").version_id == moves[-1].to_version_id

@@ -6,7 +6,6 @@ from django.test import Client
 from django.utils import timezone
 
 from observability.models import RecordRollup
-
 from prompts import services
 from prompts.models import Label
 from prompts.selectors import PromptRefError, prompt_version_by_ref, prompt_versions_by_ref
