@@ -1,0 +1,409 @@
+"""The whole API's permission matrix (tests/matrix.py): every endpoint × action × principal (each role, staff, a
+user of no org, gateway keys by scope) × own org / another org → what the documented rules call for.
+
+Who may do what, as declared below, comes from README "Roles and keys", docs/security.md, README's prompts and
+evals sections (keys: `logs:read`, `prompts:read`/`prompts:write`, `evals:run`, `admin`) and each app's
+`grant()` where the docs say nothing more precise. Written out by hand, so that a change to the rules fails here.
+"""
+
+import datetime
+import json
+import re
+from decimal import Decimal
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from evals import services as evals
+from evals.transfer import clean_item
+from observability import services as observability
+from observability.models import RequestBody, RequestRecord
+from prompts import services as prompts
+from tenancy.audit import Actor
+from tenancy.models import AuditLog, Role, TeamMembership
+from tenancy.tests.factories import MembershipFactory, UserFactory, make_credential
+from tests.matrix import (
+    ADMINS,
+    API,
+    MEMBERS,
+    NOBODY,
+    OWNERS,
+    Action,
+    Endpoint,
+    Matrix,
+    Outcome,
+    Target,
+    clients_for,
+    create,
+    custom,
+    delete,
+    list_,
+    retrieve,
+    rows,
+    run,
+    update,
+)
+
+MATRIX = Matrix()
+SYSTEM = Actor.system("permission matrix")
+ADMIN_KEY = {"read_scopes": frozenset({"admin"}), "write_scopes": frozenset({"admin"})}
+NO_KEY: tuple = ()  # no gateway key may, whatever its scopes
+
+
+def org_body(**fields):
+    return lambda t, who: {"org": t.org.pk, **fields}
+
+
+def fixed(payload):
+    return lambda t, who: payload
+
+
+# --- tenancy (README "Roles and keys"; a key with `admin` acts as an org admin, in its own org) ------------
+
+
+MATRIX.register(Endpoint(
+    "organizations", lambda world, tenant: Target(tenant, tenant.org), **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        # Only staff create organizations: there is no org of the caller's to put it in.
+        create(fixed({"name": "New Org"}), roles=NOBODY, keys=NO_KEY, elsewhere=403),
+        update(fixed({"name": "Renamed Org"}), roles=ADMINS),
+        delete(roles=OWNERS, keys=NO_KEY),  # deleting the org is the owners' alone: an admin key may not
+    ),
+))
+
+MATRIX.register(Endpoint(
+    "teams", lambda world, tenant: Target(tenant, tenant.team), **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(org_body(name="New team"), roles=ADMINS),
+        update(fixed({"name": "Renamed"}), roles=ADMINS),
+        delete(roles=ADMINS),
+    ),
+))
+
+
+def _team_membership(world, tenant):
+    newcomer = UserFactory(username=f"new-{tenant.org.slug}")
+    MembershipFactory(org=tenant.org, user=newcomer, role=Role.VIEWER)
+    extra = TeamMembership.objects.create(team=tenant.team, user=tenant.users["viewer"])
+    return Target(tenant, extra, extra={"newcomer": newcomer.username})
+
+
+MATRIX.register(Endpoint(
+    "team-memberships", _team_membership, **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(lambda t, who: {"team": t.tenant.team.pk, "user": t.newcomer}, roles=ADMINS),
+        delete(roles=ADMINS),
+    ),
+))
+
+MATRIX.register(Endpoint(
+    "apps", lambda world, tenant: Target(tenant, tenant.app), **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(org_body(name="New app"), roles=MEMBERS),
+        update(fixed({"name": "Renamed"}), roles=MEMBERS),
+        delete(roles=ADMINS),
+    ),
+))
+
+
+def _membership(world, tenant):
+    extra = MembershipFactory(org=tenant.org, role=Role.MEMBER)
+    return Target(tenant, extra, extra={"joiner": UserFactory(username=f"joiner-{tenant.org.slug}").username})
+
+
+MATRIX.register(Endpoint(
+    "memberships", _membership, **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(lambda t, who: {"org": t.org.pk, "user": t.joiner, "role": "member"}, roles=ADMINS),
+        update(fixed({"role": "viewer"}), roles=ADMINS),
+        delete(roles=ADMINS),
+    ),
+))
+
+
+def _key_body(t, who):
+    # A key mints within its own scopes (test_grants.py covers the caps); people mint a `proxy` key.
+    return {"app": t.tenant.app.pk, "name": "k", "scopes": sorted(who.scopes) if who.is_key else ["proxy"]}
+
+
+# The target key was made by the system: below admin one changes only the keys one made (test_grants.py).
+MATRIX.register(Endpoint(
+    "keys", lambda world, tenant: Target(tenant, tenant.key), **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(_key_body, roles=MEMBERS),
+        update(fixed({"name": "Renamed"}), roles=ADMINS),
+        delete(roles=ADMINS),
+        custom("revoke", "post", roles=ADMINS),
+    ),
+))
+
+MATRIX.register(Endpoint(
+    "provider-credentials", lambda world, tenant: Target(tenant, make_credential(tenant.org)), **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(org_body(provider="anthropic", secret="sk-ant-xyz"), roles=ADMINS),
+        update(fixed({"base_url": "https://example.com/v1"}), roles=ADMINS),
+        delete(roles=ADMINS),
+    ),
+))
+
+MATRIX.register(Endpoint(
+    "audit-log", lambda world, tenant: Target(tenant, AuditLog.objects.filter(org=tenant.org).first()), **ADMIN_KEY,
+    readers=ADMINS, actions=(list_(), retrieve()),
+))
+
+
+# --- observability (README "Records"; observability/apps.py: everyone reads records, admins change settings
+# and prices; keys: `logs:read` for records, `admin` for settings and prices) -------------------------------
+
+
+def _record(world, tenant):
+    session = f"{tenant.org.slug}-session"
+    record = RequestRecord.objects.create(
+        org=tenant.org, app=tenant.app, key=tenant.key, provider="openai", endpoint="chat.completions",
+        model="gpt-4o-mini", status=200, input_tokens=10, output_tokens=5, total_tokens=15,
+        cost_total=Decimal("0.001"), total_ms=100.0, usage_source="reported", session_id=session,
+        created_at=timezone.now() - datetime.timedelta(minutes=5),
+    )
+    return Target(tenant, record, row_id=str(record.pk), extra={"session": session})
+
+
+def _of_session(**query):
+    # Collection reads are narrowed to the target's session, so "shown" means that org's record counted.
+    return lambda t: {"session": t.session, **query}
+
+
+MATRIX.register(Endpoint(
+    "records", _record, read_scopes=frozenset({"logs:read"}), write_scopes=NOBODY, actions=(
+        list_(), retrieve(),
+        custom("series", detail=False, query=_of_session(), shows=lambda data, t: any(p["requests"] for p in data)),
+        custom("totals", detail=False, query=_of_session(), shows=lambda data, t: data["requests"] > 0),
+        custom("sessions", detail=False, query=_of_session(),
+               shows=lambda data, t: any(row["session_id"] == t.session for row in rows(data))),
+        custom("export", detail=False, query=_of_session(export_format="jsonl"),
+               shows=lambda data, t: t.row_id.encode() in data),
+    ),
+))
+
+
+def _settings(world, tenant):
+    row = observability.observability_settings_set(actor=SYSTEM, org=tenant.org, body_mode="metadata")
+    return Target(tenant, row, lookup=tenant.org.pk, row_field="org", row_id=tenant.org.pk)
+
+
+MATRIX.register(Endpoint(
+    "observability-settings", _settings, **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(org_body(body_mode="full"), roles=ADMINS),  # creates or replaces the org's settings
+        update(fixed({"retention_days": 7}), roles=ADMINS),
+    ),
+))
+
+
+def _price(world, tenant):
+    override = observability.price_override_create(
+        actor=SYSTEM, org=tenant.org, model="my-model", input_per_mtok=Decimal("1"), output_per_mtok=Decimal("2")
+    )
+    return Target(tenant, override)
+
+
+MATRIX.register(Endpoint(
+    "price-overrides", _price, **ADMIN_KEY, actions=(
+        list_(), retrieve(),
+        create(org_body(model="new-model", input_per_mtok="1.5", output_per_mtok="3"), roles=ADMINS),
+        update(fixed({"input_per_mtok": "2.5"}), roles=ADMINS),
+        delete(roles=ADMINS),
+    ),
+))
+
+
+# --- prompts (README "Prompts": viewers read; members create versions and move labels; only admins and owners
+# move `production`. Keys: `prompts:read`, `prompts:write`; a protected label takes `admin` as well) ----------
+
+PROMPT_KEYS = {
+    "read_scopes": frozenset({"prompts:read", "prompts:write"}),
+    "write_scopes": frozenset({"prompts:write"}),
+}
+PROTECTED = (frozenset({"prompts:write", "admin"}),)
+
+MATRIX.register(Endpoint(
+    "prompt-namespaces",
+    lambda world, tenant: Target(tenant, prompts.namespace_create(actor=SYSTEM, org=tenant.org, path="support")),
+    **PROMPT_KEYS, actions=(
+        list_(), retrieve(),
+        create(org_body(path="new/space"), roles=MEMBERS),
+        update(fixed({"description": "changed"}), roles=MEMBERS),
+    ),
+))
+
+
+def _prompt(world, tenant):
+    """Two versions; staging at v1, production moved from v1 to v2 (so it can be rolled back)."""
+    prompt = prompts.prompt_create(actor=SYSTEM, org=tenant.org, namespace="support/billing", name="refunds")
+    first, second = (
+        prompts.version_create(actor=SYSTEM, prompt=prompt, messages=[{"role": "system", "content": text}])
+        for text in ("You help {{company}}.", "You help {{company}}. Be brief.")
+    )
+    prompts.label_set(actor=SYSTEM, prompt=prompt, name="staging", version=first)
+    prompts.label_set(actor=SYSTEM, prompt=prompt, name="production", version=first)
+    prompts.label_set(actor=SYSTEM, prompt=prompt, name="production", version=second)
+    return Target(tenant, prompt)
+
+
+MATRIX.register(Endpoint(
+    "prompts", _prompt, **PROMPT_KEYS, actions=(
+        list_(), retrieve(),
+        create(org_body(namespace="new", name="fresh"), roles=MEMBERS),
+        update(fixed({"description": "changed"}), roles=MEMBERS),
+        custom("versions"),
+        custom("versions", "post", body=fixed({"template": "hi"}), ok=201, roles=MEMBERS, label="versions (new)"),
+        custom("labels", "post", body=fixed({"name": "staging", "version": 2}), roles=MEMBERS,
+               label="labels (staging)"),
+        custom("labels", "post", body=fixed({"name": "production", "version": 1}), roles=ADMINS, keys=PROTECTED,
+               label="labels (production)"),
+        custom("promote", "post", body=fixed({"source": "staging", "target": "production"}), roles=ADMINS,
+               keys=PROTECTED),
+        custom("rollback", "post", body=fixed({"label": "production"}), roles=ADMINS, keys=PROTECTED),
+        custom("history"),
+        # Rendering changes nothing and every role may, but it is a POST: a key needs `prompts:write` for it.
+        custom("render", "post", body=fixed({"version": 1, "variables": {"company": "Acme"}})),
+        custom("diff", query=lambda t: {"from": 1, "to": 2}),
+        custom("archive", "post", roles=MEMBERS),
+    ),
+))
+
+
+# --- evals (README "Evals"; evals/apps.py: everyone reads, members and up change datasets and queue or cancel
+# runs. Keys: `evals:run`) -------------------------------------------------------------------------------------
+
+EVAL_KEYS = {"read_scopes": frozenset({"evals:run"}), "write_scopes": frozenset({"evals:run"})}
+CAPITALS = [{"input": "Capital of France?", "expected": "Paris"}, {"input": "Capital of Peru?", "expected": "Lima"}]
+RUN = {"targets": [{"model": "gpt-4o"}], "evaluators": [{"kind": "exact_match"}]}
+
+
+def _capitals(tenant):
+    return evals.dataset_create(actor=SYSTEM, org=tenant.org, name="capitals", items=[clean_item(i) for i in CAPITALS])
+
+
+def _dataset(world, tenant):
+    dataset = _capitals(tenant)
+    record = RequestRecord.objects.create(org=tenant.org, provider="openai", endpoint="chat.completions",
+                                          model="gpt-4o-mini", status=200)
+    RequestBody.objects.create(
+        record=record,
+        request=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of Chile?"}]}),
+        response=json.dumps({"choices": [{"message": {"role": "assistant", "content": "Santiago"}}]}),
+    )
+    first_item = dataset.latest.items.order_by("position").first()
+    return Target(tenant, dataset, extra={"record": str(record.pk), "item": str(first_item.key)})
+
+
+def _upload(t, who):
+    line = json.dumps({"input": "Capital of Chile?", "expected": "Santiago"}) + "\n"
+    return {"file": SimpleUploadedFile("more.jsonl", line.encode()), "mode": "append"}
+
+
+MATRIX.register(Endpoint(
+    "datasets", _dataset, **EVAL_KEYS, actions=(
+        list_(), retrieve(),
+        create(org_body(name="fresh"), roles=MEMBERS),
+        update(fixed({"description": "changed"}), roles=MEMBERS),
+        custom("archive", "post", roles=MEMBERS),
+        custom("versions"),
+        custom("items"),
+        custom("items", "post", body=fixed({"items": [{"input": "Capital of Chile?", "expected": "Santiago"}]}),
+               ok=201, roles=MEMBERS, label="items (add)"),
+        custom("remove-items", "post", body=lambda t, who: {"keys": [t.item]}, ok=201, roles=MEMBERS),
+        custom("import", "post", body=_upload, multipart=True, ok=201, roles=MEMBERS),
+        custom("export", query=lambda t: {"export_format": "csv"}),
+        # Only records the caller may read are used: a key needs `logs:read` as well, else the record is unknown.
+        custom("from-records", "post", body=lambda t, who: {"records": [t.record]}, ok=201, roles=MEMBERS,
+               keys=(frozenset({"evals:run", "logs:read"}),), keys_refused=Outcome(400, names=frozenset({"records"}))),
+    ),
+))
+
+
+def _run(world, tenant):
+    dataset = _capitals(tenant)
+    run = evals.run_create(actor=SYSTEM, org=tenant.org, dataset_version=dataset.latest, queue=False, **RUN)
+    return Target(tenant, run, extra={"version": dataset.latest.pk})
+
+
+MATRIX.register(Endpoint(
+    "eval-runs", _run, **EVAL_KEYS, actions=(
+        list_(), retrieve(),
+        # Queued once the transaction commits: in a test it never does, so nothing runs.
+        create(lambda t, who: {"org": t.org.pk, "dataset_version": t.version, **RUN}, roles=MEMBERS),
+        custom("cancel", "post", roles=MEMBERS),
+        custom("results"),
+    ),
+))
+
+MATRIX.register(Endpoint(
+    "eval-comparisons", _run, **EVAL_KEYS, actions=(
+        # Runs are named in the query: another org's is not found.
+        Action("compare", detail=False, query=lambda t: {"a": t.obj.pk, "b": t.obj.pk}, elsewhere=404),
+    ),
+))
+
+MATRIX.register(Endpoint(
+    "evaluators", lambda world, tenant: Target(tenant), **EVAL_KEYS, actions=(
+        Action("catalogue", detail=False, elsewhere=200),  # the same for everyone: no org's data in it
+    ),
+))
+
+
+# --- the tests ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clients(world, client_for):
+    return clients_for(world, client_for)
+
+
+@pytest.mark.parametrize("endpoint", MATRIX.endpoints.values(), ids=MATRIX.endpoints.keys())
+def test_every_principal_gets_what_the_rules_say(world, clients, endpoint):
+    """All of an endpoint's actions in one test: its objects are made once, and every failure is listed."""
+    targets = {"own": endpoint.build(world, world.own), "other": endpoint.build(world, world.other)}
+    failures = [
+        problem for action in endpoint.actions for problem in run(endpoint, action, clients=clients, targets=targets)
+    ]
+    assert not failures, "\n".join(failures)
+
+
+# Routes the matrix leaves out, and why.
+NOT_IN_MATRIX = {
+    ("/ingate/api/v1/me/", "GET"): "who the caller is: any signed-in user or valid key, about itself only",
+}
+
+
+def _route(endpoint: Endpoint, action: Action) -> tuple[str, str]:
+    return f"{API}{endpoint.name}/{'{}/' if action.detail else ''}{action.path}", action.method.upper()
+
+
+def test_every_api_route_is_in_the_matrix():
+    """A new endpoint or action needs its row above (PUT shares PATCH's permission check: PATCH stands for both)."""
+    from drf_spectacular.generators import EndpointEnumerator
+
+    declared = {_route(e, a) for e, a in MATRIX.cases()}
+    missing = []
+    for path, _, method, _ in EndpointEnumerator().get_api_endpoints():
+        route = (re.sub(r"\{[^}]+\}", "{}", path), "PATCH" if method == "PUT" else method)
+        if path.startswith(API) and route not in declared and (path, method) not in NOT_IN_MATRIX:
+            missing.append(f"{method} {path}")
+    assert not missing, "not in the permission matrix: " + ", ".join(missing)
+
+
+# --- ?org= of another org (moved from tenancy/tests/test_grants.py; now every listed endpoint) -----------------
+
+LISTS = [name for name, endpoint in MATRIX.endpoints.items() if any(a.name == "list" for a in endpoint.actions)]
+
+
+@pytest.mark.parametrize("endpoint", LISTS)
+def test_another_orgs_id_in_the_org_filter_gives_nothing(world, client_for, endpoint):
+    response = client_for(user=world.own.users["owner"]).get(f"/ingate/api/v1/{endpoint}/?org={world.other.org.pk}")
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 200:
+        found = response.json()["results"] if isinstance(response.json(), dict) else response.json()
+        assert all(row.get("org", world.own.org.pk) != world.other.org.pk for row in found)
+        assert all(row.get("id") != world.other.org.pk for row in found) if endpoint == "organizations" else True
