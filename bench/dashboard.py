@@ -13,15 +13,21 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TARGET_MS = 300
 
-MODELS = [("openai", "gpt-4o-mini", 0.15, 0.6), ("openai", "gpt-4.1", 2.0, 8.0), ("anthropic", "claude-sonnet-4-5", 3.0, 15.0),
-          ("anthropic", "claude-haiku-4-5", 1.0, 5.0), ("gemini", "gemini-2.5-flash", 0.3, 2.5), ("ollama", "llama3.2", 0, 0)]
+MODELS = [
+    ("openai", "gpt-4o-mini", 0.15, 0.6),
+    ("openai", "gpt-4.1", 2.0, 8.0),
+    ("anthropic", "claude-sonnet-4-5", 3.0, 15.0),
+    ("anthropic", "claude-haiku-4-5", 1.0, 5.0),
+    ("gemini", "gemini-2.5-flash", 0.3, 2.5),
+    ("ollama", "llama3.2", 0, 0),
+]
 CLIENTS = ["claude-code", "openai-python", "aider", "cursor", "anthropic-python"]
 
 
@@ -31,13 +37,50 @@ def seed(count: int, org_id: int, app_id: int, key_id: int) -> None:
 
     from observability.models import RequestRecord
 
-    now = datetime.now(timezone.utc)
-    columns = ["id", "org_id", "app_id", "key_id", "created_at", "provider", "endpoint", "model", "response_model",
-               "status", "outcome", "error_type", "error", "stream", "passthrough", "input_tokens", "output_tokens",
-               "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens", "usage_source",
-               "cost_input", "cost_output", "cost_cache", "cost_total", "price_source", "total_ms", "ttfb_ms",
-               "upstream_ms", "overhead_ms", "session_id", "session_path", "session_name", "user_id", "properties",
-               "client", "user_agent", "request_bytes", "response_bytes", "cache_hit"]
+    now = datetime.now(UTC)
+    columns = [
+        "id",
+        "org_id",
+        "app_id",
+        "key_id",
+        "created_at",
+        "provider",
+        "endpoint",
+        "model",
+        "response_model",
+        "status",
+        "outcome",
+        "error_type",
+        "error",
+        "stream",
+        "passthrough",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+        "usage_source",
+        "cost_input",
+        "cost_output",
+        "cost_cache",
+        "cost_total",
+        "price_source",
+        "total_ms",
+        "ttfb_ms",
+        "upstream_ms",
+        "overhead_ms",
+        "session_id",
+        "session_path",
+        "session_name",
+        "user_id",
+        "properties",
+        "client",
+        "user_agent",
+        "request_bytes",
+        "response_bytes",
+        "cache_hit",
+    ]
     rng = random.Random(7)
     batch = 100_000
     with connection.cursor() as cursor:
@@ -50,14 +93,55 @@ def seed(count: int, org_id: int, app_id: int, key_id: int) -> None:
                 tokens_in, tokens_out = rng.randint(200, 40_000), rng.randint(10, 2000)
                 cost_in, cost_out = tokens_in * price_in / 1e6, tokens_out * price_out / 1e6
                 failed = rng.random() < 0.03
-                buffer.write("\t".join(str(v) for v in [
-                    uuid.uuid4(), org_id, app_id, key_id, at.isoformat(), provider, "chat.completions", model, model,
-                    429 if failed else 200, "upstream_error" if failed else "ok", "", "", "t", "f", tokens_in,
-                    tokens_out, 0, 0, 0, tokens_in + tokens_out, "reported", f"{cost_in:.10f}", f"{cost_out:.10f}",
-                    "0", f"{cost_in + cost_out:.10f}", "genai-prices", rng.uniform(300, 9000), rng.uniform(100, 900),
-                    rng.uniform(100, 900), rng.uniform(0.1, 1.0), f"s-{rng.randint(1, 20_000)}", "", "",
-                    f"user-{rng.randint(1, 300)}", "{}", rng.choice(CLIENTS), "bench", 2000, 800, "f",
-                ]) + "\n")
+                buffer.write(
+                    "\t".join(
+                        str(v)
+                        for v in [
+                            uuid.uuid4(),
+                            org_id,
+                            app_id,
+                            key_id,
+                            at.isoformat(),
+                            provider,
+                            "chat.completions",
+                            model,
+                            model,
+                            429 if failed else 200,
+                            "upstream_error" if failed else "ok",
+                            "",
+                            "",
+                            "t",
+                            "f",
+                            tokens_in,
+                            tokens_out,
+                            0,
+                            0,
+                            0,
+                            tokens_in + tokens_out,
+                            "reported",
+                            f"{cost_in:.10f}",
+                            f"{cost_out:.10f}",
+                            "0",
+                            f"{cost_in + cost_out:.10f}",
+                            "genai-prices",
+                            rng.uniform(300, 9000),
+                            rng.uniform(100, 900),
+                            rng.uniform(100, 900),
+                            rng.uniform(0.1, 1.0),
+                            f"s-{rng.randint(1, 20_000)}",
+                            "",
+                            "",
+                            f"user-{rng.randint(1, 300)}",
+                            "{}",
+                            rng.choice(CLIENTS),
+                            "bench",
+                            2000,
+                            800,
+                            "f",
+                        ]
+                    )
+                    + "\n"
+                )
             with raw.copy(f'COPY "{RequestRecord._meta.db_table}" ({", ".join(columns)}) FROM STDIN') as copy:
                 copy.write(buffer.getvalue())
             print(f"  seeded {min(start + batch, count):,}", file=sys.stderr, flush=True)
@@ -128,8 +212,11 @@ def main() -> None:
             ("logs, filtered by user, page 3", "/ingate/logs/?org=bench&user=user-42&page=3"),
             ("sessions", "/ingate/sessions/?org=bench"),
             ("API records list", "/ingate/api/v1/records/?org=bench&limit=50"),
-            ("API totals, 7 days", "/ingate/api/v1/records/totals/?org=bench&since="
-             + (datetime.now(timezone.utc) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")),
+            (
+                "API totals, 7 days",
+                "/ingate/api/v1/records/totals/?org=bench&since="
+                + (datetime.now(UTC) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ),
         ]
         print(f"\n{args.records:,} records for one org, PostgreSQL, median / worst of {args.runs} runs\n")
         print("| page | median ms | worst ms | target |")

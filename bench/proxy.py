@@ -28,8 +28,12 @@ TTFB_N, TTFB_WARMUP = 2000, 100
 PLAIN = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 STREAM = {**PLAIN, "stream": True}
 # (scenario, concurrency, wrk threads, streaming)
-WRK_RUNS = [("chat", 1, 1, False), ("chat", 32, 2, False), (f"stream {CHUNKS} chunks", 1, 1, True),
-            (f"stream {CHUNKS} chunks", 32, 2, True)]
+WRK_RUNS = [
+    ("chat", 1, 1, False),
+    ("chat", 32, 2, False),
+    (f"stream {CHUNKS} chunks", 1, 1, True),
+    (f"stream {CHUNKS} chunks", 32, 2, True),
+]
 
 # done() reports the aggregate over all wrk threads on one line, latencies in microseconds.
 LUA = """wrk.method = "POST"
@@ -112,16 +116,32 @@ def manage(args: list[str], env: dict) -> str:
 
 
 def run_wrk(url: str, lua: Path, conns: int, threads: int, duration: float, pin: list[str]) -> dict:
-    cmd = [*pin, "wrk", f"-t{threads}", f"-c{conns}", f"-d{duration:g}s", "--timeout", "5s", "--latency",
-           "-s", str(lua), url + PATH]
+    cmd = [
+        *pin,
+        "wrk",
+        f"-t{threads}",
+        f"-c{conns}",
+        f"-d{duration:g}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(lua),
+        url + PATH,
+    ]
     proc = spawn(cmd)
     out = proc.communicate(timeout=duration + 30)[0].decode()
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCH ")), None)
     if proc.returncode or line is None:
         sys.exit(f"wrk failed ({proc.returncode}):\n{out}")
     reqs, dur_us, p50, p99, sock_err, bad_status = (int(float(x)) for x in line.split()[1:])
-    return {"rps": reqs / (dur_us / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "requests": reqs,
-            "errors": sock_err + bad_status}
+    return {
+        "rps": reqs / (dur_us / 1e6),
+        "p50": p50 / 1000,
+        "p99": p99 / 1000,
+        "requests": reqs,
+        "errors": sock_err + bad_status,
+    }
 
 
 def write_lua(tmp: Path, name: str, key: str, stream: bool) -> Path:
@@ -139,7 +159,7 @@ async def read_response(loop, sock: socket.socket, buf: bytearray) -> int:
     head = bytes(buf[:end]).decode("latin-1").lower().split("\r\n")
     if not head[0].startswith("http/1.1 200"):
         raise RuntimeError(f"unexpected response: {head[0]}")
-    del buf[:end + 4]
+    del buf[: end + 4]
     while not buf:
         buf += await loop.sock_recv(sock, 65536)
     first = time.perf_counter_ns()
@@ -166,9 +186,10 @@ async def read_response(loop, sock: socket.socket, buf: bytearray) -> int:
 
 async def ttfb(port: int, key: str) -> dict:
     body = json.dumps(STREAM).encode()
-    req = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-           f"Authorization: Bearer {key}\r\nx-fake-chunks: {CHUNKS}\r\nContent-Length: {len(body)}\r\n\r\n"
-           ).encode() + body
+    req = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key}\r\nx-fake-chunks: {CHUNKS}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     loop = asyncio.get_running_loop()
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -184,18 +205,32 @@ async def ttfb(port: int, key: str) -> dict:
     finally:
         sock.close()
     samples.sort()
-    pct = lambda p: samples[min(len(samples) - 1, int(p / 100 * len(samples)))]  # noqa: E731
+    pct = lambda p: samples[min(len(samples) - 1, int(p / 100 * len(samples)))]
     return {"rps": None, "p50": pct(50), "p99": pct(99), "requests": len(samples), "errors": 0}
 
 
 def machine_info(server: str, pinned: bool) -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor() or "unknown")
-    pyver = subprocess.run([PY, "-c", "import platform; print(platform.python_version())"],
-                           capture_output=True, text=True).stdout.strip()
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    pyver = subprocess.run(
+        [PY, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
+    ).stdout.strip()
     db = os.environ.get("DATABASE_URL", "")
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": pyver, "server": server, "pinned": pinned,
-            "database": db.split(":", 1)[0] if db else "sqlite", "redis": bool(os.environ.get("REDIS_URL"))}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": pyver,
+        "server": server,
+        "pinned": pinned,
+        "database": db.split(":", 1)[0] if db else "sqlite",
+        "redis": bool(os.environ.get("REDIS_URL")),
+    }
 
 
 def ms(v: float | None) -> str:
@@ -203,21 +238,29 @@ def ms(v: float | None) -> str:
 
 
 def report(rows: list[dict], info: dict) -> list[dict]:
-    print(f"\nMachine: {info['cpu']}, {info['cores']} cores; Python {info['python']}; server {info['server']}; "
-          f"DB {info['database']}; Redis {'on' if info['redis'] else 'off'}; pinning {'on' if info['pinned'] else 'off'}\n")
-    print("| scenario | concurrency | direct req/s | gateway req/s | direct p50 / p99 ms | gateway p50 / p99 ms "
-          "| added p50 / p99 ms |")
+    print(
+        f"\nMachine: {info['cpu']}, {info['cores']} cores; Python {info['python']}; server {info['server']}; "
+        f"DB {info['database']}; Redis {'on' if info['redis'] else 'off'}; pinning {'on' if info['pinned'] else 'off'}\n"
+    )
+    print(
+        "| scenario | concurrency | direct req/s | gateway req/s | direct p50 / p99 ms | gateway p50 / p99 ms "
+        "| added p50 / p99 ms |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         d, g = r["direct"], r["gateway"]
-        rps = lambda x: "–" if x["rps"] is None else f"{x['rps']:.0f}"  # noqa: E731
-        print(f"| {r['scenario']} | {r['concurrency']} | {rps(d)} | {rps(g)} | {ms(d['p50'])} / {ms(d['p99'])} "
-              f"| {ms(g['p50'])} / {ms(g['p99'])} | {ms(r['added_p50'])} / {ms(r['added_p99'])} |")
+        rps = lambda x: "–" if x["rps"] is None else f"{x['rps']:.0f}"
+        print(
+            f"| {r['scenario']} | {r['concurrency']} | {rps(d)} | {rps(g)} | {ms(d['p50'])} / {ms(d['p99'])} "
+            f"| {ms(g['p50'])} / {ms(g['p99'])} | {ms(r['added_p50'])} / {ms(r['added_p99'])} |"
+        )
     for r in rows:
         for side in ("direct", "gateway"):
             if r[side]["errors"]:
-                print(f"warning: {r['scenario']} c{r['concurrency']} {side}: {r[side]['errors']} errors/non-2xx "
-                      f"of {r[side]['requests']} requests")
+                print(
+                    f"warning: {r['scenario']} c{r['concurrency']} {side}: {r[side]['errors']} errors/non-2xx "
+                    f"of {r[side]['requests']} requests"
+                )
     by = {(r["scenario"], r["concurrency"]): r for r in rows}
     stream = f"stream {CHUNKS} chunks"
     checks = [
@@ -228,11 +271,14 @@ def report(rows: list[dict], info: dict) -> list[dict]:
         ("chat c32 gateway ≥ 3000 req/s", by["chat", 32]["gateway"]["rps"], 3000, True),
         (f"{stream} c32 gateway ≥ 1500 req/s", by[stream, 32]["gateway"]["rps"], 1500, True),
     ]
-    targets = [{"target": name, "value": v, "pass": v >= lim if at_least else v <= lim}
-               for name, v, lim, at_least in checks]
-    shown = lambda t: f"{t['value']:.0f}" if "req/s" in t["target"] else f"{t['value']:.2f}"  # noqa: E731
-    print("\nTargets: " + "; ".join(f"{t['target']}: {shown(t)} {'PASS' if t['pass'] else 'MISS'}"
-                                    for t in targets), flush=True)
+    targets = [
+        {"target": name, "value": v, "pass": v >= lim if at_least else v <= lim} for name, v, lim, at_least in checks
+    ]
+    shown = lambda t: f"{t['value']:.0f}" if "req/s" in t["target"] else f"{t['value']:.2f}"
+    print(
+        "\nTargets: " + "; ".join(f"{t['target']}: {shown(t)} {'PASS' if t['pass'] else 'MISS'}" for t in targets),
+        flush=True,
+    )
     return targets
 
 
@@ -257,24 +303,54 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ingate-bench-"))
     fake_port, gw_port = free_port(), free_port()
     # DATABASE_URL / REDIS_URL come through from the caller's environment untouched.
-    env = {**os.environ, "INGATE_DATA_DIR": str(tmp), "INGATE_UPSTREAM_OPENAI": f"http://127.0.0.1:{fake_port}",
-           "OPENAI_API_KEY": "sk-bench-upstream", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "INGATE_DATA_DIR": str(tmp),
+        "INGATE_UPSTREAM_OPENAI": f"http://127.0.0.1:{fake_port}",
+        "OPENAI_API_KEY": "sk-bench-upstream",
+        "PYTHONUNBUFFERED": "1",
+    }
     try:
-        fake = spawn([*pin_rest, PY, "-m", "tests.fake_provider", "--host", "127.0.0.1", "--port", str(fake_port)],
-                     tmp / "fake.log", env=env)
+        fake = spawn(
+            [*pin_rest, PY, "-m", "tests.fake_provider", "--host", "127.0.0.1", "--port", str(fake_port)],
+            tmp / "fake.log",
+            env=env,
+        )
         manage(["migrate", "--no-input"], env)
         key = manage(["create_gateway_key", "--org", "bench", "--app", "bench"], env).strip().splitlines()[-1]
         if args.server == "uvicorn":
-            server = [PY, "-m", "uvicorn", "ingate.asgi:application", "--host", "127.0.0.1", "--port", str(gw_port),
-                      "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-                      "--no-server-header", "--no-date-header", "--no-proxy-headers", "--lifespan", "on"]
+            server = [
+                PY,
+                "-m",
+                "uvicorn",
+                "ingate.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(gw_port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--no-server-header",
+                "--no-date-header",
+                "--no-proxy-headers",
+                "--lifespan",
+                "on",
+            ]
         else:
             server = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(gw_port), "ingate.asgi:application"]
         gateway = spawn([*pin_gw, *server], tmp / "gateway.log", env=env)
         if os.environ.get("REDIS_URL"):
             # Production shape: the gateway streams records to Redis and a Celery worker inserts them.
-            spawn([*pin_rest, PY, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-l", "warning"],
-                  tmp / "worker.log", env=env)
+            spawn(
+                [*pin_rest, PY, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-l", "warning"],
+                tmp / "worker.log",
+                env=env,
+            )
         wait_ready(fake, fake_port, tmp / "fake.log", "fake provider")
         wait_ready(gateway, gw_port, tmp / "gateway.log", "gateway")
         info = machine_info(args.server, pinned)
@@ -287,12 +363,25 @@ def main() -> None:
         rows = []
         for scenario, conns, threads, stream in WRK_RUNS:
             print(f"running {scenario} c{conns} …", file=sys.stderr, flush=True)
-            rows.append({"scenario": scenario, "concurrency": conns,
-                         **{side: run_wrk(url, lua[stream], conns, threads, args.duration, pin_rest)
-                            for side, url in targets.items()}})
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "concurrency": conns,
+                    **{
+                        side: run_wrk(url, lua[stream], conns, threads, args.duration, pin_rest)
+                        for side, url in targets.items()
+                    },
+                }
+            )
         print("running stream TTFB c1 …", file=sys.stderr, flush=True)
-        rows.append({"scenario": "stream TTFB", "concurrency": 1,
-                     "direct": arun(ttfb(fake_port, key)), "gateway": arun(ttfb(gw_port, key))})
+        rows.append(
+            {
+                "scenario": "stream TTFB",
+                "concurrency": 1,
+                "direct": arun(ttfb(fake_port, key)),
+                "gateway": arun(ttfb(gw_port, key)),
+            }
+        )
         for r in rows:
             r["added_p50"] = r["gateway"]["p50"] - r["direct"]["p50"]
             r["added_p99"] = r["gateway"]["p99"] - r["direct"]["p99"]

@@ -75,8 +75,13 @@ def latency_with_a_stuck_database(duration: float, redis: bool) -> list[tuple[st
 
     tmp = Path(tempfile.mkdtemp(prefix="ingate-bench-"))
     fake_port, gw_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": DATABASE_URL, "INGATE_DATA_DIR": str(tmp),
-           "INGATE_UPSTREAM_OPENAI": f"http://127.0.0.1:{fake_port}", "OPENAI_API_KEY": "sk-bench"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": DATABASE_URL,
+        "INGATE_DATA_DIR": str(tmp),
+        "INGATE_UPSTREAM_OPENAI": f"http://127.0.0.1:{fake_port}",
+        "OPENAI_API_KEY": "sk-bench",
+    }
     env.pop("REDIS_URL", None)
     if redis:
         subprocess.run(["redis-cli", "-n", "12", "FLUSHDB"], check=True, capture_output=True)
@@ -85,11 +90,33 @@ def latency_with_a_stuck_database(duration: float, redis: bool) -> list[tuple[st
         fake = spawn([PY, "-m", "tests.fake_provider", "--port", str(fake_port)], tmp / "fake.log", env=env)
         manage(["migrate", "--no-input"], env)
         if redis:
-            spawn([PY, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-l", "warning"], tmp / "worker.log", env=env)
+            spawn(
+                [PY, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-l", "warning"],
+                tmp / "worker.log",
+                env=env,
+            )
         key = manage(["create_gateway_key", "--org", "stuck", "--app", "stuck"], env).strip().splitlines()[-1]
-        gateway = spawn([PY, "-m", "uvicorn", "ingate.asgi:application", "--port", str(gw_port), "--loop", "uvloop",
-                         "--http", "httptools", "--no-access-log", "--log-level", "warning", "--lifespan", "on"],
-                        tmp / "gateway.log", env=env)
+        gateway = spawn(
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "ingate.asgi:application",
+                "--port",
+                str(gw_port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--lifespan",
+                "on",
+            ],
+            tmp / "gateway.log",
+            env=env,
+        )
         wait_ready(fake, fake_port, tmp / "fake.log", "fake provider")
         wait_ready(gateway, gw_port, tmp / "gateway.log", "gateway")
         lua = write_lua(tmp, "chat", key, False)

@@ -17,13 +17,21 @@ class EvalsConfig(AppConfig):
         from .models import Dataset, DatasetItem, DatasetVersion, EvalResult, EvalRun, EvalTarget
 
         # Everyone reads; members and up change datasets and queue or cancel runs. Keys: `evals:run`.
-        paths = {DatasetVersion: "dataset__org", DatasetItem: "version__dataset__org", EvalTarget: "run__org",
-                 EvalResult: "run__org"}
+        paths = {
+            DatasetVersion: "dataset__org",
+            DatasetItem: "version__dataset__org",
+            EvalTarget: "run__org",
+            EvalResult: "run__org",
+        }
         for model in (Dataset, DatasetVersion, DatasetItem, EvalRun, EvalTarget, EvalResult):
             grant(
                 model,
-                roles={Role.VIEWER: {VIEW}, Role.MEMBER: {VIEW, ADD, CHANGE}, Role.ADMIN: {VIEW, ADD, CHANGE},
-                       Role.OWNER: {VIEW, ADD, CHANGE}},
+                roles={
+                    Role.VIEWER: {VIEW},
+                    Role.MEMBER: {VIEW, ADD, CHANGE},
+                    Role.ADMIN: {VIEW, ADD, CHANGE},
+                    Role.OWNER: {VIEW, ADD, CHANGE},
+                },
                 scopes={Scope.EVALS_RUN: {VIEW, ADD, CHANGE}},
                 org_path=paths.get(model, "org"),
             )

@@ -55,7 +55,7 @@ class BackgroundRuns:
     def _safely(self, fn, *args) -> None:
         try:
             fn(*args)
-        except Exception:
+        except Exception:  # a broken run must not take the thread down with it
             log.exception("Background eval work %s%s failed", fn.__name__, args)
         finally:
             connection.close()  # this thread's own connection: nothing holds the database between runs

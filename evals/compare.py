@@ -32,10 +32,13 @@ class Row:
 
 def _side(result: EvalResult) -> dict[str, Any]:
     return {
-        "output": result.output, "error": result.error, "passed": result.passed,
+        "output": result.output,
+        "error": result.error,
+        "passed": result.passed,
         "scores": {s["name"]: s["score"] for s in result.scores},
         "explanations": {s["name"]: s.get("explanation", "") for s in result.scores},
-        "cost": float(result.cost) if result.cost is not None else None, "latency_ms": result.latency_ms,
+        "cost": float(result.cost) if result.cost is not None else None,
+        "latency_ms": result.latency_ms,
         "request_id": result.request_id,
     }
 
@@ -82,8 +85,14 @@ def compare(a: EvalTarget, b: EvalTarget) -> dict[str, Any]:
     for key in list(left) + [k for k in right if k not in left]:
         ra, rb = left.get(key), right.get(key)
         item = (ra or rb).item
-        row = Row(key=key, position=item.position, input=input_preview(item), expected=item.expected,
-                  a=_side(ra) if ra else None, b=_side(rb) if rb else None)
+        row = Row(
+            key=key,
+            position=item.position,
+            input=input_preview(item),
+            expected=item.expected,
+            a=_side(ra) if ra else None,
+            b=_side(rb) if rb else None,
+        )
         if row.a and row.b:
             row.deltas, row.change = classify(row.a, row.b)
         else:
@@ -111,7 +120,11 @@ def aggregate_delta(sa: dict[str, Any], sb: dict[str, Any]) -> dict[str, Any]:
         "cost": _minus(sa["cost"], sb["cost"]),
         "latency_p50_ms": _minus(sa["latency_p50_ms"], sb["latency_p50_ms"]),
         "latency_p95_ms": _minus(sa["latency_p95_ms"], sb["latency_p95_ms"]),
-        "evaluators": {n: {"mean": _minus(sa["evaluators"][n]["mean"], sb["evaluators"][n]["mean"]),
-                           "pass_rate": _minus(sa["evaluators"][n]["pass_rate"], sb["evaluators"][n]["pass_rate"])}
-                       for n in names},
+        "evaluators": {
+            n: {
+                "mean": _minus(sa["evaluators"][n]["mean"], sb["evaluators"][n]["mean"]),
+                "pass_rate": _minus(sa["evaluators"][n]["pass_rate"], sb["evaluators"][n]["pass_rate"]),
+            }
+            for n in names
+        },
     }

@@ -24,8 +24,15 @@ def _progress(user, run_id: int) -> dict | None:
     run = restrict(EvalRun.objects.filter(pk=run_id), Principal.for_user(user), VIEW).first()
     if run is None:
         return None
-    return {"status": run.status, "status_display": run.get_status_display(), "done": run.done, "total": run.total,
-            "failed": run.failed, "finished": run.finished, "error": run.error}
+    return {
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "done": run.done,
+        "total": run.total,
+        "failed": run.failed,
+        "finished": run.finished,
+        "error": run.error,
+    }
 
 
 class RunProgressConsumer(AsyncJsonWebsocketConsumer):
@@ -56,7 +63,7 @@ class RunProgressConsumer(AsyncJsonWebsocketConsumer):
                 last = now
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # e.g. the database went away: close, and the page reconnects
             log.exception("Progress of eval run %s stopped", run_id)
             await self.close(code=1011)
             return

@@ -19,7 +19,9 @@ class Dataset(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -108,7 +110,9 @@ class EvalRun(models.Model):
     lease = models.UUIDField(null=True, blank=True, editable=False, help_text="The worker holding the run.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_by_name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -138,7 +142,9 @@ class EvalTarget(models.Model):
     run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="targets")
     position = models.PositiveSmallIntegerField()
     label = models.CharField(max_length=200, blank=True)
-    prompt_version = models.ForeignKey("prompts.PromptVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     messages = models.JSONField(default=list, blank=True)
     provider = models.CharField(max_length=64)
     model = models.CharField(max_length=200)

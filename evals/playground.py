@@ -97,14 +97,32 @@ async def column_answer(column: Column, *, org: Organization, user_id: str) -> A
     async def ask() -> None:
         try:
             answer = await internal.chat(
-                internal.Principal(org_id=org.pk, org_slug=org.slug), column.provider, column.model, column.chat,
-                column.parameters, stream=True, on_text=on_text, user_id=user_id, client="ingate-playground",
-                prompt_version_id=column.prompt_version_id, abort=hang_up,
+                internal.Principal(org_id=org.pk, org_slug=org.slug),
+                column.provider,
+                column.model,
+                column.chat,
+                column.parameters,
+                stream=True,
+                on_text=on_text,
+                user_id=user_id,
+                client="ingate-playground",
+                prompt_version_id=column.prompt_version_id,
+                abort=hang_up,
             )
-            await queue.put({"done": True, "error": answer.error, "text": answer.text if not answer.ok else "",
-                             "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
-                             "cost": answer.cost, "latency_ms": answer.latency_ms, "ttfb_ms": answer.ttfb_ms,
-                             "request_id": answer.request_id, "model": answer.model})
+            await queue.put(
+                {
+                    "done": True,
+                    "error": answer.error,
+                    "text": answer.text if not answer.ok else "",
+                    "input_tokens": answer.input_tokens,
+                    "output_tokens": answer.output_tokens,
+                    "cost": answer.cost,
+                    "latency_ms": answer.latency_ms,
+                    "ttfb_ms": answer.ttfb_ms,
+                    "request_id": answer.request_id,
+                    "model": answer.model,
+                }
+            )
         except Exception as exc:  # noqa: BLE001  (the column shows it instead of a hung stream)
             await queue.put({"done": True, "error": f"{type(exc).__name__}: {exc}"})
 
@@ -125,15 +143,24 @@ def item_save(*, actor: Actor, dataset: Dataset, given: Input, expected: str | N
     # A prompt version's input is its variables, and the user message if any (the prompt itself comes from the
     # target when the item is evaluated); free text is messages.
     item = clean_item(
-        {"variables": given.variables, "expected": expected,
-         **({"messages": [{"role": "user", "content": given.user}]} if given.user else {})}
-        if given.version else {"messages": given.chat, "expected": expected}
+        {
+            "variables": given.variables,
+            "expected": expected,
+            **({"messages": [{"role": "user", "content": given.user}]} if given.user else {}),
+        }
+        if given.version
+        else {"messages": given.chat, "expected": expected}
     )
     return services.items_add(actor=actor, dataset=dataset, items=[item], message="Added from the playground")
 
 
-def prompt_version_save(*, actor: Actor, prompt: Prompt, given: Input, model: str,
-                        parameters: dict) -> PromptVersion:
+def prompt_version_save(*, actor: Actor, prompt: Prompt, given: Input, model: str, parameters: dict) -> PromptVersion:
     """The input's messages as the prompt's next version."""
-    return prompt_services.version_create(actor=actor, prompt=prompt, messages=given.chat, model=model,
-                                          parameters=parameters, commit_message="From the playground")
+    return prompt_services.version_create(
+        actor=actor,
+        prompt=prompt,
+        messages=given.chat,
+        model=model,
+        parameters=parameters,
+        commit_message="From the playground",
+    )

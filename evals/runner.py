@@ -39,9 +39,15 @@ def claim(run_id: int, lease: uuid.UUID) -> bool:
     now = timezone.now()
     stale = now - datetime.timedelta(seconds=settings.INGATE_EVAL_STALL_SECONDS)
     taken = EvalRun.objects.filter(
-        Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale), pk=run_id,
-    ).update(status=RunStatus.RUNNING, lease=lease, heartbeat_at=now, attempts=F("attempts") + 1,
-             started_at=Coalesce("started_at", now))
+        Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale),
+        pk=run_id,
+    ).update(
+        status=RunStatus.RUNNING,
+        lease=lease,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+        started_at=Coalesce("started_at", now),
+    )
     return taken == 1
 
 
@@ -105,7 +111,7 @@ class Execution:
                 return
             try:
                 await self._score(target, item)
-            except Exception:
+            except Exception:  # one item's bug must not sink the run; the item stays pending
                 log.exception("Eval run %s: item %s on target %s failed", self.run.pk, item.pk, target.pk)
 
     def _pending(self) -> list[tuple[EvalTarget, DatasetItem]]:
@@ -121,20 +127,38 @@ class Execution:
             internal.require_turn(target.provider, messages)  # a system prompt alone: Anthropic/Gemini refuse it
         except (RenderError, NothingToSend, internal.NoTurn) as exc:
             answer = None
-            reason = f"The prompt could not be rendered for this item: {exc}" if isinstance(exc, RenderError) else str(exc)
-            case = Case(output="", expected=item.expected, variables=item.variables, metadata=item.metadata,
-                        error=reason)
+            reason = (
+                f"The prompt could not be rendered for this item: {exc}" if isinstance(exc, RenderError) else str(exc)
+            )
+            case = Case(
+                output="", expected=item.expected, variables=item.variables, metadata=item.metadata, error=reason
+            )
         else:
             answer = await internal.chat(
-                self.principal, target.provider, target.model, messages, target.parameters,
+                self.principal,
+                target.provider,
+                target.model,
+                messages,
+                target.parameters,
                 tags={"eval-run": self.run.pk, "eval-target": target.pk, "eval-item": item.key.hex},
-                session_id=self.run.session_id, user_id=self.run.created_by_name, client="ingate-evals",
-                prompt_version_id=target.prompt_version_id, abort=self.abort,
+                session_id=self.run.session_id,
+                user_id=self.run.created_by_name,
+                client="ingate-evals",
+                prompt_version_id=target.prompt_version_id,
+                abort=self.abort,
             )
             if self.abort.is_set():
                 return  # hung up mid-call: not a result (the record says client_disconnect)
-            case = Case(output=answer.text, expected=item.expected, messages=messages, variables=item.variables,
-                        metadata=item.metadata, latency_ms=answer.latency_ms, cost=answer.cost, error=answer.error)
+            case = Case(
+                output=answer.text,
+                expected=item.expected,
+                messages=messages,
+                variables=item.variables,
+                metadata=item.metadata,
+                latency_ms=answer.latency_ms,
+                cost=answer.cost,
+                error=answer.error,
+            )
         verdicts: list[tuple[str, str, Verdict]] = []
         for evaluator in self.evaluators:
             verdicts.append((evaluator.name, evaluator.kind, await evaluator.evaluate(case, self.context)))
@@ -144,8 +168,15 @@ class Execution:
     async def _judge(self, provider: str, model: str, messages: list[dict], params: dict) -> JudgeReply:
         try:
             answer = await internal.chat(
-                self.principal, provider, model, messages, params, tags={"eval-run": self.run.pk, "eval-judge": "1"},
-                session_id=self.run.session_id, user_id=self.run.created_by_name, client="ingate-evals-judge",
+                self.principal,
+                provider,
+                model,
+                messages,
+                params,
+                tags={"eval-run": self.run.pk, "eval-judge": "1"},
+                session_id=self.run.session_id,
+                user_id=self.run.created_by_name,
+                client="ingate-evals-judge",
                 abort=self.abort,
             )
         except (ValueError, KeyError, TypeError) as exc:  # e.g. a judge provider the gateway cannot route
@@ -156,13 +187,19 @@ class Execution:
         """Store one result and count it, once. False when the run should stop (cancelled, lease lost)."""
         judge_costs = [v.cost for _, _, v in verdicts if v.cost is not None]
         result = EvalResult(
-            run=self.run, target=target, item=item, output=case.output, error=case.error,
+            run=self.run,
+            target=target,
+            item=item,
+            output=case.output,
+            error=case.error,
             scores=[{"name": name, "kind": kind, **v.as_dict()} for name, kind, v in verdicts],
             passed=not case.error and all(v.passed for _, _, v in verdicts),
-            input_tokens=answer.input_tokens if answer else None, output_tokens=answer.output_tokens if answer else None,
+            input_tokens=answer.input_tokens if answer else None,
+            output_tokens=answer.output_tokens if answer else None,
             cost=Decimal(str(answer.cost)) if answer and answer.cost is not None else None,
             judge_cost=Decimal(str(sum(judge_costs))) if judge_costs else None,
-            latency_ms=answer.latency_ms if answer else None, request_id=answer.request_id if answer else "",
+            latency_ms=answer.latency_ms if answer else None,
+            request_id=answer.request_id if answer else "",
         )
         try:
             with transaction.atomic():
@@ -234,7 +271,9 @@ def fail(run: EvalRun, reason: str) -> None:
         for target in run.targets.all():
             target.summary = summarize(target)
             target.save(update_fields=["summary"])
-        EvalRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error=reason, finished_at=timezone.now(), lease=None)
+        EvalRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=reason, finished_at=timezone.now(), lease=None
+        )
 
 
 def stalled() -> list[int]:
@@ -249,8 +288,11 @@ def stalled() -> list[int]:
 def summarize(target: EvalTarget) -> dict[str, Any]:
     """Per target: items done, errors, pass rate, mean score and pass rate per evaluator, total cost (calls and
     judges), tokens, latency p50/p95."""
-    rows = list(target.results.values("scores", "passed", "error", "cost", "judge_cost", "latency_ms",
-                                      "input_tokens", "output_tokens"))
+    rows = list(
+        target.results.values(
+            "scores", "passed", "error", "cost", "judge_cost", "latency_ms", "input_tokens", "output_tokens"
+        )
+    )
     evaluators: dict[str, dict[str, Any]] = {}
     for row in rows:
         for score in row["scores"]:
@@ -265,8 +307,11 @@ def summarize(target: EvalTarget) -> dict[str, Any]:
         "errors": sum(1 for row in rows if row["error"]),
         "pass_rate": round(sum(1 for row in rows if row["passed"]) / count, 4) if count else None,
         "evaluators": {
-            name: {"kind": e["kind"], "mean": round(sum(e["scores"]) / len(e["scores"]), 4),
-                   "pass_rate": round(e["passed"] / len(e["scores"]), 4)}
+            name: {
+                "kind": e["kind"],
+                "mean": round(sum(e["scores"]) / len(e["scores"]), 4),
+                "pass_rate": round(e["passed"] / len(e["scores"]), 4),
+            }
             for name, e in evaluators.items()
         },
         "cost": float(cost) if rows else 0.0,

@@ -34,8 +34,15 @@ def _user(actor: Actor):
 
 
 @transaction.atomic
-def dataset_create(*, actor: Actor, org: Organization, name: str, description: str = "",
-                   items: Iterable[ItemData] = (), message: str = "Created") -> Dataset:
+def dataset_create(
+    *,
+    actor: Actor,
+    org: Organization,
+    name: str,
+    description: str = "",
+    items: Iterable[ItemData] = (),
+    message: str = "Created",
+) -> Dataset:
     dataset = Dataset(org=org, name=name.strip(), description=description, created_by=_user(actor))
     dataset.full_clean()
     audited_create(actor=actor, obj=dataset)
@@ -49,7 +56,11 @@ def version_create(*, actor: Actor, dataset: Dataset, items: list[ItemData], mes
     Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
     number = (dataset.versions.aggregate(top=Max("number"))["top"] or 0) + 1
     version = DatasetVersion.objects.create(
-        dataset=dataset, number=number, message=message[:500], item_count=len(items), author_name=str(actor.principal)[:200],
+        dataset=dataset,
+        number=number,
+        message=message[:500],
+        item_count=len(items),
+        author_name=str(actor.principal)[:200],
     )
     seen: set[uuid.UUID] = set()
     rows = []
@@ -58,14 +69,26 @@ def version_create(*, actor: Actor, dataset: Dataset, items: list[ItemData], mes
         if key in seen:  # the same key twice would make comparisons ambiguous: the later copy is a new item
             key = uuid.uuid4()
         seen.add(key)
-        rows.append(DatasetItem(
-            version=version, key=key, position=position, messages=item.messages, variables=item.variables or {},
-            expected=item.expected, metadata=item.metadata or {}, tags=item.tags or [],
-            source_record=_key(item.metadata.get("source_record")) if item.metadata.get("source_record") else None,
-        ))
+        rows.append(
+            DatasetItem(
+                version=version,
+                key=key,
+                position=position,
+                messages=item.messages,
+                variables=item.variables or {},
+                expected=item.expected,
+                metadata=item.metadata or {},
+                tags=item.tags or [],
+                source_record=_key(item.metadata.get("source_record")) if item.metadata.get("source_record") else None,
+            )
+        )
     DatasetItem.objects.bulk_create(rows, batch_size=1000)
-    audit_record(actor=actor, action="dataset_version_create", obj=dataset,
-                 changes={"version": number, "items": len(items), "message": message})
+    audit_record(
+        actor=actor,
+        action="dataset_version_create",
+        obj=dataset,
+        changes={"version": number, "items": len(items), "message": message},
+    )
     return version
 
 
@@ -77,8 +100,14 @@ def _key(value) -> uuid.UUID:
 
 
 def item_data(item: DatasetItem) -> ItemData:
-    return ItemData(messages=item.messages, variables=item.variables, expected=item.expected, metadata=item.metadata,
-                    tags=item.tags, key=item.key.hex)
+    return ItemData(
+        messages=item.messages,
+        variables=item.variables,
+        expected=item.expected,
+        metadata=item.metadata,
+        tags=item.tags,
+        key=item.key.hex,
+    )
 
 
 def current_items(dataset: Dataset) -> list[ItemData]:
@@ -90,8 +119,12 @@ def current_items(dataset: Dataset) -> list[ItemData]:
 def items_add(*, actor: Actor, dataset: Dataset, items: list[ItemData], message: str = "") -> DatasetVersion:
     """The next version: the latest version's items followed by `items`."""
     Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
-    return version_create(actor=actor, dataset=dataset, items=current_items(dataset) + items,
-                          message=message or f"Added {len(items)} item{'s' if len(items) != 1 else ''}")
+    return version_create(
+        actor=actor,
+        dataset=dataset,
+        items=current_items(dataset) + items,
+        message=message or f"Added {len(items)} item{'s' if len(items) != 1 else ''}",
+    )
 
 
 @transaction.atomic
@@ -141,10 +174,13 @@ def item_from_record(record) -> ItemData:
             expected = fmt.text(json.loads(body.response)) or None
         except ValueError:
             expected = None
-    return clean_item({
-        "messages": messages, "expected": expected,
-        "metadata": {"source_record": str(record.pk), "model": record.model, "provider": record.provider},
-    })
+    return clean_item(
+        {
+            "messages": messages,
+            "expected": expected,
+            "metadata": {"source_record": str(record.pk), "model": record.model, "provider": record.provider},
+        }
+    )
 
 
 @transaction.atomic
@@ -153,8 +189,9 @@ def items_from_records(*, actor: Actor, dataset: Dataset, record_ids: list[str])
     is added when any of them cannot be used (a field error on `records` names each)."""
     found = {
         str(r.pk): r
-        for r in restrict(RequestRecord.objects.filter(org=dataset.org, pk__in=record_ids), actor.principal, VIEW)
-        .select_related("body")
+        for r in restrict(
+            RequestRecord.objects.filter(org=dataset.org, pk__in=record_ids), actor.principal, VIEW
+        ).select_related("body")
     }
     errors, items = [], []
     for record_id in record_ids:
@@ -168,7 +205,9 @@ def items_from_records(*, actor: Actor, dataset: Dataset, record_ids: list[str])
             errors.append(str(exc))
     if errors:
         raise ValidationError({"records": errors})
-    return items_add(actor=actor, dataset=dataset, items=items, message=f"Added {len(items)} item(s) from request records")
+    return items_add(
+        actor=actor, dataset=dataset, items=items, message=f"Added {len(items)} item(s) from request records"
+    )
 
 
 # --- runs -------------------------------------------------------------------------------------------
@@ -193,7 +232,9 @@ def _clean_targets(org: Organization, targets: list) -> list[EvalTarget]:
                 errors[f"targets.{n}.prompt_version"] = str(exc)
                 continue
         messages = raw.get("messages") or []
-        if not isinstance(messages, list) or any(not isinstance(m, dict) or "role" not in m or "content" not in m for m in messages):
+        if not isinstance(messages, list) or any(
+            not isinstance(m, dict) or "role" not in m or "content" not in m for m in messages
+        ):
             errors[f"targets.{n}.messages"] = 'Each message needs a "role" and a "content".'
             continue
         model = str(raw.get("model") or (version.model if version else "")).strip()
@@ -206,7 +247,9 @@ def _clean_targets(org: Organization, targets: list) -> list[EvalTarget]:
         if not model:
             errors[f"targets.{n}.model"] = "Name a model (the prompt version has none)."
         elif not provider or (provider not in PROVIDER_NAMES and not provider.replace("-", "").isalnum()):
-            errors[f"targets.{n}.provider"] = "Name a provider: " + ", ".join(sorted(PROVIDER_NAMES)) + ", or a custom one."
+            errors[f"targets.{n}.provider"] = (
+                "Name a provider: " + ", ".join(sorted(PROVIDER_NAMES)) + ", or a custom one."
+            )
         elif not isinstance(parameters, dict):
             errors[f"targets.{n}.parameters"] = "Parameters are a JSON object."
         else:
@@ -215,16 +258,34 @@ def _clean_targets(org: Organization, targets: list) -> list[EvalTarget]:
             label = str(raw.get("label") or "").strip()
             if not label:
                 label = (f"{version.prompt.ref}@{version.number} · " if version else "") + f"{provider}/{model}"
-            cleaned.append(EvalTarget(position=n, label=label[:200], prompt_version=version, messages=messages,
-                                      provider=provider, model=model, parameters=parameters))
+            cleaned.append(
+                EvalTarget(
+                    position=n,
+                    label=label[:200],
+                    prompt_version=version,
+                    messages=messages,
+                    provider=provider,
+                    model=model,
+                    parameters=parameters,
+                )
+            )
     if errors:
         raise ValidationError(errors)
     return cleaned
 
 
 @transaction.atomic
-def run_create(*, actor: Actor, org: Organization, dataset_version: DatasetVersion, targets: list, evaluators: list,
-               name: str = "", concurrency: int | None = None, queue: bool = True) -> EvalRun:
+def run_create(
+    *,
+    actor: Actor,
+    org: Organization,
+    dataset_version: DatasetVersion,
+    targets: list,
+    evaluators: list,
+    name: str = "",
+    concurrency: int | None = None,
+    queue: bool = True,
+) -> EvalRun:
     """Validate, store and queue a run (queued once the transaction commits; `queue=False` leaves it for the
     caller to hand to `tasks.queue_run`, or for the stall check)."""
     if dataset_version.dataset.org_id != org.pk:
@@ -241,15 +302,25 @@ def run_create(*, actor: Actor, org: Organization, dataset_version: DatasetVersi
     if not 1 <= concurrency <= limit:
         raise ValidationError({"concurrency": f"Between 1 and {limit}."})
     run = EvalRun(
-        org=org, name=name[:200], dataset_version=dataset_version, evaluators=evaluators, concurrency=concurrency,
-        total=dataset_version.item_count * len(cleaned), created_by=_user(actor), created_by_name=str(actor.principal)[:200],
+        org=org,
+        name=name[:200],
+        dataset_version=dataset_version,
+        evaluators=evaluators,
+        concurrency=concurrency,
+        total=dataset_version.item_count * len(cleaned),
+        created_by=_user(actor),
+        created_by_name=str(actor.principal)[:200],
     )
     run.save()
     for target in cleaned:
         target.run = run
     EvalTarget.objects.bulk_create(cleaned)
-    audit_record(actor=actor, action="eval_run_create", obj=run,
-                 changes={"dataset_version": dataset_version.pk, "targets": len(cleaned), "items": dataset_version.item_count})
+    audit_record(
+        actor=actor,
+        action="eval_run_create",
+        obj=run,
+        changes={"dataset_version": dataset_version.pk, "targets": len(cleaned), "items": dataset_version.item_count},
+    )
     if queue:
         transaction.on_commit(lambda: queue_run(run.pk))
     return run

@@ -35,12 +35,16 @@ RESULTS_PER_PAGE = 100
 
 
 def _dataset(request, pk) -> Dataset:
-    return get_object_or_404(restrict(Dataset.objects.select_related("org"), Principal.for_user(request.user), VIEW), pk=pk)
+    return get_object_or_404(
+        restrict(Dataset.objects.select_related("org"), Principal.for_user(request.user), VIEW), pk=pk
+    )
 
 
 def _run(request, pk) -> EvalRun:
     return get_object_or_404(
-        restrict(EvalRun.objects.select_related("org", "dataset_version__dataset"), Principal.for_user(request.user), VIEW),
+        restrict(
+            EvalRun.objects.select_related("org", "dataset_version__dataset"), Principal.for_user(request.user), VIEW
+        ),
         pk=pk,
     )
 
@@ -53,13 +57,27 @@ def _page(request, template: str, org, **context):
 @login_required
 def index(request):
     ctx = OrgContext(request, Dataset)
-    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW) if ctx.org else []
-    runs = (restrict(EvalRun.objects.filter(org=ctx.org), ctx.principal, VIEW)
-            .select_related("dataset_version__dataset").prefetch_related("targets")[:30] if ctx.org else [])
-    return render(request, "evals/index.html", {
-        "orgs": ctx.orgs, "org": ctx.org, "datasets": datasets, "runs": runs,
-        "may_add": ctx.org is not None and can_add(ctx.principal, Dataset, ctx.org),
-    })
+    datasets = (
+        restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW) if ctx.org else []
+    )
+    runs = (
+        restrict(EvalRun.objects.filter(org=ctx.org), ctx.principal, VIEW)
+        .select_related("dataset_version__dataset")
+        .prefetch_related("targets")[:30]
+        if ctx.org
+        else []
+    )
+    return render(
+        request,
+        "evals/index.html",
+        {
+            "orgs": ctx.orgs,
+            "org": ctx.org,
+            "datasets": datasets,
+            "runs": runs,
+            "may_add": ctx.org is not None and can_add(ctx.principal, Dataset, ctx.org),
+        },
+    )
 
 
 @login_required
@@ -76,9 +94,14 @@ def dataset_create(request):
             raise ValidationError({"name": "Give the dataset a name."})
         if Dataset.objects.filter(org=ctx.org, name=name).exists():
             raise ValidationError({"name": f"{ctx.org.name} already has a dataset named {name}."})
-        dataset = services.dataset_create(actor=Actor.from_request(request, via="web"), org=ctx.org, name=name,
-                                          description=request.POST.get("description", ""), items=items,
-                                          message=f"Imported {upload.name}" if upload else "Created")
+        dataset = services.dataset_create(
+            actor=Actor.from_request(request, via="web"),
+            org=ctx.org,
+            name=name,
+            description=request.POST.get("description", ""),
+            items=items,
+            message=f"Imported {upload.name}" if upload else "Created",
+        )
     except transfer.DatasetImportError as exc:
         messages.error(request, "Nothing was imported. " + "; ".join(exc.lines()[:20]))
         return redirect(f"/ingate/evals/?org={ctx.org.slug}")
@@ -98,8 +121,16 @@ def dataset_detail(request, pk):
     if wanted and (version is None or str(version.number) != wanted):
         raise Http404("No such version.")
     page = Paginator(version.items.all(), 100).get_page(request.GET.get("page")) if version else []
-    return _page(request, "evals/dataset.html", dataset.org, dataset=dataset, versions=versions, version=version,
-                 page=page, may_change=can(Principal.for_user(request.user), CHANGE, dataset))
+    return _page(
+        request,
+        "evals/dataset.html",
+        dataset.org,
+        dataset=dataset,
+        versions=versions,
+        version=version,
+        page=page,
+        may_change=can(Principal.for_user(request.user), CHANGE, dataset),
+    )
 
 
 @login_required
@@ -114,14 +145,21 @@ def dataset_change(request, pk):
         if upload := request.FILES.get("file"):
             items = transfer.read_upload(upload)
             if request.POST.get("mode") == "replace":
-                version = services.version_create(actor=actor, dataset=dataset, items=items, message=f"Imported {upload.name}")
+                version = services.version_create(
+                    actor=actor, dataset=dataset, items=items, message=f"Imported {upload.name}"
+                )
             else:
-                version = services.items_add(actor=actor, dataset=dataset, items=items, message=f"Imported {upload.name}")
+                version = services.items_add(
+                    actor=actor, dataset=dataset, items=items, message=f"Imported {upload.name}"
+                )
         else:
-            item = transfer.clean_item({
-                "input": request.POST.get("input", ""), "expected": request.POST.get("expected") or None,
-                **({"variables": json.loads(request.POST["variables"])} if request.POST.get("variables") else {}),
-            })
+            item = transfer.clean_item(
+                {
+                    "input": request.POST.get("input", ""),
+                    "expected": request.POST.get("expected") or None,
+                    **({"variables": json.loads(request.POST["variables"])} if request.POST.get("variables") else {}),
+                }
+            )
             version = services.items_add(actor=actor, dataset=dataset, items=[item])
     except transfer.DatasetImportError as exc:
         messages.error(request, "Nothing was imported. " + "; ".join(exc.lines()[:20]))
@@ -145,7 +183,9 @@ def add_from_records(request):
         messages.error(request, "Tick the records to add first.")
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
     try:
-        version = services.items_from_records(actor=Actor.from_request(request, via="web"), dataset=dataset, record_ids=ids)
+        version = services.items_from_records(
+            actor=Actor.from_request(request, via="web"), dataset=dataset, record_ids=ids
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.message_dict["records"]))
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
@@ -157,8 +197,11 @@ def add_from_records(request):
 
 
 def _prompt_versions(org) -> list[PromptVersion]:
-    return list(PromptVersion.objects.filter(prompt__org=org, prompt__archived_at__isnull=True)
-                .select_related("prompt__namespace").order_by("prompt__namespace__path", "prompt__name", "-number")[:200])
+    return list(
+        PromptVersion.objects.filter(prompt__org=org, prompt__archived_at__isnull=True)
+        .select_related("prompt__namespace")
+        .order_by("prompt__namespace__path", "prompt__name", "-number")[:200]
+    )
 
 
 # Evaluators offered as checkboxes: the ones that need no settings.
@@ -172,18 +215,30 @@ def run_new(request):
         raise Http404
     datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
     datasets = datasets.prefetch_related("versions")
-    context = {"orgs": ctx.orgs, "org": ctx.org, "datasets": datasets, "prompt_versions": _prompt_versions(ctx.org),
-               "providers": sorted(REGISTRY), "catalogue": evaluators.catalogue(), "simple": _SIMPLE,
-               "columns": range(MAX_COLUMNS), "form": request.POST or {}}
+    context = {
+        "orgs": ctx.orgs,
+        "org": ctx.org,
+        "datasets": datasets,
+        "prompt_versions": _prompt_versions(ctx.org),
+        "providers": sorted(REGISTRY),
+        "catalogue": evaluators.catalogue(),
+        "simple": _SIMPLE,
+        "columns": range(MAX_COLUMNS),
+        "form": request.POST or {},
+    }
     if request.method != "POST":
         return render(request, "evals/run_new.html", context)
     if not can_add(ctx.principal, EvalRun, ctx.org):
         raise PermissionDenied
     try:
         run = services.run_create(
-            actor=Actor.from_request(request, via="web"), org=ctx.org, dataset_version=_version_of(request, ctx.org),
-            targets=_targets_from(request.POST), evaluators=_evaluators_from(request.POST),
-            name=request.POST.get("name", ""), concurrency=_number(request.POST.get("concurrency"), 4),
+            actor=Actor.from_request(request, via="web"),
+            org=ctx.org,
+            dataset_version=_version_of(request, ctx.org),
+            targets=_targets_from(request.POST),
+            evaluators=_evaluators_from(request.POST),
+            name=request.POST.get("name", ""),
+            concurrency=_number(request.POST.get("concurrency"), 4),
         )
     except ValidationError as exc:
         context["errors"] = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
@@ -225,9 +280,15 @@ def _targets_from(post) -> list[dict]:
         except ValueError:
             raise ValidationError({f"targets.{n}.parameters": "Parameters are not valid JSON."}) from None
         system = post.get(f"t{n}-system", "").strip()
-        targets.append({"prompt_version": int(version) if version.isdigit() else None, "model": model,
-                        "provider": post.get(f"t{n}-provider", "").strip(), "parameters": parameters,
-                        "messages": [{"role": "system", "content": system}] if system else []})
+        targets.append(
+            {
+                "prompt_version": int(version) if version.isdigit() else None,
+                "model": model,
+                "provider": post.get(f"t{n}-provider", "").strip(),
+                "parameters": parameters,
+                "messages": [{"role": "system", "content": system}] if system else [],
+            }
+        )
     return targets
 
 
@@ -251,11 +312,20 @@ def run_detail(request, pk):
     # A page of items at a time, each with its result per target (empty while still to do).
     page = Paginator(run.dataset_version.items.all(), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     found = {(r.item_id, r.target_id): r for r in run.results.filter(item__in=list(page.object_list))}
-    table = [{"item": item, "input": comparing.input_preview(item), "cells": [found.get((item.pk, t.pk)) for t in targets]}
-             for item in page.object_list]
-    return _page(request, "evals/run.html", run.org, run=run, targets=[(t, summaries[t.pk]) for t in targets],
-                 table=table, page=page,
-                 may_cancel=not run.finished and can(Principal.for_user(request.user), CHANGE, run))
+    table = [
+        {"item": item, "input": comparing.input_preview(item), "cells": [found.get((item.pk, t.pk)) for t in targets]}
+        for item in page.object_list
+    ]
+    return _page(
+        request,
+        "evals/run.html",
+        run.org,
+        run=run,
+        targets=[(t, summaries[t.pk]) for t in targets],
+        table=table,
+        page=page,
+        may_cancel=not run.finished and can(Principal.for_user(request.user), CHANGE, run),
+    )
 
 
 @login_required
@@ -282,8 +352,17 @@ def run_compare(request):
     page = Paginator(rows, RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return _page(request, "evals/compare.html", a.run.org, cmp=result, a=a, b=b, page=page,
-                 changes_only=changes_only, query=query.urlencode())
+    return _page(
+        request,
+        "evals/compare.html",
+        a.run.org,
+        cmp=result,
+        a=a,
+        b=b,
+        page=page,
+        changes_only=changes_only,
+        query=query.urlencode(),
+    )
 
 
 _CHANGES = ("regression", "improvement", "mixed")
@@ -300,11 +379,21 @@ def playground(request):
         datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = prompts.select_related("namespace")
-    return render(request, "evals/playground.html", {
-        "orgs": ctx.orgs, "org": ctx.org, "providers": sorted(REGISTRY), "datasets": datasets, "prompts": prompts,
-        "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
-        "columns": [{"n": n, "model": model} for n, model in enumerate(["gpt-4o-mini", "claude-3-5-haiku-latest", "", ""])],
-    })
+    return render(
+        request,
+        "evals/playground.html",
+        {
+            "orgs": ctx.orgs,
+            "org": ctx.org,
+            "providers": sorted(REGISTRY),
+            "datasets": datasets,
+            "prompts": prompts,
+            "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
+            "columns": [
+                {"n": n, "model": model} for n, model in enumerate(["gpt-4o-mini", "claude-3-5-haiku-latest", "", ""])
+            ],
+        },
+    )
 
 
 def _org_for(user, slug: str, action: str, model):
@@ -366,16 +455,21 @@ def playground_save(request):
         given = playground_service.input_of(org, data)
         if data.get("kind") == "item":
             dataset = get_object_or_404(Dataset, pk=data.get("dataset") or 0, org=org)
-            saved = playground_service.item_save(actor=actor, dataset=dataset, given=given,
-                                                 expected=data.get("expected") or None)
+            saved = playground_service.item_save(
+                actor=actor, dataset=dataset, given=given, expected=data.get("expected") or None
+            )
             return JsonResponse({"saved": f"Added to {dataset.name} (version {saved.number})."})
         if data.get("kind") == "prompt":
             prompt = get_object_or_404(Prompt, pk=data.get("prompt") or 0, org=org)
             if not can(actor.principal, ADD, prompt):
                 return JsonResponse({"error": "Your role may not add prompt versions."}, status=403)
-            new = playground_service.prompt_version_save(actor=actor, prompt=prompt, given=given,
-                                                         model=str(data.get("model") or ""),
-                                                         parameters=data.get("parameters") or {})
+            new = playground_service.prompt_version_save(
+                actor=actor,
+                prompt=prompt,
+                given=given,
+                model=str(data.get("model") or ""),
+                parameters=data.get("parameters") or {},
+            )
             return JsonResponse({"saved": f"Saved as {prompt.ref} version {new.number}."})
     except (ValueError, RenderError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)

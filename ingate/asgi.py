@@ -15,7 +15,6 @@ from django.urls import path  # noqa: E402
 
 from evals.consumers import RunProgressConsumer  # noqa: E402
 from observability.consumers import LiveRecordsConsumer  # noqa: E402
-
 from proxy.relay import ProxyApp  # noqa: E402
 
 websocket_urlpatterns = [

@@ -42,9 +42,7 @@ def _persisted_secret(name: str, make) -> str:
 
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="") or _persisted_secret(
-    "secret_key", lambda: secrets.token_urlsafe(50)
-)
+SECRET_KEY = env.str("SECRET_KEY", default="") or _persisted_secret("secret_key", lambda: secrets.token_urlsafe(50))
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation without downtime).
@@ -170,8 +168,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5,
-                                  "socket_keepalive": True}]},
+            "CONFIG": {
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
+                ]
+            },
         }
     }
     # --- end channels layer ---
@@ -237,7 +238,10 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "EXCEPTION_HANDLER": "tenancy.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -275,7 +279,9 @@ INGATE_PROVIDER_ENV = {
     for name, spec in REGISTRY.items()
 }
 # google-genai also reads GOOGLE_API_KEY.
-INGATE_PROVIDER_ENV["gemini"]["api_key"] = INGATE_PROVIDER_ENV["gemini"]["api_key"] or env.str("GOOGLE_API_KEY", default="")
+INGATE_PROVIDER_ENV["gemini"]["api_key"] = INGATE_PROVIDER_ENV["gemini"]["api_key"] or env.str(
+    "GOOGLE_API_KEY", default=""
+)
 # Azure: the api-version added when a client sends none (the /openai/v1/ API needs none).
 INGATE_AZURE_API_VERSION = env.str("AZURE_OPENAI_API_VERSION", default="") or env.str("OPENAI_API_VERSION", default="")
 

@@ -11,8 +11,19 @@ from .models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRec
 
 @admin.register(RequestRecord)
 class RequestRecordAdmin(ReadOnlyScopedAdmin):
-    list_display = ["created_at", "org", "provider", "model", "status", "outcome", "total_tokens", "cost_total",
-                    "total_ms", "session_id", "client"]
+    list_display = [
+        "created_at",
+        "org",
+        "provider",
+        "model",
+        "status",
+        "outcome",
+        "total_tokens",
+        "cost_total",
+        "total_ms",
+        "session_id",
+        "client",
+    ]
     list_filter = ["provider", "outcome", "stream", "usage_source", "org"]
     # flags: what the writer had to change to store a record, and why it is unpriced
     search_fields = ["id", "model", "session_id", "user_id"]
@@ -32,8 +43,15 @@ class ObservabilitySettingsAdmin(AuditedAdmin):
 
 @admin.register(PriceOverride)
 class PriceOverrideAdmin(AuditedAdmin):
-    list_display = ["org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok",
-                    "cache_write_1h_per_mtok"]
+    list_display = [
+        "org",
+        "model",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_read_per_mtok",
+        "cache_write_per_mtok",
+        "cache_write_1h_per_mtok",
+    ]
     list_filter = ["org"]
     search_fields = ["model", "org__slug"]
     fixed_after_create = ("org",)
@@ -63,6 +81,10 @@ class DeadRecordAdmin(ReadOnlyScopedAdmin):
             else:
                 failed += 1
         if stored:
-            self.message_user(request, f"{stored} record(s) stored and removed from the dead letters.", messages.SUCCESS)
+            self.message_user(
+                request, f"{stored} record(s) stored and removed from the dead letters.", messages.SUCCESS
+            )
         if failed:
-            self.message_user(request, f"{failed} record(s) still could not be stored: see their error.", messages.WARNING)
+            self.message_user(
+                request, f"{failed} record(s) still could not be stored: see their error.", messages.WARNING
+            )

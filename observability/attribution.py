@@ -88,6 +88,8 @@ def attribute(headers: dict[str, str], body: Any) -> Attribution:
     openai_user = body.get("user") if isinstance(body, dict) and isinstance(body.get("user"), str) else ""
     found.user_id = (headers.get("x-ingate-user-id") or openai_user or meta_user)[:200]
     found.properties = {
-        name[len(_PROPERTY_PREFIX):]: value[:500] for name, value in headers.items() if name.startswith(_PROPERTY_PREFIX)
+        name[len(_PROPERTY_PREFIX) :]: value[:500]
+        for name, value in headers.items()
+        if name.startswith(_PROPERTY_PREFIX)
     }
     return found

@@ -10,8 +10,20 @@ from typing import Any
 from proxy import formats
 from proxy.formats import WireFormat
 
-_PARAMETERS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "max_output_tokens", "stream",
-               "reasoning_effort", "response_format", "tool_choice", "stop", "seed", "thinking")
+_PARAMETERS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "stream",
+    "reasoning_effort",
+    "response_format",
+    "tool_choice",
+    "stop",
+    "seed",
+    "thinking",
+)
 
 
 def request_metadata(body: Any, size: int, fmt: WireFormat = formats.OPENAI) -> dict[str, Any]:
@@ -73,8 +85,18 @@ def reassemble(raw: bytes, fmt: WireFormat) -> str:
     return "".join(pieces)
 
 
-def stored_bodies(mode: str, *, fmt: WireFormat, parsed: Any, request: bytes, response: bytes, request_size: int,
-                  streamed: bool, truncated: bool, shape: dict | None = None) -> dict[str, Any] | None:
+def stored_bodies(
+    mode: str,
+    *,
+    fmt: WireFormat,
+    parsed: Any,
+    request: bytes,
+    response: bytes,
+    request_size: int,
+    streamed: bool,
+    truncated: bool,
+    shape: dict | None = None,
+) -> dict[str, Any] | None:
     """The RequestBody values for an org's body mode, or None when nothing is kept. `shape`: the request's
     metadata when the gateway already worked it out (the body itself did not travel)."""
     if mode == "off":

@@ -35,8 +35,23 @@ FIRST_LOOKBACK = datetime.timedelta(seconds=5)
 LATE = datetime.timedelta(minutes=2)
 BATCH = 200
 LATE_SCAN = 5000  # ids looked at per poll for late rows: bounds the cost on a busy org
-_FIELDS = ("id", "created_at", "provider", "model", "response_model", "status", "outcome", "stream", "input_tokens",
-           "output_tokens", "cost_total", "usage_source", "total_ms", "session_id", "client")
+_FIELDS = (
+    "id",
+    "created_at",
+    "provider",
+    "model",
+    "response_model",
+    "status",
+    "outcome",
+    "stream",
+    "input_tokens",
+    "output_tokens",
+    "cost_total",
+    "usage_source",
+    "total_ms",
+    "session_id",
+    "client",
+)
 
 
 @dataclass
@@ -93,15 +108,24 @@ def _poll(user, org_id: int, tail: Tail) -> list[tuple[dict, str]]:
     # Strictly before the cursor: what is at or after it comes below, as newer rows.
     in_window = records.filter(created_at__gte=floor, created_at__lt=tail.at).values_list("id", flat=True)
     missing = [pk for pk in in_window[:LATE_SCAN] if pk not in tail.seen]
-    late = list(selectors.with_cost_flags(records.filter(pk__in=missing)).order_by("created_at", "id")
-                .values(*_FIELDS, "is_failed", "is_unpriced")) if missing else []
+    late = (
+        list(
+            selectors.with_cost_flags(records.filter(pk__in=missing))
+            .order_by("created_at", "id")
+            .values(*_FIELDS, "is_failed", "is_unpriced")
+        )
+        if missing
+        else []
+    )
     sent = [(row, tail.cursor) for row in late]
     after = Q(created_at__gt=tail.at)
     if tail.last_id is not None:
         after |= Q(created_at=tail.at, id__gt=tail.last_id)
-    for row in selectors.with_cost_flags(records.filter(after)).order_by("created_at", "id").values(
-        *_FIELDS, "is_failed", "is_unpriced"
-    )[:BATCH]:
+    for row in (
+        selectors.with_cost_flags(records.filter(after))
+        .order_by("created_at", "id")
+        .values(*_FIELDS, "is_failed", "is_unpriced")[:BATCH]
+    ):
         tail.at, tail.last_id = row["created_at"], row["id"]
         sent.append((row, tail.cursor))
     for row, _ in sent:
@@ -136,7 +160,7 @@ class LiveRecordsConsumer(AsyncJsonWebsocketConsumer):
                 await asyncio.sleep(POLL_SECONDS)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001  (e.g. the database went away: close, and the page reconnects and resumes)
+        except Exception:  # e.g. the database went away: close, and the page reconnects and resumes
             log.exception("Live tail of org %s stopped", org_id)
             await self.close(code=1011)
 

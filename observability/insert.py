@@ -23,13 +23,23 @@ def _converter(field) -> Callable[[Any], Any]:
     ops = connection.ops
     kind = field.get_internal_type()
     if kind == "UUIDField":
-        return (lambda v: uuid.UUID(str(v))) if connection.features.has_native_uuid_field else (lambda v: uuid.UUID(str(v)).hex)
+        return (
+            (lambda v: uuid.UUID(str(v)))
+            if connection.features.has_native_uuid_field
+            else (lambda v: uuid.UUID(str(v)).hex)
+        )
     if kind == "DateTimeField":
-        return lambda v: None if v is None else ops.adapt_datetimefield_value(
-            v if isinstance(v, datetime.datetime) else datetime.datetime.fromisoformat(v)
+        return lambda v: (
+            None
+            if v is None
+            else ops.adapt_datetimefield_value(
+                v if isinstance(v, datetime.datetime) else datetime.datetime.fromisoformat(v)
+            )
         )
     if kind == "DecimalField":
-        return lambda v: None if v is None else ops.adapt_decimalfield_value(Decimal(v), field.max_digits, field.decimal_places)
+        return lambda v: (
+            None if v is None else ops.adapt_decimalfield_value(Decimal(v), field.max_digits, field.decimal_places)
+        )
     if kind == "JSONField":
         return lambda v: field.get_db_prep_save(v, connection)  # Jsonb on PostgreSQL, text on SQLite
     return lambda v: v
@@ -55,7 +65,9 @@ def insert_records(rows: list[dict[str, Any]]) -> set[str]:
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start : start + _ROWS_PER_STATEMENT]
             params = [
-                conv(row.get(name, default)) for row in chunk for name, default, conv in zip(names, defaults, convert)
+                conv(row.get(name, default))
+                for row in chunk
+                for name, default, conv in zip(names, defaults, convert, strict=True)
             ]
             sql = "{} {} ({}) VALUES {} {} RETURNING {}".format(
                 ops.insert_statement(on_conflict=OnConflict.IGNORE),

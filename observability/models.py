@@ -40,17 +40,32 @@ class UsageSource(models.TextChoices):
 # Endpoints a provider bills by the token (chat, completions, responses, messages, embeddings, Gemini's generate
 # and embed verbs, Ollama's chat/generate/embed). Model lists, token counts, moderations, batches and files are
 # not billed per request, so they are never "unpriced".
-BILLED_ENDPOINTS = frozenset({
-    "chat.completions", "completions", "responses", "embeddings", "messages", "complete",
-    "generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents", "chat", "generate", "embed",
-})
+BILLED_ENDPOINTS = frozenset(
+    {
+        "chat.completions",
+        "completions",
+        "responses",
+        "embeddings",
+        "messages",
+        "complete",
+        "generateContent",
+        "streamGenerateContent",
+        "embedContent",
+        "batchEmbedContents",
+        "chat",
+        "generate",
+        "embed",
+    }
+)
 
 # Unpriced: a request that did not fail, of a kind billed by the token (the provider reported token usage, or it
 # went to a billed endpoint), whose cost Ingate does not know (no price for the model, or no usage to price).
 # A failed request is "failed", never unpriced; a request of another kind has no cost at all. A failed request
 # can still carry a cost (a stream cut after the provider counted the prompt): its cost is what was billed.
-UNPRICED = ~FAILED & models.Q(cost_total__isnull=True) & (
-    models.Q(usage_source=UsageSource.REPORTED) | models.Q(endpoint__in=BILLED_ENDPOINTS)
+UNPRICED = (
+    ~FAILED
+    & models.Q(cost_total__isnull=True)
+    & (models.Q(usage_source=UsageSource.REPORTED) | models.Q(endpoint__in=BILLED_ENDPOINTS))
 )
 
 
@@ -94,7 +109,9 @@ class RequestRecord(models.Model):
     cost_tools = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     cost_total = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     price_source = models.CharField(max_length=40, blank=True, help_text="genai-prices@<version>, override, free")
-    service_tier = models.CharField(max_length=32, blank=True, help_text="The tier the provider reports it billed (flex, priority, …).")
+    service_tier = models.CharField(
+        max_length=32, blank=True, help_text="The tier the provider reports it billed (flex, priority, …)."
+    )
     # Server-side tool calls the provider billed, by kind: {"web_search": 2, "code_execution": 1}.
     tool_calls = models.JSONField(default=dict, blank=True)
 
@@ -115,8 +132,13 @@ class RequestRecord(models.Model):
     cache_hit = models.BooleanField(default=False)
     # No database constraint: records outlive prompts, and on PostgreSQL they live in partitions.
     prompt_version = models.ForeignKey(
-        "prompts.PromptVersion", on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+",
-        db_constraint=False, db_index=False,
+        "prompts.PromptVersion",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     # What the writer had to change to store the record (a NUL stripped, a count clamped) and why it is
     # unpriced when its usage could not be priced: one human-readable note each.
@@ -158,9 +180,16 @@ class DeadRecord(models.Model):
     record_id = models.CharField(max_length=64, unique=True, help_text="The request id the client received.")
     # No database constraint: the record may be dead precisely because its org is gone.
     org = models.ForeignKey(
-        Organization, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+", db_constraint=False,
+        Organization,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
     )
-    stage = models.CharField(max_length=16, help_text="read (off the stream), build (into a row) or insert (storing the row).")
+    stage = models.CharField(
+        max_length=16, help_text="read (off the stream), build (into a row) or insert (storing the row)."
+    )
     # The record as the stream carries it (rows.slim), as JSON text: NULs stay escaped, so it can be stored.
     payload = models.TextField()
     error = models.TextField()
@@ -183,7 +212,9 @@ class RequestBody(models.Model):
         RequestRecord, on_delete=models.CASCADE, primary_key=True, related_name="body", db_constraint=False
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True, help_text="The record's, for retention.")
-    metadata = models.JSONField(default=dict, blank=True, help_text="The request's shape: messages by role, tools, parameters.")
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="The request's shape: messages by role, tools, parameters."
+    )
     request = models.TextField(blank=True)
     response = models.TextField(blank=True, help_text="Streamed answers are stored reassembled as text.")
     truncated = models.BooleanField(default=False)
@@ -217,10 +248,18 @@ class PriceOverride(models.Model):
     output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     cache_read_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     cache_write_per_mtok = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True, help_text="5-minute cache writes; the input price when empty.",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="5-minute cache writes; the input price when empty.",
     )
     cache_write_1h_per_mtok = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True, help_text="One-hour cache writes; the cache write price when empty.",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="One-hour cache writes; the cache write price when empty.",
     )
 
     class Meta:
@@ -231,7 +270,25 @@ class PriceOverride(models.Model):
 
 
 # Latency histogram bucket upper bounds (ms) for rollups; the last bucket is everything slower.
-LATENCY_BOUNDS_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000, 15_000, 20_000, 30_000, 60_000)
+LATENCY_BOUNDS_MS = (
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7500,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    60_000,
+)
 
 
 class RecordRollup(models.Model):

@@ -89,7 +89,9 @@ def _drop_dangling(rows: list[dict[str, Any]], records: dict[str, ProxyRecord]) 
                 continue
             if name == "org_id":
                 rows.remove(row)
-                dead_letter(records[row["id"]], stage="insert", error=LookupError(f"organization {row[name]} no longer exists"))
+                dead_letter(
+                    records[row["id"]], stage="insert", error=LookupError(f"organization {row[name]} no longer exists")
+                )
             else:
                 row["flags"].append(f"{name}: {row[name]} no longer exists, cleared")
                 row[name] = None
@@ -132,8 +134,11 @@ def dead_letter(record: ProxyRecord, *, stage: str, error: BaseException) -> Non
     try:
         with transaction.atomic():
             DeadRecord.objects.create(
-                record_id=record_id, org_id=record.org_id if isinstance(record.org_id, int) else None,
-                payload=slim(record).decode("utf-8", "replace"), first_seen=now, **fields,
+                record_id=record_id,
+                org_id=record.org_id if isinstance(record.org_id, int) else None,
+                payload=slim(record).decode("utf-8", "replace"),
+                first_seen=now,
+                **fields,
             )
     except IntegrityError:  # another writer dead-lettered it at the same moment
         DeadRecord.objects.filter(record_id=record_id).update(attempts=F("attempts") + 1, **fields)
@@ -220,7 +225,7 @@ class RecordPipeline:
                     self.flush()
                     while self._pending:  # a backlog: keep going rather than wait for the next round
                         self.flush()
-                except Exception:
+                except Exception:  # keep the records and try again next round
                     log.exception("Record writer failed; retrying")
                     if stopping:
                         return
@@ -302,7 +307,9 @@ class RecordPipeline:
     def _consume(self) -> int:
         client = self._client()
         # First, entries a writer read but never acknowledged (it died) once they are idle long enough.
-        _, claimed, _ = client.xautoclaim(self.stream, GROUP, self.consumer, self.claim_ms, "0-0", count=self.batch_size)
+        _, claimed, _ = client.xautoclaim(
+            self.stream, GROUP, self.consumer, self.claim_ms, "0-0", count=self.batch_size
+        )
         written = self._write_entries(client, claimed)
         while True:
             response = client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=self.batch_size)
@@ -343,6 +350,10 @@ def _dead_entry(entry_id, fields, error: BaseException) -> None:
     entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
     DeadRecord.objects.update_or_create(
         record_id=f"stream:{entry}"[:64],
-        defaults={"stage": "read", "error": clean_error(error), "last_seen": timezone.now(),
-                  "payload": clean_text(raw.decode("utf-8", "replace"))[0]},
+        defaults={
+            "stage": "read",
+            "error": clean_error(error),
+            "last_seen": timezone.now(),
+            "payload": clean_text(raw.decode("utf-8", "replace"))[0],
+        },
     )

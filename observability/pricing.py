@@ -67,7 +67,8 @@ def _from_override(tokens: Tokens, price: Override) -> Cost:
     return Cost(
         input=uncached * price.input_per_mtok / _MILLION,
         output=tokens.output * price.output_per_mtok / _MILLION,
-        cache=(tokens.cache_read * read_price + write_5m * write_price + tokens.cache_write_1h * write_1h_price) / _MILLION,
+        cache=(tokens.cache_read * read_price + write_5m * write_price + tokens.cache_write_1h * write_1h_price)
+        / _MILLION,
         source="override",
     )
 
@@ -76,7 +77,9 @@ def _from_override(tokens: Tokens, price: Override) -> Cost:
 def _find(model: str, provider: str):
     """The table's (provider, model) entry for a name: the matching is most of a price's cost, so remember it."""
     try:
-        return data_snapshot.get_snapshot().find_provider_model(model, None, _PROVIDER_IDS.get(provider, provider), None)
+        return data_snapshot.get_snapshot().find_provider_model(
+            model, None, _PROVIDER_IDS.get(provider, provider), None
+        )
     except LookupError:
         return None
 
@@ -93,8 +96,9 @@ def _calc(found, usage, tier: str = "") -> Any:
     provider, model = found
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the table's own deprecation notices are not the user's problem
-        return model.calc_price(usage, provider, genai_request_timestamp=datetime.datetime.now(datetime.UTC),
-                                price_context=_context(tier))
+        return model.calc_price(
+            usage, provider, genai_request_timestamp=datetime.datetime.now(datetime.UTC), price_context=_context(tier)
+        )
 
 
 # The price of one token of each kind: plain input, output, cache read, 5-minute and one-hour cache write.
@@ -104,6 +108,7 @@ _Unit = tuple[Decimal, Decimal, Decimal, Decimal, Decimal]
 def _per_token(found, count: int, tier: str) -> _Unit:
     """Each kind's price of one token, measured on `count` tokens of that kind (the table decides how a kind it
     has no own price for is charged: a one-hour write at the write rate, say)."""
+
     def calc(**fields):
         return _calc(found, genai_prices.Usage(**fields), tier)
 
@@ -149,9 +154,11 @@ def _from_table(tokens: Tokens, model: str, provider: str) -> Cost | None:
         uncached = tokens.input - tokens.cache_read - tokens.cache_write
         write_5m = tokens.cache_write - tokens.cache_write_1h
         return Cost(
-            input=uncached * p_in, output=tokens.output * p_out,
+            input=uncached * p_in,
+            output=tokens.output * p_out,
             cache=tokens.cache_read * p_read + write_5m * p_write + tokens.cache_write_1h * p_write_1h,
-            source=PRICE_TABLE, tools=_tools_cost(tokens, model, provider),
+            source=PRICE_TABLE,
+            tools=_tools_cost(tokens, model, provider),
         )
     found = _find(model, provider)
     if found is None:
@@ -171,19 +178,28 @@ def _from_table(tokens: Tokens, model: str, provider: str) -> Cost | None:
         uncached = tokens.input - tokens.cache_read - tokens.cache_write
         plain = _calc(found, genai_prices.Usage(input_tokens=tokens.input), tokens.tier)
         cache = price.input_price - plain.input_price * uncached / tokens.input
-    return Cost(input=price.input_price - cache, output=price.output_price, cache=cache, source=PRICE_TABLE,
-                tools=_tools_cost(tokens, model, provider))
+    return Cost(
+        input=price.input_price - cache,
+        output=price.output_price,
+        cache=cache,
+        source=PRICE_TABLE,
+        tools=_tools_cost(tokens, model, provider),
+    )
 
 
 def _inconsistent(tokens: Tokens) -> str:
     """Why a provider's numbers contradict each other ("" when they do not): pricing them would give a negative
     part (or make genai-prices raise)."""
     if tokens.cache_read + tokens.cache_write > tokens.input:
-        return (f"the provider reported more cached tokens ({tokens.cache_read + tokens.cache_write}) than input "
-                f"tokens ({tokens.input})")
+        return (
+            f"the provider reported more cached tokens ({tokens.cache_read + tokens.cache_write}) than input "
+            f"tokens ({tokens.input})"
+        )
     if tokens.cache_write_1h > tokens.cache_write:
-        return (f"the provider reported more one-hour cache writes ({tokens.cache_write_1h}) than cache writes "
-                f"({tokens.cache_write})")
+        return (
+            f"the provider reported more one-hour cache writes ({tokens.cache_write_1h}) than cache writes "
+            f"({tokens.cache_write})"
+        )
     if tokens.reasoning > tokens.output:
         return f"the provider reported more reasoning tokens ({tokens.reasoning}) than output tokens ({tokens.output})"
     return ""

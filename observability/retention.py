@@ -47,7 +47,7 @@ def partitions() -> dict[str, datetime.date]:
         )
         names = [row[0] for row in cursor.fetchall()]
     prefix = f"{TABLE}_p"
-    return {n: datetime.datetime.strptime(n[len(prefix):], "%Y%m%d").date() for n in names if n.startswith(prefix)}
+    return {n: datetime.datetime.strptime(n[len(prefix) :], "%Y%m%d").date() for n in names if n.startswith(prefix)}
 
 
 def ensure_partitions(days_ahead: int = 7, days_behind: int = 1) -> list[str]:
@@ -89,7 +89,11 @@ def _retention_days(org_ids: list[int]) -> dict[int, int]:
 def _delete_older(org_id: int, cutoff: datetime.datetime) -> int:
     deleted = 0
     while True:
-        ids = list(RequestRecord.objects.filter(org_id=org_id, created_at__lt=cutoff).values_list("pk", flat=True)[:_DELETE_BATCH])
+        ids = list(
+            RequestRecord.objects.filter(org_id=org_id, created_at__lt=cutoff).values_list("pk", flat=True)[
+                :_DELETE_BATCH
+            ]
+        )
         if not ids:
             return deleted
         _, by_model = RequestRecord.objects.filter(pk__in=ids).delete()  # bodies go too (counted apart)
@@ -120,7 +124,7 @@ def enforce_retention(now: datetime.datetime | None = None) -> dict[str, int]:
                 with connection.cursor() as cursor:
                     cursor.execute(f'DROP TABLE "{name}"')
                 dropped += 1
-        _delete_bodies_before(datetime.datetime.combine(oldest_kept, datetime.time(), datetime.timezone.utc))
+        _delete_bodies_before(datetime.datetime.combine(oldest_kept, datetime.time(), datetime.UTC))
     deleted = 0
     newest = RequestRecord.objects.aggregate(newest=Max("created_at"))["newest"]
     if newest is not None:

@@ -102,7 +102,7 @@ def _write_rollups(sums: dict[tuple, _Sums]) -> None:
         row.output_tokens += delta.output_tokens
         row.cost += delta.cost
         if delta.latency:
-            row.latency = [a + b for a, b in zip(row.latency or [0] * len(delta.latency), delta.latency)]
+            row.latency = [a + b for a, b in zip(row.latency or [0] * len(delta.latency), delta.latency, strict=False)]
         (changed if key in existing else new).append(row)
     fields = ["requests", "errors", "unpriced", "priced", "input_tokens", "output_tokens", "cost", "latency"]
     RecordRollup.objects.bulk_update(changed, fields, batch_size=500)
@@ -120,7 +120,9 @@ def _write_sessions(sessions: dict[tuple[int, str], list[RequestRecord]]) -> Non
     for key, records in sessions.items():
         row = existing.get(key)
         if row is None:
-            row = SessionRollup(org_id=key[0], session_id=key[1], started=records[0].created_at, ended=records[0].created_at)
+            row = SessionRollup(
+                org_id=key[0], session_id=key[1], started=records[0].created_at, ended=records[0].created_at
+            )
             new.append(row)
         else:
             changed.append(row)
@@ -136,7 +138,19 @@ def _write_sessions(sessions: dict[tuple[int, str], list[RequestRecord]]) -> Non
             row.name = row.name or record.session_name
             row.user_id = row.user_id or record.user_id
             row.client = row.client or record.client
-    fields = ["started", "ended", "requests", "errors", "unpriced", "priced", "tokens", "cost", "name", "user_id", "client"]
+    fields = [
+        "started",
+        "ended",
+        "requests",
+        "errors",
+        "unpriced",
+        "priced",
+        "tokens",
+        "cost",
+        "name",
+        "user_id",
+        "client",
+    ]
     SessionRollup.objects.bulk_update(changed, fields, batch_size=500)
     SessionRollup.objects.bulk_create(new, batch_size=500)
 
@@ -165,7 +179,8 @@ def rebuild(org_id: int) -> int:
 
     # The model as the writer files it: as answered, else as requested.
     records = RequestRecord.objects.filter(org_id=org_id).annotate(
-        hour=TruncHour("created_at"), filed_model=Coalesce(NullIf("response_model", Value("")), "model"),
+        hour=TruncHour("created_at"),
+        filed_model=Coalesce(NullIf("response_model", Value("")), "model"),
     )
     sums = {
         "requests": Count("id"),
@@ -176,15 +191,22 @@ def rebuild(org_id: int) -> int:
         "output": Coalesce(Sum("output_tokens"), 0),
         "spent": Coalesce(Sum("cost_total"), _ZERO),
     }
-    fields = {"model": "filed_model", "provider": "provider", "app": "app_id", "key": "key_id", "user": "user_id",
-              "prompt": "prompt_version_id"}
+    fields = {
+        "model": "filed_model",
+        "provider": "provider",
+        "app": "app_id",
+        "key": "key_id",
+        "user": "user_id",
+        "prompt": "prompt_version_id",
+    }
     rows: list[RecordRollup] = []
     with transaction.atomic():
         RecordRollup.objects.filter(org_id=org_id).delete()
         SessionRollup.objects.filter(org_id=org_id).delete()
         latency_bucket = Case(
             *[When(total_ms__lte=bound, then=Value(i)) for i, bound in enumerate(LATENCY_BOUNDS_MS)],
-            default=Value(len(LATENCY_BOUNDS_MS)), output_field=IntegerField(),
+            default=Value(len(LATENCY_BOUNDS_MS)),
+            output_field=IntegerField(),
         )
         histograms: dict = {}
         for row in records.annotate(lb=latency_bucket).values("hour", "lb").annotate(n=Count("id")):
@@ -201,18 +223,42 @@ def rebuild(org_id: int) -> int:
                     rows.append(_rollup(org_id, dimension, row["hour"], value[:200], row, []))
         RecordRollup.objects.bulk_create(rows, batch_size=1000)
         sessions = (
-            RequestRecord.objects.filter(org_id=org_id).exclude(session_id="").values("session_id")
-            .annotate(started=Min("created_at"), ended=Max("created_at"), requests=Count("id"),
-                      errors=Count("id", filter=FAILED), unpriced=Count("id", filter=UNPRICED),
-                      priced=Count("id", filter=Q(cost_total__isnull=False)),
-                      tokens=Coalesce(Sum("total_tokens"), 0), cost=Coalesce(Sum("cost_total"), _ZERO),
-                      name=Max("session_name"), user=Max("user_id"), client=Max("client"))
+            RequestRecord.objects.filter(org_id=org_id)
+            .exclude(session_id="")
+            .values("session_id")
+            .annotate(
+                started=Min("created_at"),
+                ended=Max("created_at"),
+                requests=Count("id"),
+                errors=Count("id", filter=FAILED),
+                unpriced=Count("id", filter=UNPRICED),
+                priced=Count("id", filter=Q(cost_total__isnull=False)),
+                tokens=Coalesce(Sum("total_tokens"), 0),
+                cost=Coalesce(Sum("cost_total"), _ZERO),
+                name=Max("session_name"),
+                user=Max("user_id"),
+                client=Max("client"),
+            )
         )
         SessionRollup.objects.bulk_create(
-            (SessionRollup(org_id=org_id, session_id=s["session_id"], started=s["started"], ended=s["ended"],
-                           requests=s["requests"], errors=s["errors"], unpriced=s["unpriced"],
-                           priced=s["priced"], tokens=s["tokens"], cost=s["cost"], name=s["name"] or "",
-                           user_id=s["user"] or "", client=s["client"] or "") for s in sessions.iterator()),
+            (
+                SessionRollup(
+                    org_id=org_id,
+                    session_id=s["session_id"],
+                    started=s["started"],
+                    ended=s["ended"],
+                    requests=s["requests"],
+                    errors=s["errors"],
+                    unpriced=s["unpriced"],
+                    priced=s["priced"],
+                    tokens=s["tokens"],
+                    cost=s["cost"],
+                    name=s["name"] or "",
+                    user_id=s["user"] or "",
+                    client=s["client"] or "",
+                )
+                for s in sessions.iterator()
+            ),
             batch_size=1000,
         )
     return len(rows)
@@ -220,7 +266,16 @@ def rebuild(org_id: int) -> int:
 
 def _rollup(org_id, dimension, hour, value, row, histogram) -> RecordRollup:
     return RecordRollup(
-        org_id=org_id, dimension=dimension, bucket=hour, value=value, requests=row["requests"], errors=row["errors"],
-        unpriced=row["unpriced"], priced=row["priced"], input_tokens=row["input"], output_tokens=row["output"], cost=row["spent"],
+        org_id=org_id,
+        dimension=dimension,
+        bucket=hour,
+        value=value,
+        requests=row["requests"],
+        errors=row["errors"],
+        unpriced=row["unpriced"],
+        priced=row["priced"],
+        input_tokens=row["input"],
+        output_tokens=row["output"],
+        cost=row["spent"],
         latency=histogram,
     )

@@ -38,8 +38,13 @@ class OrgPolicies:
         if hit is not None and time.monotonic() - hit[0] < _OVERRIDE_TTL:
             return hit[1], hit[2]
         overrides = {
-            row.model: Override(row.input_per_mtok, row.output_per_mtok, row.cache_read_per_mtok, row.cache_write_per_mtok,
-                                row.cache_write_1h_per_mtok)
+            row.model: Override(
+                row.input_per_mtok,
+                row.output_per_mtok,
+                row.cache_read_per_mtok,
+                row.cache_write_per_mtok,
+                row.cache_write_1h_per_mtok,
+            )
             for row in PriceOverride.objects.filter(org_id=org_id)
         }
         mode = body_mode(org_id)
@@ -80,8 +85,9 @@ def unslim(raw: bytes) -> ProxyRecord:
     return ProxyRecord(**data)
 
 
-def price_record(record: ProxyRecord, tokens: Tokens, overrides: dict[str, Override],
-                 models: list[str] | None = None) -> tuple[Cost | None, str]:
+def price_record(
+    record: ProxyRecord, tokens: Tokens, overrides: dict[str, Override], models: list[str] | None = None
+) -> tuple[Cost | None, str]:
     """What a record's tokens cost (priced by the model that answered, else the one requested, or `models`),
     or None and why not when its usage could not be priced ("" when the model simply has no price)."""
     if max(tokens.input, tokens.output, tokens.total) > COUNT_MAX:
@@ -142,8 +148,15 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
     }
     shape = record.body.get("__shape__") if isinstance(record.body, dict) else None
     bodies = stored_bodies(
-        mode, fmt=formats.of_provider(record.provider, record.endpoint), parsed=record.body, request=record.request_body or b"", response=record.response_body or b"",
-        request_size=record.request_bytes, streamed=record.stream, truncated=record.bodies_truncated, shape=shape,
+        mode,
+        fmt=formats.of_provider(record.provider, record.endpoint),
+        parsed=record.body,
+        request=record.request_body or b"",
+        response=record.response_body or b"",
+        request_size=record.request_bytes,
+        streamed=record.stream,
+        truncated=record.bodies_truncated,
+        shape=shape,
     )
     if bodies is not None:
         row["body"] = {"record_id": record.request_id, "created_at": row["created_at"], **bodies}

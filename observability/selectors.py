@@ -107,7 +107,8 @@ class RecordFilter(django_filters.FilterSet):
     property = django_filters.CharFilter(method="filter_property", label="name:value")
     unpriced = django_filters.BooleanFilter(method="filter_unpriced", label="Only unpriced requests")
     search = django_filters.CharFilter(
-        method="filter_search", label="Search",
+        method="filter_search",
+        label="Search",
         widget=forms.TextInput(attrs={"placeholder": "model, session, user, error, client", "type": "search"}),
     )
 
@@ -121,7 +122,7 @@ class RecordFilter(django_filters.FilterSet):
         super().__init__(data, queryset, **kwargs)
         if orgs is None:
             principal = principal_of(self.request) if self.request is not None else Principal()
-            orgs = lambda: orgs_where(principal, RequestRecord, VIEW)  # noqa: E731  (only when a ref is given)
+            orgs = lambda: orgs_where(principal, RequestRecord, VIEW)
         self.filters["prompt_version"].extra["orgs"] = orgs
 
     def filter_org(self, queryset, name, value):
@@ -251,8 +252,10 @@ def _latency_percentiles(queryset: QuerySet, trunc, group_field: str | None) -> 
     """p50/p95 of total latency per bucket: in the database on PostgreSQL, in Python on SQLite."""
     keys = ["at"] + ([group_field] if group_field else [])
     if connection.vendor == "postgresql":
-        rows = queryset.annotate(at=trunc).values(*keys).annotate(
-            p50=Percentile("total_ms", percentile=0.5), p95=Percentile("total_ms", percentile=0.95)
+        rows = (
+            queryset.annotate(at=trunc)
+            .values(*keys)
+            .annotate(p50=Percentile("total_ms", percentile=0.5), p95=Percentile("total_ms", percentile=0.95))
         )
         return {(r["at"], r.get(group_field) if group_field else None): (r["p50"], r["p95"]) for r in rows}
     values: dict[tuple, list[float]] = defaultdict(list)
@@ -289,7 +292,10 @@ def _rollups(org_id: int, since: datetime.datetime, dimension: str) -> QuerySet:
 
 
 _ROLLUP_SUMS = {
-    "requests": Sum("requests"), "errors": Sum("errors"), "unpriced": Sum("unpriced"), "priced": Sum("priced"),
+    "requests": Sum("requests"),
+    "errors": Sum("errors"),
+    "unpriced": Sum("unpriced"),
+    "priced": Sum("priced"),
     "cost": Sum("cost"),
 }
 _TOKENS = Sum(F("input_tokens") + F("output_tokens"))
@@ -298,7 +304,9 @@ _COUNTS = ("requests", "errors", "unpriced", "priced", "tokens")
 
 def rollup_totals(org_id: int, since: datetime.datetime) -> dict[str, Any]:
     found = _rollups(org_id, since, "all").aggregate(
-        input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), **_ROLLUP_SUMS,
+        input_tokens=Sum("input_tokens"),
+        output_tokens=Sum("output_tokens"),
+        **_ROLLUP_SUMS,
     )
     found = {name: value or 0 for name, value in found.items()} | {"cost": found["cost"] or Decimal(0)}
     return found | {"tokens": found["input_tokens"] + found["output_tokens"]}
@@ -318,12 +326,22 @@ def bucket_starts(since: datetime.datetime, until: datetime.datetime, bucket: st
 
 
 def _empty_point(at: datetime.datetime) -> dict[str, Any]:
-    return {"at": at, "group": None, "requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-            "cost": Decimal(0), "p50_ms": None, "p95_ms": None}
+    return {
+        "at": at,
+        "group": None,
+        "requests": 0,
+        "errors": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost": Decimal(0),
+        "p50_ms": None,
+        "p95_ms": None,
+    }
 
 
-def rollup_series(org_id: int, since: datetime.datetime, bucket: str,
-                  until: datetime.datetime | None = None) -> list[dict[str, Any]]:
+def rollup_series(
+    org_id: int, since: datetime.datetime, bucket: str, until: datetime.datetime | None = None
+) -> list[dict[str, Any]]:
     """Per hour or UTC day from `since` to `until` (now), empty ones included, so a chart's time axis is the
     window and not just the buckets that saw traffic: requests, errors, tokens, cost and latency p50/p95 (from
     the latency histograms)."""
@@ -335,7 +353,7 @@ def rollup_series(org_id: int, since: datetime.datetime, bucket: str,
         for name in ("requests", "errors", "input_tokens", "output_tokens", "cost"):
             point[name] += getattr(row, name)
         histogram = row.latency or []
-        point["latency"] = [a + b for a, b in zip(point["latency"] or [0] * len(histogram), histogram)]
+        point["latency"] = [a + b for a, b in zip(point["latency"] or [0] * len(histogram), histogram, strict=False)]
     for point in merged.values():
         histogram = point.pop("latency")
         point["p50_ms"], point["p95_ms"] = percentile(histogram, 0.5), percentile(histogram, 0.95)
@@ -347,8 +365,13 @@ def rollup_series(org_id: int, since: datetime.datetime, bucket: str,
 # calls Ingate makes itself: the playground, a prompt's "send to model", eval runs and their LLM judges.
 BREAKDOWN_ROWS = 10
 INGATE_ITSELF = "(Ingate itself)"
-_WITHOUT = {"app": INGATE_ITSELF, "key": INGATE_ITSELF, "user": "(no user id)", "model": "(no model)",
-            "provider": "(no provider)"}
+_WITHOUT = {
+    "app": INGATE_ITSELF,
+    "key": INGATE_ITSELF,
+    "user": "(no user id)",
+    "model": "(no model)",
+    "provider": "(no provider)",
+}
 
 
 def _sum_row(found: dict[str, Any], **extra) -> dict[str, Any]:
@@ -359,25 +382,37 @@ def _minus(whole: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     return {name: whole[name] - part[name] for name in (*_COUNTS, "cost")}
 
 
-def rollup_breakdown(org_id: int, since: datetime.datetime, dimension: str, limit: int = BREAKDOWN_ROWS,
-                     totals: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def rollup_breakdown(
+    org_id: int,
+    since: datetime.datetime,
+    dimension: str,
+    limit: int = BREAKDOWN_ROWS,
+    totals: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The busiest values of a dimension, then an "others (N more)" row with the rest, then a row for records
     without a value: the rows add up to the window's totals. Each row names the logs filter that selects it
     (`filter`: (parameter, value)), or None when no single filter does (others, no user id, no model)."""
     rollups = _rollups(org_id, since, dimension)
-    top = [_sum_row(row, value=row["value"]) for row in
-           rollups.values("value").annotate(tokens=_TOKENS, **_ROLLUP_SUMS).order_by("-requests", "value")[:limit]]
+    top = [
+        _sum_row(row, value=row["value"])
+        for row in rollups.values("value")
+        .annotate(tokens=_TOKENS, **_ROLLUP_SUMS)
+        .order_by("-requests", "value")[:limit]
+    ]
     whole = rollups.aggregate(values=Count("value", distinct=True), tokens=_TOKENS, **_ROLLUP_SUMS)
     rows = _named(dimension, top)
     shown = {name: sum(row[name] for row in top) for name in (*_COUNTS, "cost")}
     if whole["values"] > len(top):
         more = whole["values"] - len(top)
-        rows.append(_minus(_sum_row(whole), shown) | {"name": f"others ({more} more)", "kind": "others", "filter": None})
+        rows.append(
+            _minus(_sum_row(whole), shown) | {"name": f"others ({more} more)", "kind": "others", "filter": None}
+        )
     without = _minus(totals or rollup_totals(org_id, since), _sum_row(whole))
     if without["requests"] > 0:
         name = _WITHOUT.get(dimension, "(none)")
-        rows.append(without | {"name": name, "kind": "without",
-                               "filter": ("ingate", "true") if name == INGATE_ITSELF else None})
+        rows.append(
+            without | {"name": name, "kind": "without", "filter": ("ingate", "true") if name == INGATE_ITSELF else None}
+        )
     return rows
 
 
@@ -388,8 +423,10 @@ def _named(dimension: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if dimension == "app":
         names = {pk: (slug, slug) for pk, slug in App.objects.filter(pk__in=ids).values_list("pk", "slug")}
     elif dimension == "key":
-        names = {pk: (f"{name} ({prefix})", prefix) for pk, name, prefix in
-                 APIKey.objects.filter(pk__in=ids).values_list("pk", "name", "prefix")}
+        names = {
+            pk: (f"{name} ({prefix})", prefix)
+            for pk, name, prefix in APIKey.objects.filter(pk__in=ids).values_list("pk", "name", "prefix")
+        }
     for row in rows:
         if dimension in ("app", "key"):
             # A deleted app or key keeps its rollups: shown by id, with no filter left to select it.

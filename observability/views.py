@@ -18,8 +18,11 @@ from . import selectors
 from .bodies import metadata_rows
 from .models import RequestBody, RequestRecord
 
-WINDOWS = {"24h": (datetime.timedelta(hours=24), "hour"), "7d": (datetime.timedelta(days=7), "day"),
-           "30d": (datetime.timedelta(days=30), "day")}
+WINDOWS = {
+    "24h": (datetime.timedelta(hours=24), "hour"),
+    "7d": (datetime.timedelta(days=7), "day"),
+    "30d": (datetime.timedelta(days=30), "day"),
+}
 BREAKDOWNS = ["model", "provider", "app", "key", "user"]
 
 
@@ -107,24 +110,32 @@ def overview(request):
 @login_required
 def logs(request):
     ctx = OrgContext(request, RequestRecord)
-    filters = selectors.RecordFilter(request.GET, queryset=_records(ctx).select_related("app", "key"),
-                                     orgs=[ctx.org] if ctx.org else [])
+    filters = selectors.RecordFilter(
+        request.GET, queryset=_records(ctx).select_related("app", "key"), orgs=[ctx.org] if ctx.org else []
+    )
     page = PeekPage(filters.qs if filters.is_valid() else _records(ctx).none(), request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     from evals.models import Dataset  # the logs page offers "add to dataset"; evals builds on observability
 
-    datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, CHANGE) if ctx.org else []
-    return _page(request, "observability/logs.html", ctx, filters=filters, page=page, query=query.urlencode(),
-                 datasets=datasets)
+    datasets = (
+        restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, CHANGE)
+        if ctx.org
+        else []
+    )
+    return _page(
+        request, "observability/logs.html", ctx, filters=filters, page=page, query=query.urlencode(), datasets=datasets
+    )
 
 
 @login_required
 def record_detail(request, pk):
     ctx = OrgContext(request, RequestRecord)
     # The version's row may be gone (records outlive prompts): the join then gives None, not a failed lookup.
-    record = get_object_or_404(selectors.records_for(ctx.principal).select_related(
-        "app", "key", "org", "prompt_version__prompt__namespace"), pk=pk)
+    record = get_object_or_404(
+        selectors.records_for(ctx.principal).select_related("app", "key", "org", "prompt_version__prompt__namespace"),
+        pk=pk,
+    )
     total = max(record.total_ms, 0.001)
     streaming = max(record.total_ms - record.overhead_ms - record.upstream_ms, 0)
     timing = [
@@ -134,9 +145,16 @@ def record_detail(request, pk):
     ]
     ctx.org = record.org
     body = RequestBody.objects.filter(record=record).first()
-    return _page(request, "observability/detail.html", ctx, record=record, timing=timing, body=body,
-                 body_mode=selectors.body_mode(record.org_id),
-                 metadata=metadata_rows(body.metadata) if body and body.metadata else [])
+    return _page(
+        request,
+        "observability/detail.html",
+        ctx,
+        record=record,
+        timing=timing,
+        body=body,
+        body_mode=selectors.body_mode(record.org_id),
+        metadata=metadata_rows(body.metadata) if body and body.metadata else [],
+    )
 
 
 @login_required
@@ -154,8 +172,14 @@ def session_detail(request, session_id):
     if not records:
         raise Http404("No requests in this session.")
     return _page(
-        request, "observability/session.html", ctx, session_id=session_id, records=records,
-        sums=selectors.record_sums(records), started=records[0].created_at, ended=records[-1].created_at,
+        request,
+        "observability/session.html",
+        ctx,
+        session_id=session_id,
+        records=records,
+        sums=selectors.record_sums(records),
+        started=records[0].created_at,
+        ended=records[-1].created_at,
     )
 
 

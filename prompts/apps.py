@@ -16,8 +16,12 @@ class PromptsConfig(AppConfig):
         for model in (Namespace, Prompt, PromptVersion, Label):
             grant(
                 model,
-                roles={Role.VIEWER: {VIEW}, Role.MEMBER: {VIEW, ADD, CHANGE}, Role.ADMIN: {VIEW, ADD, CHANGE},
-                       Role.OWNER: {VIEW, ADD, CHANGE}},
+                roles={
+                    Role.VIEWER: {VIEW},
+                    Role.MEMBER: {VIEW, ADD, CHANGE},
+                    Role.ADMIN: {VIEW, ADD, CHANGE},
+                    Role.OWNER: {VIEW, ADD, CHANGE},
+                },
                 scopes={Scope.PROMPTS_READ: {VIEW}, Scope.PROMPTS_WRITE: {VIEW, ADD, CHANGE}},
                 org_path="prompt__org" if model in (PromptVersion, Label) else "org",
             )

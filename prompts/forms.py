@@ -31,7 +31,9 @@ class PromptVersionRefField(forms.CharField):
             return None
         orgs = self.orgs() if callable(self.orgs) else self.orgs
         try:
-            return list(prompt_versions_by_ref(ref=value, orgs=orgs, prompt=self.prompt).select_related("prompt__namespace"))
+            return list(
+                prompt_versions_by_ref(ref=value, orgs=orgs, prompt=self.prompt).select_related("prompt__namespace")
+            )
         except PromptRefError as exc:
             raise forms.ValidationError(str(exc), code="invalid") from None
 
@@ -64,7 +66,7 @@ class RenderForm(forms.Form):
         except ValueError as exc:
             raise forms.ValidationError(f"Variables are not valid JSON: {exc}") from None
         if not isinstance(values, dict):
-            raise forms.ValidationError("Variables are a JSON object: {\"name\": \"value\"}.")
+            raise forms.ValidationError('Variables are a JSON object: {"name": "value"}.')
         return values
 
     def clean(self):

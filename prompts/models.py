@@ -11,7 +11,9 @@ from django.utils import timezone
 from ingate.immutable import Immutable
 from tenancy.models import Organization
 
-_PATH = RegexValidator(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$", "Use lower-case words separated by '/', e.g. support/billing.")
+_PATH = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$", "Use lower-case words separated by '/', e.g. support/billing."
+)
 _SLUG = RegexValidator(r"^[a-z0-9][a-z0-9_-]*$", "Use lower-case letters, digits, '-' and '_'.")
 
 STANDARD_LABELS = ("development", "staging", "production")
@@ -62,11 +64,15 @@ class PromptVersion(Immutable):
     number = models.PositiveIntegerField(editable=False)
     messages = models.JSONField(default=list, blank=True, help_text='[{"role": "system", "content": "…{{name}}…"}, …]')
     template = models.TextField(blank=True, help_text="A text template, for completion-style prompts.")
-    variables = models.JSONField(default=dict, blank=True, help_text='Optional types: {"name": "string", "count": "number"}')
+    variables = models.JSONField(
+        default=dict, blank=True, help_text='Optional types: {"name": "string", "count": "number"}'
+    )
     model = models.CharField(max_length=200, blank=True)
     parameters = models.JSONField(default=dict, blank=True, help_text="temperature, max_tokens, response_format, …")
     commit_message = models.CharField(max_length=500, blank=True)
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     author_name = models.CharField(max_length=200, blank=True, help_text="Who made it, as text (survives the user).")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

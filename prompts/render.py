@@ -75,8 +75,11 @@ def _fill(text: str, values: dict[str, Any]) -> str:
 def render(messages: list[dict], template: str, declared: dict[str, str], values: dict[str, Any]) -> Rendered:
     needed = placeholders(messages, template)
     missing = [name for name in needed if name not in values]
-    wrong = {name: kind for name, kind in declared.items()
-             if name in values and not _TYPES.get(kind, _TYPES["json"])(values[name])}
+    wrong = {
+        name: kind
+        for name, kind in declared.items()
+        if name in values and not _TYPES.get(kind, _TYPES["json"])(values[name])
+    }
     if missing or wrong:
         raise RenderError(missing, wrong)
     filled = []
@@ -85,8 +88,10 @@ def render(messages: list[dict], template: str, declared: dict[str, str], values
         if isinstance(content, str):
             content = _fill(content, values)
         elif isinstance(content, list):
-            content = [{**p, "text": _fill(p["text"], values)} if isinstance(p, dict) and isinstance(p.get("text"), str) else p
-                       for p in content]
+            content = [
+                {**p, "text": _fill(p["text"], values)} if isinstance(p, dict) and isinstance(p.get("text"), str) else p
+                for p in content
+            ]
         filled.append({**message, "content": content})
     return Rendered(filled, _fill(template, values) if template else "", sorted(set(values) - set(needed)))
 

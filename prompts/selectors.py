@@ -14,20 +14,35 @@ def resolve(org_id: int, namespace: str, name: str, selector: str) -> dict[str, 
     """The version `selector` (a label, or a version number) of `namespace/name` in an org, or None."""
     if selector.isdigit():
         version = PromptVersion.objects.filter(
-            prompt__org_id=org_id, prompt__namespace__path=namespace, prompt__name=name, number=int(selector),
+            prompt__org_id=org_id,
+            prompt__namespace__path=namespace,
+            prompt__name=name,
+            number=int(selector),
             prompt__archived_at__isnull=True,
         ).first()
     else:
-        label = Label.objects.filter(
-            prompt__org_id=org_id, prompt__namespace__path=namespace, prompt__name=name, name=selector,
-            prompt__archived_at__isnull=True,
-        ).select_related("version").first()
+        label = (
+            Label.objects.filter(
+                prompt__org_id=org_id,
+                prompt__namespace__path=namespace,
+                prompt__name=name,
+                name=selector,
+                prompt__archived_at__isnull=True,
+            )
+            .select_related("version")
+            .first()
+        )
         version = label.version if label else None
     if version is None:
         return None
     return {
-        "id": version.pk, "number": version.number, "messages": version.messages, "template": version.template,
-        "variables": version.variables, "model": version.model, "parameters": version.parameters,
+        "id": version.pk,
+        "number": version.number,
+        "messages": version.messages,
+        "template": version.template,
+        "variables": version.variables,
+        "model": version.model,
+        "parameters": version.parameters,
     }
 
 
@@ -94,7 +109,12 @@ def _at(prompts: QuerySet[Prompt], selector: str, shown: str) -> QuerySet[Prompt
         wanted = int(number.group(1))
         versions = PromptVersion.objects.filter(prompt__in=prompts, number=wanted if wanted <= _MAX_NUMBER else 0)
         if not versions.exists():
-            top = PromptVersion.objects.filter(prompt__in=prompts).order_by("-number").values_list("number", flat=True).first()
+            top = (
+                PromptVersion.objects.filter(prompt__in=prompts)
+                .order_by("-number")
+                .values_list("number", flat=True)
+                .first()
+            )
             latest = f"the latest is v{top}" if top else "it has no versions yet"
             raise PromptRefError(f"{shown} has no version {wanted} ({latest}).")
         return versions

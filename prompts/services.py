@@ -37,11 +37,13 @@ def namespace_update(*, actor: Actor, namespace: Namespace, **fields) -> Namespa
 
 
 @transaction.atomic
-def prompt_create(*, actor: Actor, org: Organization, namespace: str, name: str, description: str = "",
-                  tags: list[str] | None = None) -> Prompt:
+def prompt_create(
+    *, actor: Actor, org: Organization, namespace: str, name: str, description: str = "", tags: list[str] | None = None
+) -> Prompt:
     space = namespace_get_or_create(actor=actor, org=org, path=namespace)
-    return audited_create(actor=actor, obj=Prompt(org=org, namespace=space, name=name, description=description,
-                                                  tags=tags or []))
+    return audited_create(
+        actor=actor, obj=Prompt(org=org, namespace=space, name=name, description=description, tags=tags or [])
+    )
 
 
 @transaction.atomic
@@ -71,9 +73,17 @@ def _check_version(messages, template, variables) -> None:
 
 
 @transaction.atomic
-def version_create(*, actor: Actor, prompt: Prompt, messages: list | None = None, template: str = "",
-                   variables: dict | None = None, model: str = "", parameters: dict | None = None,
-                   commit_message: str = "") -> PromptVersion:
+def version_create(
+    *,
+    actor: Actor,
+    prompt: Prompt,
+    messages: list | None = None,
+    template: str = "",
+    variables: dict | None = None,
+    model: str = "",
+    parameters: dict | None = None,
+    commit_message: str = "",
+) -> PromptVersion:
     """A new immutable version, numbered after the last (the prompt row is locked, so two at once get 1 and 2)."""
     messages, variables = messages or [], variables or {}
     _check_version(messages, template, variables)
@@ -81,12 +91,22 @@ def version_create(*, actor: Actor, prompt: Prompt, messages: list | None = None
     number = (prompt.versions.aggregate(top=Max("number"))["top"] or 0) + 1
     user = actor.user if actor.user is not None and actor.user.pk else None
     version = PromptVersion(
-        prompt=prompt, number=number, messages=messages, template=template, variables=variables, model=model,
-        parameters=parameters or {}, commit_message=commit_message, author=user, author_name=str(actor.principal),
+        prompt=prompt,
+        number=number,
+        messages=messages,
+        template=template,
+        variables=variables,
+        model=model,
+        parameters=parameters or {},
+        commit_message=commit_message,
+        author=user,
+        author_name=str(actor.principal),
     )
     version.full_clean(exclude=["number"])
     version.save()
-    audit_record(actor=actor, action="version_create", obj=version, changes={"number": number, "commit": commit_message})
+    audit_record(
+        actor=actor, action="version_create", obj=version, changes={"number": number, "commit": commit_message}
+    )
     return version
 
 
@@ -100,10 +120,21 @@ def _move(*, actor: Actor, prompt: Prompt, name: str, version: PromptVersion, ac
         label.full_clean(exclude=["prompt", "version"])
     label.version, label.updated_at = version, timezone.now()
     label.save()
-    LabelMove.objects.create(prompt=prompt, label=name, from_version=before, to_version=version, action=action,
-                             actor=str(actor.principal)[:200])
-    audit_record(actor=actor, action=f"label_{action}", obj=prompt, object_repr=f"{prompt.ref}@{name}",
-                 changes={"label": name, "from": before.number if before else None, "to": version.number})
+    LabelMove.objects.create(
+        prompt=prompt,
+        label=name,
+        from_version=before,
+        to_version=version,
+        action=action,
+        actor=str(actor.principal)[:200],
+    )
+    audit_record(
+        actor=actor,
+        action=f"label_{action}",
+        obj=prompt,
+        object_repr=f"{prompt.ref}@{name}",
+        changes={"label": name, "from": before.number if before else None, "to": version.number},
+    )
     return label
 
 
@@ -148,4 +179,6 @@ def version_lines(version: PromptVersion) -> list[str]:
 
 def version_diff(old: PromptVersion, new: PromptVersion) -> str:
     """A unified diff between two versions (messages, template, model and parameters)."""
-    return "\n".join(difflib.unified_diff(version_lines(old), version_lines(new), f"v{old.number}", f"v{new.number}", lineterm=""))
+    return "\n".join(
+        difflib.unified_diff(version_lines(old), version_lines(new), f"v{old.number}", f"v{new.number}", lineterm="")
+    )

@@ -40,8 +40,11 @@ def parse_ref(ref: str) -> tuple[str, str, str]:
     path, _, selector = ref.strip().partition("@")
     namespace, _, name = path.strip("/").rpartition("/")
     if not namespace or not name or not selector:
-        raise ProxyError(400, ErrorCode.INVALID_PROMPT_REFERENCE,
-                         f"X-Ingate-Prompt must look like <namespace>/<name>@<label or version>, not {ref!r}.")
+        raise ProxyError(
+            400,
+            ErrorCode.INVALID_PROMPT_REFERENCE,
+            f"X-Ingate-Prompt must look like <namespace>/<name>@<label or version>, not {ref!r}.",
+        )
     return namespace, name, selector
 
 
@@ -76,7 +79,9 @@ class PromptStage(Stage):
         namespace, name, selector = parse_ref(ref)
         found = await self._cache.get((org_id, namespace, name, selector))
         if found is None:
-            raise ProxyError(400, ErrorCode.UNKNOWN_PROMPT, f"No prompt {namespace}/{name}@{selector} in this organization.")
+            raise ProxyError(
+                400, ErrorCode.UNKNOWN_PROMPT, f"No prompt {namespace}/{name}@{selector} in this organization."
+            )
         return found
 
     async def _fetch(self, key: tuple) -> Version | None:
@@ -97,7 +102,9 @@ def apply(version: Version, body: dict[str, Any], header_variables: bytes | None
         try:
             variables = orjson.loads(header_variables)
         except ValueError:
-            raise ProxyError(400, ErrorCode.INVALID_PROMPT_VARIABLES, "X-Ingate-Prompt-Variables is not valid JSON.") from None
+            raise ProxyError(
+                400, ErrorCode.INVALID_PROMPT_VARIABLES, "X-Ingate-Prompt-Variables is not valid JSON."
+            ) from None
     elif isinstance(extra, dict):
         variables = extra.get("variables") or {}
     if not isinstance(variables, dict):

@@ -38,8 +38,10 @@ def prompt_list(request):
     ctx = OrgContext(request, Prompt)
     prompts = (
         restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
-        .select_related("namespace").prefetch_related("labels__version")
-        if ctx.org else []
+        .select_related("namespace")
+        .prefetch_related("labels__version")
+        if ctx.org
+        else []
     )
     by_namespace: dict[str, list[Prompt]] = {}
     for prompt in prompts:
@@ -51,10 +53,20 @@ def _metrics(prompt: Prompt) -> dict[int, dict]:
     """Requests, errors and cost per version over the last 30 days, from the rollups."""
     since = timezone.now() - timezone.timedelta(days=30)
     rows = (
-        RecordRollup.objects.filter(org=prompt.org, dimension="prompt", bucket__gte=since,
-                                    value__in=[str(pk) for pk in prompt.versions.values_list("pk", flat=True)])
-        .values("value").annotate(requests=Sum("requests"), errors=Sum("errors"), cost=Sum("cost"),
-                                  unpriced=Sum("unpriced"), priced=Sum("priced"))
+        RecordRollup.objects.filter(
+            org=prompt.org,
+            dimension="prompt",
+            bucket__gte=since,
+            value__in=[str(pk) for pk in prompt.versions.values_list("pk", flat=True)],
+        )
+        .values("value")
+        .annotate(
+            requests=Sum("requests"),
+            errors=Sum("errors"),
+            cost=Sum("cost"),
+            unpriced=Sum("unpriced"),
+            priced=Sum("priced"),
+        )
     )
     return {int(row["value"]): row for row in rows}
 
@@ -69,11 +81,18 @@ def prompt_detail(request, pk):
     for label in labels.values():
         by_version.setdefault(label.version.number, []).append(label.name)
     metrics = _metrics(prompt)
-    rows = [{"version": v, "labels": sorted(by_version.get(v.number, [])), "metrics": metrics.get(v.pk)} for v in versions]
+    rows = [
+        {"version": v, "labels": sorted(by_version.get(v.number, [])), "metrics": metrics.get(v.pk)} for v in versions
+    ]
     names = sorted(set(labels) | {"development", "staging", "production"})
     context = {
-        "orgs": OrgContext(request, Prompt).orgs, "org": prompt.org, "prompt": prompt, "rows": rows, "labels": labels,
-        "label_names": names, "movable": [n for n in names if may_move_label(principal, prompt, n)],
+        "orgs": OrgContext(request, Prompt).orgs,
+        "org": prompt.org,
+        "prompt": prompt,
+        "rows": rows,
+        "labels": labels,
+        "label_names": names,
+        "movable": [n for n in names if may_move_label(principal, prompt, n)],
         "history": prompt.label_moves.select_related("from_version", "to_version")[:50],
         "providers": sorted(REGISTRY),
     }
@@ -132,6 +151,7 @@ def render_form(request, pk):
     form = RenderForm(request.POST, prompt=prompt)
     # A model call spends the org's money: members and up, like creating a version.
     may_send = can_add(Principal.for_user(request.user), PromptVersion, prompt.org)
-    request.session["prompt_render"] = preview.render_result(form, prompt=prompt, may_send=may_send,
-                                                             user_id=request.user.get_username())
+    request.session["prompt_render"] = preview.render_result(
+        form, prompt=prompt, may_send=may_send, user_id=request.user.get_username()
+    )
     return redirect("prompts:detail", pk=prompt.pk)

@@ -104,7 +104,9 @@ class KeyCache:
             raise _unauthorized(reason)
         if PROXY_SCOPE not in key.scopes:
             raise ProxyError(
-                403, ErrorCode.MISSING_SCOPE, "This gateway key lacks the 'proxy' scope needed to call providers through Ingate."
+                403,
+                ErrorCode.MISSING_SCOPE,
+                "This gateway key lacks the 'proxy' scope needed to call providers through Ingate.",
             )
         self._touch(key.id, time.monotonic())
         return key

@@ -163,7 +163,9 @@ class LoadingCache(Generic[K, V]):
     def serving_stale(self) -> int:
         """How many entries are being served past a failed reload."""
         now = time.monotonic()
-        return sum(1 for entry in list(self._entries.values()) if entry.failing and now - entry.loaded <= self._max_stale)
+        return sum(
+            1 for entry in list(self._entries.values()) if entry.failing and now - entry.loaded <= self._max_stale
+        )
 
     @classmethod
     def serving_stale_total(cls) -> int:

@@ -33,7 +33,14 @@ class Upstream:
 
     @classmethod
     def build(
-        cls, name: str, spec: ProviderSpec, base_url: str, secret: str, auth: str = "", api_version: str = "", source: str = "environment"
+        cls,
+        name: str,
+        spec: ProviderSpec,
+        base_url: str,
+        secret: str,
+        auth: str = "",
+        api_version: str = "",
+        source: str = "environment",
     ) -> Upstream:
         header = AUTH_HEADERS.get(auth or spec.auth)
         value = f"Bearer {secret}" if header == "authorization" else secret
@@ -49,7 +56,7 @@ class Upstream:
         cut = path.find("/", 1)
         first = path[:cut] if cut > 0 else path
         if first and self.base_url.endswith(first):
-            path = path[len(first):]
+            path = path[len(first) :]
         if self.api_version and "api-version=" not in query and path.startswith("/openai/deployments/"):
             query = f"{query}&api-version={self.api_version}" if query else f"api-version={self.api_version}"
         return f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
@@ -85,8 +92,14 @@ class CredentialCache:
     """`body_capture(org_id)`: how many bytes of bodies the record sink keeps for an org (it decides: it is what
     stores them); called on the database threads with the org's credentials, and cached with them."""
 
-    def __init__(self, db: DatabaseThreads, environment: dict[str, Upstream], *, ttl: float,
-                 body_capture: Callable[[int], int] = _no_bodies):
+    def __init__(
+        self,
+        db: DatabaseThreads,
+        environment: dict[str, Upstream],
+        *,
+        ttl: float,
+        body_capture: Callable[[int], int] = _no_bodies,
+    ):
         self._db = db
         self._environment = environment
         self._body_capture = body_capture

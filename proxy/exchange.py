@@ -43,15 +43,48 @@ class Exchange:
     own calls), the org's config, the upstream, the body (read once, on first need), editors of the response."""
 
     __slots__ = (
-        "route", "incoming", "scope", "receive", "send", "record", "started", "fmt", "query", "query_key",
-        "principal", "own_key", "org", "upstream", "session", "_body", "parsed", "max_body", "hide_usage", "streamed",
-        "client_gone", "task", "responded",
+        "route",
+        "incoming",
+        "scope",
+        "receive",
+        "send",
+        "record",
+        "started",
+        "fmt",
+        "query",
+        "query_key",
+        "principal",
+        "own_key",
+        "org",
+        "upstream",
+        "session",
+        "_body",
+        "parsed",
+        "max_body",
+        "hide_usage",
+        "streamed",
+        "client_gone",
+        "task",
+        "responded",
     )
 
-    def __init__(self, route: Route, incoming: Incoming, scope: dict, receive, send, record: ProxyRecord,
-                 started: float, fmt: WireFormat, query: str, query_key: str | None, *, max_body: int,
-                 principal: Any = None,
-                 session: aiohttp.ClientSession | None = None):
+    def __init__(
+        self,
+        route: Route,
+        incoming: Incoming,
+        scope: dict,
+        receive,
+        send,
+        record: ProxyRecord,
+        started: float,
+        fmt: WireFormat,
+        query: str,
+        query_key: str | None,
+        *,
+        max_body: int,
+        principal: Any = None,
+        session: aiohttp.ClientSession | None = None,
+    ):
         self.route = route
         self.incoming = incoming
         self.scope = scope
@@ -126,5 +159,8 @@ class Exchange:
 
 
 def too_large(limit: int) -> ProxyError:
-    return ProxyError(413, ErrorCode.REQUEST_TOO_LARGE,
-                      f"The request body is larger than this gateway accepts ({limit} bytes; INGATE_MAX_REQUEST_BYTES).")
+    return ProxyError(
+        413,
+        ErrorCode.REQUEST_TOO_LARGE,
+        f"The request body is larger than this gateway accepts ({limit} bytes; INGATE_MAX_REQUEST_BYTES).",
+    )

@@ -93,17 +93,21 @@ def require_turn(provider: str, messages: list[dict]) -> None:
     """Refuse, before anything is sent, a chat that `build_request` would turn into an empty message list."""
     if format_of(provider).needs_turn and all(m.get("role") == "system" for m in messages):
         spec = REGISTRY.get(provider)
-        raise NoTurn(f"{spec.label if spec else provider} refuses a request without a user message, and this one has "
-                     "only a system prompt: write a user message to send after it.")
+        raise NoTurn(
+            f"{spec.label if spec else provider} refuses a request without a user message, and this one has "
+            "only a system prompt: write a user message to send after it."
+        )
 
 
-def build_request(provider: str, model: str, messages: list[dict], params: dict[str, Any], stream: bool
-                  ) -> tuple[str, str, dict]:
+def build_request(
+    provider: str, model: str, messages: list[dict], params: dict[str, Any], stream: bool
+) -> tuple[str, str, dict]:
     """(path, query, body) for a chat request in `provider`'s own format. `messages` are OpenAI-style
     {role, content}; a leading system message becomes Anthropic's `system` / Gemini's systemInstruction."""
     params = {k: v for k, v in params.items() if v is not None}
-    return format_of(provider).chat_request(model, messages, params, stream, provider=provider,
-                                            azure_api_version=settings.INGATE_AZURE_API_VERSION)
+    return format_of(provider).chat_request(
+        model, messages, params, stream, provider=provider, azure_api_version=settings.INGATE_AZURE_API_VERSION
+    )
 
 
 def text_of(shape: str, data: Any) -> str:
@@ -133,10 +137,18 @@ class _Events:
             return ""
 
 
-async def call(principal: Principal, route: Route, path: str, body: bytes, *, query: str = "",
-               headers: list[tuple[bytes, bytes]] = (),
-               on_chunk: Callable[[bytes], Awaitable[None]] | None = None, prompt_version_id: int | None = None,
-               abort: asyncio.Event | None = None) -> tuple[int, bytes, ProxyRecord]:
+async def call(
+    principal: Principal,
+    route: Route,
+    path: str,
+    body: bytes,
+    *,
+    query: str = "",
+    headers: list[tuple[bytes, bytes]] = (),
+    on_chunk: Callable[[bytes], Awaitable[None]] | None = None,
+    prompt_version_id: int | None = None,
+    abort: asyncio.Event | None = None,
+) -> tuple[int, bytes, ProxyRecord]:
     """Run one request through the proxy's request path for `principal`: (status, response body, record).
     With `on_chunk`, body chunks are handed over as they arrive and the returned body is empty. Setting
     `abort` hangs up the way a client disconnecting does: the upstream call stops, the record says so."""
@@ -144,8 +156,11 @@ async def call(principal: Principal, route: Route, path: str, body: bytes, *, qu
 
     app = gateway()
     scope = {
-        "type": "http", "method": "POST", "path": path,
-        "query_string": query.encode(), "headers": list(headers),
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": query.encode(),
+        "headers": list(headers),
     }
     sent = False
     parked = abort or asyncio.Event()
@@ -174,7 +189,13 @@ async def call(principal: Principal, route: Route, path: str, body: bytes, *, qu
     incoming = Incoming.scan(scope["headers"])
     async with sessions():
         record = await app.handle(
-            route, incoming, scope, receive, send, principal=principal, session=_SESSION.get(),
+            route,
+            incoming,
+            scope,
+            receive,
+            send,
+            principal=principal,
+            session=_SESSION.get(),
             prompt_version_id=prompt_version_id,
         )
     return status, b"".join(chunks), record
@@ -201,11 +222,22 @@ async def sessions():
         await session.close()
 
 
-async def chat(principal: Principal, provider: str, model: str, messages: list[dict], params: dict[str, Any] | None = None,
-               *, stream: bool = False, on_text: Callable[[str], Awaitable[None]] | None = None,
-               tags: dict[str, str] | None = None, user_id: str = "", session_id: str = "",
-               client: str = "ingate-internal", prompt_version_id: int | None = None,
-               abort: asyncio.Event | None = None) -> Answer:
+async def chat(
+    principal: Principal,
+    provider: str,
+    model: str,
+    messages: list[dict],
+    params: dict[str, Any] | None = None,
+    *,
+    stream: bool = False,
+    on_text: Callable[[str], Awaitable[None]] | None = None,
+    tags: dict[str, str] | None = None,
+    user_id: str = "",
+    session_id: str = "",
+    client: str = "ingate-internal",
+    prompt_version_id: int | None = None,
+    abort: asyncio.Event | None = None,
+) -> Answer:
     """Ask `model` at `provider` through the gateway for `principal`; the record carries `tags` as properties,
     `user_id`, `session_id` and `client` (as its user agent). With `on_text`, text deltas are handed over as
     they stream in."""
@@ -233,8 +265,15 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
 
     started = time.perf_counter()
     status, raw, record = await call(
-        principal, route, path, orjson.dumps(payload), query=query, headers=headers, on_chunk=relay_text if stream else None,
-        prompt_version_id=prompt_version_id, abort=abort,
+        principal,
+        route,
+        path,
+        orjson.dumps(payload),
+        query=query,
+        headers=headers,
+        on_chunk=relay_text if stream else None,
+        prompt_version_id=prompt_version_id,
+        abort=abort,
     )
     latency = (time.perf_counter() - started) * 1000
     error = ""
@@ -257,8 +296,14 @@ async def chat(principal: Principal, provider: str, model: str, messages: list[d
         else:
             error = fmt.error_of(data)[1] or record.error or f"HTTP {status}"
     answer = Answer(
-        status=status, text=text, error=error, request_id=record.request_id, latency_ms=round(latency, 1),
-        ttfb_ms=record.ttfb_ms, model=record.response_model or record.model, raw=raw,
+        status=status,
+        text=text,
+        error=error,
+        request_id=record.request_id,
+        latency_ms=round(latency, 1),
+        ttfb_ms=record.ttfb_ms,
+        model=record.response_model or record.model,
+        raw=raw,
     )
     tokens = formats.tokens(record.provider, record.usage)
     if tokens is not None and record.org_id is not None:

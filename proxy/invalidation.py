@@ -106,7 +106,9 @@ async def listen(
             raise
         except Exception as exc:  # noqa: BLE001  (keep listening whatever Redis does)
             if not lost:
-                log.warning("Proxy cache invalidation listener lost Redis (%s); retrying every %gs at most", exc, max_retry)
+                log.warning(
+                    "Proxy cache invalidation listener lost Redis (%s); retrying every %gs at most", exc, max_retry
+                )
             lost = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_retry)

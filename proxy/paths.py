@@ -40,7 +40,9 @@ def vet(raw_path: bytes | None, route: Route) -> None:
         _check_segment(segment, encoded=False)
     if route.model and not _NAME.fullmatch(route.model):
         what = "deployment" if route.provider == "azure" else "model"
-        raise _refusal(f"The {what} name {route.model!r} in the path is not allowed: use {_ALLOWED}, starting with a letter or digit.")
+        raise _refusal(
+            f"The {what} name {route.model!r} in the path is not allowed: use {_ALLOWED}, starting with a letter or digit."
+        )
 
 
 def _check_segment(segment: str, *, encoded: bool) -> None:

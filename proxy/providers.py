@@ -24,17 +24,32 @@ class ProviderSpec:
 
 
 _BUILTIN = [
-    ProviderSpec("openai", "OpenAI", "https://api.openai.com", "bearer", "openai", "OPENAI_API_KEY", stream_usage_option=True),
+    ProviderSpec(
+        "openai", "OpenAI", "https://api.openai.com", "bearer", "openai", "OPENAI_API_KEY", stream_usage_option=True
+    ),
     ProviderSpec("anthropic", "Anthropic", "https://api.anthropic.com", "x-api-key", "anthropic", "ANTHROPIC_API_KEY"),
     # Azure has no global endpoint: each resource has its own (AZURE_OPENAI_ENDPOINT or the credential's base URL).
     ProviderSpec(
-        "azure", "Azure OpenAI", "", "api-key", "openai", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+        "azure",
+        "Azure OpenAI",
+        "",
+        "api-key",
+        "openai",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
         stream_usage_option=True,
     ),
     ProviderSpec(
-        "gemini", "Google Gemini", "https://generativelanguage.googleapis.com", "x-goog-api-key", "gemini", "GEMINI_API_KEY"
+        "gemini",
+        "Google Gemini",
+        "https://generativelanguage.googleapis.com",
+        "x-goog-api-key",
+        "gemini",
+        "GEMINI_API_KEY",
     ),
-    ProviderSpec("ollama", "Ollama", "http://127.0.0.1:11434", "bearer", "ollama", "", "OLLAMA_HOST", needs_secret=False),
+    ProviderSpec(
+        "ollama", "Ollama", "http://127.0.0.1:11434", "bearer", "ollama", "", "OLLAMA_HOST", needs_secret=False
+    ),
 ]
 
 _STREAM_USAGE = {"groq", "deepseek", "xai", "together", "fireworks"}
@@ -55,7 +70,13 @@ REGISTRY.update(
     (
         name,
         ProviderSpec(
-            name, label, url, "bearer", "openai", f"{name.upper()}_API_KEY", compatible=True,
+            name,
+            label,
+            url,
+            "bearer",
+            "openai",
+            f"{name.upper()}_API_KEY",
+            compatible=True,
             stream_usage_option=name in _STREAM_USAGE,
         ),
     )
@@ -125,7 +146,7 @@ def openai_endpoint(rest: str) -> str:
 def _gemini(path: str, rest: str) -> Route:
     # rest: "models/gemini-2.0-flash:generateContent", "models", "models/gemini-2.0-flash", …
     if rest.startswith("openai/"):  # Gemini's OpenAI-compatible API speaks OpenAI's format
-        return Route("gemini", openai_endpoint(rest[len("openai/"):]), path)
+        return Route("gemini", openai_endpoint(rest[len("openai/") :]), path)
     model, _, verb = rest.removeprefix("models/").partition(":")
     return Route("gemini", verb or "models", path, model if rest.startswith("models/") else "")
 
@@ -170,7 +191,7 @@ def detect_path(path: str, *, anthropic_version: bool) -> Route | None:
         return _gemini(path, rest)
     if head == "openai":
         if rest.startswith("deployments/"):
-            deployment, _, operation = rest[len("deployments/"):].partition("/")
+            deployment, _, operation = rest[len("deployments/") :].partition("/")
             return Route("azure", openai_endpoint(operation), path, deployment)
         if rest.startswith("v1/"):
             return Route("azure", openai_endpoint(rest[3:]), path)

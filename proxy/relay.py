@@ -43,7 +43,10 @@ _RESPONSE_HOP_BY_HOP = frozenset(
 
 
 # Errors the gateway answers for the upstream, by code; everything else it refused itself.
-_OUTCOMES = {ErrorCode.UPSTREAM_UNREACHABLE: Outcome.UPSTREAM_UNREACHABLE, ErrorCode.UPSTREAM_TIMEOUT: Outcome.UPSTREAM_TIMEOUT}
+_OUTCOMES = {
+    ErrorCode.UPSTREAM_UNREACHABLE: Outcome.UPSTREAM_UNREACHABLE,
+    ErrorCode.UPSTREAM_TIMEOUT: Outcome.UPSTREAM_TIMEOUT,
+}
 
 
 def new_request_id() -> str:
@@ -105,7 +108,9 @@ class ProxyApp:
         if previous is not None and hasattr(previous, "close"):
             previous.close()
         self.credentials = CredentialCache(
-            self.db, environment, ttl=settings.INGATE_KEY_CACHE_TTL,
+            self.db,
+            environment,
+            ttl=settings.INGATE_KEY_CACHE_TTL,
             body_capture=getattr(self.sink, "body_capture_bytes", lambda org_id: 0),
         )
         self.stages = stages.build(self)
@@ -203,8 +208,18 @@ class ProxyApp:
             return
         await self.fallback(scope, receive, send)
 
-    async def handle(self, route: Route, incoming: Incoming, scope, receive, send, *, principal=None,
-                     session: aiohttp.ClientSession | None = None, prompt_version_id: int | None = None) -> ProxyRecord:
+    async def handle(
+        self,
+        route: Route,
+        incoming: Incoming,
+        scope,
+        receive,
+        send,
+        *,
+        principal=None,
+        session: aiohttp.ClientSession | None = None,
+        prompt_version_id: int | None = None,
+    ) -> ProxyRecord:
         """Relay one provider request; returns its record. The keywords are for Ingate's own calls
         (proxy/internal.py): an org already checked instead of a gateway key, a client session for an event
         loop other than the server's, and the prompt version the caller rendered itself."""
@@ -222,9 +237,19 @@ class ProxyApp:
         spec = REGISTRY.get(route.provider)
         query, query_key = split_query(scope["query_string"])
         ex = Exchange(
-            route, incoming, scope, receive, send, record, started,
-            formats.of(spec.format if spec is not None else "openai", route.endpoint), query, query_key,
-            max_body=self.config.max_request_bytes, principal=principal, session=session,
+            route,
+            incoming,
+            scope,
+            receive,
+            send,
+            record,
+            started,
+            formats.of(spec.format if spec is not None else "openai", route.endpoint),
+            query,
+            query_key,
+            max_body=self.config.max_request_bytes,
+            principal=principal,
+            session=session,
         )
         watcher = None
         try:
@@ -248,9 +273,11 @@ class ProxyApp:
                 raise  # the server is shutting down
             asyncio.current_task().uncancel()
             record.outcome = Outcome.CLIENT_DISCONNECT
-        except Exception as exc:
+        except Exception as exc:  # an answer in the provider's shape beats a bare 500
             log.exception("Proxy failed on %s %s", scope["method"], scope["path"])
-            error = ProxyError(503, ErrorCode.GATEWAY_UNAVAILABLE, f"Ingate could not handle this request: {type(exc).__name__}.")
+            error = ProxyError(
+                503, ErrorCode.GATEWAY_UNAVAILABLE, f"Ingate could not handle this request: {type(exc).__name__}."
+            )
             record.outcome, record.error = Outcome.GATEWAY_ERROR, error.message
             if not ex.responded:
                 record.status = 503
@@ -264,7 +291,9 @@ class ProxyApp:
 
     @staticmethod
     def _attribution(incoming: Incoming) -> dict[str, str]:
-        found = {name.decode(): value.decode("latin-1") for name, value in incoming.ingate.items() if name != b"x-ingate-key"}
+        found = {
+            name.decode(): value.decode("latin-1") for name, value in incoming.ingate.items() if name != b"x-ingate-key"
+        }
         found.update(incoming.attribution)  # gathered in the same pass over the headers as everything else
         return found
 
@@ -300,9 +329,17 @@ class ProxyApp:
                 timeout=self.timeout,
             )
         except TimeoutError:
-            raise ProxyError(504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({url.origin()}) did not answer within {self.config.read_timeout:g}s.") from None
+            raise ProxyError(
+                504,
+                ErrorCode.UPSTREAM_TIMEOUT,
+                f"The upstream {name} ({url.origin()}) did not answer within {self.config.read_timeout:g}s.",
+            ) from None
         except aiohttp.ClientError as exc:
-            raise ProxyError(502, ErrorCode.UPSTREAM_UNREACHABLE, f"Ingate could not reach the upstream {name} ({url.origin()}): {exc}.") from None
+            raise ProxyError(
+                502,
+                ErrorCode.UPSTREAM_UNREACHABLE,
+                f"Ingate could not reach the upstream {name} ({url.origin()}): {exc}.",
+            ) from None
         record.upstream_ms = (time.perf_counter() - sent_at) * 1000
         record.status = response.status
         if response.status >= 400:
@@ -346,7 +383,10 @@ class ProxyApp:
                 # A clean end without the format's end marker is a stream broken off all the same.
                 outcome, why = tap.unfinished()
                 if outcome:
-                    record.outcome, record.error = outcome, why if outcome == Outcome.UPSTREAM_ERROR else f"The upstream {name} {why}."
+                    record.outcome, record.error = (
+                        outcome,
+                        why if outcome == Outcome.UPSTREAM_ERROR else f"The upstream {name} {why}.",
+                    )
             record.usage = tap.usage
             record.response_model = tap.model
             if keep:
@@ -364,9 +404,15 @@ class ProxyApp:
         try:
             return await response.read()
         except TimeoutError:
-            raise ProxyError(504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({url.origin()}) stopped answering mid-response.") from None
+            raise ProxyError(
+                504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({url.origin()}) stopped answering mid-response."
+            ) from None
         except aiohttp.ClientError as exc:
-            raise ProxyError(502, ErrorCode.UPSTREAM_UNREACHABLE, f"The upstream {name} ({url.origin()}) broke off its answer: {exc}.") from None
+            raise ProxyError(
+                502,
+                ErrorCode.UPSTREAM_UNREACHABLE,
+                f"The upstream {name} ({url.origin()}) broke off its answer: {exc}.",
+            ) from None
 
     async def _stream(self, ex: Exchange, response, tap: UsageTap, name: str, editors: list) -> bool:
         """Relay chunks as they arrive, through the stages' editors. False when the upstream broke off (timeout

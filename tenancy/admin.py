@@ -127,7 +127,9 @@ class MembershipForm(forms.ModelForm):
         if self.instance.pk and self.instance.role == "owner" and data.get("role") != "owner":
             others = Membership.objects.filter(org=self.instance.org, role="owner").exclude(pk=self.instance.pk)
             if not others.exists():
-                raise ValidationError({"role": "An organization needs at least one owner; make someone else owner first."})
+                raise ValidationError(
+                    {"role": "An organization needs at least one owner; make someone else owner first."}
+                )
         return data
 
 
@@ -178,7 +180,9 @@ class TeamMembershipForm(forms.ModelForm):
         data = super().clean()
         team, user = data.get("team"), data.get("user")
         if team and user and not Membership.objects.filter(org_id=team.org_id, user=user).exists():
-            raise ValidationError({"user": f"{user} is not a member of {team.org.name}; add them to the organization first."})
+            raise ValidationError(
+                {"user": f"{user} is not a member of {team.org.name}; add them to the organization first."}
+            )
         return data
 
 
@@ -193,7 +197,9 @@ class TeamMembershipAdmin(AuditedAdmin):
 
 
 class APIKeyForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.PROXY])
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.PROXY]
+    )
 
     class Meta:
         model = APIKey
@@ -296,7 +302,9 @@ class ProviderCredentialForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        needs_secret = services.credential_needs_secret(provider=data.get("provider"), auth_style=data.get("auth_style"))
+        needs_secret = services.credential_needs_secret(
+            provider=data.get("provider"), auth_style=data.get("auth_style")
+        )
         if not self.instance.has_secret and not data.get("secret") and needs_secret:
             raise ValidationError({"secret": "This provider needs an API key."})
         return data
@@ -361,7 +369,9 @@ class AuditedUserAdmin(AuditedWritesMixin, UserAdmin):
         # Django saves the new password with form.save(), bypassing save_model; a redirect means it succeeded.
         if request.method == "POST" and response.status_code == 302:
             user = self.get_object(request, id)
-            audit_record(actor=admin_actor(request), action="password_change", obj=user, object_repr=user.get_username())
+            audit_record(
+                actor=admin_actor(request), action="password_change", obj=user, object_repr=user.get_username()
+            )
         return response
 
 

@@ -35,8 +35,11 @@ class Actor:
     def from_request(cls, request, *, via: str, principal: Principal | None = None) -> Actor:
         """Who acts through a request, and from where: the signed-in user unless a principal is given (an API
         caller may be a gateway key); `via` is "web", "admin" or "api"."""
-        return cls(principal=principal if principal is not None else Principal.for_user(request.user),
-                   ip=client_ip(request), via=via)
+        return cls(
+            principal=principal if principal is not None else Principal.for_user(request.user),
+            ip=client_ip(request),
+            via=via,
+        )
 
     @property
     def user(self):

@@ -52,16 +52,14 @@ def parse_prefix(plaintext: str) -> str | None:
     """The lookup prefix of a well-formed key, or None when the string cannot be a gateway key."""
     if not plaintext.startswith(KEY_MARKER):
         return None
-    body = plaintext[len(KEY_MARKER):]
+    body = plaintext[len(KEY_MARKER) :]
     if len(body) != PREFIX_LENGTH + SECRET_LENGTH or not body.isalnum() or not body.isascii():
         return None
     return body[:PREFIX_LENGTH]
 
 
 def matches(plaintext: str, stored_digest: str, hmac_key_list: list[bytes] | None = None) -> bool:
-    return any(
-        hmac.compare_digest(digest(plaintext, key), stored_digest) for key in (hmac_key_list or hmac_keys())
-    )
+    return any(hmac.compare_digest(digest(plaintext, key), stored_digest) for key in (hmac_key_list or hmac_keys()))
 
 
 # --- why a presented key is refused -----------------------------------------------------------------------

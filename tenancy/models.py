@@ -199,14 +199,18 @@ class ProviderCredential(models.Model):
 
         if self.provider != Provider.OPENAI_COMPATIBLE:
             if self.name and self.name != self.provider:
-                raise ValidationError({"name": f"A {self.get_provider_display()} credential is named {self.provider!r}."})
+                raise ValidationError(
+                    {"name": f"A {self.get_provider_display()} credential is named {self.provider!r}."}
+                )
             self.name = self.provider
         elif self.name in providers.PROVIDER_NAMES and self.name not in providers.COMPATIBLE_PROVIDERS:
             raise ValidationError({"name": f"{self.name!r} is a built-in provider; choose it as the provider instead."})
         elif self.name not in providers.COMPATIBLE_PROVIDERS and not self.base_url:
             raise ValidationError({"base_url": "A custom OpenAI-compatible provider needs its base URL."})
         if self.provider == Provider.AZURE and not self.base_url:
-            raise ValidationError({"base_url": "Azure OpenAI needs your resource endpoint, e.g. https://NAME.openai.azure.com."})
+            raise ValidationError(
+                {"base_url": "Azure OpenAI needs your resource endpoint, e.g. https://NAME.openai.azure.com."}
+            )
 
 
 class AuditLogQuerySet(models.QuerySet):

@@ -139,7 +139,9 @@ def creator_role(key: APIKey) -> str | None:
     """The key's creator's role in the key's org (one query unless the caller annotated `creator_role`)."""
     if hasattr(key, "creator_role"):
         return key.creator_role
-    return Membership.objects.filter(user_id=key.created_by_id, org_id=key.org_id).values_list("role", flat=True).first()
+    return (
+        Membership.objects.filter(user_id=key.created_by_id, org_id=key.org_id).values_list("role", flat=True).first()
+    )
 
 
 def _creator_cap(key: APIKey) -> frozenset[str] | None:

@@ -140,7 +140,9 @@ def team_delete(*, actor: Actor, team: Team) -> None:
 @transaction.atomic
 def team_member_add(*, actor: Actor, team: Team, user) -> TeamMembership:
     if not Membership.objects.filter(org_id=team.org_id, user=user).exists():
-        raise ValidationError({"user": f"{user} is not a member of {team.org.name}; add them to the organization first."})
+        raise ValidationError(
+            {"user": f"{user} is not a member of {team.org.name}; add them to the organization first."}
+        )
     return audited_create(actor=actor, obj=TeamMembership(team=team, user=user))
 
 
@@ -190,7 +192,9 @@ def _check_owner_rules(*, actor: Actor, org: Organization, roles: set[str]) -> N
         raise PermissionDenied("Gateway keys cannot grant or remove the owner role; sign in as an owner.")
 
 
-def _check_rank_rules(*, actor: Actor, org: Organization, target: Membership | None = None, role: str | None = None) -> None:
+def _check_rank_rules(
+    *, actor: Actor, org: Organization, target: Membership | None = None, role: str | None = None
+) -> None:
     """A principal never grants more than it holds: no role above its own, and only owners change or remove
     someone at or above their own rank (anyone may lower or leave their own membership)."""
     principal = actor.principal
@@ -240,9 +244,10 @@ def _audit_narrowed_keys(*, actor: Actor, org: Organization, user, before: list[
 
 
 def _check_not_last_owner(membership: Membership) -> None:
-    if membership.role == Role.OWNER and not Membership.objects.filter(
-        org_id=membership.org_id, role=Role.OWNER
-    ).exclude(pk=membership.pk).exists():
+    if (
+        membership.role == Role.OWNER
+        and not Membership.objects.filter(org_id=membership.org_id, role=Role.OWNER).exclude(pk=membership.pk).exists()
+    ):
         raise ValidationError({"role": "An organization needs at least one owner; make someone else owner first."})
 
 
@@ -281,7 +286,11 @@ def membership_delete(*, actor: Actor, membership: Membership) -> None:
     TeamMembership.objects.filter(team__org_id=membership.org_id, user_id=membership.user_id).delete()
     _delete(actor=actor, obj=membership)
     _audit_narrowed_keys(
-        actor=actor, org=membership.org, user=membership.user, before=keys_before, reason="removed from the organization"
+        actor=actor,
+        org=membership.org,
+        user=membership.user,
+        before=keys_before,
+        reason="removed from the organization",
     )
 
 
@@ -396,7 +405,9 @@ def api_key_revoke(*, actor: Actor, key: APIKey) -> APIKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit_record(actor=actor, action="key_revoke", obj=key, changes={"revoked_at": [None, key.revoked_at.isoformat()]})
+        audit_record(
+            actor=actor, action="key_revoke", obj=key, changes={"revoked_at": [None, key.revoked_at.isoformat()]}
+        )
     return key
 
 
@@ -413,7 +424,10 @@ def api_keys_revoke_made_by(*, actor: Actor, user) -> int:
             actor=actor,
             action="key_revoke",
             obj=key,
-            changes={"revoked_at": [None, key.revoked_at.isoformat()], "reason": f"creator {user.get_username()} deleted"},
+            changes={
+                "revoked_at": [None, key.revoked_at.isoformat()],
+                "reason": f"creator {user.get_username()} deleted",
+            },
         )
         revoked += 1
     return revoked
@@ -439,6 +453,7 @@ def api_key_mark_used(
 
 
 # --- provider credentials ------------------------------------------------------------------------
+
 
 def credential_needs_secret(*, provider: str, auth_style: str = "") -> bool:
     """A stored credential needs a secret unless its provider works without one (the registry says: a local
@@ -507,5 +522,11 @@ def user_create(*, actor: Actor, username: str, email: str = "", password: str |
         user.set_unusable_password()
     user.full_clean(exclude=["password"])
     user.save()
-    audit_record(actor=actor, action="create", obj=user, object_repr=username, changes={"after": {"username": username, "is_staff": is_staff}})
+    audit_record(
+        actor=actor,
+        action="create",
+        obj=user,
+        object_repr=username,
+        changes={"after": {"username": username, "is_staff": is_staff}},
+    )
     return user

@@ -53,8 +53,17 @@ def world(db):
         team = TeamFactory(org=org, slug=f"{label}-team")
         app = AppFactory(org=org, team=team, slug=f"{label}-app")
         key, plaintext = make_key(app=app, name=f"{label} key")
-        users = {role: MembershipFactory(org=org, role=role, user=UserFactory(username=f"{label}-{role}")).user for role in Role.values}
-        setattr(w, label, type("Tenant", (), {"org": org, "team": team, "app": app, "key": key, "plaintext": plaintext, "users": users}))
+        users = {
+            role: MembershipFactory(org=org, role=role, user=UserFactory(username=f"{label}-{role}")).user
+            for role in Role.values
+        }
+        setattr(
+            w,
+            label,
+            type(
+                "Tenant", (), {"org": org, "team": team, "app": app, "key": key, "plaintext": plaintext, "users": users}
+            ),
+        )
     w.staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
     w.outsider = UserFactory(username="outsider")
     return w

@@ -28,9 +28,17 @@ def admin(client_for, world):
 @pytest.fixture
 def recent(world):
     own = world.own
-    return RequestRecord.objects.create(org=own.org, app=own.app, key=own.key, provider="openai",
-                                        endpoint="chat.completions", model="gpt-4o-mini", status=200, session_id="s1",
-                                        created_at=timezone.now() - datetime.timedelta(minutes=5))
+    return RequestRecord.objects.create(
+        org=own.org,
+        app=own.app,
+        key=own.key,
+        provider="openai",
+        endpoint="chat.completions",
+        model="gpt-4o-mini",
+        status=200,
+        session_id="s1",
+        created_at=timezone.now() - datetime.timedelta(minutes=5),
+    )
 
 
 def field_error(reply, name: str) -> str:
@@ -43,7 +51,9 @@ def field_error(reply, name: str) -> str:
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("param", ["since", "until"])
 @pytest.mark.parametrize("offset", ["+22:00", "-16:00", "+23:59"])
-def test_an_offset_postgresql_refuses_is_a_field_error_on_every_records_endpoint(admin, recent, endpoint, param, offset):
+def test_an_offset_postgresql_refuses_is_a_field_error_on_every_records_endpoint(
+    admin, recent, endpoint, param, offset
+):
     # The export too: it is refused before the stream starts, as JSON, not as a dropped connection.
     reply = admin.get(f"{RECORDS}{endpoint}", {param: f"2026-01-01T00:00:00{offset}"})
     assert "between -15:59 and +15:59" in field_error(reply, param)
@@ -57,18 +67,26 @@ def test_a_date_time_past_year_9999_or_before_year_1_in_utc_is_a_field_error(adm
 
 def test_offsets_up_to_15_59_still_filter_by_the_instant_they_name(admin, recent):
     just_before = (recent.created_at - datetime.timedelta(seconds=1)).astimezone(
-        datetime.timezone(datetime.timedelta(hours=15, minutes=59)))
+        datetime.timezone(datetime.timedelta(hours=15, minutes=59))
+    )
     reply = admin.get(RECORDS, {"since": just_before.isoformat()})
     assert [row["id"] for row in reply.json()["results"]] == [str(recent.pk)]
     just_after = (recent.created_at + datetime.timedelta(seconds=1)).astimezone(
-        datetime.timezone(-datetime.timedelta(hours=15, minutes=59)))
+        datetime.timezone(-datetime.timedelta(hours=15, minutes=59))
+    )
     assert admin.get(f"{RECORDS}totals/", {"since": just_after.isoformat()}).json()["requests"] == 0
 
 
 def test_a_property_name_is_a_json_key_never_a_lookup(admin, world):
     own = world.own
-    tagged = RequestRecord.objects.create(org=own.org, app=own.app, provider="openai", endpoint="chat.completions",
-                                          status=200, properties={"env": "prod", "a__regex": "("})
+    tagged = RequestRecord.objects.create(
+        org=own.org,
+        app=own.app,
+        provider="openai",
+        endpoint="chat.completions",
+        status=200,
+        properties={"env": "prod", "a__regex": "("},
+    )
     assert admin.get(RECORDS, {"property": "a__regex:("}).json()["results"][0]["id"] == str(tagged.pk)
     assert admin.get(RECORDS, {"property": "env__regex:("}).json()["results"] == []
     assert admin.get(RECORDS, {"property": "env:prod"}).json()["results"][0]["id"] == str(tagged.pk)
@@ -90,21 +108,29 @@ def test_the_cursors_the_api_hands_out_still_page(admin, world, recent):
 
 @pytest.fixture
 def dataset(world):
-    return eval_services.dataset_create(actor=SYSTEM, org=world.own.org, name="d",
-                                        items=[clean_item({"input": "2+2?", "expected": "4"})])
+    return eval_services.dataset_create(
+        actor=SYSTEM, org=world.own.org, name="d", items=[clean_item({"input": "2+2?", "expected": "4"})]
+    )
 
 
 @pytest.mark.parametrize("version", ["²", "-1", "1.0", "99999999999999999999999"])
 def test_a_dataset_version_that_is_not_a_plain_number_is_a_field_error(admin, dataset, version):
     for action in ("export", "items"):
-        assert field_error(admin.get(f"/ingate/api/v1/datasets/{dataset.pk}/{action}/", {"version": version}),
-                           "version") == "A version number."
+        assert (
+            field_error(admin.get(f"/ingate/api/v1/datasets/{dataset.pk}/{action}/", {"version": version}), "version")
+            == "A version number."
+        )
 
 
 def test_a_results_target_that_is_not_a_plain_number_is_a_field_error(admin, world, dataset):
-    run = eval_services.run_create(actor=SYSTEM, org=world.own.org, dataset_version=dataset.latest,
-                                   targets=[{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}],
-                                   evaluators=[{"kind": "exact_match"}], queue=False)
+    run = eval_services.run_create(
+        actor=SYSTEM,
+        org=world.own.org,
+        dataset_version=dataset.latest,
+        targets=[{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}],
+        evaluators=[{"kind": "exact_match"}],
+        queue=False,
+    )
     reply = admin.get(f"/ingate/api/v1/eval-runs/{run.pk}/results/", {"target": "²"})
     assert field_error(reply, "target").startswith("A target position")
     assert admin.get(f"/ingate/api/v1/eval-runs/{run.pk}/results/", {"target": "0"}).status_code == 200

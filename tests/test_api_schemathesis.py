@@ -71,7 +71,10 @@ def principals(world):
     browser = Client()
     browser.force_login(world.staff)
     csrf = "a" * 32  # an unmasked secret is accepted as both the cookie and the header
-    staff = {"headers": {"X-CSRFToken": csrf}, "cookies": {"sessionid": browser.cookies["sessionid"].value, "csrftoken": csrf}}
+    staff = {
+        "headers": {"X-CSRFToken": csrf},
+        "cookies": {"sessionid": browser.cookies["sessionid"].value, "csrftoken": csrf},
+    }
     return {"admin key": {"headers": {"Authorization": f"Bearer {plaintext}"}}, "staff session": staff}
 
 
@@ -82,14 +85,29 @@ def known_ids(world):
     own = world.own
     org = own.org
     member = own.users["member"]
-    dataset = eval_services.dataset_create(actor=SYSTEM, org=org, name="fuzz", items=[clean_item({"input": "2+2?", "expected": "4"})])
+    dataset = eval_services.dataset_create(
+        actor=SYSTEM, org=org, name="fuzz", items=[clean_item({"input": "2+2?", "expected": "4"})]
+    )
     prompt = prompt_services.prompt_create(actor=SYSTEM, org=org, namespace="fuzz", name="greeting")
     prompt_services.version_create(actor=SYSTEM, prompt=prompt, template="Hello {{name}}", variables={"name": "you"})
-    run = eval_services.run_create(actor=SYSTEM, org=org, dataset_version=dataset.latest,
-                                   targets=[{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "{{input}}"}]}],
-                                   evaluators=[{"kind": "exact_match"}], queue=False)
-    record = RequestRecord.objects.create(org=org, app=own.app, key=own.key, provider="openai", endpoint="chat.completions",
-                                          model="gpt-4o-mini", status=200, session_id="s1")
+    run = eval_services.run_create(
+        actor=SYSTEM,
+        org=org,
+        dataset_version=dataset.latest,
+        targets=[{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "{{input}}"}]}],
+        evaluators=[{"kind": "exact_match"}],
+        queue=False,
+    )
+    record = RequestRecord.objects.create(
+        org=org,
+        app=own.app,
+        key=own.key,
+        provider="openai",
+        endpoint="chat.completions",
+        model="gpt-4o-mini",
+        status=200,
+        session_id="s1",
+    )
     return {
         "organizations": org.pk,
         "teams": own.team.pk,

@@ -24,12 +24,21 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
     [
         ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}, {}),
         ("/v1/responses", {"model": "gpt-4o-mini", "input": "hello", "stream": True}, {}),
-        ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 9, "messages": MESSAGES[1:], "stream": True},
-         {"anthropic-version": "2023-06-01"}),
-        ("/v1/complete", {"model": "claude-2.1", "prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 9,
-                          "stream": True}, {"anthropic-version": "2023-06-01"}),
-        ("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
-         {"contents": [{"parts": [{"text": "hello"}]}]}, {}),
+        (
+            "/v1/messages",
+            {"model": "claude-haiku-4-5", "max_tokens": 9, "messages": MESSAGES[1:], "stream": True},
+            {"anthropic-version": "2023-06-01"},
+        ),
+        (
+            "/v1/complete",
+            {"model": "claude-2.1", "prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 9, "stream": True},
+            {"anthropic-version": "2023-06-01"},
+        ),
+        (
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+            {"contents": [{"parts": [{"text": "hello"}]}]},
+            {},
+        ),
         ("/api/chat", {"model": "llama3.2", "messages": MESSAGES}, {}),
         ("/api/generate", {"model": "llama3.2", "prompt": "hello"}, {}),
     ],
@@ -37,7 +46,9 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 def test_every_providers_stream_reassembles_into_the_answer(fake, path, body, headers):
     raw = httpx.post(fake.url + path, json=body, headers={**headers, "x-fake-chunks": "5"}).content
     route = detect_path(path.partition("?")[0], anthropic_version=bool(headers))
-    assert reassemble(raw, formats.of_provider(route.provider, route.endpoint)).strip() == DEFAULT_TEXT  # legacy completions start with a space, as Claude's did
+    assert (
+        reassemble(raw, formats.of_provider(route.provider, route.endpoint)).strip() == DEFAULT_TEXT
+    )  # legacy completions start with a space, as Claude's did
 
 
 def test_a_plain_json_answer_is_kept_as_it_came():

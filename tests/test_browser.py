@@ -13,7 +13,9 @@ from tenancy.models import Role
 from tenancy.tests.factories import MembershipFactory, UserFactory
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)"
+)
 
 
 @pytest.fixture
@@ -56,7 +58,8 @@ def test_a_proxied_request_appears_on_the_dashboard_with_its_cost_and_charts(rec
     _, plaintext = gateway_key
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three four"}],
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "one two three four"}],
         extra_headers={"x-ingate-session-id": "browser-session"},
     )
     request_id = raw.headers["x-ingate-request-id"]
@@ -87,7 +90,9 @@ def test_the_live_page_shows_new_requests_as_they_happen(recording, gateway_key,
     page.goto(f"{recording.url}/ingate/live/?org=acme")
     expect(page.locator("#live-state")).to_have_text("connected")
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
     expect(page.locator(f'#live tr[data-record="{raw.headers["x-ingate-request-id"]}"]')).to_contain_text("gpt-4o-mini")
 
 
@@ -133,16 +138,30 @@ def capitals(gateway_key, fake):
     key, _ = gateway_key
     system = Actor.system("test")
     fake.answers = lambda model, text: "Paris" if model == "gpt-4o" or "France" in text else "Not sure"
-    evals.dataset_create(actor=system, org=key.org, name="capitals", items=[
-        clean_item({"variables": {"country": c}, "expected": city}) for c, city in (("France", "Paris"), ("Chile", "Paris"))
-    ])
+    evals.dataset_create(
+        actor=system,
+        org=key.org,
+        name="capitals",
+        items=[
+            clean_item({"variables": {"country": c}, "expected": city})
+            for c, city in (("France", "Paris"), ("Chile", "Paris"))
+        ],
+    )
     prompt = prompts.prompt_create(actor=system, org=key.org, namespace="geo", name="capital")
-    prompts.version_create(actor=system, prompt=prompt, model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of {{country}}?"}])
+    prompts.version_create(
+        actor=system,
+        prompt=prompt,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Capital of {{country}}?"}],
+    )
     return prompt
 
 
 def test_the_playground_streams_two_models_side_by_side(recording, member, fake, page):
-    fake.answers = lambda model, text: {"gpt-4o-mini": "mini says hello there friend", "claude-3-5-haiku-latest": "haiku answers with six words"}.get(model)
+    fake.answers = lambda model, text: {
+        "gpt-4o-mini": "mini says hello there friend",
+        "claude-3-5-haiku-latest": "haiku answers with six words",
+    }.get(model)
     fake.defaults["x-fake-chunks"] = 6
     fake.defaults["x-fake-chunk-delay-ms"] = 120
     sign_in(page, recording.url, "dana")

@@ -28,7 +28,9 @@ from tests.test_browser import capitals, fill_two_target_run, member, page, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)"
+)
 production_shape = pytest.mark.skipif(
     not django_settings.REDIS_URL or connection.vendor != "postgresql",
     reason="the production shape needs Redis and PostgreSQL shared between processes: set in CI",
@@ -58,22 +60,63 @@ def production(gateway_key, fake, tmp_path):
     db = connection.settings_dict
     port = _free_port()
     env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "INGATE_DATA_DIR": str(tmp_path),
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "INGATE_DATA_DIR": str(tmp_path),
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "SECRET_KEY": django_settings.SECRET_KEY,  # the test made the gateway key and the session with it
         "INGATE_ENCRYPTION_KEY": ",".join(django_settings.INGATE_ENCRYPTION_KEYS),
-        "INGATE_UPSTREAM_OPENAI": fake.url, "OPENAI_API_KEY": "sk-upstream-openai-0001",
-        "INGATE_RECORD_STREAM": f"ingate:records:test:{port}", "INGATE_RECORD_FLUSH_SECONDS": "0.05",
+        "INGATE_UPSTREAM_OPENAI": fake.url,
+        "OPENAI_API_KEY": "sk-upstream-openai-0001",
+        "INGATE_RECORD_STREAM": f"ingate:records:test:{port}",
+        "INGATE_RECORD_FLUSH_SECONDS": "0.05",
     }
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("uvicorn")), "ingate.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "uvicorn.log", "wb"), start_new_session=True,
+        [
+            str(Path(sys.executable).with_name("uvicorn")),
+            "ingate.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "uvicorn.log", "wb"),
+        start_new_session=True,
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "ingate", "worker", "-P", "threads", "-c", "3",
-         "-n", f"live-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"), start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "ingate",
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            "3",
+            "-n",
+            f"live-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.log", "wb"),
+        start_new_session=True,
     )
     forwarder = None
     try:
@@ -110,18 +153,31 @@ def dana(gateway_key):
     client = Client()
     client.force_login(user)
     system = Actor.system("test")
-    dataset = services.dataset_create(actor=system, org=key.org, name="echo", items=[
-        clean_item({"input": f"word {n}", "expected": f"WORD {n}"}) for n in range(8)
-    ])
-    run = services.run_create(actor=system, org=key.org, dataset_version=dataset.latest,
-                              targets=[{"provider": "openai", "model": "gpt-4o-mini"}],
-                              evaluators=[{"kind": "exact_match"}], concurrency=1, queue=False)
+    dataset = services.dataset_create(
+        actor=system,
+        org=key.org,
+        name="echo",
+        items=[clean_item({"input": f"word {n}", "expected": f"WORD {n}"}) for n in range(8)],
+    )
+    run = services.run_create(
+        actor=system,
+        org=key.org,
+        dataset_version=dataset.latest,
+        targets=[{"provider": "openai", "model": "gpt-4o-mini"}],
+        evaluators=[{"kind": "exact_match"}],
+        concurrency=1,
+        queue=False,
+    )
     return client.cookies["sessionid"].value, run
 
 
 @production_shape
 def test_live_pages_stay_connected_and_resume_without_duplicates_on_the_production_shape(
-    production, dana, gateway_key, fake, tmp_path,
+    production,
+    dana,
+    gateway_key,
+    fake,
+    tmp_path,
 ):
     from evals.tasks import run_eval
 
@@ -145,7 +201,8 @@ def test_live_pages_stay_connected_and_resume_without_duplicates_on_the_producti
         def ask(n: int) -> None:
             for _ in range(n):
                 raw = client.chat.completions.with_raw_response.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
                 ids.append(raw.headers["x-ingate-request-id"])
 
         ask(5)
@@ -178,7 +235,12 @@ def test_live_pages_stay_connected_and_resume_without_duplicates_on_the_producti
 
 
 def test_in_the_embedded_mode_a_run_queued_from_the_form_runs_in_the_background_while_the_page_follows_it(
-    recording, member, capitals, fake, page, settings,
+    recording,
+    member,
+    capitals,
+    fake,
+    page,
+    settings,
 ):
     settings.CELERY_TASK_ALWAYS_EAGER = True  # no broker: what a checkout without REDIS_URL does
     fake.defaults["x-fake-delay-ms"] = 400  # four calls one at a time: well over a second

@@ -48,8 +48,15 @@ def test_up_on_a_fresh_machine_prints_a_key_and_a_curl_that_work_and_an_admin_lo
 
 def test_up_started_again_prints_an_export_line_that_makes_a_key_its_curl_then_uses(tmp_path, fake):
     instance = {"OPENAI_API_KEY": "sk-instance-openai", "INGATE_UPSTREAM_OPENAI": fake.url}
-    first = subprocess.run([sys.executable, "manage.py", "up", "--no-serve"], cwd=ROOT,
-                           env=embedded_env(tmp_path) | instance, capture_output=True, text=True, timeout=60, check=True)
+    first = subprocess.run(
+        [sys.executable, "manage.py", "up", "--no-serve"],
+        cwd=ROOT,
+        env=embedded_env(tmp_path) | instance,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     first_key = re.search(r"Gateway key\s+(sk-ingate-\w+)", first.stdout).group(1)
     with started_up(tmp_path, instance) as up:
         assert "sk-ingate-" not in up.banner and "(shown on first start only)" in up.banner

@@ -38,9 +38,26 @@ def test_health_sees_a_real_celery_worker_on_redis_and_503_without_one(client, s
     settings.INGATE_HEALTH_WORKER_TIMEOUT = 1.0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "--concurrency=1",
-         "-n", f"health-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "ingate",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-n",
+            f"health-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30

@@ -30,9 +30,18 @@ def test_a_celery_worker_ingests_what_the_gateway_streams(gateway_key, settings)
     pipeline = RecordPipeline()
     assert not pipeline.ingest_here
     records = [
-        ProxyRecord(request_id=str(uuid.uuid4()), provider="openai", endpoint="chat.completions", method="POST",
-                    path="/v1/chat/completions", org_id=key.org_id, model="gpt-4o-mini", status=200,
-                    started_at=time.time(), usage={"prompt_tokens": 100, "completion_tokens": 10})
+        ProxyRecord(
+            request_id=str(uuid.uuid4()),
+            provider="openai",
+            endpoint="chat.completions",
+            method="POST",
+            path="/v1/chat/completions",
+            org_id=key.org_id,
+            model="gpt-4o-mini",
+            status=200,
+            started_at=time.time(),
+            usage={"prompt_tokens": 100, "completion_tokens": 10},
+        )
         for _ in range(40)
     ]
     for record in records:
@@ -44,9 +53,26 @@ def test_a_celery_worker_ingests_what_the_gateway_streams(gateway_key, settings)
     url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INGATE_RECORD_STREAM": stream, "DATABASE_URL": url}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "--concurrency=1",
-         "-n", f"ingest-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "ingate",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-n",
+            f"ingest-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         from observability.tasks import ingest_records

@@ -24,7 +24,9 @@ def test_new_requests_arrive_on_the_live_websocket(recording, gateway_key, fake)
     ws_url = recording.url.replace("http://", "ws://") + "/ingate/ws/live/?org=acme"
     with connect(ws_url, additional_headers={"Cookie": session_cookie(viewer), "Origin": recording.url}) as socket:
         client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
         message = json.loads(socket.recv(timeout=5))
     assert message["type"] == "record"
     assert message["record"]["id"] == raw.headers["x-ingate-request-id"]

@@ -32,8 +32,12 @@ from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 ON_POSTGRES = django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-needs_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="stages a PostgreSQL outage: runs when DATABASE_URL is set (CI)")
-needs_redis = pytest.mark.skipif(not django_settings.REDIS_URL, reason="stages a Redis outage: runs when REDIS_URL is set (CI)")
+needs_postgres = pytest.mark.skipif(
+    not ON_POSTGRES, reason="stages a PostgreSQL outage: runs when DATABASE_URL is set (CI)"
+)
+needs_redis = pytest.mark.skipif(
+    not django_settings.REDIS_URL, reason="stages a Redis outage: runs when REDIS_URL is set (CI)"
+)
 
 
 # --- the cache on its own ------------------------------------------------------------------------------
@@ -242,8 +246,11 @@ def test_the_listener_reconnects_within_a_second_of_redis_returning_and_drops_ev
     heard: list[tuple[float, str, str]] = []
     loop = asyncio.new_event_loop()
     task = loop.create_task(
-        invalidation.listen(f"redis://127.0.0.1:{proxy.port}{db}", lambda kind, value: heard.append((time.monotonic(), kind, value)))
+        invalidation.listen(
+            f"redis://127.0.0.1:{proxy.port}{db}", lambda kind, value: heard.append((time.monotonic(), kind, value))
+        )
     )
+
     def run():
         try:
             loop.run_until_complete(task)
@@ -268,7 +275,9 @@ def test_the_listener_reconnects_within_a_second_of_redis_returning_and_drops_ev
         wait_for("all", "", 0, 5)
         proxy.refuse()
         time.sleep(3)  # long enough for the old backoff to have grown to several seconds
-        direct.publish(invalidation.channel(django_settings.REDIS_URL), f"key:missed-{marker}")  # nobody listening through the proxy
+        direct.publish(
+            invalidation.channel(django_settings.REDIS_URL), f"key:missed-{marker}"
+        )  # nobody listening through the proxy
         back = time.monotonic()
         proxy.forward()
         assert wait_for("all", "", back, 3) - back < 1.5
@@ -294,9 +303,24 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (tmp_path / "gateway.log").open("w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "ingate.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-             "--lifespan", "on", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "ingate.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--lifespan",
+                "on",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -445,7 +469,9 @@ def test_warm_traffic_outlives_the_cache_ttl_while_postgres_refuses_and_misses_f
 
 
 @needs_postgres
-def test_warm_traffic_outlives_the_cache_ttl_while_postgres_hangs_and_health_says_so_within_two_seconds(postgres_outage, keys):
+def test_warm_traffic_outlives_the_cache_ttl_while_postgres_hangs_and_health_says_so_within_two_seconds(
+    postgres_outage, keys
+):
     gateway, proxy = postgres_outage
     warm, cold = keys
     assert gateway.chat(warm)[0].status_code == 200
@@ -462,7 +488,8 @@ def test_a_revoke_missed_while_redis_was_down_applies_on_reconnect_and_the_next_
     proxy = TcpProxy(host, port)
     stream = f"ingate:records:test:{uuid.uuid4().hex}"
     env = _gateway_env(
-        tmp_path, fake.url,
+        tmp_path,
+        fake.url,
         DATABASE_URL=_postgres_url_via(int(django_settings.DATABASES["default"].get("PORT") or 5432)),
         REDIS_URL=f"redis://127.0.0.1:{proxy.port}{db}",
         INGATE_KEY_CACHE_TTL="300",  # only an invalidation can explain a key refused within the test

@@ -62,24 +62,36 @@ def fixed(payload):
 # --- tenancy (README "Roles and keys"; a key with `admin` acts as an org admin, in its own org) ------------
 
 
-MATRIX.register(Endpoint(
-    "organizations", lambda world, tenant: Target(tenant, tenant.org), **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        # Only staff create organizations: there is no org of the caller's to put it in.
-        create(fixed({"name": "New Org"}), roles=NOBODY, keys=NO_KEY, elsewhere=403),
-        update(fixed({"name": "Renamed Org"}), roles=ADMINS),
-        delete(roles=OWNERS, keys=NO_KEY),  # deleting the org is the owners' alone: an admin key may not
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "organizations",
+        lambda world, tenant: Target(tenant, tenant.org),
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            # Only staff create organizations: there is no org of the caller's to put it in.
+            create(fixed({"name": "New Org"}), roles=NOBODY, keys=NO_KEY, elsewhere=403),
+            update(fixed({"name": "Renamed Org"}), roles=ADMINS),
+            delete(roles=OWNERS, keys=NO_KEY),  # deleting the org is the owners' alone: an admin key may not
+        ),
+    )
+)
 
-MATRIX.register(Endpoint(
-    "teams", lambda world, tenant: Target(tenant, tenant.team), **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(org_body(name="New team"), roles=ADMINS),
-        update(fixed({"name": "Renamed"}), roles=ADMINS),
-        delete(roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "teams",
+        lambda world, tenant: Target(tenant, tenant.team),
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(name="New team"), roles=ADMINS),
+            update(fixed({"name": "Renamed"}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
 
 
 def _team_membership(world, tenant):
@@ -89,22 +101,34 @@ def _team_membership(world, tenant):
     return Target(tenant, extra, extra={"newcomer": newcomer.username})
 
 
-MATRIX.register(Endpoint(
-    "team-memberships", _team_membership, **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(lambda t, who: {"team": t.tenant.team.pk, "user": t.newcomer}, roles=ADMINS),
-        delete(roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "team-memberships",
+        _team_membership,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(lambda t, who: {"team": t.tenant.team.pk, "user": t.newcomer}, roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
 
-MATRIX.register(Endpoint(
-    "apps", lambda world, tenant: Target(tenant, tenant.app), **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(org_body(name="New app"), roles=MEMBERS),
-        update(fixed({"name": "Renamed"}), roles=MEMBERS),
-        delete(roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "apps",
+        lambda world, tenant: Target(tenant, tenant.app),
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(name="New app"), roles=MEMBERS),
+            update(fixed({"name": "Renamed"}), roles=MEMBERS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
 
 
 def _membership(world, tenant):
@@ -112,14 +136,20 @@ def _membership(world, tenant):
     return Target(tenant, extra, extra={"joiner": UserFactory(username=f"joiner-{tenant.org.slug}").username})
 
 
-MATRIX.register(Endpoint(
-    "memberships", _membership, **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(lambda t, who: {"org": t.org.pk, "user": t.joiner, "role": "member"}, roles=ADMINS),
-        update(fixed({"role": "viewer"}), roles=ADMINS),
-        delete(roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "memberships",
+        _membership,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(lambda t, who: {"org": t.org.pk, "user": t.joiner, "role": "member"}, roles=ADMINS),
+            update(fixed({"role": "viewer"}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
 
 
 def _key_body(t, who):
@@ -128,29 +158,46 @@ def _key_body(t, who):
 
 
 # The target key was made by the system: below admin one changes only the keys one made (test_grants.py).
-MATRIX.register(Endpoint(
-    "keys", lambda world, tenant: Target(tenant, tenant.key), **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(_key_body, roles=MEMBERS),
-        update(fixed({"name": "Renamed"}), roles=ADMINS),
-        delete(roles=ADMINS),
-        custom("revoke", "post", roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "keys",
+        lambda world, tenant: Target(tenant, tenant.key),
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(_key_body, roles=MEMBERS),
+            update(fixed({"name": "Renamed"}), roles=ADMINS),
+            delete(roles=ADMINS),
+            custom("revoke", "post", roles=ADMINS),
+        ),
+    )
+)
 
-MATRIX.register(Endpoint(
-    "provider-credentials", lambda world, tenant: Target(tenant, make_credential(tenant.org)), **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(org_body(provider="anthropic", secret="sk-ant-xyz"), roles=ADMINS),
-        update(fixed({"base_url": "https://example.com/v1"}), roles=ADMINS),
-        delete(roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "provider-credentials",
+        lambda world, tenant: Target(tenant, make_credential(tenant.org)),
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(provider="anthropic", secret="sk-ant-xyz"), roles=ADMINS),
+            update(fixed({"base_url": "https://example.com/v1"}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
 
-MATRIX.register(Endpoint(
-    "audit-log", lambda world, tenant: Target(tenant, AuditLog.objects.filter(org=tenant.org).first()), **ADMIN_KEY,
-    readers=ADMINS, actions=(list_(), retrieve()),
-))
+MATRIX.register(
+    Endpoint(
+        "audit-log",
+        lambda world, tenant: Target(tenant, AuditLog.objects.filter(org=tenant.org).first()),
+        **ADMIN_KEY,
+        readers=ADMINS,
+        actions=(list_(), retrieve()),
+    )
+)
 
 
 # --- observability (README "Records"; observability/apps.py: everyone reads records, admins change settings
@@ -160,9 +207,20 @@ MATRIX.register(Endpoint(
 def _record(world, tenant):
     session = f"{tenant.org.slug}-session"
     record = RequestRecord.objects.create(
-        org=tenant.org, app=tenant.app, key=tenant.key, provider="openai", endpoint="chat.completions",
-        model="gpt-4o-mini", status=200, input_tokens=10, output_tokens=5, total_tokens=15,
-        cost_total=Decimal("0.001"), total_ms=100.0, usage_source="reported", session_id=session,
+        org=tenant.org,
+        app=tenant.app,
+        key=tenant.key,
+        provider="openai",
+        endpoint="chat.completions",
+        model="gpt-4o-mini",
+        status=200,
+        input_tokens=10,
+        output_tokens=5,
+        total_tokens=15,
+        cost_total=Decimal("0.001"),
+        total_ms=100.0,
+        usage_source="reported",
+        session_id=session,
         created_at=timezone.now() - datetime.timedelta(minutes=5),
     )
     return Target(tenant, record, row_id=str(record.pk), extra={"session": session})
@@ -173,17 +231,32 @@ def _of_session(**query):
     return lambda t: {"session": t.session, **query}
 
 
-MATRIX.register(Endpoint(
-    "records", _record, read_scopes=frozenset({"logs:read"}), write_scopes=NOBODY, actions=(
-        list_(), retrieve(),
-        custom("series", detail=False, query=_of_session(), shows=lambda data, t: any(p["requests"] for p in data)),
-        custom("totals", detail=False, query=_of_session(), shows=lambda data, t: data["requests"] > 0),
-        custom("sessions", detail=False, query=_of_session(),
-               shows=lambda data, t: any(row["session_id"] == t.session for row in rows(data))),
-        custom("export", detail=False, query=_of_session(export_format="jsonl"),
-               shows=lambda data, t: t.row_id.encode() in data),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "records",
+        _record,
+        read_scopes=frozenset({"logs:read"}),
+        write_scopes=NOBODY,
+        actions=(
+            list_(),
+            retrieve(),
+            custom("series", detail=False, query=_of_session(), shows=lambda data, t: any(p["requests"] for p in data)),
+            custom("totals", detail=False, query=_of_session(), shows=lambda data, t: data["requests"] > 0),
+            custom(
+                "sessions",
+                detail=False,
+                query=_of_session(),
+                shows=lambda data, t: any(row["session_id"] == t.session for row in rows(data)),
+            ),
+            custom(
+                "export",
+                detail=False,
+                query=_of_session(export_format="jsonl"),
+                shows=lambda data, t: t.row_id.encode() in data,
+            ),
+        ),
+    )
+)
 
 
 def _settings(world, tenant):
@@ -191,13 +264,19 @@ def _settings(world, tenant):
     return Target(tenant, row, lookup=tenant.org.pk, row_field="org", row_id=tenant.org.pk)
 
 
-MATRIX.register(Endpoint(
-    "observability-settings", _settings, **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(org_body(body_mode="full"), roles=ADMINS),  # creates or replaces the org's settings
-        update(fixed({"retention_days": 7}), roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "observability-settings",
+        _settings,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(body_mode="full"), roles=ADMINS),  # creates or replaces the org's settings
+            update(fixed({"retention_days": 7}), roles=ADMINS),
+        ),
+    )
+)
 
 
 def _price(world, tenant):
@@ -207,14 +286,20 @@ def _price(world, tenant):
     return Target(tenant, override)
 
 
-MATRIX.register(Endpoint(
-    "price-overrides", _price, **ADMIN_KEY, actions=(
-        list_(), retrieve(),
-        create(org_body(model="new-model", input_per_mtok="1.5", output_per_mtok="3"), roles=ADMINS),
-        update(fixed({"input_per_mtok": "2.5"}), roles=ADMINS),
-        delete(roles=ADMINS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "price-overrides",
+        _price,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(model="new-model", input_per_mtok="1.5", output_per_mtok="3"), roles=ADMINS),
+            update(fixed({"input_per_mtok": "2.5"}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
 
 
 # --- prompts (README "Prompts": viewers read; members create versions and move labels; only admins and owners
@@ -226,15 +311,19 @@ PROMPT_KEYS = {
 }
 PROTECTED = (frozenset({"prompts:write", "admin"}),)
 
-MATRIX.register(Endpoint(
-    "prompt-namespaces",
-    lambda world, tenant: Target(tenant, prompts.namespace_create(actor=SYSTEM, org=tenant.org, path="support")),
-    **PROMPT_KEYS, actions=(
-        list_(), retrieve(),
-        create(org_body(path="new/space"), roles=MEMBERS),
-        update(fixed({"description": "changed"}), roles=MEMBERS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "prompt-namespaces",
+        lambda world, tenant: Target(tenant, prompts.namespace_create(actor=SYSTEM, org=tenant.org, path="support")),
+        **PROMPT_KEYS,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(path="new/space"), roles=MEMBERS),
+            update(fixed({"description": "changed"}), roles=MEMBERS),
+        ),
+    )
+)
 
 
 def _prompt(world, tenant):
@@ -250,27 +339,45 @@ def _prompt(world, tenant):
     return Target(tenant, prompt)
 
 
-MATRIX.register(Endpoint(
-    "prompts", _prompt, **PROMPT_KEYS, actions=(
-        list_(), retrieve(),
-        create(org_body(namespace="new", name="fresh"), roles=MEMBERS),
-        update(fixed({"description": "changed"}), roles=MEMBERS),
-        custom("versions"),
-        custom("versions", "post", body=fixed({"template": "hi"}), ok=201, roles=MEMBERS, label="versions (new)"),
-        custom("labels", "post", body=fixed({"name": "staging", "version": 2}), roles=MEMBERS,
-               label="labels (staging)"),
-        custom("labels", "post", body=fixed({"name": "production", "version": 1}), roles=ADMINS, keys=PROTECTED,
-               label="labels (production)"),
-        custom("promote", "post", body=fixed({"source": "staging", "target": "production"}), roles=ADMINS,
-               keys=PROTECTED),
-        custom("rollback", "post", body=fixed({"label": "production"}), roles=ADMINS, keys=PROTECTED),
-        custom("history"),
-        # Rendering changes nothing and every role may, but it is a POST: a key needs `prompts:write` for it.
-        custom("render", "post", body=fixed({"version": 1, "variables": {"company": "Acme"}})),
-        custom("diff", query=lambda t: {"from": 1, "to": 2}),
-        custom("archive", "post", roles=MEMBERS),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "prompts",
+        _prompt,
+        **PROMPT_KEYS,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(namespace="new", name="fresh"), roles=MEMBERS),
+            update(fixed({"description": "changed"}), roles=MEMBERS),
+            custom("versions"),
+            custom("versions", "post", body=fixed({"template": "hi"}), ok=201, roles=MEMBERS, label="versions (new)"),
+            custom(
+                "labels", "post", body=fixed({"name": "staging", "version": 2}), roles=MEMBERS, label="labels (staging)"
+            ),
+            custom(
+                "labels",
+                "post",
+                body=fixed({"name": "production", "version": 1}),
+                roles=ADMINS,
+                keys=PROTECTED,
+                label="labels (production)",
+            ),
+            custom(
+                "promote",
+                "post",
+                body=fixed({"source": "staging", "target": "production"}),
+                roles=ADMINS,
+                keys=PROTECTED,
+            ),
+            custom("rollback", "post", body=fixed({"label": "production"}), roles=ADMINS, keys=PROTECTED),
+            custom("history"),
+            # Rendering changes nothing and every role may, but it is a POST: a key needs `prompts:write` for it.
+            custom("render", "post", body=fixed({"version": 1, "variables": {"company": "Acme"}})),
+            custom("diff", query=lambda t: {"from": 1, "to": 2}),
+            custom("archive", "post", roles=MEMBERS),
+        ),
+    )
+)
 
 
 # --- evals (README "Evals"; evals/apps.py: everyone reads, members and up change datasets and queue or cancel
@@ -287,8 +394,9 @@ def _capitals(tenant):
 
 def _dataset(world, tenant):
     dataset = _capitals(tenant)
-    record = RequestRecord.objects.create(org=tenant.org, provider="openai", endpoint="chat.completions",
-                                          model="gpt-4o-mini", status=200)
+    record = RequestRecord.objects.create(
+        org=tenant.org, provider="openai", endpoint="chat.completions", model="gpt-4o-mini", status=200
+    )
     RequestBody.objects.create(
         record=record,
         request=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of Chile?"}]}),
@@ -303,24 +411,43 @@ def _upload(t, who):
     return {"file": SimpleUploadedFile("more.jsonl", line.encode()), "mode": "append"}
 
 
-MATRIX.register(Endpoint(
-    "datasets", _dataset, **EVAL_KEYS, actions=(
-        list_(), retrieve(),
-        create(org_body(name="fresh"), roles=MEMBERS),
-        update(fixed({"description": "changed"}), roles=MEMBERS),
-        custom("archive", "post", roles=MEMBERS),
-        custom("versions"),
-        custom("items"),
-        custom("items", "post", body=fixed({"items": [{"input": "Capital of Chile?", "expected": "Santiago"}]}),
-               ok=201, roles=MEMBERS, label="items (add)"),
-        custom("remove-items", "post", body=lambda t, who: {"keys": [t.item]}, ok=201, roles=MEMBERS),
-        custom("import", "post", body=_upload, multipart=True, ok=201, roles=MEMBERS),
-        custom("export", query=lambda t: {"export_format": "csv"}),
-        # Only records the caller may read are used: a key needs `logs:read` as well, else the record is unknown.
-        custom("from-records", "post", body=lambda t, who: {"records": [t.record]}, ok=201, roles=MEMBERS,
-               keys=(frozenset({"evals:run", "logs:read"}),), keys_refused=Outcome(400, names=frozenset({"records"}))),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "datasets",
+        _dataset,
+        **EVAL_KEYS,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(name="fresh"), roles=MEMBERS),
+            update(fixed({"description": "changed"}), roles=MEMBERS),
+            custom("archive", "post", roles=MEMBERS),
+            custom("versions"),
+            custom("items"),
+            custom(
+                "items",
+                "post",
+                body=fixed({"items": [{"input": "Capital of Chile?", "expected": "Santiago"}]}),
+                ok=201,
+                roles=MEMBERS,
+                label="items (add)",
+            ),
+            custom("remove-items", "post", body=lambda t, who: {"keys": [t.item]}, ok=201, roles=MEMBERS),
+            custom("import", "post", body=_upload, multipart=True, ok=201, roles=MEMBERS),
+            custom("export", query=lambda t: {"export_format": "csv"}),
+            # Only records the caller may read are used: a key needs `logs:read` as well, else the record is unknown.
+            custom(
+                "from-records",
+                "post",
+                body=lambda t, who: {"records": [t.record]},
+                ok=201,
+                roles=MEMBERS,
+                keys=(frozenset({"evals:run", "logs:read"}),),
+                keys_refused=Outcome(400, names=frozenset({"records"})),
+            ),
+        ),
+    )
+)
 
 
 def _run(world, tenant):
@@ -329,28 +456,44 @@ def _run(world, tenant):
     return Target(tenant, run, extra={"version": dataset.latest.pk})
 
 
-MATRIX.register(Endpoint(
-    "eval-runs", _run, **EVAL_KEYS, actions=(
-        list_(), retrieve(),
-        # Queued once the transaction commits: in a test it never does, so nothing runs.
-        create(lambda t, who: {"org": t.org.pk, "dataset_version": t.version, **RUN}, roles=MEMBERS),
-        custom("cancel", "post", roles=MEMBERS),
-        custom("results"),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "eval-runs",
+        _run,
+        **EVAL_KEYS,
+        actions=(
+            list_(),
+            retrieve(),
+            # Queued once the transaction commits: in a test it never does, so nothing runs.
+            create(lambda t, who: {"org": t.org.pk, "dataset_version": t.version, **RUN}, roles=MEMBERS),
+            custom("cancel", "post", roles=MEMBERS),
+            custom("results"),
+        ),
+    )
+)
 
-MATRIX.register(Endpoint(
-    "eval-comparisons", _run, **EVAL_KEYS, actions=(
-        # Runs are named in the query: another org's is not found.
-        Action("compare", detail=False, query=lambda t: {"a": t.obj.pk, "b": t.obj.pk}, elsewhere=404),
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "eval-comparisons",
+        _run,
+        **EVAL_KEYS,
+        actions=(
+            # Runs are named in the query: another org's is not found.
+            Action("compare", detail=False, query=lambda t: {"a": t.obj.pk, "b": t.obj.pk}, elsewhere=404),
+        ),
+    )
+)
 
-MATRIX.register(Endpoint(
-    "evaluators", lambda world, tenant: Target(tenant), **EVAL_KEYS, actions=(
-        Action("catalogue", detail=False, elsewhere=200),  # the same for everyone: no org's data in it
-    ),
-))
+MATRIX.register(
+    Endpoint(
+        "evaluators",
+        lambda world, tenant: Target(tenant),
+        **EVAL_KEYS,
+        actions=(
+            Action("catalogue", detail=False, elsewhere=200),  # the same for everyone: no org's data in it
+        ),
+    )
+)
 
 
 # --- the tests ---------------------------------------------------------------------------------------------

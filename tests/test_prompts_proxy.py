@@ -24,8 +24,12 @@ def greeter(gateway_key):
     prompt = services.prompt_create(actor=SYSTEM, org=key.org, namespace="support", name="greeter")
     versions = [
         services.version_create(
-            actor=SYSTEM, prompt=prompt, model="gpt-4o-mini", parameters={"temperature": 0.1, "max_tokens": 50},
-            messages=[{"role": "system", "content": f"Reply in {{{{language}}}}. (v{n})"}], commit_message=f"v{n}",
+            actor=SYSTEM,
+            prompt=prompt,
+            model="gpt-4o-mini",
+            parameters={"temperature": 0.1, "max_tokens": 50},
+            messages=[{"role": "system", "content": f"Reply in {{{{language}}}}. (v{n})"}],
+            commit_message=f"v{n}",
         )
         for n in (1, 2)
     ]
@@ -35,8 +39,10 @@ def greeter(gateway_key):
 
 def ask(client, **kwargs):
     return client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}],
-        extra_headers={"X-Ingate-Prompt": "support/greeter@production", **kwargs.pop("headers", {})}, **kwargs
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"X-Ingate-Prompt": "support/greeter@production", **kwargs.pop("headers", {})},
+        **kwargs,
     )
 
 
@@ -46,7 +52,10 @@ def test_a_prompt_by_label_is_rendered_in_and_the_record_links_its_version(recor
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     raw = ask(client, temperature=0.9, headers={"X-Ingate-Prompt-Variables": '{"language": "French"}'})
     sent = fake.last_request.json()
-    assert sent["messages"] == [{"role": "system", "content": "Reply in French. (v1)"}, {"role": "user", "content": "hello"}]
+    assert sent["messages"] == [
+        {"role": "system", "content": "Reply in French. (v1)"},
+        {"role": "user", "content": "hello"},
+    ]
     assert sent["temperature"] == 0.9 and sent["max_tokens"] == 50  # the client's parameters win
     assert not any(name.startswith("x-ingate") for name in fake.last_request.headers)
     assert wait_for_record(raw.headers["x-ingate-request-id"]).prompt_version_id == v1.pk
@@ -66,8 +75,11 @@ def test_a_prompt_by_label_is_rendered_in_and_the_record_links_its_version(recor
     # Cost, latency and errors group by prompt version in the API and on the prompt's page.
     key, _ = gateway_key
     _, reader = make_key(app=key.app, scopes=["logs:read"])
-    series = httpx.get(recording.url + "/ingate/api/v1/records/series/", params={"group_by": "prompt_version", "bucket": "day"},
-                       headers={"authorization": f"Bearer {reader}"}).json()
+    series = httpx.get(
+        recording.url + "/ingate/api/v1/records/series/",
+        params={"group_by": "prompt_version", "bucket": "day"},
+        headers={"authorization": f"Bearer {reader}"},
+    ).json()
     assert {row["group"]: row["requests"] for row in series} == {str(v1.pk): 2, str(v2.pk): 1}
     assert all(row["cost"] and row["p95_ms"] for row in series)
 
@@ -94,9 +106,16 @@ def test_the_prompt_page_sends_a_rendered_version_to_a_model_through_the_gateway
     client = Client()
     client.force_login(user)
     fake.defaults["x-fake-text"] = "Bonjour !"
-    page = client.post(f"/ingate/prompts/{prompt.pk}/render/", {
-        "version": 1, "variables": '{"language": "French"}', "model": "gpt-4o-mini", "send": "1",
-    }, follow=True).content.decode()
+    page = client.post(
+        f"/ingate/prompts/{prompt.pk}/render/",
+        {
+            "version": 1,
+            "variables": '{"language": "French"}',
+            "model": "gpt-4o-mini",
+            "send": "1",
+        },
+        follow=True,
+    ).content.decode()
     assert 'data-testid="answer"' in page and "Bonjour !" in page and "request record" in page
     sent = fake.last_request
     assert sent.json()["messages"] == [{"role": "system", "content": "Reply in French. (v1)"}]
@@ -104,7 +123,12 @@ def test_the_prompt_page_sends_a_rendered_version_to_a_model_through_the_gateway
     assert not any(name.startswith("x-ingate") for name in sent.headers)
     wait_for_prompt_record(v1.pk)
     record = RequestRecord.objects.get(prompt_version_id=v1.pk)
-    assert (record.user_id, record.client, record.org_id, record.key_id) == (user.get_username(), "ingate-playground", key.org_id, None)
+    assert (record.user_id, record.client, record.org_id, record.key_id) == (
+        user.get_username(),
+        "ingate-playground",
+        key.org_id,
+        None,
+    )
     assert record.output_tokens == 2 and record.cost_total is not None
 
 
@@ -114,9 +138,16 @@ def test_the_prompt_page_shows_the_providers_error_when_the_model_fails(recordin
     client = Client()
     client.force_login(MembershipFactory(org=key.org, role=Role.MEMBER).user)
     fake.defaults["status"] = 404
-    page = client.post(f"/ingate/prompts/{prompt.pk}/render/", {
-        "version": 1, "variables": '{"language": "French"}', "model": "gpt-nope", "send": "1",
-    }, follow=True).content.decode()
+    page = client.post(
+        f"/ingate/prompts/{prompt.pk}/render/",
+        {
+            "version": 1,
+            "variables": '{"language": "French"}',
+            "model": "gpt-nope",
+            "send": "1",
+        },
+        follow=True,
+    ).content.decode()
     assert 'data-testid="answer"' in page and "fake provider error 404" in page
 
 
@@ -132,8 +163,15 @@ def test_a_viewer_may_render_but_not_send_a_prompt_to_a_model(recording, gateway
     prompt, _ = greeter
     client = Client()
     client.force_login(MembershipFactory(org=key.org, role=Role.VIEWER).user)
-    page = client.post(f"/ingate/prompts/{prompt.pk}/render/", {
-        "version": 1, "variables": '{"language": "French"}', "model": "gpt-4o-mini", "send": "1",
-    }, follow=True).content.decode()
+    page = client.post(
+        f"/ingate/prompts/{prompt.pk}/render/",
+        {
+            "version": 1,
+            "variables": '{"language": "French"}',
+            "model": "gpt-4o-mini",
+            "send": "1",
+        },
+        follow=True,
+    ).content.decode()
     assert "Reply in French. (v1)" in page and "may read prompts but not send them" in page
     assert not fake.requests

@@ -163,7 +163,11 @@ def test_compressed_stream_reaches_the_client_as_asked_and_usage_is_still_read(g
         raw.extend(parts)
     assert first_at < 0.09  # compressed chunks are still relayed as they come
     assert fake.last_request.headers["accept-encoding"] == "gzip"  # only what the gateway can read too
-    events = [json.loads(line[6:]) for line in gzip.decompress(b"".join(raw)).decode().splitlines() if line.startswith("data: {")]
+    events = [
+        json.loads(line[6:])
+        for line in gzip.decompress(b"".join(raw)).decode().splitlines()
+        if line.startswith("data: {")
+    ]
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"]) == DEFAULT_TEXT
     (record,) = gateway.wait_for_records(1)
     assert record.usage["completion_tokens"] == completion_tokens()

@@ -62,7 +62,9 @@ def test_unknown_revoked_and_expired_keys_are_refused_with_the_reason(gateway, g
     assert chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200  # now cached
 
     wrong_secret = plaintext[:-4] + "abcd"
-    assert chat(gateway, {"authorization": f"Bearer {wrong_secret}"}).json()["error"]["message"] == "Unknown gateway key."
+    assert (
+        chat(gateway, {"authorization": f"Bearer {wrong_secret}"}).json()["error"]["message"] == "Unknown gateway key."
+    )
 
     services.api_key_revoke(actor=SYSTEM, key=key)
     refused = chat(gateway, {"authorization": f"Bearer {plaintext}"})
@@ -72,7 +74,10 @@ def test_unknown_revoked_and_expired_keys_are_refused_with_the_reason(gateway, g
     _, expiring = make_key(app=key.app, expires_at=timezone.now() + timezone.timedelta(seconds=1))
     assert chat(gateway, {"authorization": f"Bearer {expiring}"}).status_code == 200
     time.sleep(1.1)
-    assert chat(gateway, {"authorization": f"Bearer {expiring}"}).json()["error"]["message"] == "This gateway key has expired."
+    assert (
+        chat(gateway, {"authorization": f"Bearer {expiring}"}).json()["error"]["message"]
+        == "This gateway key has expired."
+    )
     assert len(fake.requests) == 2
 
 
@@ -129,7 +134,10 @@ def test_pass_through_works_with_no_credential_configured(gateway, gateway_key, 
     _, plaintext = gateway_key
     settings.INGATE_PROVIDER_ENV = {**settings.INGATE_PROVIDER_ENV, "openai": {"base_url": fake.url, "api_key": ""}}
     client = openai.OpenAI(
-        api_key="sk-proj-my-own", base_url=gateway.url + "/v1", max_retries=0, default_headers={"X-Ingate-Key": plaintext}
+        api_key="sk-proj-my-own",
+        base_url=gateway.url + "/v1",
+        max_retries=0,
+        default_headers={"X-Ingate-Key": plaintext},
     )
     assert client.chat.completions.create(**CHAT).choices[0].message.content == DEFAULT_TEXT
     assert fake.last_request.headers["authorization"] == "Bearer sk-proj-my-own"
@@ -204,7 +212,11 @@ def test_openai_sdk_reaches_a_named_provider_through_its_base_url(gateway, gatew
 def test_org_custom_provider_is_reachable_by_its_name_only_in_that_org(gateway, gateway_key, fake):
     key, plaintext = gateway_key
     make_credential(
-        key.org, "openai_compatible", name="vllm", secret="sk-vllm-local", base_url=fake.url + "/vllm/v1",
+        key.org,
+        "openai_compatible",
+        name="vllm",
+        secret="sk-vllm-local",
+        base_url=fake.url + "/vllm/v1",
         auth_style="x-api-key",
     )
     response = chat(gateway, {"authorization": f"Bearer {plaintext}", "x-ingate-provider": "vllm"})
@@ -273,7 +285,9 @@ def test_revocation_in_another_process_reaches_this_one_through_redis(gateway, g
     key, plaintext = gateway_key
     assert chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200
     APIKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())  # no local signal
-    redis.Redis.from_url(django_settings.REDIS_URL).publish(invalidation.channel(django_settings.REDIS_URL), f"key:{key.prefix}")
+    redis.Redis.from_url(django_settings.REDIS_URL).publish(
+        invalidation.channel(django_settings.REDIS_URL), f"key:{key.prefix}"
+    )
     deadline = time.monotonic() + 2
     while chat(gateway, {"authorization": f"Bearer {plaintext}"}).status_code == 200:
         assert time.monotonic() < deadline, "revocation did not arrive through Redis"

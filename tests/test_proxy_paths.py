@@ -131,12 +131,26 @@ def test_a_path_refusal_needs_no_gateway_key_and_costs_no_key_lookup(gateway, fa
         ("/v1/chat/completions", {}, CHAT, "/v1/chat/completions", ""),
         ("/v1/messages", {"anthropic-version": "2023-06-01"}, MESSAGE, "/v1/messages", ""),
         (
-            "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21", {}, CHAT,
-            "/openai/deployments/gpt-4o-mini/chat/completions", "api-version=2024-10-21",
+            "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+            {},
+            CHAT,
+            "/openai/deployments/gpt-4o-mini/chat/completions",
+            "api-version=2024-10-21",
         ),
-        ("/v1beta/models/gemini-2.5-flash:generateContent", {}, GEMINI, "/v1beta/models/gemini-2.5-flash:generateContent", ""),
-        ("/v1beta/models/gemini-2.0-flash-001:generateContent?alt=json", {}, GEMINI,
-         "/v1beta/models/gemini-2.0-flash-001:generateContent", "alt=json"),
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            {},
+            GEMINI,
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "",
+        ),
+        (
+            "/v1beta/models/gemini-2.0-flash-001:generateContent?alt=json",
+            {},
+            GEMINI,
+            "/v1beta/models/gemini-2.0-flash-001:generateContent",
+            "alt=json",
+        ),
         ("/api/chat", {}, OLLAMA, "/api/chat", ""),
         ("/p/groq/v1/chat/completions", {}, CHAT, "/groq/v1/chat/completions", ""),
         ("/v1/chat/completions", {"x-ingate-provider": "mistral"}, CHAT, "/mistral/v1/chat/completions", ""),
@@ -144,11 +158,22 @@ def test_a_path_refusal_needs_no_gateway_key_and_costs_no_key_lookup(gateway, fa
         # An escaped character that needs no escaping is the same path: it goes upstream as the plain one.
         ("/v1/chat/completion%73", {}, CHAT, "/v1/chat/completions", ""),
     ],
-    ids=["openai", "anthropic", "azure deployment", "gemini model", "gemini model with query", "ollama model with colon",
-         "named by path", "named by header", "org custom provider", "escaped plain character"],
+    ids=[
+        "openai",
+        "anthropic",
+        "azure deployment",
+        "gemini model",
+        "gemini model with query",
+        "ollama model with colon",
+        "named by path",
+        "named by header",
+        "org custom provider",
+        "escaped plain character",
+    ],
 )
-def test_ordinary_paths_of_every_family_still_reach_the_upstream(gateway, auth, fake, target, headers, body,
-                                                                   upstream_path, upstream_query):
+def test_ordinary_paths_of_every_family_still_reach_the_upstream(
+    gateway, auth, fake, target, headers, body, upstream_path, upstream_query
+):
     status, answer = send(gateway, target, {**auth, **headers}, body)
     assert status == 200, answer
     assert (fake.last_request.path, fake.last_request.query) == (upstream_path, upstream_query)
@@ -159,19 +184,25 @@ def test_model_ids_with_colons_and_dots_in_the_path_go_through(gateway, auth, fa
     send(gateway, "/api/show", auth, {"model": "llama3.2:1b"})
     send(gateway, "/v1/models/claude-3.5-sonnet@20240620", auth, method="GET")
     assert [r.path for r in fake.requests] == [
-        "/v1/models/ft:gpt-4o-mini-2024-07-18:acme::abc123", "/api/show", "/v1/models/claude-3.5-sonnet@20240620",
+        "/v1/models/ft:gpt-4o-mini-2024-07-18:acme::abc123",
+        "/api/show",
+        "/v1/models/claude-3.5-sonnet@20240620",
     ]
 
 
 @pytest.mark.parametrize("provider", ["gemini", "azure"])
 @pytest.mark.parametrize("model", ["../../admin", "x/../../admin", "gpt?injected=1", "gpt#x", ".hidden", "a b"])
-def test_ingates_own_calls_refuse_a_model_name_that_would_change_the_path(gateway, gateway_key, fake, settings,
-                                                                           provider, model):
+def test_ingates_own_calls_refuse_a_model_name_that_would_change_the_path(
+    gateway, gateway_key, fake, settings, provider, model
+):
     # The playground and evals put a user-typed model into Gemini's and Azure's paths.
     settings.INGATE_AZURE_API_VERSION = "2024-10-21"
     key, _ = gateway_key
     answer = async_to_sync(internal.chat)(
-        internal.Principal(org_id=key.org_id, org_slug=key.org.slug), provider, model, [{"role": "user", "content": "hi"}]
+        internal.Principal(org_id=key.org_id, org_slug=key.org.slug),
+        provider,
+        model,
+        [{"role": "user", "content": "hi"}],
     )
     assert answer.status == 400 and not answer.ok
     assert "path" in answer.error

@@ -103,7 +103,9 @@ def test_anthropic_sdk_message_and_stream_with_beta_header_intact(gateway, gatew
     client = anthropic_client(gateway, plaintext)
     beta = "prompt-caching-2024-07-31,interleaved-thinking-2025-05-14"
     message = client.messages.create(
-        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "Say hello to me"}],
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "Say hello to me"}],
         extra_headers={"anthropic-beta": beta},
     )
     assert message.content[0].text == DEFAULT_TEXT
@@ -163,9 +165,7 @@ def test_prompt_bytes_reach_the_upstream_unchanged(gateway, gateway_key, fake):
 
 def test_azure_openai_sdk_reaches_the_deployment_with_the_azure_key(gateway, gateway_key, fake):
     _, plaintext = gateway_key
-    client = openai.AzureOpenAI(
-        api_key=plaintext, azure_endpoint=gateway.url, api_version="2024-10-21", max_retries=0
-    )
+    client = openai.AzureOpenAI(api_key=plaintext, azure_endpoint=gateway.url, api_version="2024-10-21", max_retries=0)
     completion = client.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
     assert completion.choices[0].message.content == DEFAULT_TEXT
     upstream = fake.last_request
@@ -244,7 +244,10 @@ def test_first_streamed_chunk_reaches_the_client_before_the_upstream_finishes(ga
         pieces = (c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content)
     else:
         stream = anthropic_client(gateway, plaintext).messages.create(
-            model="claude-haiku-4-5", max_tokens=9, messages=[{"role": "user", "content": "hi"}], stream=True,
+            model="claude-haiku-4-5",
+            max_tokens=9,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
             extra_headers=delays,
         )
         pieces = (e.delta.text for e in stream if e.type == "content_block_delta")
@@ -279,6 +282,8 @@ def test_providers_that_reject_unknown_fields_get_the_body_untouched(gateway, ga
     _, plaintext = gateway_key
     body = json.dumps({"model": "mistral-small", "messages": MESSAGES, "stream": True}).encode()
     headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
-    with httpx.stream("POST", gateway.url + "/p/mistral/v1/chat/completions", content=body, headers=headers) as response:
+    with httpx.stream(
+        "POST", gateway.url + "/p/mistral/v1/chat/completions", content=body, headers=headers
+    ) as response:
         response.read()
     assert fake.last_request.body == body

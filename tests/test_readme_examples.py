@@ -72,7 +72,7 @@ def _script(blocks: list[Block], export_line: str, try_it: str) -> str:
         if block.language == "sh":
             parts.append(block.code)
         else:
-            parts.append(f'"$README_PYTHON" - <<\'README_PYTHON_BLOCK\'\n{block.code}\nREADME_PYTHON_BLOCK')
+            parts.append(f"\"$README_PYTHON\" - <<'README_PYTHON_BLOCK'\n{block.code}\nREADME_PYTHON_BLOCK")
     return "\n".join(parts) + "\n"
 
 
@@ -112,15 +112,19 @@ def test_the_readmes_examples_work_as_written_with_what_up_prints(tmp_path, fake
     work.mkdir()
     shims = _scratch_folder(work)
     instance = {
-        "OPENAI_API_KEY": "sk-instance-openai", "INGATE_UPSTREAM_OPENAI": fake.url,
-        "ANTHROPIC_API_KEY": "sk-instance-anthropic", "INGATE_UPSTREAM_ANTHROPIC": fake.url,
+        "OPENAI_API_KEY": "sk-instance-openai",
+        "INGATE_UPSTREAM_OPENAI": fake.url,
+        "ANTHROPIC_API_KEY": "sk-instance-anthropic",
+        "INGATE_UPSTREAM_ANTHROPIC": fake.url,
     }
     with started_up(tmp_path / "data", instance) as up:
         env = up.env | {"PATH": f"{shims}{os.pathsep}{up.env['PATH']}", "README_PYTHON": sys.executable}
         script = _script(blocks, up.export_line, up.try_it)
         ran = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=120)
         server = "".join(up.output)
-        assert ran.returncode == 0, f"{ran.stderr[-3000:]}\n--- stdout ---\n{ran.stdout[-3000:]}\n--- server ---\n{server[-2000:]}"
+        assert ran.returncode == 0, (
+            f"{ran.stderr[-3000:]}\n--- stdout ---\n{ran.stdout[-3000:]}\n--- server ---\n{server[-2000:]}"
+        )
 
     # What a user would look at afterwards: the dataset export holds both items, and the SDK call went out with
     # the prompt version `production` points at after the rollback (v1).

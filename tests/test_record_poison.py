@@ -22,17 +22,29 @@ from tests.tcp_proxy import TcpProxy
 
 def _record(org_id: int, **fields) -> ProxyRecord:
     values = dict(
-        request_id=str(uuid.uuid4()), provider="openai", endpoint="chat.completions", method="POST",
-        path="/v1/chat/completions", org_id=org_id, model="gpt-4o-mini", status=200, started_at=time.time(),
-        usage={"prompt_tokens": 10, "completion_tokens": 2}, request_headers={"x-ingate-session-id": "poison"},
+        request_id=str(uuid.uuid4()),
+        provider="openai",
+        endpoint="chat.completions",
+        method="POST",
+        path="/v1/chat/completions",
+        org_id=org_id,
+        model="gpt-4o-mini",
+        status=200,
+        started_at=time.time(),
+        usage={"prompt_tokens": 10, "completion_tokens": 2},
+        request_headers={"x-ingate-session-id": "poison"},
     )
     values.update(fields)
     return ProxyRecord(**values)
 
 
 def _gemini(model: str) -> dict:
-    return dict(provider="gemini", endpoint="generateContent", model=model,
-                usage={"promptTokenCount": 100, "candidatesTokenCount": 5, "cachedContentTokenCount": 500})
+    return dict(
+        provider="gemini",
+        endpoint="generateContent",
+        model=model,
+        usage={"promptTokenCount": 100, "candidatesTokenCount": 5, "cachedContentTokenCount": 500},
+    )
 
 
 # What one client or provider can send that used to make the writer drop or retry the whole batch.
@@ -41,7 +53,9 @@ POISONS = {
     "nul_in_user": dict(body={"user": "bob\x00"}),
     "nul_in_a_property": dict(request_headers={"x-ingate-session-id": "poison", "x-ingate-property-team": "a\x00b"}),
     "nul_in_a_session_header": dict(request_headers={"x-ingate-session-id": "poison\x00"}),
-    "lone_surrogate_in_metadata_user": dict(provider="anthropic", body={"metadata": {"user_id": '{"account_uuid": "\\ud800"}'}}),
+    "lone_surrogate_in_metadata_user": dict(
+        provider="anthropic", body={"metadata": {"user_id": '{"account_uuid": "\\ud800"}'}}
+    ),
     "prompt_tokens_beyond_int32": dict(usage={"prompt_tokens": 2**31, "completion_tokens": 2}),
     "absurd_usage": dict(usage={"prompt_tokens": 2**63 - 1, "completion_tokens": 2**63 - 1}),
     "more_cached_than_prompt_on_a_tiered_model": _gemini("gemini-2.5-pro"),
@@ -108,7 +122,9 @@ def test_nuls_are_stripped_and_counts_clamped_with_the_reason_kept(gateway_key, 
     assert RecordRollup.objects.get(org_id=key.org_id, dimension="all").unpriced == 2
 
 
-def test_a_record_that_still_cannot_be_stored_is_kept_as_a_dead_record_and_the_rest_written(gateway_key, pipeline_settings):
+def test_a_record_that_still_cannot_be_stored_is_kept_as_a_dead_record_and_the_rest_written(
+    gateway_key, pipeline_settings
+):
     key, _ = gateway_key
     gone = OrganizationFactory(slug="gone")
     gone_id = gone.pk
@@ -129,20 +145,32 @@ def test_a_record_that_still_cannot_be_stored_is_kept_as_a_dead_record_and_the_r
     _assert_rollups_equal_records(key.org_id)
 
 
-def test_staff_replay_a_dead_record_from_the_admin_and_it_leaves_the_dead_letters(gateway_key, pipeline_settings, client):
+def test_staff_replay_a_dead_record_from_the_admin_and_it_leaves_the_dead_letters(
+    gateway_key, pipeline_settings, client
+):
     key, _ = gateway_key
     still_broken = _record(key.org_id, request_id="not-a-uuid")
     fixed = _record(key.org_id)  # dead before the cause was fixed (a bug since deployed away, say)
-    DeadRecord.objects.create(record_id=fixed.request_id, org_id=key.org_id, stage="insert",
-                              payload=slim(fixed).decode(), error="DataError: a bug since fixed")
+    DeadRecord.objects.create(
+        record_id=fixed.request_id,
+        org_id=key.org_id,
+        stage="insert",
+        payload=slim(fixed).decode(),
+        error="DataError: a bug since fixed",
+    )
     _write([still_broken])
     assert DeadRecord.objects.count() == 2
     client.force_login(UserFactory(username="ops", is_staff=True, is_superuser=True))
     listing = client.get("/admin/observability/deadrecord/")
     assert listing.status_code == 200 and b"not-a-uuid" in listing.content
-    reply = client.post("/admin/observability/deadrecord/", {
-        "action": "replay", "_selected_action": list(DeadRecord.objects.values_list("pk", flat=True)),
-    }, follow=True)
+    reply = client.post(
+        "/admin/observability/deadrecord/",
+        {
+            "action": "replay",
+            "_selected_action": list(DeadRecord.objects.values_list("pk", flat=True)),
+        },
+        follow=True,
+    )
     assert reply.status_code == 200
     assert RequestRecord.objects.filter(pk=fixed.request_id).exists()
     assert list(DeadRecord.objects.values_list("record_id", "attempts")) == [("not-a-uuid", 2)]
@@ -220,7 +248,9 @@ def test_rollups_equal_records_after_a_redis_hang_that_applied_a_timed_out_strea
     _assert_rollups_equal_records(key.org_id)
 
 
-def test_a_nul_in_a_requests_model_and_user_through_the_gateway_costs_no_other_request_its_record(recording, gateway_key, fake):
+def test_a_nul_in_a_requests_model_and_user_through_the_gateway_costs_no_other_request_its_record(
+    recording, gateway_key, fake
+):
     import httpx
 
     _, plaintext = gateway_key

@@ -37,13 +37,17 @@ def test_openai_sdk_request_is_recorded_with_tokens_cost_and_its_request_id(reco
     key, plaintext = gateway_key
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three four"}],
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "one two three four"}],
         extra_headers={"x-fake-cached-tokens": "2"},
     )
     record = wait_for_record(raw.headers["x-ingate-request-id"])
     assert (record.org_id, record.app_id, record.key_id) == (key.org_id, key.app_id, key.pk)
     assert (record.provider, record.endpoint, record.model, record.response_model) == (
-        "openai", "chat.completions", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"
+        "openai",
+        "chat.completions",
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
     )
     assert (record.input_tokens, record.output_tokens, record.cache_read_tokens) == (4, completion_tokens(), 2)
     assert record.usage_source == "reported" and record.status == 200 and record.outcome == "ok"
@@ -60,11 +64,16 @@ def test_claude_code_style_stream_is_recorded_in_its_session(recording, gateway_
     _, plaintext = gateway_key
     session = "5b1f6a2e-0c55-4c1b-9d7e-2f0a3c4d5e6f"
     client = anthropic.Anthropic(
-        api_key=plaintext, base_url=recording.url, max_retries=0,
+        api_key=plaintext,
+        base_url=recording.url,
+        max_retries=0,
         default_headers={"x-claude-code-session-id": session, "user-agent": "claude-cli/2.0.31 (external, cli)"},
     )
     with client.messages.with_streaming_response.create(
-        model="claude-haiku-4-5", max_tokens=64, stream=True, messages=[{"role": "user", "content": "hi there"}],
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        stream=True,
+        messages=[{"role": "user", "content": "hi there"}],
         metadata={"user_id": f"user_abc_account_0e9d_session_{session}"},
         extra_headers={"x-fake-cached-tokens": "1000", "x-fake-cache-write-tokens": "200"},
     ) as response:
@@ -82,7 +91,9 @@ def test_claude_code_style_stream_is_recorded_in_its_session(recording, gateway_
 def test_unknown_model_is_recorded_without_a_price_not_as_free(recording, gateway_key, fake):
     _, plaintext = gateway_key
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(model="acme-private-1", messages=[{"role": "user", "content": "x"}])
+    raw = client.chat.completions.with_raw_response.create(
+        model="acme-private-1", messages=[{"role": "user", "content": "x"}]
+    )
     record = wait_for_record(raw.headers["x-ingate-request-id"])
     assert record.input_tokens == 1 and record.cost_total is None and record.price_source == ""
 
@@ -91,8 +102,9 @@ def test_refused_requests_are_recorded_too(recording, gateway_key, fake):
     _, plaintext = gateway_key
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     with pytest.raises(openai.RateLimitError) as caught:
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
-                                       extra_headers={"x-fake-status": "429"})
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], extra_headers={"x-fake-status": "429"}
+        )
     record = wait_for_record(caught.value.response.headers["x-ingate-request-id"])
     assert (record.status, record.outcome, record.usage_source) == (429, "upstream_error", "none")
     # The provider's own words, for the logs (OpenAI calls a request-rate limit "requests").
@@ -101,9 +113,17 @@ def test_refused_requests_are_recorded_too(recording, gateway_key, fake):
 
 def _proxy_record(org_id: int, **fields) -> ProxyRecord:
     return ProxyRecord(
-        request_id=str(uuid.uuid4()), provider="openai", endpoint="chat.completions", method="POST",
-        path="/v1/chat/completions", org_id=org_id, model="gpt-4o-mini", status=200, started_at=time.time(),
-        usage={"prompt_tokens": 10, "completion_tokens": 2}, **fields,
+        request_id=str(uuid.uuid4()),
+        provider="openai",
+        endpoint="chat.completions",
+        method="POST",
+        path="/v1/chat/completions",
+        org_id=org_id,
+        model="gpt-4o-mini",
+        status=200,
+        started_at=time.time(),
+        usage={"prompt_tokens": 10, "completion_tokens": 2},
+        **fields,
     )
 
 
@@ -158,13 +178,23 @@ def test_export_streams_every_filtered_row_from_the_server(gateway, gateway_key,
     _, reader = make_key(app=key.app, scopes=["logs:read"])
     now = timezone.now()
     RequestRecord.objects.bulk_create(
-        RequestRecord(org=key.org, app=key.app, provider="openai", endpoint="chat.completions", model=f"m-{n % 3}",
-                      session_id="big" if n % 2 else "", status=200, created_at=now - datetime.timedelta(seconds=n))
+        RequestRecord(
+            org=key.org,
+            app=key.app,
+            provider="openai",
+            endpoint="chat.completions",
+            model=f"m-{n % 3}",
+            session_id="big" if n % 2 else "",
+            status=200,
+            created_at=now - datetime.timedelta(seconds=n),
+        )
         for n in range(1500)
     )
     chunks = []
     with httpx.stream(
-        "GET", gateway.url + "/ingate/api/v1/records/export/", params={"export_format": kind, "session": "big"},
+        "GET",
+        gateway.url + "/ingate/api/v1/records/export/",
+        params={"export_format": kind, "session": "big"},
         headers={"authorization": f"Bearer {reader}"},
     ) as reply:
         assert reply.status_code == 200
@@ -182,7 +212,8 @@ def test_the_writer_keeps_hourly_rollups_and_sessions_for_the_overview(recording
     ids = []
     for n in range(3):
         raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three four"}],
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "one two three four"}],
             extra_headers={"x-ingate-session-id": "rollup-session", "x-ingate-user-id": f"u{n % 2}"},
         )
         ids.append(raw.headers["x-ingate-request-id"])
@@ -197,16 +228,24 @@ def test_the_writer_keeps_hourly_rollups_and_sessions_for_the_overview(recording
     session = SessionRollup.objects.get(org=key.org, session_id="rollup-session")
     assert session.requests == 3 and session.tokens == 3 * (4 + completion_tokens())
     # Rebuilding from the raw rows (after an import, say) gives exactly what the writer kept incrementally.
-    kept = sorted(RecordRollup.objects.filter(org=key.org).values_list("dimension", "value", "requests", "cost", "latency"))
+    kept = sorted(
+        RecordRollup.objects.filter(org=key.org).values_list("dimension", "value", "requests", "cost", "latency")
+    )
     rollups.rebuild(key.org_id)
-    assert sorted(RecordRollup.objects.filter(org=key.org).values_list("dimension", "value", "requests", "cost", "latency")) == kept
+    assert (
+        sorted(
+            RecordRollup.objects.filter(org=key.org).values_list("dimension", "value", "requests", "cost", "latency")
+        )
+        == kept
+    )
     assert SessionRollup.objects.get(org=key.org, session_id="rollup-session").requests == 3
 
 
 def test_an_orgs_price_override_prices_its_fine_tuned_model(recording, gateway_key, fake):
     key, plaintext = gateway_key
-    PriceOverride.objects.create(org=key.org, model="ft:gpt-4o-mini:acme::x1", input_per_mtok=Decimal("1"),
-                                 output_per_mtok=Decimal("2"))
+    PriceOverride.objects.create(
+        org=key.org, model="ft:gpt-4o-mini:acme::x1", input_per_mtok=Decimal("1"), output_per_mtok=Decimal("2")
+    )
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="ft:gpt-4o-mini:acme::x1", messages=[{"role": "user", "content": "one two three four"}]
@@ -218,7 +257,12 @@ def test_an_orgs_price_override_prices_its_fine_tuned_model(recording, gateway_k
 
 def test_a_stream_cut_short_is_recorded_with_the_usage_seen_so_far(recording, gateway_key, fake):
     _, plaintext = gateway_key
-    body = {"model": "claude-haiku-4-5", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "one two three"}]}
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "one two three"}],
+    }
     headers = {"x-api-key": plaintext, "anthropic-version": "2023-06-01", "x-fake-cut-after": "2"}
     with pytest.raises(httpx.RemoteProtocolError):
         with httpx.stream("POST", recording.url + "/v1/messages", json=body, headers=headers) as response:
@@ -234,15 +278,19 @@ def test_a_stream_cut_short_is_recorded_with_the_usage_seen_so_far(recording, ga
 def test_an_anthropic_sdk_request_shows_up_in_the_api_with_tokens_cost_and_session(recording, gateway_key, fake):
     key, plaintext = gateway_key
     _, reader = make_key(app=key.app, scopes=["logs:read"])
-    client = anthropic.Anthropic(api_key=plaintext, base_url=recording.url, max_retries=0,
-                                 default_headers={"x-ingate-session-id": "support-42"})
+    client = anthropic.Anthropic(
+        api_key=plaintext, base_url=recording.url, max_retries=0, default_headers={"x-ingate-session-id": "support-42"}
+    )
     raw = client.messages.with_raw_response.create(
         model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "one two three"}]
     )
     request_id = raw.headers["x-ingate-request-id"]
     wait_for_record(request_id)
-    listed = httpx.get(recording.url + "/ingate/api/v1/records/", params={"session": "support-42"},
-                       headers={"authorization": f"Bearer {reader}"}).json()["results"]
+    listed = httpx.get(
+        recording.url + "/ingate/api/v1/records/",
+        params={"session": "support-42"},
+        headers={"authorization": f"Bearer {reader}"},
+    ).json()["results"]
     assert [row["id"] for row in listed] == [request_id]
     row = listed[0]
     assert (row["provider"], row["input_tokens"], row["output_tokens"], row["priced"]) == ("anthropic", 3, 5, True)

@@ -27,15 +27,22 @@ def test_daphne_serves_streaming_proxy_requests_and_django_pages(tmp_path, fake)
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     created = subprocess.run(
-        [*manage, "create_gateway_key", "--org", "o", "--app", "a"], cwd=ROOT, env=env, check=True,
-        capture_output=True, text=True,
+        [*manage, "create_gateway_key", "--org", "o", "--app", "a"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     key = created.stdout.strip().splitlines()[-1]
     port = _free_port()
     daphne = Path(sys.executable).with_name("daphne")
     proc = subprocess.Popen(
         [str(daphne), "-b", "127.0.0.1", "-p", str(port), "ingate.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         base = f"http://127.0.0.1:{port}"

@@ -9,13 +9,27 @@ from proxy.usage import UsageTap
 
 # (path, body, extra headers) for one streamed request in each format, with 4 content chunks.
 STREAMS = {
-    "openai_chat": ("/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True,
-                                             "messages": [{"role": "user", "content": "hi"}]}, {}),
+    "openai_chat": (
+        "/v1/chat/completions",
+        {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        {},
+    ),
     "openai_responses": ("/v1/responses", {"model": "gpt-4o-mini", "stream": True, "input": "hi"}, {}),
-    "anthropic": ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 20, "stream": True,
-                                   "messages": [{"role": "user", "content": "hi"}]}, {"anthropic-version": "2023-06-01"}),
-    "gemini_sse": ("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
-                   {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, {}),
+    "anthropic": (
+        "/v1/messages",
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 20,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        {"anthropic-version": "2023-06-01"},
+    ),
+    "gemini_sse": (
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        {},
+    ),
     "ollama": ("/api/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}, {}),
 }
 
@@ -62,8 +76,10 @@ def _tap(body: bytes, content_type: str = "text/event-stream", fmt=formats.OPENA
 
 
 def test_an_error_event_ending_a_stream_is_an_upstream_error_with_its_message():
-    body = (b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3}}}\n\n'
-            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
+    body = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3}}}\n\n'
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    )
     assert _tap(body, fmt=formats.ANTHROPIC).unfinished() == ("upstream_error", "Overloaded")
 
 

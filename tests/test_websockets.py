@@ -39,8 +39,17 @@ def live(gateway, user, after: str = ""):
 def records(org, count: int, *, ago: float = 0.0) -> list[str]:
     """`count` records of `org`, stamped `ago` seconds back, a microsecond apart; their ids, oldest first."""
     start = timezone.now() - datetime.timedelta(seconds=ago)
-    made = [RequestRecord(org=org, provider="openai", endpoint="chat.completions", model="gpt-4o-mini", status=200,
-                          created_at=start + datetime.timedelta(microseconds=n)) for n in range(count)]
+    made = [
+        RequestRecord(
+            org=org,
+            provider="openai",
+            endpoint="chat.completions",
+            model="gpt-4o-mini",
+            status=200,
+            created_at=start + datetime.timedelta(microseconds=n),
+        )
+        for n in range(count)
+    ]
     RequestRecord.objects.bulk_create(made)
     return [str(r.pk) for r in made]
 
@@ -132,10 +141,17 @@ def test_the_eval_run_socket_opens_with_the_runs_state_as_it_is_now(recording, g
     from tenancy.audit import Actor
 
     key, _ = gateway_key
-    dataset = services.dataset_create(actor=Actor.system("test"), org=key.org, name="d",
-                                      items=[clean_item({"input": "hi", "expected": "hi"})])
-    run = EvalRun.objects.create(org=key.org, dataset_version=dataset.latest, total=4, done=4,
-                                 status=RunStatus.COMPLETED, finished_at=timezone.now())
+    dataset = services.dataset_create(
+        actor=Actor.system("test"), org=key.org, name="d", items=[clean_item({"input": "hi", "expected": "hi"})]
+    )
+    run = EvalRun.objects.create(
+        org=key.org,
+        dataset_version=dataset.latest,
+        total=4,
+        done=4,
+        status=RunStatus.COMPLETED,
+        finished_at=timezone.now(),
+    )
     url = recording.url.replace("http://", "ws://") + f"/ingate/ws/evals/runs/{run.pk}/"
     with connect(url, additional_headers={"Cookie": session_cookie(watcher), "Origin": recording.url}) as socket:
         state = json.loads(socket.recv(timeout=5))

@@ -28,7 +28,11 @@ def free_port() -> int:
 
 def embedded_env(data_dir) -> dict[str, str]:
     """This process's environment without what would switch off the embedded mode or reuse this run's secrets."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "INGATE_ENCRYPTION_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "INGATE_ENCRYPTION_KEY")
+    }
     env["INGATE_DATA_DIR"] = str(data_dir)
     return env
 
@@ -62,7 +66,11 @@ def started_up(data_dir, env: dict[str, str] | None = None, *, timeout: float = 
     environment = embedded_env(data_dir) | (env or {})
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "up", "--port", str(port)],
-        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         banner = ""

@@ -16,8 +16,12 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class DatasetSerializer(serializers.ModelSerializer):
     org = WorkOrgField(queryset=Organization.objects.all())
     latest = DatasetVersionSerializer(read_only=True)
-    items = serializers.ListField(child=serializers.JSONField(), write_only=True, required=False,
-                                  help_text="Items for version 1 (see `items` for their shape).")
+    items = serializers.ListField(
+        child=serializers.JSONField(),
+        write_only=True,
+        required=False,
+        help_text="Items for version 1 (see `items` for their shape).",
+    )
 
     class Meta:
         model = Dataset
@@ -37,9 +41,10 @@ class ItemSerializer(serializers.ModelSerializer):
 
 class AddItemsSerializer(serializers.Serializer):
     items = serializers.ListField(
-        child=serializers.JSONField(), allow_empty=False,
+        child=serializers.JSONField(),
+        allow_empty=False,
         help_text='Each: {"input": "text" | [messages] | {variables}, "messages": [...], "variables": {...}, '
-                  '"expected": "...", "metadata": {...}, "tags": [...]}',
+        '"expected": "...", "metadata": {...}, "tags": [...]}',
     )
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
@@ -62,13 +67,26 @@ class FromRecordsSerializer(serializers.Serializer):
 
 
 class TargetSerializer(serializers.ModelSerializer):
-    prompt_version_ref = serializers.CharField(source="prompt_version", read_only=True, allow_null=True,
-                                               help_text="The prompt version as namespace/name@number.")
+    prompt_version_ref = serializers.CharField(
+        source="prompt_version",
+        read_only=True,
+        allow_null=True,
+        help_text="The prompt version as namespace/name@number.",
+    )
 
     class Meta:
         model = EvalTarget
-        fields = ["position", "label", "prompt_version", "prompt_version_ref", "messages", "provider", "model",
-                  "parameters", "summary"]
+        fields = [
+            "position",
+            "label",
+            "prompt_version",
+            "prompt_version_ref",
+            "messages",
+            "provider",
+            "model",
+            "parameters",
+            "summary",
+        ]
         read_only_fields = fields
 
 
@@ -76,21 +94,49 @@ class RunSerializer(serializers.ModelSerializer):
     org = WorkOrgField(queryset=Organization.objects.all())
     dataset_version = ScopedPrimaryKeyField(queryset=DatasetVersion.objects.all())  # another org's reads as missing
     targets = serializers.ListField(
-        child=serializers.JSONField(), write_only=True,
+        child=serializers.JSONField(),
+        write_only=True,
         help_text='Each: {"prompt_version": "support/greeter@3"?, "messages": [...]?, "provider": "openai", '
-                  '"model": "gpt-4o-mini", "parameters": {...}, "label": "..."}. `prompt_version` is written '
-                  'namespace/name@version (or @label: the version it points at when the run is created; or name@3 '
-                  'when one prompt has that name), or the version\'s id as a number.',
+        '"model": "gpt-4o-mini", "parameters": {...}, "label": "..."}. `prompt_version` is written '
+        "namespace/name@version (or @label: the version it points at when the run is created; or name@3 "
+        "when one prompt has that name), or the version's id as a number.",
     )
     target_list = TargetSerializer(source="targets", many=True, read_only=True)
 
     class Meta:
         model = EvalRun
-        fields = ["id", "org", "name", "dataset_version", "evaluators", "concurrency", "targets", "target_list",
-                  "status", "total", "done", "failed", "attempts", "error", "created_by_name", "created_at",
-                  "started_at", "finished_at"]
-        read_only_fields = ["status", "total", "done", "failed", "attempts", "error", "created_by_name", "created_at",
-                            "started_at", "finished_at"]
+        fields = [
+            "id",
+            "org",
+            "name",
+            "dataset_version",
+            "evaluators",
+            "concurrency",
+            "targets",
+            "target_list",
+            "status",
+            "total",
+            "done",
+            "failed",
+            "attempts",
+            "error",
+            "created_by_name",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = [
+            "status",
+            "total",
+            "done",
+            "failed",
+            "attempts",
+            "error",
+            "created_by_name",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         extra_kwargs = {"concurrency": {"required": False}}
 
 
@@ -101,6 +147,20 @@ class ResultSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = EvalResult
-        fields = ["target", "item", "position", "output", "error", "scores", "passed", "input_tokens", "output_tokens",
-                  "cost", "judge_cost", "latency_ms", "request_id", "created_at"]
+        fields = [
+            "target",
+            "item",
+            "position",
+            "output",
+            "error",
+            "scores",
+            "passed",
+            "input_tokens",
+            "output_tokens",
+            "cost",
+            "judge_cost",
+            "latency_ms",
+            "request_id",
+            "created_at",
+        ]
         read_only_fields = fields

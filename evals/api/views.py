@@ -36,8 +36,9 @@ def _items(raw: list) -> list[transfer.ItemData]:
     return cleaned
 
 
-class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                     mixins.UpdateModelMixin):
+class DatasetViewSet(
+    ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin
+):
     """Datasets of your organizations; every change to their items is a new immutable version."""
 
     model = Dataset
@@ -54,21 +55,28 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         if Dataset.objects.filter(org=data["org"], name=data["name"].strip()).exists():
             raise exceptions.ValidationError({"name": "A dataset with this name already exists in the organization."})
         serializer.instance = services.dataset_create(
-            actor=self.actor, org=data["org"], name=data["name"], description=data.get("description", ""),
+            actor=self.actor,
+            org=data["org"],
+            name=data["name"],
+            description=data.get("description", ""),
             items=_items(data.get("items", [])),
         )
 
     def perform_update(self, serializer):
-        serializer.instance = services.dataset_update(actor=self.actor, dataset=serializer.instance,
-                                                      **serializer.validated_data)
+        serializer.instance = services.dataset_update(
+            actor=self.actor, dataset=serializer.instance, **serializer.validated_data
+        )
 
     @extend_schema(request=None, responses={200: s.DatasetSerializer})
     @decorators.action(detail=True, methods=["post"])
     def archive(self, request, pk=None):
         """Hide the dataset from lists; its versions stay, as do the runs that used them."""
         dataset = self._changed(self.get_object())
-        return response.Response(s.DatasetSerializer(services.dataset_archive(actor=self.actor, dataset=dataset),
-                                                     context={"request": request}).data)
+        return response.Response(
+            s.DatasetSerializer(
+                services.dataset_archive(actor=self.actor, dataset=dataset), context={"request": request}
+            ).data
+        )
 
     def _version(self, dataset: Dataset):
         number = int_param(self.request.query_params.get("version"), "version", message="A version number.")
@@ -92,7 +100,8 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
 
     @extend_schema(
         parameters=[OpenApiParameter("version", int, description="A version number; default the latest.")],
-        request=s.AddItemsSerializer, responses={200: s.ItemSerializer(many=True), 201: s.DatasetVersionSerializer},
+        request=s.AddItemsSerializer,
+        responses={200: s.ItemSerializer(many=True), 201: s.DatasetVersionSerializer},
     )
     @decorators.action(detail=True, methods=["get", "post"])
     def items(self, request, pk=None):
@@ -102,9 +111,12 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
             return response.Response(s.ItemSerializer(self._version(dataset).items.all(), many=True).data)
         incoming = s.AddItemsSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        version = services.items_add(actor=self.actor, dataset=self._changed(dataset),
-                                     items=_items(incoming.validated_data["items"]),
-                                     message=incoming.validated_data.get("message", ""))
+        version = services.items_add(
+            actor=self.actor,
+            dataset=self._changed(dataset),
+            items=_items(incoming.validated_data["items"]),
+            message=incoming.validated_data.get("message", ""),
+        )
         return response.Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.RemoveItemsSerializer, responses={201: s.DatasetVersionSerializer})
@@ -114,13 +126,18 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         dataset = self._changed(self.get_object())
         incoming = s.RemoveItemsSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        version = services.items_remove(actor=self.actor, dataset=dataset, keys=incoming.validated_data["keys"],
-                                        message=incoming.validated_data.get("message", ""))
+        version = services.items_remove(
+            actor=self.actor,
+            dataset=dataset,
+            keys=incoming.validated_data["keys"],
+            message=incoming.validated_data.get("message", ""),
+        )
         return response.Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request={"multipart/form-data": s.ImportSerializer}, responses={201: s.DatasetVersionSerializer})
-    @decorators.action(detail=True, methods=["post"], url_path="import",
-                       parser_classes=[parsers.MultiPartParser, parsers.FormParser])
+    @decorators.action(
+        detail=True, methods=["post"], url_path="import", parser_classes=[parsers.MultiPartParser, parsers.FormParser]
+    )
     def import_items(self, request, pk=None):
         """Import a JSONL or CSV file as a new version, appended to the latest items or replacing them. Bad rows
         are all reported by line number and nothing is imported."""
@@ -154,7 +171,9 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
             raise exceptions.ValidationError({"export_format": "jsonl or csv."})
         items = (services.item_data(item) for item in version.items.iterator(chunk_size=500))
         lines = transfer.to_csv(items) if kind == "csv" else transfer.to_jsonl(items)
-        reply = StreamingHttpResponse(stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson")
+        reply = StreamingHttpResponse(
+            stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson"
+        )
         # Quoted by Django: a dataset's name may hold quotes or non-ASCII letters.
         reply["Content-Disposition"] = content_disposition_header(True, f"{dataset.name}-v{version.number}.{kind}")
         return reply
@@ -167,8 +186,9 @@ class DatasetViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         incoming = s.FromRecordsSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         # A service's ValidationError becomes a 400 with field errors in the global handler, as in every app.
-        version = services.items_from_records(actor=self.actor, dataset=dataset,
-                                              record_ids=[str(r) for r in incoming.validated_data["records"]])
+        version = services.items_from_records(
+            actor=self.actor, dataset=dataset, record_ids=[str(r) for r in incoming.validated_data["records"]]
+        )
         return response.Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -187,8 +207,13 @@ class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
         self.require_add(data["org"])
         version = data["dataset_version"]
         serializer.instance = services.run_create(
-            actor=self.actor, org=data["org"], dataset_version=version, targets=data["targets"],
-            evaluators=data.get("evaluators", []), name=data.get("name", ""), concurrency=data.get("concurrency"),
+            actor=self.actor,
+            org=data["org"],
+            dataset_version=version,
+            targets=data["targets"],
+            evaluators=data.get("evaluators", []),
+            name=data.get("name", ""),
+            concurrency=data.get("concurrency"),
         )
 
     def retrieve(self, request, *args, **kwargs):
@@ -208,8 +233,10 @@ class RunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
             raise exceptions.PermissionDenied("Your role does not allow you to cancel this run.")
         return response.Response(s.RunSerializer(services.run_cancel(actor=self.actor, run=run)).data)
 
-    @extend_schema(parameters=[OpenApiParameter("target", int, description="Only this target (position).")],
-                   responses={200: s.ResultSerializer(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("target", int, description="Only this target (position).")],
+        responses={200: s.ResultSerializer(many=True)},
+    )
     @decorators.action(detail=True)
     def results(self, request, pk=None):
         """Per item and target: the output, each evaluator's score and explanation, tokens, cost, latency."""
@@ -235,8 +262,10 @@ class ComparisonView(views.APIView):
     required_scope = Scope.EVALS_RUN
 
     @extend_schema(
-        parameters=[OpenApiParameter("a", str, required=True, description="<run id>[:<target position>], the baseline"),
-                    OpenApiParameter("b", str, required=True, description="<run id>[:<target position>]")],
+        parameters=[
+            OpenApiParameter("a", str, required=True, description="<run id>[:<target position>], the baseline"),
+            OpenApiParameter("b", str, required=True, description="<run id>[:<target position>]"),
+        ],
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request):

@@ -40,8 +40,13 @@ class Verdict:
         self.passed = bool(self.passed)
 
     def as_dict(self) -> dict:
-        return {"score": self.score, "passed": self.passed, "explanation": self.explanation,
-                "cost": self.cost, "request_id": self.request_id}
+        return {
+            "score": self.score,
+            "passed": self.passed,
+            "explanation": self.explanation,
+            "cost": self.cost,
+            "request_id": self.request_id,
+        }
 
 
 @dataclass(slots=True)
@@ -134,8 +139,9 @@ class Evaluator:
             raise TypeError(f"{cls.__qualname__} has params named like Evaluator attributes: {clashes}")
         if "kind" in cls.__dict__:
             if cls.kind in EVALUATORS:
-                raise TypeError(f"Evaluator kind {cls.kind!r} is already registered by "
-                                f"{EVALUATORS[cls.kind].__qualname__}")
+                raise TypeError(
+                    f"Evaluator kind {cls.kind!r} is already registered by {EVALUATORS[cls.kind].__qualname__}"
+                )
             EVALUATORS[cls.kind] = cls
 
     def __init__(self, **config: Any):
@@ -204,8 +210,9 @@ def build_all(specs: list) -> list[Evaluator]:
             errors.update({f"{index}.{key}": message for key, message in exc.errors.items()})
             continue
         if evaluator.name in seen:
-            errors[f"{index}.name"] = (f"Another evaluator is already named {evaluator.name!r}; "
-                                       "give each one a distinct name.")
+            errors[f"{index}.name"] = (
+                f"Another evaluator is already named {evaluator.name!r}; give each one a distinct name."
+            )
         seen.add(evaluator.name)
         built.append(evaluator)
     if errors:
@@ -216,10 +223,21 @@ def build_all(specs: list) -> list[Evaluator]:
 def catalogue() -> list[dict]:
     """Every registered evaluator and its options, for the UI and the API docs."""
     return [
-        {"kind": cls.kind, "label": cls.label, "description": cls.description,
-         "params": {name: {"type": p.type, "default": p.default, "help": p.help,
-                           "choices": list(p.choices) if p.choices else None, "required": p.required}
-                    for name, p in cls.params.items()}}
+        {
+            "kind": cls.kind,
+            "label": cls.label,
+            "description": cls.description,
+            "params": {
+                name: {
+                    "type": p.type,
+                    "default": p.default,
+                    "help": p.help,
+                    "choices": list(p.choices) if p.choices else None,
+                    "required": p.required,
+                }
+                for name, p in cls.params.items()
+            },
+        }
         for cls in EVALUATORS.values()
     ]
 

@@ -24,18 +24,20 @@ def first_number(text: str) -> float | None:
 class Numeric(Evaluator):
     kind = "numeric"
     label = "Number"
-    description = ("The first number in the output is within a tolerance of the expected number. Outside "
-                   "the tolerance the score decays: 1 - |difference| / |expected|, floored at 0.")
+    description = (
+        "The first number in the output is within a tolerance of the expected number. Outside "
+        "the tolerance the score decays: 1 - |difference| / |expected|, floored at 0."
+    )
     params = {
         "tolerance": Param("float", 0.0, "Largest absolute difference that still passes."),
-        "relative_tolerance": Param("float", 0.0, "Largest difference as a share of the expected number "
-                                                  "(0.05 = 5%)."),
+        "relative_tolerance": Param("float", 0.0, "Largest difference as a share of the expected number (0.05 = 5%)."),
         "value": Param("float", None, "Compare with this number instead of the item's expected output."),
     }
 
     def prepare(self) -> dict[str, str]:
-        errors = {name: "Must not be negative." for name in ("tolerance", "relative_tolerance")
-                  if getattr(self, name) < 0}
+        errors = {
+            name: "Must not be negative." for name in ("tolerance", "relative_tolerance") if getattr(self, name) < 0
+        }
         return errors
 
     def check(self, case: Case) -> Verdict:
@@ -56,8 +58,9 @@ class Numeric(Evaluator):
             within = f" (within {num(allowed)})" if diff else ""
             return Verdict(1.0, True, f"got {num(got)}, expected {num(target)}{within}")
         score = max(0.0, 1.0 - diff / max(abs(target), 1e-9)) if math.isfinite(diff) else 0.0
-        return Verdict(score, False, f"expected {num(target)}, got {num(got)} (off by {num(diff)}; "
-                                     f"allowed {num(allowed)})")
+        return Verdict(
+            score, False, f"expected {num(target)}, got {num(got)} (off by {num(diff)}; allowed {num(allowed)})"
+        )
 
 
 class Similarity(Evaluator):
@@ -65,9 +68,13 @@ class Similarity(Evaluator):
     label = "Text similarity"
     description = "Fuzzy similarity (rapidfuzz, 0 to 1) between the output and the expected output."
     params = {
-        "method": Param("choice", "ratio", "ratio: whole strings; partial_ratio: best matching part; "
-                        "token_sort_ratio: ignores word order; token_set_ratio: ignores order and repeats.",
-                        ("ratio", "partial_ratio", "token_sort_ratio", "token_set_ratio")),
+        "method": Param(
+            "choice",
+            "ratio",
+            "ratio: whole strings; partial_ratio: best matching part; "
+            "token_sort_ratio: ignores word order; token_set_ratio: ignores order and repeats.",
+            ("ratio", "partial_ratio", "token_sort_ratio", "token_set_ratio"),
+        ),
         "threshold": Param("float", 0.8, "Lowest similarity that passes, from 0 to 1."),
         "case_sensitive": Param("bool", False, "Treat 'Paris' and 'paris' as different."),
     }
@@ -87,5 +94,9 @@ class Similarity(Evaluator):
 
         score = getattr(fuzz, self.method)(fold(case.output), fold(case.expected)) / 100
         passed = score >= self.threshold
-        return Verdict(score, passed, f"similarity {score:.2f} ({self.method}) to {show(case.expected)}, "
-                                      f"{'at or above' if passed else 'below'} the threshold {self.threshold:g}")
+        return Verdict(
+            score,
+            passed,
+            f"similarity {score:.2f} ({self.method}) to {show(case.expected)}, "
+            f"{'at or above' if passed else 'below'} the threshold {self.threshold:g}",
+        )

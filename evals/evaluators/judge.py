@@ -83,8 +83,11 @@ def render_messages(messages: list[dict]) -> str:
     for message in messages:
         content = message.get("content")
         if isinstance(content, list):  # content parts: keep the text, name the rest
-            content = "\n".join(part.get("text", "") if part.get("type") == "text" else f"[{part.get('type')}]"
-                                for part in content if isinstance(part, dict))
+            content = "\n".join(
+                part.get("text", "") if part.get("type") == "text" else f"[{part.get('type')}]"
+                for part in content
+                if isinstance(part, dict)
+            )
         lines.append(f"[{message.get('role', 'user')}] {content if content is not None else ''}")
     return "\n".join(lines)
 
@@ -92,8 +95,10 @@ def render_messages(messages: list[dict]) -> str:
 class LlmJudge(Evaluator):
     kind = "llm_judge"
     label = "LLM judge"
-    description = ("A model grades the answer against your rubric and replies with a score from 0 to 1 and "
-                   "a reason. The judge's call goes through the gateway and its cost is recorded.")
+    description = (
+        "A model grades the answer against your rubric and replies with a score from 0 to 1 and "
+        "a reason. The judge's call goes through the gateway and its cost is recorded."
+    )
     params = {
         "rubric": Param("str", None, "What a good answer does, in plain words.", required=True),
         "provider": Param("str", None, "The judge's provider, as configured in the gateway.", required=True),
@@ -110,8 +115,10 @@ class LlmJudge(Evaluator):
         if case.expected:
             parts.append(f"<expected_answer>\n{case.expected}\n</expected_answer>")
         parts.append(f"<answer>\n{case.output or '(empty)'}\n</answer>")
-        return [{"role": "system", "content": JUDGE_SYSTEM.format(rubric=self.rubric)},
-                {"role": "user", "content": "\n\n".join(parts)}]
+        return [
+            {"role": "system", "content": JUDGE_SYSTEM.format(rubric=self.rubric)},
+            {"role": "user", "content": "\n\n".join(parts)},
+        ]
 
     def check(self, case: Case) -> Verdict:
         raise TypeError("llm_judge calls a model; use `await evaluator.evaluate(case, ctx)`.")
@@ -120,8 +127,11 @@ class LlmJudge(Evaluator):
         if failed := model_failed(case):
             return failed
         if ctx is None or ctx.ask is None:
-            return Verdict(0.0, False, "No judge is available here: the LLM judge needs the eval runner's "
-                                       "connection to the gateway.")
+            return Verdict(
+                0.0,
+                False,
+                "No judge is available here: the LLM judge needs the eval runner's connection to the gateway.",
+            )
         reply = await ctx.ask(self.provider, self.model, self.prompt(case), {"temperature": self.temperature})
         spent = {"cost": reply.cost, "request_id": reply.request_id}
         if reply.error:
@@ -132,5 +142,9 @@ class LlmJudge(Evaluator):
             return Verdict(0.0, False, f"The judge's answer could not be read: {show(reply.text, 200)}", **spent)
         score, reason = result
         score = min(1.0, max(0.0, score))
-        return Verdict(score, score >= self.pass_threshold,
-                       f"judge score {score:.2f}: {reason[:500] or '(no reason given)'}", **spent)
+        return Verdict(
+            score,
+            score >= self.pass_threshold,
+            f"judge score {score:.2f}: {reason[:500] or '(no reason given)'}",
+            **spent,
+        )

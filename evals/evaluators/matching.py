@@ -36,8 +36,9 @@ class ExactMatch(Evaluator):
         if not self.case_sensitive:
             steps.append(("case", str.casefold))
         if self.ignore_punctuation:
-            steps.append(("punctuation",
-                          lambda s: "".join(c for c in s if not unicodedata.category(c).startswith("P"))))
+            steps.append(
+                ("punctuation", lambda s: "".join(c for c in s if not unicodedata.category(c).startswith("P")))
+            )
         return steps
 
     def check(self, case: Case) -> Verdict:
@@ -59,8 +60,9 @@ class ExactMatch(Evaluator):
             return Verdict(1.0, True, f"output matches {show(target)} {after}")
         # Naming the normalisations helps when the texts look alike ('Paris' / 'paris.'); otherwise it is noise.
         close = used and fuzz.ratio(got, want) >= 60
-        return Verdict(0.0, False, f"expected {show(target)}, got {show(case.output)}"
-                                   + (f" (differs {after})" if close else ""))
+        return Verdict(
+            0.0, False, f"expected {show(target)}, got {show(case.output)}" + (f" (differs {after})" if close else "")
+        )
 
 
 class Contains(Evaluator):
@@ -74,8 +76,7 @@ class Contains(Evaluator):
     }
 
     def prepare(self) -> dict[str, str]:
-        if self.values is not None and (not self.values
-                                        or not all(isinstance(v, str) and v for v in self.values)):
+        if self.values is not None and (not self.values or not all(isinstance(v, str) and v for v in self.values)):
             return {"values": "Must be a list of non-empty texts."}
         return {}
 
@@ -107,8 +108,9 @@ class Contains(Evaluator):
             return Verdict(0.0, False, f"none of {', '.join(map(show, missing))} found in {show(case.output)}")
         if not missing:
             return Verdict(1.0, True, f"found all {total}: {', '.join(map(show, found))}")
-        return Verdict(len(found) / total, False,
-                       f"found {len(found)} of {total}; missing {', '.join(map(show, missing))}")
+        return Verdict(
+            len(found) / total, False, f"found {len(found)} of {total}; missing {', '.join(map(show, missing))}"
+        )
 
 
 class NotContains(Contains):
@@ -129,8 +131,11 @@ class NotContains(Contains):
         found, missing = result
         if not found:
             return Verdict(1.0, True, f"none of {', '.join(map(show, missing))} appear")
-        return Verdict(len(missing) / (len(found) + len(missing)), False,
-                       f"contains {', '.join(map(show, found))}, which must not appear")
+        return Verdict(
+            len(missing) / (len(found) + len(missing)),
+            False,
+            f"contains {', '.join(map(show, found))}, which must not appear",
+        )
 
 
 class Regex(Evaluator):
@@ -146,8 +151,11 @@ class Regex(Evaluator):
     }
 
     def prepare(self) -> dict[str, str]:
-        flags = ((re.IGNORECASE if self.ignore_case else 0) | (re.MULTILINE if self.multiline else 0)
-                 | (re.DOTALL if self.dotall else 0))
+        flags = (
+            (re.IGNORECASE if self.ignore_case else 0)
+            | (re.MULTILINE if self.multiline else 0)
+            | (re.DOTALL if self.dotall else 0)
+        )
         try:
             self.compiled = re.compile(self.pattern, flags)
         except re.error as exc:

@@ -19,8 +19,11 @@ class Latency(Evaluator):
             return Verdict(0.0, False, "no latency measured for this item")
         if case.latency_ms <= self.max_ms:
             return Verdict(1.0, True, f"took {num(case.latency_ms)} ms, within {num(self.max_ms)} ms")
-        return Verdict(self.max_ms / case.latency_ms, False,
-                       f"took {num(case.latency_ms)} ms, over the {num(self.max_ms)} ms limit")
+        return Verdict(
+            self.max_ms / case.latency_ms,
+            False,
+            f"took {num(case.latency_ms)} ms, over the {num(self.max_ms)} ms limit",
+        )
 
 
 class Cost(Evaluator):
@@ -37,5 +40,4 @@ class Cost(Evaluator):
             return Verdict(0.0, False, "the call is unpriced, so its cost cannot be checked")
         if case.cost <= self.max_usd:
             return Verdict(1.0, True, f"cost ${case.cost:.6g}, within ${self.max_usd:.6g}")
-        return Verdict(self.max_usd / case.cost, False,
-                       f"cost ${case.cost:.6g}, over the ${self.max_usd:.6g} limit")
+        return Verdict(self.max_usd / case.cost, False, f"cost ${case.cost:.6g}, over the ${self.max_usd:.6g} limit")

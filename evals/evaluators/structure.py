@@ -21,8 +21,15 @@ def strip_fence(text: str) -> str:
     return match.group(1).strip() if match else text
 
 
-JSON_KINDS = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-              bool: "a boolean", type(None): "null"}
+JSON_KINDS = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def parse_json(text: str) -> tuple[Any, str]:
@@ -80,7 +87,7 @@ class JsonSchema(ValidJson):
         errors = sorted(self.validator.iter_errors(value), key=lambda e: e.json_path)
         if not errors:
             return Verdict(1.0, True, "matches the schema")
-        listed = "; ".join(f"{e.json_path}: {e.message[:120]}" for e in errors[:self.shown_errors])
+        listed = "; ".join(f"{e.json_path}: {e.message[:120]}" for e in errors[: self.shown_errors])
         more = f" (and {len(errors) - self.shown_errors} more)" if len(errors) > self.shown_errors else ""
         count = f"{len(errors)} schema violation{'s' if len(errors) > 1 else ''}"
         return Verdict(0.0, False, f"{count}: {listed}{more}")

@@ -43,7 +43,12 @@ def test_verdict_clamps_its_score_into_zero_to_one(given, kept):
 def test_verdict_as_dict_is_json_ready():
     verdict = Verdict(0.5, True, "half", cost=0.0012, request_id="req_1")
     assert orjson.loads(orjson.dumps(verdict.as_dict())) == {
-        "score": 0.5, "passed": True, "explanation": "half", "cost": 0.0012, "request_id": "req_1"}
+        "score": 0.5,
+        "passed": True,
+        "explanation": "half",
+        "cost": 0.0012,
+        "request_id": "req_1",
+    }
 
 
 # --- configuration -----------------------------------------------------------------------------------------
@@ -58,8 +63,11 @@ def test_it_names_each_unknown_option():
 
 def test_it_names_each_option_of_the_wrong_type():
     errors = config_errors({"kind": "numeric", "tolerance": "0.1", "relative_tolerance": True, "value": [1]})
-    assert errors == {"relative_tolerance": "Must be a number.", "tolerance": "Must be a number.",
-                      "value": "Must be a number."}
+    assert errors == {
+        "relative_tolerance": "Must be a number.",
+        "tolerance": "Must be a number.",
+        "value": "Must be a number.",
+    }
     assert config_errors({"kind": "exact_match", "strip": "yes"}) == {"strip": "Must be true or false."}
     assert config_errors({"kind": "contains", "values": "Paris"}) == {"values": "Must be a list."}
     assert config_errors({"kind": "json_schema", "schema": "[]"}) == {"schema": "Must be an object."}
@@ -73,8 +81,10 @@ def test_a_choice_outside_the_list_names_the_choices():
 
 def test_it_names_each_missing_required_option():
     assert config_errors({"kind": "llm_judge", "rubric": ""}) == {
-        "model": "This field is required.", "provider": "This field is required.",
-        "rubric": "This field is required."}
+        "model": "This field is required.",
+        "provider": "This field is required.",
+        "rubric": "This field is required.",
+    }
     assert config_errors({"kind": "latency"}) == {"max_ms": "This field is required."}
     assert config_errors({"kind": "cost", "max_usd": None}) == {"max_usd": "This field is required."}
 
@@ -82,8 +92,10 @@ def test_it_names_each_missing_required_option():
 def test_config_error_message_names_every_field():
     with pytest.raises(ConfigError) as caught:
         build({"kind": "regex", "pattern": "a", "ignore_case": "no", "colour": "red"})
-    assert str(caught.value) == ("colour: Unknown option for regex. Valid options: pattern, ignore_case, "
-                                 "multiline, dotall, full_match.; ignore_case: Must be true or false.")
+    assert str(caught.value) == (
+        "colour: Unknown option for regex. Valid options: pattern, ignore_case, "
+        "multiline, dotall, full_match.; ignore_case: Must be true or false."
+    )
 
 
 def test_cleaned_values_become_attributes_and_config():
@@ -104,6 +116,7 @@ def test_param_rejects_an_unknown_type_and_choices_without_a_choice_type():
 
 def test_a_param_cannot_shadow_an_evaluator_attribute():
     with pytest.raises(TypeError, match=r"params named like Evaluator attributes: \['check', 'name'\]"):
+
         class Clumsy(Evaluator):
             params = {"check": Param("bool", True), "name": Param("str", ""), "fine": Param("int", 1)}
 
@@ -112,12 +125,24 @@ def test_a_param_cannot_shadow_an_evaluator_attribute():
 
 
 def test_every_built_in_evaluator_is_registered():
-    assert set(EVALUATORS) == {"exact_match", "contains", "not_contains", "regex", "valid_json", "json_schema",
-                               "numeric", "similarity", "llm_judge", "latency", "cost"}
+    assert set(EVALUATORS) == {
+        "exact_match",
+        "contains",
+        "not_contains",
+        "regex",
+        "valid_json",
+        "json_schema",
+        "numeric",
+        "similarity",
+        "llm_judge",
+        "latency",
+        "cost",
+    }
 
 
 def test_a_new_subclass_registers_itself_and_build_finds_it():
     try:
+
         class WordCount(Evaluator):
             kind = "test_word_count"
             label = "Word count"
@@ -139,8 +164,10 @@ def test_a_new_subclass_registers_itself_and_build_finds_it():
 
 def test_a_subclass_cannot_take_a_kind_already_registered():
     with pytest.raises(TypeError, match="already registered by ExactMatch"):
+
         class Impostor(Evaluator):
             kind = "exact_match"
+
     assert EVALUATORS["exact_match"].__name__ == "ExactMatch"
 
 
@@ -163,8 +190,14 @@ def test_build_names_the_evaluator_after_the_spec_or_its_kind():
 
 def test_build_all_keys_errors_by_position_and_field():
     with pytest.raises(ConfigError) as caught:
-        build_all([{"kind": "valid_json"}, {"kind": "nope"}, {"kind": "regex", "pattern": "("},
-                   {"kind": "numeric", "tolerance": "x"}])
+        build_all(
+            [
+                {"kind": "valid_json"},
+                {"kind": "nope"},
+                {"kind": "regex", "pattern": "("},
+                {"kind": "numeric", "tolerance": "x"},
+            ]
+        )
     errors = caught.value.errors
     assert set(errors) == {"1.kind", "2.pattern", "3.tolerance"}
     assert "missing ), unterminated subpattern" in errors["2.pattern"]
@@ -174,14 +207,23 @@ def test_build_all_rejects_duplicate_names():
     with pytest.raises(ConfigError) as caught:
         build_all([{"kind": "contains"}, {"kind": "contains", "values": ["x"]}])
     assert caught.value.errors == {
-        "1.name": "Another evaluator is already named 'contains'; give each one a distinct name."}
+        "1.name": "Another evaluator is already named 'contains'; give each one a distinct name."
+    }
 
 
 def test_build_all_returns_the_evaluators_in_order():
-    built = build_all([{"kind": "contains"}, {"kind": "contains", "name": "mentions x", "values": ["x"]},
-                       {"kind": "latency", "max_ms": 500}])
-    assert [(e.kind, e.name) for e in built] == [("contains", "contains"), ("contains", "mentions x"),
-                                                 ("latency", "latency")]
+    built = build_all(
+        [
+            {"kind": "contains"},
+            {"kind": "contains", "name": "mentions x", "values": ["x"]},
+            {"kind": "latency", "max_ms": 500},
+        ]
+    )
+    assert [(e.kind, e.name) for e in built] == [
+        ("contains", "contains"),
+        ("contains", "mentions x"),
+        ("latency", "latency"),
+    ]
     with pytest.raises(ConfigError) as caught:
         build_all({"kind": "contains"})
     assert list(caught.value.errors) == ["evaluators"]
@@ -192,19 +234,33 @@ def test_catalogue_describes_every_evaluator_and_its_params():
     assert set(entries) == set(EVALUATORS)
     regex = entries["regex"]
     assert regex["label"] == "Regular expression" and regex["description"]
-    assert regex["params"]["pattern"] == {"type": "str", "default": None, "help": "The regular expression.",
-                                          "choices": None, "required": True}
+    assert regex["params"]["pattern"] == {
+        "type": "str",
+        "default": None,
+        "help": "The regular expression.",
+        "choices": None,
+        "required": True,
+    }
     assert entries["similarity"]["params"]["method"]["choices"] == [
-        "ratio", "partial_ratio", "token_sort_ratio", "token_set_ratio"]
+        "ratio",
+        "partial_ratio",
+        "token_sort_ratio",
+        "token_set_ratio",
+    ]
     assert all(entry["params"] and all(p["help"] for p in entry["params"].values()) for entry in entries.values())
 
 
 # --- a failed model call -----------------------------------------------------------------------------------
 
 ANSWER_EVALUATORS = [
-    {"kind": "exact_match"}, {"kind": "contains"}, {"kind": "not_contains", "values": ["x"]},
-    {"kind": "regex", "pattern": ".*"}, {"kind": "valid_json"}, {"kind": "json_schema", "schema": {}},
-    {"kind": "numeric", "value": 0}, {"kind": "similarity"},
+    {"kind": "exact_match"},
+    {"kind": "contains"},
+    {"kind": "not_contains", "values": ["x"]},
+    {"kind": "regex", "pattern": ".*"},
+    {"kind": "valid_json"},
+    {"kind": "json_schema", "schema": {}},
+    {"kind": "numeric", "value": 0},
+    {"kind": "similarity"},
     {"kind": "llm_judge", "rubric": "r", "provider": "p", "model": "m"},
 ]
 
@@ -256,15 +312,16 @@ def test_exact_match_can_be_case_sensitive():
 
 def test_exact_match_collapses_inner_whitespace_unless_told_not_to():
     assert run({"kind": "exact_match"}, "New \t York", expected="New York").passed is True
-    assert run({"kind": "exact_match", "collapse_whitespace": False}, "New  York",
-               expected="New York").passed is False
+    assert run({"kind": "exact_match", "collapse_whitespace": False}, "New  York", expected="New York").passed is False
 
 
 def test_exact_match_applies_nfkc_to_fullwidth_text():
     verdict = run({"kind": "exact_match"}, "ｆｕｌｌｗｉｄｔｈ", expected="fullwidth")
     assert verdict.passed is True and "Unicode" in verdict.explanation
-    assert run({"kind": "exact_match", "unicode_normalize": False}, "ｆｕｌｌｗｉｄｔｈ",
-               expected="fullwidth").passed is False
+    assert (
+        run({"kind": "exact_match", "unicode_normalize": False}, "ｆｕｌｌｗｉｄｔｈ", expected="fullwidth").passed
+        is False
+    )
 
 
 def test_exact_match_keeps_accents_but_unifies_their_encodings():
@@ -342,8 +399,7 @@ def test_contains_without_values_or_expected_output_fails_and_says_why():
 
 @pytest.mark.parametrize("values", [[], ["ok", ""], ["ok", 3]])
 def test_contains_values_must_be_non_empty_texts(values):
-    assert config_errors({"kind": "contains", "values": values}) == {
-        "values": "Must be a list of non-empty texts."}
+    assert config_errors({"kind": "contains", "values": values}) == {"values": "Must be a list of non-empty texts."}
 
 
 def test_not_contains_passes_when_nothing_forbidden_appears():
@@ -399,7 +455,8 @@ def test_regex_matches_unicode_text():
 
 def test_an_invalid_regex_is_a_config_error_naming_the_problem():
     assert config_errors({"kind": "regex", "pattern": "(unclosed"}) == {
-        "pattern": "Not a valid regular expression: missing ), unterminated subpattern at position 0."}
+        "pattern": "Not a valid regular expression: missing ), unterminated subpattern at position 0."
+    }
     assert config_errors({"kind": "regex"}) == {"pattern": "This field is required."}
 
 
@@ -438,9 +495,15 @@ def test_valid_json_fails_an_empty_output():
 
 # --- json_schema -------------------------------------------------------------------------------------------
 
-PERSON = {"type": "object", "required": ["name", "age"],
-          "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0},
-                         "tags": {"type": "array", "items": {"type": "string"}}}}
+PERSON = {
+    "type": "object",
+    "required": ["name", "age"],
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+}
 
 
 def test_json_schema_passes_a_conforming_fenced_document():
@@ -451,8 +514,10 @@ def test_json_schema_passes_a_conforming_fenced_document():
 def test_json_schema_lists_violations_with_their_paths():
     verdict = run({"kind": "json_schema", "schema": PERSON}, '{"name": 5, "tags": ["a", 2]}')
     assert (verdict.score, verdict.passed) == (0.0, False)
-    assert verdict.explanation == ("3 schema violations: $: 'age' is a required property; "
-                                   "$.name: 5 is not of type 'string'; $.tags[1]: 2 is not of type 'string'")
+    assert verdict.explanation == (
+        "3 schema violations: $: 'age' is a required property; "
+        "$.name: 5 is not of type 'string'; $.tags[1]: 2 is not of type 'string'"
+    )
 
 
 def test_json_schema_shows_at_most_three_violations():
@@ -478,15 +543,18 @@ def test_an_invalid_schema_is_a_config_error():
 # --- numeric -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output, number", [
-    ("The total is 1,234.5 dollars", 1234.5),
-    ("It dropped to -3 degrees", -3),
-    ("about 1e3", 1000),
-    ("\u22127.5", -7.5),  # Unicode minus sign
-    ("１２３", 123),  # full-width digits
-    ("roughly .25 of it", 0.25),
-    ("2024-05-01", 2024),
-])
+@pytest.mark.parametrize(
+    "output, number",
+    [
+        ("The total is 1,234.5 dollars", 1234.5),
+        ("It dropped to -3 degrees", -3),
+        ("about 1e3", 1000),
+        ("\u22127.5", -7.5),  # Unicode minus sign
+        ("１２３", 123),  # full-width digits
+        ("roughly .25 of it", 0.25),
+        ("2024-05-01", 2024),
+    ],
+)
 def test_numeric_reads_the_first_number_in_the_output(output, number):
     assert run({"kind": "numeric", "value": number}, output).passed is True
     assert run({"kind": "numeric", "value": number + 1}, output).passed is False
@@ -517,8 +585,7 @@ def test_numeric_without_a_number_fails_and_says_why():
     assert (verdict.score, verdict.passed) == (0.0, False)
     assert verdict.explanation == "no number in the output 'forty-two'"
     assert run({"kind": "numeric"}, "", expected="42").passed is False
-    assert run({"kind": "numeric"}, "42", expected="n/a").explanation == (
-        "the expected output 'n/a' holds no number")
+    assert run({"kind": "numeric"}, "42", expected="n/a").explanation == ("the expected output 'n/a' holds no number")
     assert "no expected output" in run({"kind": "numeric"}, "42").explanation
 
 
@@ -566,8 +633,12 @@ def test_similarity_without_expected_output_fails():
 
 # --- llm_judge ---------------------------------------------------------------------------------------------
 
-JUDGE = {"kind": "llm_judge", "rubric": "The answer names the capital of France.", "provider": "openai",
-         "model": "gpt-judge"}
+JUDGE = {
+    "kind": "llm_judge",
+    "rubric": "The answer names the capital of France.",
+    "provider": "openai",
+    "model": "gpt-judge",
+}
 
 
 def judged(*replies: JudgeReply, spec: dict | None = None, **case_fields) -> tuple[Verdict, list[tuple]]:
@@ -596,8 +667,15 @@ def test_the_judge_is_asked_with_the_rubric_conversation_expected_output_and_ans
 
 
 def test_the_judge_prompt_keeps_text_parts_and_leaves_out_a_missing_expected_output():
-    parts = [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                          {"type": "image_url", "image_url": {"url": "data:..."}}]}]
+    parts = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:..."}},
+            ],
+        }
+    ]
     _, calls = judged(JudgeReply('{"score": 1}'), messages=parts, output="")
     user = calls[0][2][1]["content"]
     assert "What is this?\n[image_url]" in user and "data:" not in user
@@ -619,9 +697,18 @@ def test_a_judge_json_reply_inside_code_fences_or_prose_is_read():
     assert nested.score == 1.0
 
 
-@pytest.mark.parametrize("score, expected", [
-    ("0.7", 0.7), ("4/5", 0.8), ("7/10", 0.7), ("80%", 0.8), (7, 0.7), (1, 1.0), (0, 0.0),
-])
+@pytest.mark.parametrize(
+    "score, expected",
+    [
+        ("0.7", 0.7),
+        ("4/5", 0.8),
+        ("7/10", 0.7),
+        ("80%", 0.8),
+        (7, 0.7),
+        (1, 1.0),
+        (0, 0.0),
+    ],
+)
 def test_judge_scores_in_other_forms_are_normalised(score, expected):
     verdict, _ = judged(JudgeReply(orjson.dumps({"score": score, "reason": "r"}).decode()))
     assert verdict.score == pytest.approx(expected)
@@ -634,13 +721,16 @@ def test_out_of_range_judge_scores_are_clamped(score, expected):
     assert verdict.passed is (expected >= 0.5)
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("Score: 4/5\nThe answer is right but terse.", 0.8),
-    ("**Score:** 0.65.", 0.65),
-    ("score = 9/10", 0.9),
-    ("Verdict: PASS", 1.0),
-    ("FAIL - wrong city", 0.0),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Score: 4/5\nThe answer is right but terse.", 0.8),
+        ("**Score:** 0.65.", 0.65),
+        ("score = 9/10", 0.9),
+        ("Verdict: PASS", 1.0),
+        ("FAIL - wrong city", 0.0),
+    ],
+)
 def test_judge_replies_without_json_fall_back_to_a_score_line_or_pass_fail(reply, expected):
     verdict, _ = judged(JudgeReply(reply))
     assert verdict.score == pytest.approx(expected)
@@ -654,9 +744,16 @@ def test_the_pass_threshold_decides_passing():
     assert config_errors({**JUDGE, "pass_threshold": 2}) == {"pass_threshold": "Must be between 0 and 1."}
 
 
-@pytest.mark.parametrize("reply", [
-    "I think it is fine.", "PASS or FAIL, hard to say", '{"score": "high"}', '{"score": true}', "{not json",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I think it is fine.",
+        "PASS or FAIL, hard to say",
+        '{"score": "high"}',
+        '{"score": true}',
+        "{not json",
+    ],
+)
 def test_an_unreadable_judge_reply_fails_and_quotes_it(reply):
     verdict, _ = judged(JudgeReply(reply, cost=0.001, request_id="req_2"))
     assert (verdict.score, verdict.passed) == (0.0, False)

@@ -39,8 +39,15 @@ def make_dataset(org, name="capitals", items=CAPITALS) -> Dataset:
 
 def queued_run(dataset, name="") -> EvalRun:
     """A run left queued (no worker takes it), as a run waiting for a busy worker looks."""
-    return services.run_create(actor=SYSTEM, org=dataset.org, dataset_version=dataset.latest, name=name,
-                               targets=[{"model": "gpt-4o"}], evaluators=[{"kind": "exact_match"}], queue=False)
+    return services.run_create(
+        actor=SYSTEM,
+        org=dataset.org,
+        dataset_version=dataset.latest,
+        name=name,
+        targets=[{"model": "gpt-4o"}],
+        evaluators=[{"kind": "exact_match"}],
+        queue=False,
+    )
 
 
 def upload(name: str, text: str) -> SimpleUploadedFile:
@@ -101,8 +108,11 @@ def test_the_index_lists_the_chosen_orgs_datasets_and_runs_only(world, capitals)
 def test_creating_a_dataset_from_the_index_with_a_csv_file(world, member):
     assert 'data-testid="dataset-create"' in text_of(member.get(EVALS, {"org": "own-org"}))
     table = "input,expected,tags\nCapital of Kenya?,Nairobi,africa\nCapital of Chile?,Santiago,\n"
-    page = member.post(f"{EVALS}datasets/?org=own-org", {"name": "more capitals", "description": "by CSV",
-                                                         "file": upload("capitals.csv", table)}, follow=True)
+    page = member.post(
+        f"{EVALS}datasets/?org=own-org",
+        {"name": "more capitals", "description": "by CSV", "file": upload("capitals.csv", table)},
+        follow=True,
+    )
     dataset = Dataset.objects.get(org=world.own.org, name="more capitals")
     assert page.redirect_chain[-1][0] == f"{EVALS}datasets/{dataset.pk}/"
     assert "Dataset more capitals created with 2 item(s)." in text_of(page)
@@ -112,8 +122,11 @@ def test_creating_a_dataset_from_the_index_with_a_csv_file(world, member):
 
 def test_a_bad_file_on_the_index_imports_nothing_and_names_the_lines(world, member):
     table = "input,expected\nCapital of Kenya?,Nairobi\n,no input\nCapital of Chile?,Santiago,extra\n"
-    page = text_of(member.post(f"{EVALS}datasets/?org=own-org", {"name": "broken", "file": upload("broken.csv", table)},
-                               follow=True))
+    page = text_of(
+        member.post(
+            f"{EVALS}datasets/?org=own-org", {"name": "broken", "file": upload("broken.csv", table)}, follow=True
+        )
+    )
     assert "Nothing was imported." in page and "line 3:" in page and "line 4: the row has 3 cells" in page
     assert not Dataset.objects.filter(name="broken").exists()
 
@@ -126,7 +139,9 @@ def test_a_viewer_cannot_create_a_dataset_from_the_index(world):
 
 
 def test_the_dataset_page_shows_versions_and_items(world, member, capitals):
-    services.items_add(actor=SYSTEM, dataset=capitals, items=[clean_item({"input": "Capital of Japan?", "expected": "Tokyo"})])
+    services.items_add(
+        actor=SYSTEM, dataset=capitals, items=[clean_item({"input": "Capital of Japan?", "expected": "Tokyo"})]
+    )
     page = text_of(member.get(f"{EVALS}datasets/{capitals.pk}/"))
     assert "<h2>Items of v2</h2>" in page and "Capital of Japan?" in page and "Tokyo" in page
     assert 'href="?version=1"' in page and "Added 1 item" in page
@@ -134,26 +149,31 @@ def test_the_dataset_page_shows_versions_and_items(world, member, capitals):
     assert "<h2>Items of v1</h2>" in first and "Tokyo" not in first and "Lima" in first
     assert "export_format=jsonl" in page and 'data-testid="import"' in page
     assert member.get(f"{EVALS}datasets/{capitals.pk}/", {"version": 7}).status_code == 404
-    assert 'data-testid="import"' not in text_of(browser(world.own.users["viewer"]).get(f"{EVALS}datasets/{capitals.pk}/"))
+    assert 'data-testid="import"' not in text_of(
+        browser(world.own.users["viewer"]).get(f"{EVALS}datasets/{capitals.pk}/")
+    )
     assert browser(world.other.users["owner"]).get(f"{EVALS}datasets/{capitals.pk}/").status_code == 404
 
 
 def test_importing_a_file_on_the_dataset_page_makes_a_new_version(member, capitals):
     jsonl = '{"input": "Capital of Japan?", "expected": "Tokyo"}\n'
-    page = member.post(f"{EVALS}datasets/{capitals.pk}/change/", {"file": upload("japan.jsonl", jsonl), "mode": "append"},
-                       follow=True)
+    page = member.post(
+        f"{EVALS}datasets/{capitals.pk}/change/", {"file": upload("japan.jsonl", jsonl), "mode": "append"}, follow=True
+    )
     assert "Version 2: 3 item(s)." in text_of(page)
     assert [i.expected for i in capitals.latest.items.all()] == ["Paris", "Lima", "Tokyo"]
-    page = member.post(f"{EVALS}datasets/{capitals.pk}/change/", {"file": upload("japan.jsonl", jsonl), "mode": "replace"},
-                       follow=True)
+    page = member.post(
+        f"{EVALS}datasets/{capitals.pk}/change/", {"file": upload("japan.jsonl", jsonl), "mode": "replace"}, follow=True
+    )
     assert "Version 3: 1 item(s)." in text_of(page)
     bad = member.post(f"{EVALS}datasets/{capitals.pk}/change/", {"file": upload("bad.jsonl", "{oops\n")}, follow=True)
     assert "Nothing was imported. line 1: not valid JSON" in text_of(bad) and capitals.versions.count() == 3
 
 
 def test_adding_one_item_with_the_small_form(world, member, capitals):
-    page = member.post(f"{EVALS}datasets/{capitals.pk}/change/", {"input": "Capital of Chad?", "expected": "N'Djamena"},
-                       follow=True)
+    page = member.post(
+        f"{EVALS}datasets/{capitals.pk}/change/", {"input": "Capital of Chad?", "expected": "N'Djamena"}, follow=True
+    )
     assert "Version 2: 3 item(s)." in text_of(page)
     added = capitals.latest.items.last()
     assert (added.messages, added.expected) == ([{"role": "user", "content": "Capital of Chad?"}], "N'Djamena")
@@ -179,10 +199,17 @@ def test_the_new_run_form_offers_the_evaluators_that_need_no_settings(member, ca
 def test_queueing_a_run_from_the_form_returns_at_once_and_the_run_finishes_in_the_background(member, gatewayed, fake):
     fake.defaults["delay_ms"] = 500  # two calls one after the other: a POST that ran them would take a second
     started = time.monotonic()
-    page = member.post(f"{EVALS}runs/new/?org=own-org", {
-        "dataset_version": gatewayed.latest.pk, "name": "mini on capitals", "concurrency": "1",
-        "t0-model": "gpt-4o-mini", "evaluator": ["exact_match"],
-    }, follow=True)
+    page = member.post(
+        f"{EVALS}runs/new/?org=own-org",
+        {
+            "dataset_version": gatewayed.latest.pk,
+            "name": "mini on capitals",
+            "concurrency": "1",
+            "t0-model": "gpt-4o-mini",
+            "evaluator": ["exact_match"],
+        },
+        follow=True,
+    )
     took = time.monotonic() - started
     run = EvalRun.objects.get(name="mini on capitals")
     assert page.redirect_chain[-1][0] == f"{EVALS}runs/{run.pk}/"
@@ -193,21 +220,28 @@ def test_queueing_a_run_from_the_form_returns_at_once_and_the_run_finishes_in_th
 
     finished(run.pk)
     html = text_of(member.get(f"{EVALS}runs/{run.pk}/"))
-    assert '<span class="status ok" data-testid="status">Completed</span>' in html and '<span data-testid="counts">2 / 2</span>' in html
+    assert (
+        '<span class="status ok" data-testid="status">Completed</span>' in html
+        and '<span data-testid="counts">2 / 2</span>' in html
+    )
     assert "0. openai/gpt-4o-mini" in html and "exact_match: 0.50 · 50%" in html
     assert "Paris" in html and "Bogotá" in html and 'data-testid="cancel"' not in html
 
 
 def test_a_run_without_targets_is_shown_again_with_the_error(member, capitals):
-    page = member.post(f"{EVALS}runs/new/?org=own-org", {"dataset_version": capitals.latest.pk, "name": "nothing",
-                                                         "evaluator": ["exact_match"]})
+    page = member.post(
+        f"{EVALS}runs/new/?org=own-org",
+        {"dataset_version": capitals.latest.pk, "name": "nothing", "evaluator": ["exact_match"]},
+    )
     assert page.status_code == 400
     assert 'data-testid="errors"' in text_of(page) and "targets: Give at least one target." in text_of(page)
     assert 'value="nothing"' in text_of(page) and not EvalRun.objects.exists()
 
 
 def test_hand_made_form_values_get_an_answer_not_a_server_error(member, capitals):
-    page = member.post(f"{EVALS}runs/new/?org=own-org", {"dataset_version": "v1", "concurrency": "lots", "t0-model": "gpt-4o"})
+    page = member.post(
+        f"{EVALS}runs/new/?org=own-org", {"dataset_version": "v1", "concurrency": "lots", "t0-model": "gpt-4o"}
+    )
     assert page.status_code == 400 and "Pick a dataset version." in text_of(page)
     assert member.post(f"{EVALS}datasets/from-records/", {"dataset": "capitals", "record": "x"}).status_code == 404
     page = member.post(f"{EVALS}datasets/from-records/", {"dataset": capitals.pk, "record": "not-a-uuid"}, follow=True)
@@ -248,8 +282,13 @@ def test_a_target_whose_calls_have_no_price_shows_unpriced_not_zero(member, capi
 
 
 def test_the_compare_page_counts_regressions_and_improvements(member, gatewayed):
-    run = services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
-                              targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])
+    run = services.run_create(
+        actor=SYSTEM,
+        org=gatewayed.org,
+        dataset_version=gatewayed.latest,
+        targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}],
+        evaluators=[{"kind": "exact_match"}],
+    )
     finished(run.pk)
     assert f'href="{EVALS}compare/?a={run.pk}:0&amp;b={run.pk}:1"' in text_of(member.get(f"{EVALS}runs/{run.pk}/"))
     page = text_of(member.get(f"{EVALS}compare/", {"a": f"{run.pk}:0", "b": f"{run.pk}:1"}))
@@ -263,8 +302,15 @@ def test_the_compare_page_counts_regressions_and_improvements(member, gatewayed)
 
 def test_two_runs_compare_item_by_item(member, gatewayed):
     def run_on(model):
-        return finished(services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
-                                            targets=[{"model": model}], evaluators=[{"kind": "exact_match"}]).pk)
+        return finished(
+            services.run_create(
+                actor=SYSTEM,
+                org=gatewayed.org,
+                dataset_version=gatewayed.latest,
+                targets=[{"model": model}],
+                evaluators=[{"kind": "exact_match"}],
+            ).pk
+        )
 
     before, after = run_on("gpt-4o"), run_on("gpt-4o-mini")
     assert 'data-testid="compare-runs"' in text_of(member.get(f"{EVALS}runs/{after.pk}/"))
@@ -281,7 +327,9 @@ def gateway_calls(gateway, plaintext) -> list[str]:
     ids = []
     for country, stream in (("France", False), ("Peru", True)):
         with client.chat.completions.with_streaming_response.create(
-            model="gpt-4o", stream=stream, messages=[{"role": "user", "content": f"Capital of {country}?"}],
+            model="gpt-4o",
+            stream=stream,
+            messages=[{"role": "user", "content": f"Capital of {country}?"}],
         ) as response:
             response.read()
             ids.append(response.headers["x-ingate-request-id"])
@@ -297,8 +345,12 @@ def test_logged_requests_with_full_bodies_become_dataset_items(world, member, re
     plain, streamed_id = gateway_calls(recording, world.own.plaintext)
     logs = text_of(member.get("/ingate/logs/", {"org": "own-org"}))
     assert 'data-testid="add-to-dataset"' in logs and f'name="record" value="{plain}"' in logs
-    page = member.post(f"{EVALS}datasets/from-records/", {"dataset": gatewayed.pk, "record": [plain, streamed_id]},
-                       HTTP_REFERER="/ingate/logs/?org=own-org", follow=True)
+    page = member.post(
+        f"{EVALS}datasets/from-records/",
+        {"dataset": gatewayed.pk, "record": [plain, streamed_id]},
+        HTTP_REFERER="/ingate/logs/?org=own-org",
+        follow=True,
+    )
     assert page.redirect_chain[-1][0] == f"{EVALS}datasets/{gatewayed.pk}/"
     assert "Added 2 record(s) to capitals (version 2)." in text_of(page)
     france, peru = list(gatewayed.latest.items.all())[2:]
@@ -309,15 +361,29 @@ def test_logged_requests_with_full_bodies_become_dataset_items(world, member, re
 
 def test_adding_requests_whose_bodies_were_not_kept_says_so_and_adds_nothing(world, member, recording, gatewayed):
     plain, _ = gateway_calls(recording, world.own.plaintext)  # the default body mode keeps metadata only
-    page = text_of(member.post(f"{EVALS}datasets/from-records/", {"dataset": gatewayed.pk, "record": [plain]},
-                               HTTP_REFERER="/ingate/logs/?org=own-org", follow=True))
+    page = text_of(
+        member.post(
+            f"{EVALS}datasets/from-records/",
+            {"dataset": gatewayed.pk, "record": [plain]},
+            HTTP_REFERER="/ingate/logs/?org=own-org",
+            follow=True,
+        )
+    )
     assert f"Record {plain} has no stored request body" in page
     assert gatewayed.versions.count() == 1
-    nothing = text_of(member.post(f"{EVALS}datasets/from-records/", {"dataset": gatewayed.pk},
-                                  HTTP_REFERER="/ingate/logs/?org=own-org", follow=True))
+    nothing = text_of(
+        member.post(
+            f"{EVALS}datasets/from-records/",
+            {"dataset": gatewayed.pk},
+            HTTP_REFERER="/ingate/logs/?org=own-org",
+            follow=True,
+        )
+    )
     assert "Tick the records to add first." in nothing
     viewer = browser(world.own.users["viewer"])
-    assert viewer.post(f"{EVALS}datasets/from-records/", {"dataset": gatewayed.pk, "record": [plain]}).status_code == 403
+    assert (
+        viewer.post(f"{EVALS}datasets/from-records/", {"dataset": gatewayed.pk, "record": [plain]}).status_code == 403
+    )
 
 
 # --- the playground -----------------------------------------------------------------------------------
@@ -344,8 +410,9 @@ def test_a_playground_column_streams_the_answer_then_tokens_and_cost(world, memb
     fake.answers = lambda model, text: "Paris is the capital of France" if model == "gpt-4o" else None
     fake.defaults["x-fake-chunks"] = 3
     fake.defaults["x-fake-chunk-delay-ms"] = 20  # so the chunks arrive apart, as separate deltas
-    reply = stream_column(member, org="own-org", model="gpt-4o", provider="", system="One sentence.",
-                          user="Capital of France?")
+    reply = stream_column(
+        member, org="own-org", model="gpt-4o", provider="", system="One sentence.", user="Capital of France?"
+    )
     assert reply.status_code == 200 and reply["Content-Type"] == "text/event-stream"
     events = events_of(reply)
     *deltas, done = events
@@ -353,20 +420,37 @@ def test_a_playground_column_streams_the_answer_then_tokens_and_cost(world, memb
     assert done["done"] is True and done["error"] == "" and done["output_tokens"] == 6 and done["cost"] > 0
     assert done["input_tokens"] > 0 and done["request_id"]
     sent = fake.last_request.json()
-    assert sent["messages"] == [{"role": "system", "content": "One sentence."}, {"role": "user", "content": "Capital of France?"}]
+    assert sent["messages"] == [
+        {"role": "system", "content": "One sentence."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
     assert sent["stream"] is True
 
 
 def test_a_playground_prompt_version_is_rendered_then_followed_by_the_user_message(world, member, recording, fake):
     prompt = prompts.prompt_create(actor=SYSTEM, org=world.own.org, namespace="geo", name="capital")
-    version = prompts.version_create(actor=SYSTEM, prompt=prompt, model="gpt-4o", parameters={"temperature": 0.3},
-                                     messages=[{"role": "system", "content": "Answer about {{country}}."}])
-    reply = stream_column(member, org="own-org", model="gpt-4o", prompt_version=version.pk,
-                          variables={"country": "Chile"}, user="Its capital?")
+    version = prompts.version_create(
+        actor=SYSTEM,
+        prompt=prompt,
+        model="gpt-4o",
+        parameters={"temperature": 0.3},
+        messages=[{"role": "system", "content": "Answer about {{country}}."}],
+    )
+    reply = stream_column(
+        member,
+        org="own-org",
+        model="gpt-4o",
+        prompt_version=version.pk,
+        variables={"country": "Chile"},
+        user="Its capital?",
+    )
     done = events_of(reply)[-1]
     assert done["error"] == ""
     sent = fake.last_request.json()
-    assert sent["messages"] == [{"role": "system", "content": "Answer about Chile."}, {"role": "user", "content": "Its capital?"}]
+    assert sent["messages"] == [
+        {"role": "system", "content": "Answer about Chile."},
+        {"role": "user", "content": "Its capital?"},
+    ]
     assert sent["temperature"] == 0.3  # the version's parameters
     record = wait_for_record(done["request_id"])
     assert (record.prompt_version_id, record.client, record.user_id) == (version.pk, "ingate-playground", "own-member")
@@ -397,20 +481,40 @@ def save(client, **body):
 
 
 def test_saving_from_the_playground_adds_an_item_or_a_prompt_version(world, member, capitals):
-    item = save(member, kind="item", org="own-org", dataset=capitals.pk, system="Be brief.", user="Capital of Chad?",
-                expected="N'Djamena")
+    item = save(
+        member,
+        kind="item",
+        org="own-org",
+        dataset=capitals.pk,
+        system="Be brief.",
+        user="Capital of Chad?",
+        expected="N'Djamena",
+    )
     assert item.status_code == 200 and item.json() == {"saved": "Added to capitals (version 2)."}
     added = capitals.latest.items.last()
-    assert added.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of Chad?"}]
+    assert added.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of Chad?"},
+    ]
     assert added.expected == "N'Djamena"
 
     prompt = prompts.prompt_create(actor=SYSTEM, org=world.own.org, namespace="geo", name="capital")
-    version = save(member, kind="prompt", org="own-org", prompt=prompt.pk, user="Capital of {{country}}?",
-                   model="gpt-4o", parameters={"temperature": 0})
+    version = save(
+        member,
+        kind="prompt",
+        org="own-org",
+        prompt=prompt.pk,
+        user="Capital of {{country}}?",
+        model="gpt-4o",
+        parameters={"temperature": 0},
+    )
     assert version.status_code == 200 and version.json() == {"saved": "Saved as geo/capital version 1."}
     saved = prompt.versions.get()
-    assert (saved.messages, saved.model, saved.parameters) == ([{"role": "user", "content": "Capital of {{country}}?"}],
-                                                              "gpt-4o", {"temperature": 0})
+    assert (saved.messages, saved.model, saved.parameters) == (
+        [{"role": "user", "content": "Capital of {{country}}?"}],
+        "gpt-4o",
+        {"temperature": 0},
+    )
 
     unknown = save(member, kind="other", org="own-org", user="hi")
     assert unknown.status_code == 400 and unknown.json()["error"] == "kind is item or prompt."
@@ -427,8 +531,13 @@ def test_long_runs_and_comparisons_are_shown_a_page_at_a_time(member, gatewayed,
     from evals import views
 
     monkeypatch.setattr(views, "RESULTS_PER_PAGE", 1)
-    run = services.run_create(actor=SYSTEM, org=gatewayed.org, dataset_version=gatewayed.latest,
-                              targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])
+    run = services.run_create(
+        actor=SYSTEM,
+        org=gatewayed.org,
+        dataset_version=gatewayed.latest,
+        targets=[{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}],
+        evaluators=[{"kind": "exact_match"}],
+    )
     finished(run.pk)
     first, second = (text_of(member.get(f"{EVALS}runs/{run.pk}/", {"page": n})) for n in (1, 2))
     assert "Page 1 of 2" in first and "France" in first and "Peru" not in first

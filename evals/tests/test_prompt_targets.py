@@ -26,28 +26,55 @@ def member(client_for, world):
 @pytest.fixture
 def greeter(world):
     """support/greeter: a system prompt alone, v1 and v2 (ids unlike their numbers), in the own org."""
-    prompts.version_create(actor=SYSTEM, prompt=prompts.prompt_create(actor=SYSTEM, org=world.own.org, namespace="x",
-                                                                      name="y"), messages=[{"role": "user", "content": "."}])
+    prompts.version_create(
+        actor=SYSTEM,
+        prompt=prompts.prompt_create(actor=SYSTEM, org=world.own.org, namespace="x", name="y"),
+        messages=[{"role": "user", "content": "."}],
+    )
     prompt = prompts.prompt_create(actor=SYSTEM, org=world.own.org, namespace="support", name="greeter")
-    return [prompts.version_create(actor=SYSTEM, prompt=prompt, model="claude-3-5-haiku-latest",
-                                   messages=[{"role": "system", "content": f"Greet {{{{name}}}} (v{n})."}])
-            for n in (1, 2)]
+    return [
+        prompts.version_create(
+            actor=SYSTEM,
+            prompt=prompt,
+            model="claude-3-5-haiku-latest",
+            messages=[{"role": "system", "content": f"Greet {{{{name}}}} (v{n})."}],
+        )
+        for n in (1, 2)
+    ]
 
 
 @pytest.fixture
 def names(world):
-    return services.dataset_create(actor=SYSTEM, org=world.own.org, name="names",
-                                   items=[clean_item({"variables": {"name": "Ann"}, "expected": "Hi Ann"})])
+    return services.dataset_create(
+        actor=SYSTEM,
+        org=world.own.org,
+        name="names",
+        items=[clean_item({"variables": {"name": "Ann"}, "expected": "Hi Ann"})],
+    )
 
 
 def create_run(api, world, dataset, *targets):
-    return api.post(RUNS, {"org": world.own.org.pk, "dataset_version": dataset.latest.pk, "targets": list(targets),
-                           "evaluators": [{"kind": "exact_match"}]}, format="json")
+    return api.post(
+        RUNS,
+        {
+            "org": world.own.org.pk,
+            "dataset_version": dataset.latest.pk,
+            "targets": list(targets),
+            "evaluators": [{"kind": "exact_match"}],
+        },
+        format="json",
+    )
 
 
 def test_a_run_target_names_its_prompt_version_as_the_pages_write_it(member, world, greeter, names):
-    reply = create_run(member, world, names, {"prompt_version": "support/greeter@1", "model": "gpt-4o"},
-                       {"prompt_version": "greeter@v2", "model": "gpt-4o"}, {"prompt_version": greeter[0].pk, "model": "gpt-4o"})
+    reply = create_run(
+        member,
+        world,
+        names,
+        {"prompt_version": "support/greeter@1", "model": "gpt-4o"},
+        {"prompt_version": "greeter@v2", "model": "gpt-4o"},
+        {"prompt_version": greeter[0].pk, "model": "gpt-4o"},
+    )
     assert reply.status_code == 201, reply.json()
     targets = reply.json()["target_list"]
     assert [t["prompt_version"] for t in targets] == [greeter[0].pk, greeter[1].pk, greeter[0].pk]
@@ -58,15 +85,21 @@ def test_a_run_target_names_its_prompt_version_as_the_pages_write_it(member, wor
 def test_an_unknown_version_reference_is_a_field_error_naming_what_exists(member, world, greeter, names):
     other = prompts.prompt_create(actor=SYSTEM, org=world.other.org, namespace="secret", name="plan")
     prompts.version_create(actor=SYSTEM, prompt=other, messages=[{"role": "system", "content": "hidden"}])
-    reply = create_run(member, world, names, {"prompt_version": "support/greeter@5", "model": "gpt-4o"},
-                       {"prompt_version": "secret/plan@1", "model": "gpt-4o"})
+    reply = create_run(
+        member,
+        world,
+        names,
+        {"prompt_version": "support/greeter@5", "model": "gpt-4o"},
+        {"prompt_version": "secret/plan@1", "model": "gpt-4o"},
+    )
     assert reply.status_code == 400
     assert reply.json()["targets.0.prompt_version"] == ["support/greeter has no version 5 (the latest is v2)."]
     assert reply.json()["targets.1.prompt_version"] == ["No prompt secret/plan in your organizations."]
 
 
 def test_a_run_of_a_system_prompt_alone_on_anthropic_records_why_for_each_item_and_sends_nothing(
-        member, world, greeter, names, recording, fake, settings):
+    member, world, greeter, names, recording, fake, settings
+):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     reply = create_run(member, world, names, {"prompt_version": "support/greeter@1"})
     assert reply.status_code == 201, reply.json()
@@ -79,8 +112,18 @@ def test_a_run_of_a_system_prompt_alone_on_anthropic_records_why_for_each_item_a
 def test_a_playground_column_with_a_system_prompt_alone_for_anthropic_is_refused_before_sending(world, greeter, fake):
     client = Client()
     client.force_login(world.own.users["member"])
-    reply = client.post("/ingate/evals/playground/stream/", json.dumps({
-        "org": "own-org", "model": "claude-3-5-haiku-latest", "prompt_version": greeter[0].pk, "variables": {"name": "Ann"},
-        "user": ""}), content_type="application/json")
+    reply = client.post(
+        "/ingate/evals/playground/stream/",
+        json.dumps(
+            {
+                "org": "own-org",
+                "model": "claude-3-5-haiku-latest",
+                "prompt_version": greeter[0].pk,
+                "variables": {"name": "Ann"},
+                "user": "",
+            }
+        ),
+        content_type="application/json",
+    )
     assert reply.status_code == 400 and "Anthropic refuses a request without a user message" in reply.json()["error"]
     assert fake.requests == []

@@ -38,21 +38,35 @@ def setup(recording, gateway_key, fake, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default, also when CI runs with Redis (see test_worker.py)
     key, _ = gateway_key
     fake.answers = scripted
-    dataset = services.dataset_create(actor=SYSTEM, org=key.org, name="capitals", items=[
-        clean_item({"variables": {"country": c}, "expected": city}) for c, city in CAPITALS.items()
-    ])
+    dataset = services.dataset_create(
+        actor=SYSTEM,
+        org=key.org,
+        name="capitals",
+        items=[clean_item({"variables": {"country": c}, "expected": city}) for c, city in CAPITALS.items()],
+    )
     prompt = prompts.prompt_create(actor=SYSTEM, org=key.org, namespace="geo", name="capital")
-    v1 = prompts.version_create(actor=SYSTEM, prompt=prompt, model="gpt-4o-mini",
-                                messages=[{"role": "user", "content": "Capital of {{country}}?"}])
-    v2 = prompts.version_create(actor=SYSTEM, prompt=prompt, model="gpt-4o-mini",
-                                messages=[{"role": "system", "content": "One word."},
-                                          {"role": "user", "content": "What is the capital of {{country}}?"}])
+    v1 = prompts.version_create(
+        actor=SYSTEM,
+        prompt=prompt,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Capital of {{country}}?"}],
+    )
+    v2 = prompts.version_create(
+        actor=SYSTEM,
+        prompt=prompt,
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": "One word."},
+            {"role": "user", "content": "What is the capital of {{country}}?"},
+        ],
+    )
     return key.org, dataset, (v1, v2)
 
 
 def queue(org, dataset, targets, evaluators, **kwargs) -> EvalRun:
-    return services.run_create(actor=SYSTEM, org=org, dataset_version=dataset.latest, targets=targets,
-                               evaluators=evaluators, **kwargs)
+    return services.run_create(
+        actor=SYSTEM, org=org, dataset_version=dataset.latest, targets=targets, evaluators=evaluators, **kwargs
+    )
 
 
 def queue_and_wait(org, dataset, targets, evaluators, **kwargs) -> EvalRun:
@@ -71,18 +85,36 @@ def records_of(run: EvalRun, expected: int, timeout: float = 5.0) -> list[Reques
 
 def test_a_run_of_two_prompt_versions_on_two_models_scores_every_item_and_records_every_call(setup, fake):
     org, dataset, (v1, v2) = setup
-    run = queue_and_wait(org, dataset, [
-        {"prompt_version": v1.pk, "model": "gpt-4o-mini"}, {"prompt_version": v1.pk, "model": "gpt-4o"},
-        {"prompt_version": v2.pk, "model": "gpt-4o-mini"}, {"prompt_version": v2.pk, "model": "gpt-4o"},
-    ], [{"kind": "exact_match"}, {"kind": "similarity", "threshold": 0.9},
-        {"kind": "llm_judge", "name": "judge", "rubric": "Names the right capital.", "provider": "anthropic",
-         "model": "claude-3-5-haiku-latest"}], concurrency=3)
+    run = queue_and_wait(
+        org,
+        dataset,
+        [
+            {"prompt_version": v1.pk, "model": "gpt-4o-mini"},
+            {"prompt_version": v1.pk, "model": "gpt-4o"},
+            {"prompt_version": v2.pk, "model": "gpt-4o-mini"},
+            {"prompt_version": v2.pk, "model": "gpt-4o"},
+        ],
+        [
+            {"kind": "exact_match"},
+            {"kind": "similarity", "threshold": 0.9},
+            {
+                "kind": "llm_judge",
+                "name": "judge",
+                "rubric": "Names the right capital.",
+                "provider": "anthropic",
+                "model": "claude-3-5-haiku-latest",
+            },
+        ],
+        concurrency=3,
+    )
     assert (run.status, run.done, run.total, run.failed, run.attempts) == (RunStatus.COMPLETED, 16, 16, 0, 1)
     summaries = {t.position: t.summary for t in run.targets.all()}
     assert [summaries[p]["evaluators"]["exact_match"]["pass_rate"] for p in range(4)] == [0.5, 1.0, 0.5, 1.0]
     assert summaries[1]["evaluators"]["judge"]["mean"] == pytest.approx((0.9 + 0.9 + 0.2 + 0.2) / 4)
     assert summaries[1]["pass_rate"] == 0.5  # the judge fails Peru and Kenya: every evaluator must pass
-    assert all(s["items"] == 4 and s["cost"] > 0 and s["latency_p95_ms"] >= s["latency_p50_ms"] for s in summaries.values())
+    assert all(
+        s["items"] == 4 and s["cost"] > 0 and s["latency_p95_ms"] >= s["latency_p50_ms"] for s in summaries.values()
+    )
 
     peru = EvalResult.objects.get(target__position=0, item__variables__country="Peru")
     assert peru.output == "I am not sure." and not peru.passed and peru.cost > 0 and peru.judge_cost > 0
@@ -91,7 +123,10 @@ def test_a_run_of_two_prompt_versions_on_two_models_scores_every_item_and_record
 
     sent = [r.json() for r in fake.requests if r.path == "/v1/chat/completions"]
     assert {"role": "system", "content": "One word."} in [m for body in sent for m in body["messages"]]
-    assert {m["content"] for body in sent for m in body["messages"]} >= {"Capital of Kenya?", "What is the capital of Kenya?"}
+    assert {m["content"] for body in sent for m in body["messages"]} >= {
+        "Capital of Kenya?",
+        "What is the capital of Kenya?",
+    }
     assert not any(name.startswith("x-ingate") for r in fake.requests for name in r.headers)
 
     records = records_of(run, 32)  # 16 answers + 16 judge calls, each recorded and costed
@@ -106,9 +141,12 @@ def test_a_run_of_two_prompt_versions_on_two_models_scores_every_item_and_record
 def test_raw_message_targets_fill_placeholders_and_a_missing_variable_is_an_item_error(setup):
     org, dataset, _ = setup
     services.items_add(actor=SYSTEM, dataset=dataset, items=[clean_item({"variables": {"land": "Chad"}})])
-    run = queue_and_wait(org, dataset.__class__.objects.get(pk=dataset.pk),
-                         [{"messages": [{"role": "user", "content": "Capital of {{country}}?"}], "model": "gpt-4o"}],
-                         [{"kind": "exact_match"}])
+    run = queue_and_wait(
+        org,
+        dataset.__class__.objects.get(pk=dataset.pk),
+        [{"messages": [{"role": "user", "content": "Capital of {{country}}?"}], "model": "gpt-4o"}],
+        [{"kind": "exact_match"}],
+    )
     assert (run.status, run.done, run.failed) == (RunStatus.COMPLETED, 5, 1)
     broken = EvalResult.objects.get(run=run, item__variables__land="Chad")
     assert "missing variable: country" in broken.error and broken.request_id == "" and not broken.passed
@@ -126,8 +164,12 @@ def test_a_target_without_a_prompt_on_items_without_messages_is_an_error_per_ite
 def test_a_failing_model_is_recorded_per_item_not_a_failed_run(setup, fake):
     org, dataset, _ = setup
     fake.defaults["status"] = 500
-    run = queue_and_wait(org, dataset, [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
-                         [{"kind": "contains", "values": ["a"]}])
+    run = queue_and_wait(
+        org,
+        dataset,
+        [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
+        [{"kind": "contains", "values": ["a"]}],
+    )
     assert (run.status, run.done, run.failed) == (RunStatus.COMPLETED, 4, 4)
     assert all("fake provider error 500" in r.error and r.scores[0]["score"] == 0 for r in run.results.all())
 
@@ -148,8 +190,13 @@ def test_bad_targets_and_evaluators_are_field_errors_and_nothing_is_queued(setup
 def test_a_resumed_run_skips_stored_items_and_counts_each_once(setup):
     """What a worker dying mid-run leaves: some results stored, the run 'running' with a stale heartbeat."""
     org, dataset, _ = setup
-    run = queue(org, dataset, [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
-                [{"kind": "exact_match"}], queue=False)  # the test plays the worker that died
+    run = queue(
+        org,
+        dataset,
+        [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
+        [{"kind": "exact_match"}],
+        queue=False,
+    )  # the test plays the worker that died
     lease = uuid.uuid4()
     assert runner.claim(run.pk, lease)
     dead = runner.Execution(EvalRun.objects.select_related("org").get(pk=run.pk), lease)
@@ -169,8 +216,13 @@ def test_a_resumed_run_skips_stored_items_and_counts_each_once(setup):
 
 def test_cancelling_a_queued_run_stops_it_before_any_call(setup, fake):
     org, dataset, _ = setup
-    run = queue(org, dataset, [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
-                [{"kind": "exact_match"}], queue=False)
+    run = queue(
+        org,
+        dataset,
+        [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
+        [{"kind": "exact_match"}],
+        queue=False,
+    )
     services.run_cancel(actor=SYSTEM, run=run)
     assert runner.execute(run.pk) == "not claimed"
     run.refresh_from_db()
@@ -179,8 +231,12 @@ def test_cancelling_a_queued_run_stops_it_before_any_call(setup, fake):
 
 def test_comparing_two_targets_finds_regressions_improvements_and_deltas(setup):
     org, dataset, (v1, _) = setup
-    run = queue_and_wait(org, dataset, [{"prompt_version": v1.pk, "model": "gpt-4o"},
-                                        {"prompt_version": v1.pk, "model": "gpt-4o-mini"}], [{"kind": "exact_match"}])
+    run = queue_and_wait(
+        org,
+        dataset,
+        [{"prompt_version": v1.pk, "model": "gpt-4o"}, {"prompt_version": v1.pk, "model": "gpt-4o-mini"}],
+        [{"kind": "exact_match"}],
+    )
     a, b = run.targets.order_by("position")
     result = compare(a, b)
     assert result["counts"]["regression"] == 2 and result["counts"]["same"] == 2
@@ -196,8 +252,15 @@ def test_cancelling_a_running_run_hangs_up_the_calls_in_flight_and_keeps_what_is
     org, dataset, _ = setup
     settings.INGATE_EVAL_HEARTBEAT_SECONDS = 0.1
     fake.defaults["delay_ms"] = 400
-    run = queue(org, dataset, [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
-                [{"kind": "exact_match"}], concurrency=1, queue=False)
+    run = queue(
+        org,
+        dataset,
+        [{"messages": [{"role": "user", "content": "{{country}}"}], "model": "gpt-4o"}],
+        [{"kind": "exact_match"}],
+        concurrency=1,
+        queue=False,
+    )
+
     def work():
         from django.db import connection
 

@@ -32,10 +32,12 @@ def test_jsonl_string_input_becomes_one_user_message():
 
 def test_jsonl_reads_messages_variables_tags_metadata_and_key():
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    [first, second] = parse_jsonl(jsonl(
-        {"messages": messages, "expected_output": "Hello", "tags": ["smoke", "greeting"], "metadata": {"src": "a"}},
-        {"variables": {"question": "refund?"}, "key": str(uuid.UUID(KEY))},
-    ))
+    [first, second] = parse_jsonl(
+        jsonl(
+            {"messages": messages, "expected_output": "Hello", "tags": ["smoke", "greeting"], "metadata": {"src": "a"}},
+            {"variables": {"question": "refund?"}, "key": str(uuid.UUID(KEY))},
+        )
+    )
     assert first == ItemData(messages=messages, expected="Hello", tags=["smoke", "greeting"], metadata={"src": "a"})
     assert second == ItemData(variables={"question": "refund?"}, key=KEY)
 
@@ -70,8 +72,9 @@ def test_jsonl_reports_every_bad_line_with_its_number():
 
 def test_import_error_summary_names_the_first_lines_and_counts_the_rest():
     error = DatasetImportError([(9, "late"), (3, "expected is not a string")] + [(n, "bad") for n in range(10, 15)])
-    assert str(error) == ("line 3: expected is not a string; line 9: late; line 10: bad; line 11: bad; line 12: bad; "
-                          "and 2 more")
+    assert str(error) == (
+        "line 3: expected is not a string; line 9: late; line 10: bad; line 11: bad; line 12: bad; and 2 more"
+    )
     assert pickle.loads(pickle.dumps(error)).errors == error.errors
 
 
@@ -117,10 +120,18 @@ def test_an_unknown_field_also_in_metadata_is_an_error():
         clean_item({"input": "x", "source": "a", "metadata": {"source": "b"}})
 
 
-@pytest.mark.parametrize("given, kept", [
-    (42, "42"), (0.5, "0.5"), (True, "true"), ({"answer": "四", "n": 4}, '{"answer":"四","n":4}'), ([1, 2], "[1,2]"),
-    ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "given, kept",
+    [
+        (42, "42"),
+        (0.5, "0.5"),
+        (True, "true"),
+        ({"answer": "四", "n": 4}, '{"answer":"四","n":4}'),
+        ([1, 2], "[1,2]"),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_non_string_expected_is_kept_as_json_text(given, kept):
     assert clean_item({"input": "x", "expected": given}).expected == kept
 
@@ -139,26 +150,35 @@ def test_key_must_be_a_uuid_and_is_kept_as_hex():
         clean_item({"input": "x", "key": 5})
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"messages": "hi"}, "messages must be a list of messages, not a string"),
-    ({"messages": []}, "messages must not be empty"),
-    ({"messages": ["hi"]}, "messages[0] must be an object with role and content, not a string"),
-    ({"messages": [{"content": "hi"}]}, "messages[0].role is missing"),
-    ({"messages": [{"role": "user"}]}, "messages[0].content is missing"),
-    ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content must be a string or a list of content parts"),
-    ({"messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content[0] must be a content part object"),
-    ({"input": [{"role": "root", "content": "x"}]}, "input[0].role must be one of system, user, assistant, tool"),
-    ({"input": "x", "messages": [{"role": "user", "content": "y"}]}, "give input or messages, not both"),
-    ({"input": {"a": 1}, "variables": {"b": 2}}, "give input or variables, not both"),
-    ({"variables": ["a"]}, "variables must be an object of name: value, not an array"),
-    ({"variables": {}}, "an item needs `input`, `messages` or `variables`"),
-    ({"input": "x", "expected": "a", "expected_output": "b"}, "give expected or expected_output, not both"),
-    ({"input": "x", "tags": 3}, "tags must be a list of strings or a comma-separated string, not a number"),
-    ({"input": "a\x00b"}, "input must not contain NUL"),
-    ({"input": "x", "metadata": {"notes": ["ok", "\ud800"]}}, "metadata.notes[1] must not contain unpaired surrogates"),
-    ({"variables": {"score": float("nan")}}, "variables.score must be a finite number"),
-    ({"input": "x", "metadata": {"a": {"b\x00": 1}}}, "a key in metadata.a must not contain NUL"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"messages": "hi"}, "messages must be a list of messages, not a string"),
+        ({"messages": []}, "messages must not be empty"),
+        ({"messages": ["hi"]}, "messages[0] must be an object with role and content, not a string"),
+        ({"messages": [{"content": "hi"}]}, "messages[0].role is missing"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content is missing"),
+        (
+            {"messages": [{"role": "user", "content": 3}]},
+            "messages[0].content must be a string or a list of content parts",
+        ),
+        ({"messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content[0] must be a content part object"),
+        ({"input": [{"role": "root", "content": "x"}]}, "input[0].role must be one of system, user, assistant, tool"),
+        ({"input": "x", "messages": [{"role": "user", "content": "y"}]}, "give input or messages, not both"),
+        ({"input": {"a": 1}, "variables": {"b": 2}}, "give input or variables, not both"),
+        ({"variables": ["a"]}, "variables must be an object of name: value, not an array"),
+        ({"variables": {}}, "an item needs `input`, `messages` or `variables`"),
+        ({"input": "x", "expected": "a", "expected_output": "b"}, "give expected or expected_output, not both"),
+        ({"input": "x", "tags": 3}, "tags must be a list of strings or a comma-separated string, not a number"),
+        ({"input": "a\x00b"}, "input must not contain NUL"),
+        (
+            {"input": "x", "metadata": {"notes": ["ok", "\ud800"]}},
+            "metadata.notes[1] must not contain unpaired surrogates",
+        ),
+        ({"variables": {"score": float("nan")}}, "variables.score must be a finite number"),
+        ({"input": "x", "metadata": {"a": {"b\x00": 1}}}, "a key in metadata.a must not contain NUL"),
+    ],
+)
 def test_clean_item_names_the_field_at_fault(raw, message):
     with pytest.raises(ValueError) as caught:
         clean_item(raw)
@@ -167,8 +187,13 @@ def test_clean_item_names_the_field_at_fault(raw, message):
 
 def test_content_parts_and_tool_calls_are_kept_as_given():
     messages = [
-        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                     {"type": "image_url", "image_url": {"url": "data:x"}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:x"}},
+            ],
+        },
         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
         {"role": "tool", "tool_call_id": "c1", "content": "42"},
     ]
@@ -181,8 +206,13 @@ def test_content_parts_and_tool_calls_are_kept_as_given():
 def test_csv_reads_input_expected_tags_key_and_var_columns():
     data = f"key,input,var:name,variables.city,expected,tags\n{KEY},Hello,Ada,Paris,Hi Ada,a;b\n,,Bob,,,\n".encode()
     first, second = parse_csv(data)
-    assert first == ItemData(messages=[{"role": "user", "content": "Hello"}], variables={"name": "Ada", "city": "Paris"},
-                             expected="Hi Ada", tags=["a", "b"], key=KEY)
+    assert first == ItemData(
+        messages=[{"role": "user", "content": "Hello"}],
+        variables={"name": "Ada", "city": "Paris"},
+        expected="Hi Ada",
+        tags=["a", "b"],
+        key=KEY,
+    )
     assert second == ItemData(variables={"name": "Bob"})
 
 
@@ -193,12 +223,12 @@ def test_csv_tags_split_on_commas_and_semicolons():
 
 def test_csv_quoted_multiline_cells_keep_error_line_numbers_right():
     data = (
-        b'input,expected\r\n'
-        b'"first line\r\nsecond line\r\nthird",ok\r\n'   # lines 2-4
-        b'only one cell\r\n'                             # line 5
-        b'"multi\nline",too,many\n'                      # lines 6-7
-        b'\n'                                             # line 8
-        b',orphan expected\n'                             # line 9
+        b"input,expected\r\n"
+        b'"first line\r\nsecond line\r\nthird",ok\r\n'  # lines 2-4
+        b"only one cell\r\n"  # line 5
+        b'"multi\nline",too,many\n'  # lines 6-7
+        b"\n"  # line 8
+        b",orphan expected\n"  # line 9
     )
     assert errors_of(parse_csv, data) == [
         (5, "the row has 1 cells, the header has 2"),
@@ -226,11 +256,15 @@ def test_csv_messages_and_variables_columns_hold_json():
 
 
 def test_csv_needs_a_header_row_with_an_input_column():
-    assert errors_of(parse_csv, b"") == [(1, "the file is empty; the first line must be a header row, e.g. input,expected")]
+    assert errors_of(parse_csv, b"") == [
+        (1, "the file is empty; the first line must be a header row, e.g. input,expected")
+    ]
     assert errors_of(parse_csv, b"What is 2+2?,4\n") == [
         (1, "the header needs an input, messages, variables or var:<name> column (is line 1 a header row?)"),
     ]
-    assert errors_of(parse_csv, b"input,expected,Expected_Output\n") == [(1, "column 3 (Expected_Output) repeats column 2")]
+    assert errors_of(parse_csv, b"input,expected,Expected_Output\n") == [
+        (1, "column 3 (Expected_Output) repeats column 2")
+    ]
 
 
 def test_csv_unclosed_quote_is_reported_where_its_row_starts():
@@ -239,7 +273,9 @@ def test_csv_unclosed_quote_is_reported_where_its_row_starts():
 
 
 def test_csv_values_in_unnamed_columns_are_errors_but_empty_ones_are_ignored():
-    assert parse_csv(b"input,expected,\nx,y,\n") == [ItemData(messages=[{"role": "user", "content": "x"}], expected="y")]
+    assert parse_csv(b"input,expected,\nx,y,\n") == [
+        ItemData(messages=[{"role": "user", "content": "x"}], expected="y")
+    ]
     assert errors_of(parse_csv, b"input,\nx,y\n") == [(2, "column 2 has a value but no name in the header")]
 
 
@@ -264,9 +300,10 @@ def test_csv_reports_every_line_that_is_not_utf8():
 
 ITEMS = [
     ItemData(messages=[{"role": "user", "content": "Hello 👋 世界"}], expected="こんにちは 🌏", tags=["i18n"], key=KEY),
-    ItemData(messages=[{"role": "system", "content": "Be brief."},
-                       {"role": "user", "content": "line 1\nline 2, \"quoted\""}],
-             metadata={"split": "dev", "score": 0.5, "nested": {"ok": True}}),
+    ItemData(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": 'line 1\nline 2, "quoted"'}],
+        metadata={"split": "dev", "score": 0.5, "nested": {"ok": True}},
+    ),
     ItemData(variables={"name": "Zoë", "city": "東京"}, expected="Hi, Zoë"),
     ItemData(messages=[{"role": "user", "content": "x"}], variables={"tone": "dry"}, tags=["a", "b"]),
     ItemData(messages=[{"role": "user", "content": [{"type": "text", "text": "part"}]}]),
@@ -287,7 +324,12 @@ def test_jsonl_export_writes_unicode_unescaped_one_line_per_item():
     lines = list(to_jsonl(ITEMS[:1]))
     assert len(lines) == 1 and lines[0].endswith(b"\n") and lines[0].count(b"\n") == 1
     assert "👋 世界".encode() in lines[0] and b"\\u" not in lines[0]
-    assert json.loads(lines[0]) == {"key": KEY, "messages": ITEMS[0].messages, "expected": "こんにちは 🌏", "tags": ["i18n"]}
+    assert json.loads(lines[0]) == {
+        "key": KEY,
+        "messages": ITEMS[0].messages,
+        "expected": "こんにちは 🌏",
+        "tags": ["i18n"],
+    }
 
 
 def test_csv_export_streams_a_header_then_one_chunk_per_row():
@@ -295,7 +337,7 @@ def test_csv_export_streams_a_header_then_one_chunk_per_row():
     assert len(chunks) == 5
     assert chunks[0] == b"key,input,messages,var:city,var:name,var:tone,expected,tags,metadata\r\n"
     assert chunks[1].decode() == f"{KEY},Hello 👋 世界,,,,,こんにちは 🌏,i18n,\r\n"
-    assert chunks[4].decode() == ",x,,,,dry,,\"a,b\",\r\n"
+    assert chunks[4].decode() == ',x,,,,dry,,"a,b",\r\n'
 
 
 def test_csv_export_uses_the_messages_column_unless_it_is_one_plain_user_message():
@@ -304,8 +346,15 @@ def test_csv_export_uses_the_messages_column_unless_it_is_one_plain_user_message
 
 
 def test_exports_accept_dicts_such_as_stored_rows():
-    row = {"id": 3, "key": uuid.UUID(KEY), "messages": None, "variables": {"q": "a"}, "expected": None, "metadata": {},
-           "tags": []}
+    row = {
+        "id": 3,
+        "key": uuid.UUID(KEY),
+        "messages": None,
+        "variables": {"q": "a"},
+        "expected": None,
+        "metadata": {},
+        "tags": [],
+    }
     assert parse_jsonl(b"".join(to_jsonl([row]))) == [ItemData(variables={"q": "a"}, key=KEY)]
     assert parse_csv(b"".join(to_csv([row]))) == [ItemData(variables={"q": "a"}, key=KEY)]
 
@@ -321,17 +370,20 @@ JSONL_BODY = b'{"input": "a"}\n'
 CSV_BODY = b"input\na\n"
 
 
-@pytest.mark.parametrize("data, filename, content_type", [
-    (JSONL_BODY, "cases.jsonl", ""),
-    (JSONL_BODY, "cases.NDJSON", "text/csv"),  # the extension wins over what the browser claims
-    (JSONL_BODY, "cases.json", ""),
-    (JSONL_BODY, "", "application/x-ndjson; charset=utf-8"),
-    (JSONL_BODY, "upload", ""),
-    (b"\xef\xbb\xbf\n  " + JSONL_BODY, "", "text/plain"),
-    (CSV_BODY, "cases.csv", "application/json"),
-    (CSV_BODY, "", "text/csv"),
-    (CSV_BODY, "cases.txt", ""),
-])
+@pytest.mark.parametrize(
+    "data, filename, content_type",
+    [
+        (JSONL_BODY, "cases.jsonl", ""),
+        (JSONL_BODY, "cases.NDJSON", "text/csv"),  # the extension wins over what the browser claims
+        (JSONL_BODY, "cases.json", ""),
+        (JSONL_BODY, "", "application/x-ndjson; charset=utf-8"),
+        (JSONL_BODY, "upload", ""),
+        (b"\xef\xbb\xbf\n  " + JSONL_BODY, "", "text/plain"),
+        (CSV_BODY, "cases.csv", "application/json"),
+        (CSV_BODY, "", "text/csv"),
+        (CSV_BODY, "cases.txt", ""),
+    ],
+)
 def test_parse_picks_the_format_by_extension_then_content_type_then_content(data, filename, content_type):
     assert parse(data, filename, content_type) == [ItemData(messages=[{"role": "user", "content": "a"}])]
 

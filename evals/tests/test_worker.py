@@ -33,17 +33,35 @@ pytestmark = pytest.mark.skipif(
 def start_worker(name: str, stream: str, tmp_path, *, beat: bool = False) -> subprocess.Popen:
     db = connection.settings_dict  # the worker must use the test database
     env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL":
-        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
-        "INGATE_RECORD_STREAM": stream, "INGATE_RECORD_FLUSH_SECONDS": "0.05",
-        "INGATE_EVAL_HEARTBEAT_SECONDS": "0.3", "INGATE_EVAL_STALL_SECONDS": "2", "INGATE_EVAL_RESUME_SECONDS": "1",
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "INGATE_RECORD_STREAM": stream,
+        "INGATE_RECORD_FLUSH_SECONDS": "0.05",
+        "INGATE_EVAL_HEARTBEAT_SECONDS": "0.3",
+        "INGATE_EVAL_STALL_SECONDS": "2",
+        "INGATE_EVAL_RESUME_SECONDS": "1",
     }
-    command = [sys.executable, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-n", f"{name}-{os.getpid()}@%h",
-               "--without-mingle", "--without-gossip", "-l", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "ingate",
+        "worker",
+        "--pool=solo",
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        "warning",
+    ]
     if beat:
         command += ["-B", "-s", str(tmp_path / "beat-schedule")]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def stop(worker: subprocess.Popen, sig=signal.SIGTERM) -> None:
@@ -61,23 +79,34 @@ def wait_until(check, timeout: float, what: str):
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes_counting_each_item_once(
-    gateway_key, fake, settings, tmp_path,
+    gateway_key,
+    fake,
+    settings,
+    tmp_path,
 ):
     key, _ = gateway_key
     settings.CELERY_TASK_ALWAYS_EAGER = False
     make_credential(key.org, provider="openai", secret="sk-upstream-openai-0001", base_url=fake.url)
     fake.answers = lambda model, text: text.upper()
     fake.defaults["delay_ms"] = 250  # slow enough to kill the worker with calls in flight
-    dataset = services.dataset_create(actor=SYSTEM, org=key.org, name="shout", items=[
-        clean_item({"input": f"word {n}", "expected": f"WORD {n}"}) for n in range(ITEMS)
-    ])
+    dataset = services.dataset_create(
+        actor=SYSTEM,
+        org=key.org,
+        name="shout",
+        items=[clean_item({"input": f"word {n}", "expected": f"WORD {n}"}) for n in range(ITEMS)],
+    )
     stream = f"ingate:records:test:{uuid.uuid4().hex}"
     first = start_worker("evals-a", stream, tmp_path)
     second = None
     try:
-        run = services.run_create(actor=SYSTEM, org=key.org, dataset_version=dataset.latest,
-                                  targets=[{"provider": "openai", "model": "gpt-4o-mini"}],
-                                  evaluators=[{"kind": "exact_match"}], concurrency=2)
+        run = services.run_create(
+            actor=SYSTEM,
+            org=key.org,
+            dataset_version=dataset.latest,
+            targets=[{"provider": "openai", "model": "gpt-4o-mini"}],
+            evaluators=[{"kind": "exact_match"}],
+            concurrency=2,
+        )
         wait_until(lambda: EvalRun.objects.get(pk=run.pk).done >= 3, 60, "the first worker never got going")
         stop(first, signal.SIGKILL)
         killed_at = time.time()
@@ -96,10 +125,17 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes_counting_each
         # with its memory: records are flushed every 50 ms here).
         later = {r.request_id for r in results if r.created_at.timestamp() > killed_at}
         assert later
-        wait_until(lambda: set(RequestRecord.objects.filter(pk__in=later).values_list("pk", flat=True).iterator()) and
-                   RequestRecord.objects.filter(pk__in=later).count() == len(later), 30, "records never ingested")
-        assert all(r.cost_total is not None and r.client == "ingate-evals"
-                   for r in RequestRecord.objects.filter(pk__in=later))
+        wait_until(
+            lambda: (
+                set(RequestRecord.objects.filter(pk__in=later).values_list("pk", flat=True).iterator())
+                and RequestRecord.objects.filter(pk__in=later).count() == len(later)
+            ),
+            30,
+            "records never ingested",
+        )
+        assert all(
+            r.cost_total is not None and r.client == "ingate-evals" for r in RequestRecord.objects.filter(pk__in=later)
+        )
     finally:
         stop(first, signal.SIGKILL)
         if second is not None:

@@ -12,5 +12,7 @@ def finished(run_id: int, timeout: float = 30.0) -> EvalRun:
         run = EvalRun.objects.get(pk=run_id)
         if run.finished:
             return run
-        assert time.monotonic() < deadline, f"run {run_id} still {run.status} after {timeout} s ({run.done}/{run.total})"
+        assert time.monotonic() < deadline, (
+            f"run {run_id} still {run.status} after {timeout} s ({run.done}/{run.total})"
+        )
         time.sleep(0.05)

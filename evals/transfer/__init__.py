@@ -15,6 +15,13 @@ from .jsonl import parse_jsonl, to_jsonl
 from .upload import parse, read_upload
 
 __all__ = [
-    "DatasetImportError", "ItemData", "clean_item", "parse", "parse_csv", "parse_jsonl", "read_upload", "to_csv",
+    "DatasetImportError",
+    "ItemData",
+    "clean_item",
+    "parse",
+    "parse_csv",
+    "parse_jsonl",
+    "read_upload",
+    "to_csv",
     "to_jsonl",
 ]

@@ -61,8 +61,14 @@ def parse_csv(data: bytes) -> list[ItemData]:
 
 
 _CSV_COLUMNS = {
-    "input": "input", "messages": "messages", "variables": "variables", "expected": "expected",
-    "expected_output": "expected", "tags": "tags", "metadata": "metadata", "key": "key",
+    "input": "input",
+    "messages": "messages",
+    "variables": "variables",
+    "expected": "expected",
+    "expected_output": "expected",
+    "tags": "tags",
+    "metadata": "metadata",
+    "key": "key",
 }
 
 
@@ -136,7 +142,7 @@ def _delimiter(text: str) -> str:
 def _csv_problem(exc: csv.Error) -> str:
     message = str(exc)
     if "unexpected end of data" in message:
-        return "a quoted cell is never closed (a stray \" ?)"
+        return 'a quoted cell is never closed (a stray " ?)'
     if "expected after" in message:
         return 'a closing quote must be followed by the delimiter or the line end (write "" for a quote in a cell)'
     if "field larger than field limit" in message:
@@ -182,7 +188,9 @@ def to_csv(items: Iterable[ItemData | dict]) -> Iterator[bytes]:
         variables = [_cell(item.variables[name]) if name in item.variables else "" for name in names]
         messages = "" if text is not None or item.messages is None else json.dumps(item.messages, **COMPACT)
         metadata = json.dumps(item.metadata, **COMPACT) if item.metadata else ""
-        writer.writerow([item.key, text or "", messages, *variables, item.expected or "", ",".join(item.tags), metadata])
+        writer.writerow(
+            [item.key, text or "", messages, *variables, item.expected or "", ",".join(item.tags), metadata]
+        )
         yield flush()
 
 

@@ -88,7 +88,9 @@ def clean_item(raw: Any) -> ItemData:
         elif isinstance(value, dict):
             variables = dict(value)
         else:
-            raise ValueError(f"input must be a string, a list of messages or an object of variables, not {kind_of(value)}")
+            raise ValueError(
+                f"input must be a string, a list of messages or an object of variables, not {kind_of(value)}"
+            )
     if "messages" in given:
         if messages is not None:
             raise ValueError("give input or messages, not both")
@@ -114,8 +116,12 @@ def clean_item(raw: Any) -> ItemData:
         raise ValueError(f"`{clash[0]}` is both a field and a metadata key; keep one")
 
     return ItemData(
-        messages=messages, variables=variables or {}, expected=expected, metadata={**metadata, **extra},
-        tags=_tags(given.get("tags", [])), key=_key(given.get("key", "")),
+        messages=messages,
+        variables=variables or {},
+        expected=expected,
+        metadata={**metadata, **extra},
+        tags=_tags(given.get("tags", [])),
+        key=_key(given.get("key", "")),
     )
 
 
@@ -246,7 +252,10 @@ def as_item(item: ItemData | dict) -> ItemData:
         return item
     key = item.get("key") or ""
     return ItemData(
-        messages=item.get("messages"), variables=item.get("variables") or {}, expected=item.get("expected"),
-        metadata=item.get("metadata") or {}, tags=item.get("tags") or [],
+        messages=item.get("messages"),
+        variables=item.get("variables") or {},
+        expected=item.get("expected"),
+        metadata=item.get("metadata") or {},
+        tags=item.get("tags") or [],
         key=key.hex if isinstance(key, uuid.UUID) else str(key),
     )

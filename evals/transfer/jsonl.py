@@ -12,7 +12,7 @@ def parse_jsonl(data: bytes) -> list[ItemData]:
     """One JSON object per line. Raises DatasetImportError listing every bad line."""
     data = without_bom(data)
     if data.lstrip()[:1] == b"[" and _is_json_array(data):
-        first = data[:len(data) - len(data.lstrip())].count(b"\n") + 1
+        first = data[: len(data) - len(data.lstrip())].count(b"\n") + 1
         raise DatasetImportError([(first, "the file is one JSON array; write one JSON object per line (JSONL)")])
     items: list[ItemData] = []
     errors: list[tuple[int, str]] = []

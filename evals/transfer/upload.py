@@ -15,8 +15,15 @@ def read_upload(upload) -> list[ItemData]:
     before reading them into memory."""
     limit = settings.INGATE_EVAL_MAX_IMPORT_BYTES
     if upload.size > limit:
-        raise DatasetImportError([(0, f"the file is {upload.size:,} bytes; imports take up to {limit:,} "
-                                      "(INGATE_EVAL_MAX_IMPORT_BYTES): split it into several imports")])
+        raise DatasetImportError(
+            [
+                (
+                    0,
+                    f"the file is {upload.size:,} bytes; imports take up to {limit:,} "
+                    "(INGATE_EVAL_MAX_IMPORT_BYTES): split it into several imports",
+                )
+            ]
+        )
     return parse(upload.read(), upload.name or "", upload.content_type or "")
 
 
@@ -33,8 +40,14 @@ def parse(data: bytes, filename: str = "", content_type: str = "") -> list[ItemD
 
 _BY_SUFFIX = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "csv": "csv"}
 _BY_TYPE = {
-    "application/jsonl": "jsonl", "application/jsonlines": "jsonl", "application/x-jsonlines": "jsonl",
-    "application/ndjson": "jsonl", "application/x-ndjson": "jsonl", "application/json": "jsonl",
-    "text/csv": "csv", "application/csv": "csv", "text/comma-separated-values": "csv",
+    "application/jsonl": "jsonl",
+    "application/jsonlines": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/ndjson": "jsonl",
+    "application/x-ndjson": "jsonl",
+    "application/json": "jsonl",
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "text/comma-separated-values": "csv",
     "application/vnd.ms-excel": "csv",  # what browsers on Windows send for a .csv when Excel is installed
 }

@@ -10,9 +10,12 @@ class RequestRecordSerializer(serializers.ModelSerializer):
     app = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     key = serializers.SlugRelatedField(slug_field="prefix", read_only=True)
     priced = serializers.BooleanField(read_only=True, help_text="The cost is known (cost_total is not null).")
-    failed = serializers.BooleanField(read_only=True, help_text="Refused, cut, timed out, or answered with an error status.")
+    failed = serializers.BooleanField(
+        read_only=True, help_text="Refused, cut, timed out, or answered with an error status."
+    )
     unpriced = serializers.BooleanField(
-        read_only=True, help_text="Did not fail, is billed by the token, and its cost is unknown (not in totals).",
+        read_only=True,
+        help_text="Did not fail, is billed by the token, and its cost is unknown (not in totals).",
     )
 
     class Meta:
@@ -64,7 +67,15 @@ class PriceOverrideSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PriceOverride
-        fields = ["id", "org", "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok",
-                  "cache_write_1h_per_mtok"]
+        fields = [
+            "id",
+            "org",
+            "model",
+            "input_per_mtok",
+            "output_per_mtok",
+            "cache_read_per_mtok",
+            "cache_write_per_mtok",
+            "cache_write_1h_per_mtok",
+        ]
         extra_kwargs = {name: {"min_value": 0} for name in fields[3:]}
         validators = []  # uniqueness of (org, model) comes back from the database as a field error

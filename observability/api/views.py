@@ -12,9 +12,9 @@ from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import decorators, exceptions, mixins, pagination, response
 
 from tenancy.api.params import storable_datetime
@@ -25,9 +25,7 @@ from .. import selectors, services
 from ..models import ObservabilitySettings, PriceOverride, RequestRecord
 from . import serializers as s
 
-_RECORD_FIELDS = [
-    f.attname for f in RequestRecord._meta.concrete_fields if f.name not in ("team",)
-]
+_RECORD_FIELDS = [f.attname for f in RequestRecord._meta.concrete_fields if f.name not in ("team",)]
 # Computed by the one definition (models.FAILED / UNPRICED): a null cost alone does not say which it was.
 _EXPORT_FIELDS = [*_RECORD_FIELDS, "failed", "unpriced"]
 
@@ -119,11 +117,14 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
         """Every filtered record as CSV or JSON lines, streamed."""
         kind = _choice(request, "export_format", {"csv", "jsonl"}, "csv")
         rows = (
-            selectors.with_cost_flags(self.filter_queryset(self.get_queryset())).order_by("created_at")
+            selectors.with_cost_flags(self.filter_queryset(self.get_queryset()))
+            .order_by("created_at")
             .values_list(*_RECORD_FIELDS, "is_failed", "is_unpriced")
         )
         lines = _csv(rows.iterator(chunk_size=2000)) if kind == "csv" else _jsonl(rows.iterator(chunk_size=2000))
-        reply = StreamingHttpResponse(stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson")
+        reply = StreamingHttpResponse(
+            stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson"
+        )
         reply["Content-Disposition"] = f'attachment; filename="ingate-records.{kind}"'
         return reply
 
@@ -152,7 +153,7 @@ def _csv(rows):
 def _jsonl(rows):
     batch = []
     for row in rows:
-        batch.append(json.dumps(dict(zip(_EXPORT_FIELDS, row)), default=str) + "\n")
+        batch.append(json.dumps(dict(zip(_EXPORT_FIELDS, row, strict=True)), default=str) + "\n")
         if len(batch) == 500:
             yield "".join(batch)
             batch = []
@@ -189,7 +190,13 @@ class PriceOverrideViewSet(CrudViewSet):
     serializer_class = s.PriceOverrideSerializer
     filterset_fields = ["org", "model"]
     search_fields = ["model"]
-    updatable = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok")
+    updatable = (
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_read_per_mtok",
+        "cache_write_per_mtok",
+        "cache_write_1h_per_mtok",
+    )
 
     def create_object(self, data):
         org = data.pop("org")

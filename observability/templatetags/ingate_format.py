@@ -80,7 +80,11 @@ def cost(item):
     if unpriced:
         return format_html(
             '{} <span class="badge warn" data-cost="partly-unpriced" title="Not included: {} request{} with no known '
-            'price">+{} unpriced</span>', usd(read("cost") or 0), unpriced, "s" if unpriced != 1 else "", unpriced,
+            'price">+{} unpriced</span>',
+            usd(read("cost") or 0),
+            unpriced,
+            "s" if unpriced != 1 else "",
+            unpriced,
         )
     if priced or not requests:
         return usd(read("cost") or 0)

@@ -14,9 +14,19 @@ URL = "/ingate/api/v1/records/"
 
 def record(tenant, minutes_ago=0, **fields):
     values = {
-        "org": tenant.org, "app": tenant.app, "key": tenant.key, "provider": "openai", "endpoint": "chat.completions",
-        "model": "gpt-4o-mini", "status": 200, "input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
-        "cost_total": Decimal("0.001"), "total_ms": 100.0, "usage_source": "reported",
+        "org": tenant.org,
+        "app": tenant.app,
+        "key": tenant.key,
+        "provider": "openai",
+        "endpoint": "chat.completions",
+        "model": "gpt-4o-mini",
+        "status": 200,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "total_tokens": 15,
+        "cost_total": Decimal("0.001"),
+        "total_ms": 100.0,
+        "usage_source": "reported",
         "created_at": timezone.now() - datetime.timedelta(minutes=minutes_ago),
     }
     values.update(fields)
@@ -99,9 +109,11 @@ def test_totals_count_errors_cost_and_unpriced_requests(client_for, world, recor
 
 def test_series_by_model_with_latency_percentiles(client_for, world, records):
     since = (timezone.now() - datetime.timedelta(hours=1)).isoformat()
-    rows = client_for(user=world.own.users["member"]).get(
-        f"{URL}series/", {"since": since, "group_by": "model", "bucket": "day"}
-    ).json()
+    rows = (
+        client_for(user=world.own.users["member"])
+        .get(f"{URL}series/", {"since": since, "group_by": "model", "bucket": "day"})
+        .json()
+    )
     by_model = {}
     for row in rows:
         by_model.setdefault(row["group"], []).append(row)

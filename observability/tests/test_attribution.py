@@ -22,7 +22,10 @@ def test_ingate_headers_win_and_properties_are_collected():
         {"user": "also-ignored"},
     )
     assert (found.session_id, found.session_path, found.session_name, found.user_id) == (
-        "s-1", "/s-1/refactor", "Refactor auth", "alice"
+        "s-1",
+        "/s-1/refactor",
+        "Refactor auth",
+        "alice",
     )
     assert found.properties == {"env": "staging", "feature": "search"}
     assert found.client == "claude-code"
@@ -52,7 +55,9 @@ def test_codex_and_other_vendors_session_headers():
 
 
 def test_openai_user_field_and_nested_session_path_without_id():
-    found = attribute({"x-ingate-session-path": "/pipeline/step-2", "user-agent": "OpenAI/Python 2.1.0"}, {"user": "u-5"})
+    found = attribute(
+        {"x-ingate-session-path": "/pipeline/step-2", "user-agent": "OpenAI/Python 2.1.0"}, {"user": "u-5"}
+    )
     assert (found.session_id, found.user_id, found.client) == ("pipeline", "u-5", "openai-python")
 
 

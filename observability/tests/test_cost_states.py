@@ -20,10 +20,20 @@ URL = "/ingate/api/v1/records/"
 
 def make(tenant, *, internal=False, minutes_ago=5, **fields):
     values = {
-        "org": tenant.org, "app": None if internal else tenant.app, "key": None if internal else tenant.key,
-        "provider": "openai", "endpoint": "chat.completions", "model": "gpt-4o-mini", "status": 200,
-        "input_tokens": 100, "output_tokens": 20, "total_tokens": 120, "cost_total": Decimal("0.001"),
-        "usage_source": "reported", "total_ms": 200.0, "created_at": timezone.now() - datetime.timedelta(minutes=minutes_ago),
+        "org": tenant.org,
+        "app": None if internal else tenant.app,
+        "key": None if internal else tenant.key,
+        "provider": "openai",
+        "endpoint": "chat.completions",
+        "model": "gpt-4o-mini",
+        "status": 200,
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "total_tokens": 120,
+        "cost_total": Decimal("0.001"),
+        "usage_source": "reported",
+        "total_ms": 200.0,
+        "created_at": timezone.now() - datetime.timedelta(minutes=minutes_ago),
     }
     values.update(fields)
     record = RequestRecord.objects.create(**values)
@@ -38,13 +48,28 @@ def kinds(world):
         "priced": make(own),
         "free": make(own, provider="ollama", endpoint="chat", model="llama3.2", cost_total=Decimal(0)),
         "no_price": make(own, model="acme-private", cost_total=None),
-        "no_usage": make(own, model="acme-private", usage_source="none", input_tokens=None, output_tokens=None,
-                         total_tokens=None, cost_total=None),
+        "no_usage": make(
+            own,
+            model="acme-private",
+            usage_source="none",
+            input_tokens=None,
+            output_tokens=None,
+            total_tokens=None,
+            cost_total=None,
+        ),
         "rate_limited": make(own, status=429, outcome="upstream_error", cost_total=None),
         "refused": make(own, status=403, outcome="gateway_error", usage_source="none", cost_total=None),
         "cut_but_billed": make(own, outcome="upstream_cut", cost_total=Decimal("0.0005")),
-        "model_list": make(own, endpoint="models", model="", usage_source="none", input_tokens=None,
-                           output_tokens=None, total_tokens=None, cost_total=None),
+        "model_list": make(
+            own,
+            endpoint="models",
+            model="",
+            usage_source="none",
+            input_tokens=None,
+            output_tokens=None,
+            total_tokens=None,
+            cost_total=None,
+        ),
     }
 
 
@@ -84,7 +109,10 @@ def test_the_logs_unpriced_filter_shows_what_the_overview_card_counts(browser, k
     assert "2 requests with an unknown price" in overview
     link = re.search(r'href="([^"]+)" data-testid="unpriced-link"', overview).group(1).replace("&amp;", "&")
     logs = browser.get(link).content.decode()
-    assert {m for m in re.findall(r'data-record="([^"]+)"', logs)} == {str(kinds["no_price"].pk), str(kinds["no_usage"].pk)}
+    assert {m for m in re.findall(r'data-record="([^"]+)"', logs)} == {
+        str(kinds["no_price"].pk),
+        str(kinds["no_usage"].pk),
+    }
 
 
 def test_a_session_of_failed_requests_shows_no_unpriced_badge_and_no_zero(browser, world):
@@ -178,14 +206,20 @@ def test_each_breakdown_row_links_to_the_logs_it_counts(browser, world):
 
 
 def test_rebuilt_rollups_count_failed_unpriced_and_priced_as_the_writer_does(world, kinds):
-    make(world.own, model="o3", response_model="", session_id="s", status=500, outcome="upstream_error", cost_total=None)
+    make(
+        world.own, model="o3", response_model="", session_id="s", status=500, outcome="upstream_error", cost_total=None
+    )
     make(world.own, model="acme-private", session_id="s", cost_total=None)
 
     def snapshot():
-        rollup_rows = {(r.dimension, r.value, r.bucket): (r.requests, r.errors, r.unpriced, r.priced, r.cost)
-                       for r in RecordRollup.objects.filter(org=world.own.org)}
-        sessions = {s.session_id: (s.requests, s.errors, s.unpriced, s.priced, s.cost)
-                    for s in SessionRollup.objects.filter(org=world.own.org)}
+        rollup_rows = {
+            (r.dimension, r.value, r.bucket): (r.requests, r.errors, r.unpriced, r.priced, r.cost)
+            for r in RecordRollup.objects.filter(org=world.own.org)
+        }
+        sessions = {
+            s.session_id: (s.requests, s.errors, s.unpriced, s.priced, s.cost)
+            for s in SessionRollup.objects.filter(org=world.own.org)
+        }
         return rollup_rows, sessions
 
     written = snapshot()

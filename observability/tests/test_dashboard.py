@@ -13,10 +13,24 @@ from observability.models import RequestRecord
 
 def make_record(tenant, **fields):
     values = {
-        "org": tenant.org, "app": tenant.app, "key": tenant.key, "provider": "openai", "endpoint": "chat.completions",
-        "model": "gpt-4o-mini", "response_model": "gpt-4o-mini-2024-07-18", "status": 200, "input_tokens": 1200,
-        "output_tokens": 300, "total_tokens": 1500, "cost_total": Decimal("0.00036"), "usage_source": "reported",
-        "total_ms": 850.0, "overhead_ms": 0.4, "upstream_ms": 300.0, "session_id": "sess-1", "client": "claude-code",
+        "org": tenant.org,
+        "app": tenant.app,
+        "key": tenant.key,
+        "provider": "openai",
+        "endpoint": "chat.completions",
+        "model": "gpt-4o-mini",
+        "response_model": "gpt-4o-mini-2024-07-18",
+        "status": 200,
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "total_tokens": 1500,
+        "cost_total": Decimal("0.00036"),
+        "usage_source": "reported",
+        "total_ms": 850.0,
+        "overhead_ms": 0.4,
+        "upstream_ms": 300.0,
+        "session_id": "sess-1",
+        "client": "claude-code",
         "created_at": timezone.now() - datetime.timedelta(minutes=5),
     }
     values.update(fields)

@@ -19,9 +19,20 @@ SYSTEM = Actor.system("test")
 
 def record(tenant, version=None, **fields):
     return RequestRecord.objects.create(
-        org=tenant.org, app=tenant.app, key=tenant.key, provider="openai", endpoint="chat.completions",
-        model="gpt-4o-mini", status=200, cost_total=Decimal("0.001"), usage_source="reported", total_ms=100.0,
-        prompt_version=version, created_at=timezone.now() - datetime.timedelta(minutes=1), **fields)
+        org=tenant.org,
+        app=tenant.app,
+        key=tenant.key,
+        provider="openai",
+        endpoint="chat.completions",
+        model="gpt-4o-mini",
+        status=200,
+        cost_total=Decimal("0.001"),
+        usage_source="reported",
+        total_ms=100.0,
+        prompt_version=version,
+        created_at=timezone.now() - datetime.timedelta(minutes=1),
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -32,8 +43,10 @@ def versions(world):
     for _ in range(3):
         services.version_create(actor=SYSTEM, prompt=other, messages=[{"role": "system", "content": "Buy."}])
     prompt = services.prompt_create(actor=SYSTEM, org=world.own.org, namespace="support", name="greeter")
-    v1, v2 = (services.version_create(actor=SYSTEM, prompt=prompt, messages=[{"role": "system", "content": f"v{n}"}])
-              for n in (1, 2))
+    v1, v2 = (
+        services.version_create(actor=SYSTEM, prompt=prompt, messages=[{"role": "system", "content": f"v{n}"}])
+        for n in (1, 2)
+    )
     theirs = services.prompt_create(actor=SYSTEM, org=world.other.org, namespace="secret", name="plan")
     services.version_create(actor=SYSTEM, prompt=theirs, messages=[{"role": "system", "content": "hidden"}])
     return {"v1": v1, "v2": v2, "r1": record(world.own, v1), "r2": record(world.own, v2), "none": record(world.own)}
@@ -61,11 +74,14 @@ def test_a_key_that_reads_logs_may_filter_by_reference_without_reading_prompts(c
     assert ids(client_for(key=reader).get(URL, {"prompt_version": "support/greeter@1"})) == {str(versions["r1"].pk)}
 
 
-@pytest.mark.parametrize("ref, message", [
-    ("support/greeter@9", "support/greeter has no version 9 (the latest is v2)."),
-    ("secret/plan@1", "No prompt secret/plan in your organizations."),  # the other org's: unknown, not hidden rows
-    ("greeter", "is not a prompt version: write namespace/name@version"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("support/greeter@9", "support/greeter has no version 9 (the latest is v2)."),
+        ("secret/plan@1", "No prompt secret/plan in your organizations."),  # the other org's: unknown, not hidden rows
+        ("greeter", "is not a prompt version: write namespace/name@version"),
+    ],
+)
 def test_an_unknown_or_malformed_reference_is_a_field_error(client_for, world, versions, ref, message):
     reply = client_for(user=world.own.users["viewer"]).get(URL, {"prompt_version": ref})
     assert reply.status_code == 400 and message in " ".join(reply.json()["prompt_version"])

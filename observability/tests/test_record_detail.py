@@ -15,17 +15,37 @@ from observability.models import ObservabilitySettings, RequestBody, RequestReco
 from prompts import services
 from tenancy.audit import Actor
 
-SHAPE = {"model": "gpt-4o-mini", "temperature": 0.2, "tools": [{"type": "function", "function": {"name": "get_weather"}}],
-         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather?"},
-                      {"role": "assistant", "content": "Where?"}, {"role": "user", "content": "Oslo"}]}
+SHAPE = {
+    "model": "gpt-4o-mini",
+    "temperature": 0.2,
+    "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Where?"},
+        {"role": "user", "content": "Oslo"},
+    ],
+}
 
 
 def make_record(tenant, **fields):
     return RequestRecord.objects.create(
-        org=tenant.org, app=tenant.app, key=tenant.key, provider="openai", endpoint="chat.completions",
-        model="gpt-4o-mini", status=200, input_tokens=1200, output_tokens=300, total_tokens=1500,
-        cost_total=Decimal("0.00036"), usage_source="reported", total_ms=850.0,
-        created_at=timezone.now() - datetime.timedelta(minutes=5), **fields)
+        org=tenant.org,
+        app=tenant.app,
+        key=tenant.key,
+        provider="openai",
+        endpoint="chat.completions",
+        model="gpt-4o-mini",
+        status=200,
+        input_tokens=1200,
+        output_tokens=300,
+        total_tokens=1500,
+        cost_total=Decimal("0.00036"),
+        usage_source="reported",
+        total_ms=850.0,
+        created_at=timezone.now() - datetime.timedelta(minutes=5),
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -45,10 +65,15 @@ def test_in_the_default_metadata_mode_the_page_shows_the_requests_shape_and_no_e
     record = make_record(world.own)
     RequestBody.objects.create(record=record, created_at=record.created_at, metadata=request_metadata(SHAPE, 812))
     page = page_of(browser, record)
-    assert ("Body mode of Own Org: <b>metadata</b>: the request's shape (messages by role, tools, parameters) is "
-            "kept, not its text; bodies are kept only in <code>full</code> mode.") in page
-    assert ('<code>POST /ingate/api/v1/observability-settings/</code> <code>{"org": %d, "body_mode": "off" | "metadata" | '
-            '"full"}</code>' % world.own.org.pk) in page
+    assert (
+        "Body mode of Own Org: <b>metadata</b>: the request's shape (messages by role, tools, parameters) is "
+        "kept, not its text; bodies are kept only in <code>full</code> mode."
+    ) in page
+    assert (
+        '<code>POST /ingate/api/v1/observability-settings/</code> <code>{"org": '
+        + str(world.own.org.pk)
+        + ', "body_mode": "off" | "metadata" | "full"}</code>'
+    ) in page
     assert "<th>Messages</th><td>1 system, 2 user, 1 assistant</td>" in page
     assert "<th>Tools</th><td>get_weather</td>" in page and "<th>temperature</th><td>0.2</td>" in page
     assert "<th>Request size</th><td>812 bytes</td>" in page
@@ -58,8 +83,13 @@ def test_in_the_default_metadata_mode_the_page_shows_the_requests_shape_and_no_e
 def test_in_full_mode_the_bodies_are_shown_with_the_shape(browser, world):
     ObservabilitySettings.objects.create(org=world.own.org, body_mode="full")
     record = make_record(world.own)
-    RequestBody.objects.create(record=record, created_at=record.created_at, metadata=request_metadata(SHAPE, 812),
-                               request='{"messages": "Weather in Oslo?"}', response="Sunny, 21 °C.")
+    RequestBody.objects.create(
+        record=record,
+        created_at=record.created_at,
+        metadata=request_metadata(SHAPE, 812),
+        request='{"messages": "Weather in Oslo?"}',
+        response="Sunny, 21 °C.",
+    )
     page = page_of(browser, record)
     assert "Body mode of Own Org: <b>full</b>: request and response bodies are kept, size-capped." in page
     assert '<pre class="body">{"messages": "Weather in Oslo?"}</pre>' in page and "Sunny, 21 °C." in page
@@ -78,15 +108,26 @@ def test_the_prompt_version_a_request_used_links_to_its_prompt(browser, world):
     services.version_create(actor=actor, prompt=prompt, messages=[{"role": "system", "content": "v1"}])
     v2 = services.version_create(actor=actor, prompt=prompt, messages=[{"role": "system", "content": "v2"}])
     page = page_of(browser, make_record(world.own, prompt_version=v2))
-    assert f'<td data-testid="prompt-version"><a href="/ingate/prompts/{prompt.pk}/">support/greeter@v2</a></td>' in page
+    assert (
+        f'<td data-testid="prompt-version"><a href="/ingate/prompts/{prompt.pk}/">support/greeter@v2</a></td>' in page
+    )
     gone = page_of(browser, make_record(world.own, prompt_version_id=987654))
     assert "id 987654 <small>(no longer in the registry)</small>" in gone
     assert 'data-testid="prompt-version"' not in page_of(browser, make_record(world.own))
 
 
 def test_billing_facts_are_shown_when_the_record_has_them(browser, world):
-    page = page_of(browser, make_record(world.own, service_tier="flex", cache_write_tokens=2000, cache_write_1h_tokens=1500,
-                                        tool_calls={"web_search": 2, "code_execution": 1}, cost_tools=Decimal("0.02")))
+    page = page_of(
+        browser,
+        make_record(
+            world.own,
+            service_tier="flex",
+            cache_write_tokens=2000,
+            cache_write_1h_tokens=1500,
+            tool_calls={"web_search": 2, "code_execution": 1},
+            cost_tools=Decimal("0.02"),
+        ),
+    )
     assert '<td data-testid="service-tier">flex</td>' in page
     assert "(of which 1 h: 1,500)" in page
     assert "web_search × 2, code_execution × 1" in page and "$0.02" in page

@@ -9,8 +9,15 @@ URL = "/ingate/api/v1/records/"
 
 
 def record(tenant, **fields):
-    values = {"org": tenant.org, "app": tenant.app, "key": tenant.key, "provider": "openai",
-              "endpoint": "chat.completions", "model": "gpt-4o-mini", "status": 200}
+    values = {
+        "org": tenant.org,
+        "app": tenant.app,
+        "key": tenant.key,
+        "provider": "openai",
+        "endpoint": "chat.completions",
+        "model": "gpt-4o-mini",
+        "status": 200,
+    }
     return RequestRecord.objects.create(**(values | fields))
 
 

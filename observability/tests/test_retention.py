@@ -81,7 +81,8 @@ def test_retention_runs_hourly_from_celery_beat(db):
     assert celery_app.conf.beat_schedule["records-retention"]["task"] == "observability.enforce_retention"
     assert "observability.enforce_retention" in celery_app.tasks
     assert celery_app.tasks["observability.enforce_retention"].apply().get() == {
-        "partitions_dropped": 0, "records_deleted": 0
+        "partitions_dropped": 0,
+        "records_deleted": 0,
     }
 
 
@@ -91,6 +92,7 @@ def test_without_redis_the_gateways_own_writer_enforces_retention(transactional_
     settings.REDIS_URL = ""  # the embedded mode: no celery beat runs
     org = OrganizationFactory()
     ObservabilitySettings.objects.create(org=org, retention_days=7)
-    old, recent = make(org, 8), make(org, 1)
+    make(org, 8)  # past the org's retention
+    recent = make(org, 1)
     RecordPipeline().flush()
-    assert set(RequestRecord.objects.values_list("pk", flat=True)) == {recent.pk}  # `old` is gone
+    assert set(RequestRecord.objects.values_list("pk", flat=True)) == {recent.pk}  # the older one is gone

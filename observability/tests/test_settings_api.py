@@ -11,8 +11,11 @@ PRICES = "/ingate/api/v1/price-overrides/"
 
 def test_an_admin_sets_and_changes_the_orgs_observability_settings(client_for, world):
     admin = client_for(user=world.own.users["admin"])
-    created = admin.post(SETTINGS, {"org": world.own.org.pk, "body_mode": "full", "body_max_bytes": 4096,
-                                    "retention_days": 14}, format="json")
+    created = admin.post(
+        SETTINGS,
+        {"org": world.own.org.pk, "body_mode": "full", "body_max_bytes": 4096, "retention_days": 14},
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     changed = admin.patch(f"{SETTINGS}{world.own.org.pk}/", {"retention_days": 90}, format="json")
     assert changed.status_code == 200 and changed.json()["retention_days"] == 90
@@ -28,19 +31,32 @@ def test_viewers_and_members_read_settings_but_cannot_change_them(client_for, wo
     assert api.get(SETTINGS).json()["results"][0]["body_mode"] == "metadata"
     refused = api.post(SETTINGS, {"org": world.own.org.pk, "body_mode": "full"}, format="json")
     assert refused.status_code == 403
-    assert api.post(PRICES, {"org": world.own.org.pk, "model": "m", "input_per_mtok": "1",
-                             "output_per_mtok": "2"}, format="json").status_code == 403
+    assert (
+        api.post(
+            PRICES,
+            {"org": world.own.org.pk, "model": "m", "input_per_mtok": "1", "output_per_mtok": "2"},
+            format="json",
+        ).status_code
+        == 403
+    )
 
 
 def test_bad_settings_get_field_errors(client_for, world):
     admin = client_for(user=world.own.users["admin"])
-    reply = admin.post(SETTINGS, {"org": world.own.org.pk, "body_mode": "everything", "retention_days": 0}, format="json")
+    reply = admin.post(
+        SETTINGS, {"org": world.own.org.pk, "body_mode": "everything", "retention_days": 0}, format="json"
+    )
     assert reply.status_code == 400 and {"body_mode", "retention_days"} <= set(reply.json())
 
 
 def test_price_overrides_are_per_org_unique_by_model_and_audited(client_for, world):
     admin = client_for(user=world.own.users["admin"])
-    body = {"org": world.own.org.pk, "model": "ft:gpt-4o-mini:acme::x", "input_per_mtok": "0.30", "output_per_mtok": "1.20"}
+    body = {
+        "org": world.own.org.pk,
+        "model": "ft:gpt-4o-mini:acme::x",
+        "input_per_mtok": "0.30",
+        "output_per_mtok": "1.20",
+    }
     assert admin.post(PRICES, body, format="json").status_code == 201
     duplicate = admin.post(PRICES, body, format="json")
     assert duplicate.status_code == 400

@@ -30,8 +30,17 @@ class PromptSerializer(serializers.ModelSerializer):
 class VersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = PromptVersion
-        fields = ["number", "messages", "template", "variables", "model", "parameters", "commit_message",
-                  "author_name", "created_at"]
+        fields = [
+            "number",
+            "messages",
+            "template",
+            "variables",
+            "model",
+            "parameters",
+            "commit_message",
+            "author_name",
+            "created_at",
+        ]
         read_only_fields = ["number", "author_name", "created_at"]
 
 
@@ -62,8 +71,12 @@ class RenderSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, required=False)
     label = serializers.SlugField(max_length=50, required=False)
     variables = serializers.DictField(required=False, default=dict)
-    user = serializers.CharField(required=False, allow_blank=True, default="",
-                                 help_text="A user message to put after the prompt (Anthropic needs one after a system prompt).")
+    user = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="A user message to put after the prompt (Anthropic needs one after a system prompt).",
+    )
     provider = serializers.ChoiceField(choices=["openai", "anthropic"], default="openai")
 
     def validate(self, data):

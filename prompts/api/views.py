@@ -29,8 +29,14 @@ class PromptScopes:
         return Scope.PROMPTS_WRITE
 
 
-class NamespaceViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                       mixins.CreateModelMixin, mixins.UpdateModelMixin):
+class NamespaceViewSet(
+    PromptScopes,
+    ScopedViewSet,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+):
     """Folders of prompts; nesting is in the path (`support/billing` sits inside `support`)."""
 
     model = Namespace
@@ -43,16 +49,23 @@ class NamespaceViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixin
     def perform_create(self, serializer):
         data = serializer.validated_data
         self.require_add(data["org"])
-        serializer.instance = services.namespace_create(actor=self.actor, org=data["org"], path=data["path"],
-                                                        description=data.get("description", ""))
+        serializer.instance = services.namespace_create(
+            actor=self.actor, org=data["org"], path=data["path"], description=data.get("description", "")
+        )
 
     def perform_update(self, serializer):
         fields = {k: v for k, v in serializer.validated_data.items() if k == "description"}
         serializer.instance = services.namespace_update(actor=self.actor, namespace=serializer.instance, **fields)
 
 
-class PromptViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                    mixins.UpdateModelMixin):
+class PromptViewSet(
+    PromptScopes,
+    ScopedViewSet,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+):
     """Prompts of your organizations. Gateway keys: `prompts:read` to read, `prompts:write` to change."""
 
     model = Prompt
@@ -66,8 +79,12 @@ class PromptViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.R
         data = serializer.validated_data
         self.require_add(data["org"])
         serializer.instance = services.prompt_create(
-            actor=self.actor, org=data["org"], namespace=data["namespace"]["path"], name=data["name"],
-            description=data.get("description", ""), tags=data.get("tags", []),
+            actor=self.actor,
+            org=data["org"],
+            namespace=data["namespace"]["path"],
+            name=data["name"],
+            description=data.get("description", ""),
+            tags=data.get("tags", []),
         )
 
     def perform_update(self, serializer):
@@ -77,7 +94,9 @@ class PromptViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.R
     def _version(self, prompt: Prompt, number: int) -> PromptVersion:
         return get_object_or_404(PromptVersion, prompt=prompt, number=number)
 
-    @extend_schema(request=s.VersionSerializer, responses={200: s.VersionSerializer(many=True), 201: s.VersionSerializer})
+    @extend_schema(
+        request=s.VersionSerializer, responses={200: s.VersionSerializer(many=True), 201: s.VersionSerializer}
+    )
     @decorators.action(detail=True, methods=["get", "post"])
     def versions(self, request, pk=None):
         """GET: every version, newest first. POST: a new version (versions are never edited)."""
@@ -97,8 +116,9 @@ class PromptViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.R
         prompt = self.get_object()
         data = self._valid(s.SetLabelSerializer, request)
         self._require_move(prompt, data["name"])
-        label = services.label_set(actor=self.actor, prompt=prompt, name=data["name"],
-                                   version=self._version(prompt, data["version"]))
+        label = services.label_set(
+            actor=self.actor, prompt=prompt, name=data["name"], version=self._version(prompt, data["version"])
+        )
         return response.Response(s.LabelSerializer(label).data)
 
     @extend_schema(request=s.PromoteSerializer, responses={200: s.LabelSerializer})
@@ -158,8 +178,13 @@ class PromptViewSet(PromptScopes, ScopedViewSet, mixins.ListModelMixin, mixins.R
             old, new = int(request.query_params["from"]), int(request.query_params["to"])
         except (KeyError, ValueError):
             raise exceptions.ValidationError({"from": ["Give ?from= and ?to= version numbers."]}) from None
-        return response.Response({"from": old, "to": new,
-                                  "diff": services.version_diff(self._version(prompt, old), self._version(prompt, new))})
+        return response.Response(
+            {
+                "from": old,
+                "to": new,
+                "diff": services.version_diff(self._version(prompt, old), self._version(prompt, new)),
+            }
+        )
 
     @extend_schema(request=None, responses={200: s.PromptSerializer})
     @decorators.action(detail=True, methods=["post"])

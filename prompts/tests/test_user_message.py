@@ -21,8 +21,12 @@ def refunds(gateway_key):
     """A system-only prompt for Claude, in the gateway key's org."""
     key, _ = gateway_key
     prompt = services.prompt_create(actor=SYSTEM, org=key.org, namespace="support", name="refunds")
-    version = services.version_create(actor=SYSTEM, prompt=prompt, model="claude-3-5-haiku-latest",
-                                      messages=[{"role": "system", "content": "You help {{company}} with refunds."}])
+    version = services.version_create(
+        actor=SYSTEM,
+        prompt=prompt,
+        model="claude-3-5-haiku-latest",
+        messages=[{"role": "system", "content": "You help {{company}} with refunds."}],
+    )
     return prompt, version
 
 
@@ -55,10 +59,13 @@ def test_the_user_message_is_sent_to_anthropic_as_the_turn_after_the_system_prom
 
 @pytest.mark.parametrize("model", ["claude-3-5-haiku-latest", "gemini-2.0-flash"])
 def test_sending_a_system_prompt_alone_to_a_provider_that_refuses_it_is_an_error_and_nothing_is_sent(
-        recording, member, fake, refunds, model):
+    recording, member, fake, refunds, model
+):
     prompt, _ = refunds
     page = post(member, prompt, model=model, send="1")
-    assert "refuses a request without a user message, and this one has only a system prompt: write a user message" in page
+    assert (
+        "refuses a request without a user message, and this one has only a system prompt: write a user message" in page
+    )
     assert 'data-testid="answer"' not in page
     assert fake.requests == []
 
@@ -70,7 +77,7 @@ def test_rendering_a_system_prompt_alone_shows_the_body_and_warns_that_anthropic
     assert 'data-testid="render-warning"' in page and "Anthropic refuses a request without a user message" in page
     page = post(member, prompt, user="Where is my refund?")
     assert '"content": "Where is my refund?"' in page and 'data-testid="render-warning"' not in page
-    assert 'Where is my refund?</textarea>' in page  # the form keeps what was typed
+    assert "Where is my refund?</textarea>" in page  # the form keeps what was typed
     assert fake.requests == []
 
 
@@ -92,10 +99,14 @@ def test_bad_variables_are_a_form_error_and_nothing_is_sent(recording, member, f
 
 def test_the_render_api_takes_the_same_user_message(client_for, world):
     prompt = services.prompt_create(actor=SYSTEM, org=world.own.org, namespace="support", name="refunds")
-    services.version_create(actor=SYSTEM, prompt=prompt, messages=[{"role": "system", "content": "You help {{company}}."}])
+    services.version_create(
+        actor=SYSTEM, prompt=prompt, messages=[{"role": "system", "content": "You help {{company}}."}]
+    )
     reply = client_for(user=world.own.users["viewer"]).post(
         f"/ingate/api/v1/prompts/{prompt.pk}/render/",
-        {"version": 1, "variables": {"company": "Acme"}, "provider": "anthropic", "user": "Where is my refund?"}, format="json")
+        {"version": 1, "variables": {"company": "Acme"}, "provider": "anthropic", "user": "Where is my refund?"},
+        format="json",
+    )
     assert reply.status_code == 200, reply.json()
     assert reply.json()["request"]["system"] == "You help Acme."
     assert reply.json()["request"]["messages"] == [{"role": "user", "content": "Where is my refund?"}]

@@ -16,8 +16,10 @@ SYSTEM = Actor.system("test")
 
 def make_prompt(org, namespace, name, versions=2):
     prompt = services.prompt_create(actor=SYSTEM, org=org, namespace=namespace, name=name)
-    made = [services.version_create(actor=SYSTEM, prompt=prompt, messages=[{"role": "system", "content": f"{name} v{n}"}])
-            for n in range(1, versions + 1)]
+    made = [
+        services.version_create(actor=SYSTEM, prompt=prompt, messages=[{"role": "system", "content": f"{name} v{n}"}])
+        for n in range(1, versions + 1)
+    ]
     return prompt, made
 
 
@@ -52,18 +54,21 @@ def test_a_bare_number_is_still_a_version_id_where_no_prompt_is_named(world, gre
     assert resolve(world, str(v2.pk)) == v2 and resolve(world, v2.pk) == v2
 
 
-@pytest.mark.parametrize("ref, message", [
-    ("support/greeter@7", "support/greeter has no version 7 (the latest is v2)."),
-    ("support/greeter@prod", "support/greeter has no label 'prod'."),
-    ("support/nobody@1", "No prompt support/nobody in your organizations."),
-    ("support/greeter", "is not a prompt version: write namespace/name@version"),
-    ("support/greeter@", "is not a prompt version"),
-    ("@3", "is not a prompt version"),
-    ("support/gr eeter@1", "is not a prompt version"),
-    ("999999", "No prompt version with id 999999 in your organizations"),
-    ("99999999999999999999999", "No prompt version with id"),
-    ("support/greeter@99999999999", "has no version 99999999999"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("support/greeter@7", "support/greeter has no version 7 (the latest is v2)."),
+        ("support/greeter@prod", "support/greeter has no label 'prod'."),
+        ("support/nobody@1", "No prompt support/nobody in your organizations."),
+        ("support/greeter", "is not a prompt version: write namespace/name@version"),
+        ("support/greeter@", "is not a prompt version"),
+        ("@3", "is not a prompt version"),
+        ("support/gr eeter@1", "is not a prompt version"),
+        ("999999", "No prompt version with id 999999 in your organizations"),
+        ("99999999999999999999999", "No prompt version with id"),
+        ("support/greeter@99999999999", "has no version 99999999999"),
+    ],
+)
 def test_a_reference_that_names_nothing_says_what_is_wrong(world, greeter, ref, message):
     with pytest.raises(PromptRefError) as error:
         resolve(world, ref)
@@ -124,14 +129,23 @@ def test_a_diff_of_a_version_that_is_not_a_number_is_an_error_on_the_page_not_a_
 def test_pointing_a_label_at_a_version_that_does_not_exist_is_a_message_not_a_500(world, greeter):
     prompt, _ = greeter
     page = browser(world.own.users["member"]).post(
-        f"/ingate/prompts/{prompt.pk}/labels/", {"action": "set", "label": "staging", "version": "x"}, follow=True)
+        f"/ingate/prompts/{prompt.pk}/labels/", {"action": "set", "label": "staging", "version": "x"}, follow=True
+    )
     assert page.status_code == 200 and "support/greeter has no label &#x27;x&#x27;." in page.content.decode()
     assert not Label.objects.filter(prompt=prompt, name="staging").exists()
 
 
 def test_the_requests_count_of_a_version_links_to_its_logs_by_reference(world, greeter):
     prompt, (v1, _) = greeter
-    RecordRollup.objects.create(org=world.own.org, bucket=timezone.now().replace(minute=0, second=0, microsecond=0),
-                                dimension="prompt", value=str(v1.pk), requests=3)
+    RecordRollup.objects.create(
+        org=world.own.org,
+        bucket=timezone.now().replace(minute=0, second=0, microsecond=0),
+        dimension="prompt",
+        value=str(v1.pk),
+        requests=3,
+    )
     page = browser(world.own.users["viewer"]).get(f"/ingate/prompts/{prompt.pk}/").content.decode()
-    assert '/ingate/logs/?org=own-org&amp;prompt_version=support/greeter%40v1" title="The requests of support/greeter@v1">3</a>' in page
+    assert (
+        '/ingate/logs/?org=own-org&amp;prompt_version=support/greeter%40v1" title="The requests of support/greeter@v1">3</a>'
+        in page
+    )

@@ -28,9 +28,25 @@ OLLAMA = Ollama()
 FAMILIES: dict[str, WireFormat] = {f.name: f for f in (OPENAI, ANTHROPIC, GEMINI, OLLAMA)}
 
 __all__ = [
-    "ANTHROPIC", "FAMILIES", "GEMINI", "OLLAMA", "OPENAI", "RESPONSES", "TIER_FIELD", "TOOL_CALLS_FIELD",
-    "Events", "HiddenUsage", "Tokens", "WireFormat", "ask_for_usage", "event_payload", "ndjson_line", "of", "of_provider",
-    "sse_event", "tokens",
+    "ANTHROPIC",
+    "FAMILIES",
+    "GEMINI",
+    "OLLAMA",
+    "OPENAI",
+    "RESPONSES",
+    "TIER_FIELD",
+    "TOOL_CALLS_FIELD",
+    "Events",
+    "HiddenUsage",
+    "Tokens",
+    "WireFormat",
+    "ask_for_usage",
+    "event_payload",
+    "ndjson_line",
+    "of",
+    "of_provider",
+    "sse_event",
+    "tokens",
 ]
 
 

@@ -8,7 +8,7 @@ import json
 from typing import Any, ClassVar
 
 from ..records import Outcome
-from .base import Tokens, WireFormat, count, detail, dumps, tier_of, tool_counts
+from .base import Tokens, WireFormat, count, detail, dumps, keep_model, keep_usage, tier_of, tool_counts
 
 # Events of a Messages stream that are not its end.
 EVENTS = frozenset(
@@ -69,18 +69,16 @@ class AnthropicMessages(WireFormat):
         return "/v1/messages", "", body
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
-        return dumps({"type": "error", "error": {"type": self.error_types.get(status, "api_error"), "message": message}})
+        return dumps(
+            {"type": "error", "error": {"type": self.error_types.get(status, "api_error"), "message": message}}
+        )
 
     def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
         message = data.get("message")  # message_start carries the message, with the input side of usage
         if isinstance(message, dict):
             self.collect(message, usage, model)
-        value = data.get("usage")  # a whole message, or message_delta's cumulative counts
-        if isinstance(value, dict):
-            usage.update(value)
-        answered = data.get("model")
-        if isinstance(answered, str) and answered and not model:
-            model.append(answered)
+        keep_usage(usage, data.get("usage"))  # a whole message, or message_delta's cumulative counts
+        keep_model(model, data.get("model"))
 
     def text(self, data: Any) -> str:
         if not isinstance(data, dict):
@@ -105,8 +103,16 @@ class AnthropicMessages(WireFormat):
         write_1h = detail(raw, "cache_creation", "ephemeral_1h_input_tokens")
         write = max(write, detail(raw, "cache_creation", "ephemeral_5m_input_tokens") + write_1h)
         server = raw.get("server_tool_use")
-        tools = {kind: count(server.get(field)) for field, kind in SERVER_TOOLS.items()} if isinstance(server, dict) else {}
+        tools = (
+            {kind: count(server.get(field)) for field, kind in SERVER_TOOLS.items()} if isinstance(server, dict) else {}
+        )
         return Tokens(
-            count(raw.get("input_tokens")) + read + write, count(raw.get("output_tokens")), read, write, 0,
-            write_1h, tier_of(raw, "service_tier"), tool_counts(tools),
+            count(raw.get("input_tokens")) + read + write,
+            count(raw.get("output_tokens")),
+            read,
+            write,
+            0,
+            write_1h,
+            tier_of(raw, "service_tier"),
+            tool_counts(tools),
         )

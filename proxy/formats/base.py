@@ -72,6 +72,18 @@ def counted_tools(raw: dict) -> dict[str, int]:
     return {str(kind): count(n) for kind, n in counted.items()}
 
 
+def keep_usage(usage: dict[str, Any], value: Any) -> None:
+    """Merge a usage object into what a response reported so far (streams report it in parts)."""
+    if isinstance(value, dict):
+        usage.update(value)
+
+
+def keep_model(model: list[str], answered: Any) -> None:
+    """Note the model that answered, the first time a response names it."""
+    if isinstance(answered, str) and answered and not model:
+        model.append(answered)
+
+
 # --- framing ---------------------------------------------------------------------------------------
 
 
@@ -143,13 +155,20 @@ class WireFormat:
         tools = body.get("tools")
         if not isinstance(tools, list):
             return []
-        return [t.get("name") or (t.get("function") or {}).get("name") or t.get("type") for t in tools if isinstance(t, dict)]
+        return [
+            t.get("name") or (t.get("function") or {}).get("name") or t.get("type")
+            for t in tools
+            if isinstance(t, dict)
+        ]
 
     def chat_messages(self, body: dict) -> list[dict]:
         """The request's conversation as portable OpenAI-style chat messages (a dataset item's input); OpenAI's
         reasoning models call the system role "developer", which becomes "system"."""
-        return [{**m, "role": "system"} if m.get("role") == "developer" else m
-                for m in self.messages(body) if isinstance(m, dict)]
+        return [
+            {**m, "role": "system"} if m.get("role") == "developer" else m
+            for m in self.messages(body)
+            if isinstance(m, dict)
+        ]
 
     def prompt_fields(self, messages: list[dict], text: str) -> dict[str, Any]:
         """The request fields a rendered prompt becomes: `messages` OpenAI-style, or `text` when the prompt is a
@@ -164,11 +183,21 @@ class WireFormat:
         merged["messages"] = turns + list(body.get("messages") or [])
         if "system" in fields:
             client_system = body.get("system")
-            merged["system"] = fields["system"] + (f"\n\n{client_system}" if isinstance(client_system, str) and client_system else "")
+            merged["system"] = fields["system"] + (
+                f"\n\n{client_system}" if isinstance(client_system, str) and client_system else ""
+            )
         return merged
 
-    def chat_request(self, model: str, messages: list[dict], params: dict[str, Any], stream: bool, *,
-                     provider: str, azure_api_version: str = "") -> tuple[str, str, dict]:
+    def chat_request(
+        self,
+        model: str,
+        messages: list[dict],
+        params: dict[str, Any],
+        stream: bool,
+        *,
+        provider: str,
+        azure_api_version: str = "",
+    ) -> tuple[str, str, dict]:
         """(path, query, body) of a chat request for Ingate's own calls. `messages` are OpenAI-style."""
         raise NotImplementedError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..records import Outcome
-from .base import TIER_FIELD, Tokens, WireFormat, count, dumps, tier_of
+from .base import TIER_FIELD, Tokens, WireFormat, count, dumps, keep_model, keep_usage, tier_of
 
 _STATUS = {
     400: "INVALID_ARGUMENT",
@@ -23,8 +23,11 @@ _STATUS = {
 
 
 def _contents(messages: list[dict]) -> list[dict]:
-    return [{"role": "model" if m.get("role") == "assistant" else "user", "parts": [{"text": m.get("content") or ""}]}
-            for m in messages if m.get("role") != "system"]
+    return [
+        {"role": "model" if m.get("role") == "assistant" else "user", "parts": [{"text": m.get("content") or ""}]}
+        for m in messages
+        if m.get("role") != "system"
+    ]
 
 
 class Gemini(WireFormat):
@@ -68,7 +71,9 @@ class Gemini(WireFormat):
         merged = dict(body)
         prompt = messages or [{"role": "user", "content": text}]
         merged["contents"] = _contents(prompt) + self.messages(body)
-        system = "\n\n".join(m["content"] for m in prompt if m.get("role") == "system" and isinstance(m.get("content"), str))
+        system = "\n\n".join(
+            m["content"] for m in prompt if m.get("role") == "system" and isinstance(m.get("content"), str)
+        )
         if system:
             own = self.system(body)
             parts = [{"text": system}] + (own.get("parts") or [] if isinstance(own, dict) else [])
@@ -95,12 +100,8 @@ class Gemini(WireFormat):
         return dumps({"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}})
 
     def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
-        value = data.get("usageMetadata")
-        if isinstance(value, dict):
-            usage.update(value)
-        answered = data.get("modelVersion") or data.get("model")
-        if isinstance(answered, str) and answered and not model:
-            model.append(answered)
+        keep_usage(usage, data.get("usageMetadata"))
+        keep_model(model, data.get("modelVersion") or data.get("model"))
 
     def text(self, data: Any) -> str:
         if not isinstance(data, dict):

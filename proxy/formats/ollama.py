@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..records import Outcome
-from .base import Tokens, WireFormat, count, dumps
+from .base import Tokens, WireFormat, count, dumps, keep_model
 
 
 class Ollama(WireFormat):
@@ -37,9 +37,7 @@ class Ollama(WireFormat):
         for name in ("prompt_eval_count", "eval_count"):  # the final line's counts
             if name in data:
                 usage[name] = data[name]
-        answered = data.get("model")
-        if isinstance(answered, str) and answered and not model:
-            model.append(answered)
+        keep_model(model, data.get("model"))
 
     def text(self, data: Any) -> str:
         if not isinstance(data, dict):

@@ -16,6 +16,8 @@ from .base import (
     counted_tools,
     detail,
     dumps,
+    keep_model,
+    keep_usage,
     tier_of,
     tool_counts,
 )
@@ -52,15 +54,11 @@ class OpenAIChat(WireFormat):
         return dumps({"error": error})
 
     def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
-        value = data.get("usage")
-        if isinstance(value, dict):
-            usage.update(value)
+        keep_usage(usage, data.get("usage"))
         tier = data.get("service_tier")
         if isinstance(tier, str) and tier:  # what the request was billed as, on every chunk
             usage[TIER_FIELD] = tier
-        answered = data.get("model")
-        if isinstance(answered, str) and answered and not model:
-            model.append(answered)
+        keep_model(model, data.get("model"))
 
     def text(self, data: Any) -> str:
         if not isinstance(data, dict):

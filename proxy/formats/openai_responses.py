@@ -6,7 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..records import Outcome
-from .base import TIER_FIELD, TOOL_CALLS_FIELD, Tokens, count, counted_tools, detail, tier_of, tool_counts
+from .base import (
+    TIER_FIELD,
+    TOOL_CALLS_FIELD,
+    Tokens,
+    count,
+    counted_tools,
+    detail,
+    keep_model,
+    keep_usage,
+    tier_of,
+    tool_counts,
+)
 from .openai_chat import OpenAIChat
 
 # Events a Responses stream ends with.
@@ -52,9 +63,7 @@ class OpenAIResponses(OpenAIChat):
     def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
         inner = data.get("response")  # stream events carry the response; a whole answer is one
         response = inner if isinstance(inner, dict) else data
-        value = response.get("usage")
-        if isinstance(value, dict):
-            usage.update(value)
+        keep_usage(usage, response.get("usage"))
         tier = response.get("service_tier")
         if isinstance(tier, str) and tier:
             usage[TIER_FIELD] = tier
@@ -63,9 +72,7 @@ class OpenAIResponses(OpenAIChat):
             calls = _tool_calls(output)
             if calls:
                 usage[TOOL_CALLS_FIELD] = calls
-        answered = response.get("model")
-        if isinstance(answered, str) and answered and not model:
-            model.append(answered)
+        keep_model(model, response.get("model"))
 
     def text(self, data: Any) -> str:
         if not isinstance(data, dict):
@@ -75,8 +82,11 @@ class OpenAIResponses(OpenAIChat):
         out = []
         for item in data.get("output") or []:
             if isinstance(item, dict) and item.get("type") == "message":
-                out.extend(part.get("text") or "" for part in item.get("content") or []
-                           if isinstance(part, dict) and part.get("type") == "output_text")
+                out.extend(
+                    part.get("text") or ""
+                    for part in item.get("content") or []
+                    if isinstance(part, dict) and part.get("type") == "output_text"
+                )
         return "".join(out)
 
     def finished(self, event: Any) -> tuple[str, str]:

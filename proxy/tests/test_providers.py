@@ -19,12 +19,27 @@ from proxy.providers import REGISTRY, detect
         ("/v1/images/generations", None, False, ("openai", "images", "/v1/images/generations", "")),
         ("/v1/moderations", None, False, ("openai", "moderations", "/v1/moderations", "")),
         ("/v1/models", None, False, ("openai", "models", "/v1/models", "")),
-        ("/v1/models/ft:gpt-4o-mini:acme::abc", None, False, ("openai", "models", "/v1/models/ft:gpt-4o-mini:acme::abc", "")),
+        (
+            "/v1/models/ft:gpt-4o-mini:acme::abc",
+            None,
+            False,
+            ("openai", "models", "/v1/models/ft:gpt-4o-mini:acme::abc", ""),
+        ),
         ("/v1/files", None, False, ("openai", "files", "/v1/files", "")),
         ("/v1/messages", None, True, ("anthropic", "messages", "/v1/messages", "")),
-        ("/v1/messages/count_tokens", None, True, ("anthropic", "messages.count_tokens", "/v1/messages/count_tokens", "")),
+        (
+            "/v1/messages/count_tokens",
+            None,
+            True,
+            ("anthropic", "messages.count_tokens", "/v1/messages/count_tokens", ""),
+        ),
         ("/v1/messages/batches", None, True, ("anthropic", "messages.batches", "/v1/messages/batches", "")),
-        ("/v1/messages/batches/msgbatch_1", None, True, ("anthropic", "messages.batches", "/v1/messages/batches/msgbatch_1", "")),
+        (
+            "/v1/messages/batches/msgbatch_1",
+            None,
+            True,
+            ("anthropic", "messages.batches", "/v1/messages/batches/msgbatch_1", ""),
+        ),
         ("/v1/complete", None, True, ("anthropic", "complete", "/v1/complete", "")),
         ("/v1/models", None, True, ("anthropic", "models", "/v1/models", "")),
         ("/v1/models/claude-haiku-4-5", None, True, ("anthropic", "models", "/v1/models/claude-haiku-4-5", "")),
@@ -51,7 +66,12 @@ from proxy.providers import REGISTRY, detect
             "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
             None,
             False,
-            ("gemini", "streamGenerateContent", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", "gemini-2.0-flash"),
+            (
+                "gemini",
+                "streamGenerateContent",
+                "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+                "gemini-2.0-flash",
+            ),
         ),
         (
             "/v1/models/gemini-2.5-pro:countTokens",
@@ -121,7 +141,12 @@ def test_azure_api_version_is_added_only_when_the_client_sent_none():
 
 @pytest.mark.parametrize(
     "accepted, forwarded",
-    [("gzip, deflate, br, zstd", "gzip, deflate"), ("br", ""), ("identity", "identity"), ("gzip;q=1.0, *;q=0", "gzip;q=1.0")],
+    [
+        ("gzip, deflate, br, zstd", "gzip, deflate"),
+        ("br", ""),
+        ("identity", "identity"),
+        ("gzip;q=1.0, *;q=0", "gzip;q=1.0"),
+    ],
 )
 def test_only_encodings_the_gateway_can_read_are_asked_of_the_upstream(accepted, forwarded):
     assert readable_accept_encoding(accepted) == forwarded

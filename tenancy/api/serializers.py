@@ -125,8 +125,18 @@ class APIKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = APIKey
         fields = [
-            "id", "org", "app", "name", "display", "scopes", "status", "expires_at",
-            "created_by", "created_at", "revoked_at", "last_used_at",
+            "id",
+            "org",
+            "app",
+            "name",
+            "display",
+            "scopes",
+            "status",
+            "expires_at",
+            "created_by",
+            "created_at",
+            "revoked_at",
+            "last_used_at",
         ]
         read_only_fields = ["org", "created_at", "revoked_at", "last_used_at"]
 
@@ -151,7 +161,11 @@ class APIKeyUpdateSerializer(APIKeySerializer):
 class ProviderCredentialSerializer(serializers.ModelSerializer):
     org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
     secret = serializers.CharField(
-        write_only=True, required=False, allow_blank=True, trim_whitespace=True, style={"input_type": "password"},
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=True,
+        style={"input_type": "password"},
         help_text="The provider API key. Write-only: only `secret_hint` is ever returned.",
     )
     name = serializers.SlugField(required=False, allow_blank=True, max_length=64)
@@ -159,8 +173,17 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
     class Meta:
         model = ProviderCredential
         fields = [
-            "id", "org", "provider", "name", "base_url", "api_version", "auth_style",
-            "secret", "secret_hint", "created_at", "updated_at",
+            "id",
+            "org",
+            "provider",
+            "name",
+            "base_url",
+            "api_version",
+            "auth_style",
+            "secret",
+            "secret_hint",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["secret_hint", "created_at", "updated_at"]
         validators = []
@@ -173,7 +196,19 @@ class AuditLogSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditLog
         fields = [
-            "id", "created_at", "org", "org_slug", "actor", "actor_user", "actor_key", "action",
-            "object_type", "object_id", "object_repr", "changes", "ip", "via",
+            "id",
+            "created_at",
+            "org",
+            "org_slug",
+            "actor",
+            "actor_user",
+            "actor_key",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "changes",
+            "ip",
+            "via",
         ]
         read_only_fields = fields

@@ -271,7 +271,11 @@ def me(request):
         key = principal.key
         return response.Response(
             {
-                "type": "key", "key": key.display, "name": key.name, "org": key.org.slug, "app": key.app.slug,
+                "type": "key",
+                "key": key.display,
+                "name": key.name,
+                "org": key.org.slug,
+                "app": key.app.slug,
                 "scopes": key.scopes,
                 # What the key may do now: its scopes narrowed to what its creator's current role allows.
                 "scopes_in_use": [s for s in key.scopes if s in principal.scopes],
@@ -289,4 +293,3 @@ def me(request):
 
 
 me.cls.required_scope = None  # any valid key may ask who it is
-

@@ -63,10 +63,20 @@ def every_model_populated(world):
     prompt = prompt_services.prompt_create(actor=system, org=world.own.org, namespace="support", name="greeting")
     version = prompt_services.version_create(actor=system, prompt=prompt, template="Hello {{name}}")
     prompt_services.label_set(actor=system, prompt=prompt, name="production", version=version)
-    dataset = eval_services.dataset_create(actor=system, org=world.own.org, name="capitals",
-                                           items=[clean_item({"input": "Capital of France?", "expected": "Paris"})])
-    run = eval_services.run_create(actor=system, org=world.own.org, dataset_version=dataset.latest, queue=False,
-                                   targets=[{"model": "gpt-4o-mini"}], evaluators=[{"kind": "exact_match"}])
+    dataset = eval_services.dataset_create(
+        actor=system,
+        org=world.own.org,
+        name="capitals",
+        items=[clean_item({"input": "Capital of France?", "expected": "Paris"})],
+    )
+    run = eval_services.run_create(
+        actor=system,
+        org=world.own.org,
+        dataset_version=dataset.latest,
+        queue=False,
+        targets=[{"model": "gpt-4o-mini"}],
+        evaluators=[{"kind": "exact_match"}],
+    )
     EvalResult.objects.create(run=run, target=run.targets.get(), item=dataset.latest.items.get(), output="Paris")
     return world
 
@@ -171,7 +181,13 @@ def test_staff_create_objects_in_admin_and_each_creation_is_audited(staff_client
 
 def test_a_form_error_in_admin_is_shown_and_nothing_is_created_or_audited(staff_client, world):
     audit_rows = AuditLog.objects.count()
-    data = {"org": world.own.org.pk, "team": world.other.team.pk, "name": "Crossed", "slug": "crossed", "description": ""}
+    data = {
+        "org": world.own.org.pk,
+        "team": world.other.team.pk,
+        "name": "Crossed",
+        "slug": "crossed",
+        "description": "",
+    }
 
     response = staff_client.post(_url(App, "add"), data)
 
@@ -227,7 +243,9 @@ def test_a_key_created_in_admin_never_appears_again(staff_client, world):
     assert key.prefix == plaintext[len(keys.KEY_MARKER) : len(keys.KEY_MARKER) + keys.PREFIX_LENGTH]
     assert key.digest == keys.digest(plaintext)
 
-    logged = [str(e.changes) for e in AuditLog.objects.all()] + [e.change_message + e.object_repr for e in LogEntry.objects.all()]
+    logged = [str(e.changes) for e in AuditLog.objects.all()] + [
+        e.change_message + e.object_repr for e in LogEntry.objects.all()
+    ]
     assert not any(secret_part in text for text in logged)
 
 
@@ -425,7 +443,9 @@ def test_an_audit_entry_cannot_be_deleted_in_admin(staff_client, world):
 
     assert staff_client.get(_url(AuditLog, "delete", entry.pk)).status_code == 403
     assert staff_client.post(_url(AuditLog, "delete", entry.pk), {"post": "yes"}).status_code == 403
-    staff_client.post(_url(AuditLog, "changelist"), {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes"})
+    staff_client.post(
+        _url(AuditLog, "changelist"), {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes"}
+    )
 
     assert AuditLog.objects.count() == count
 

@@ -16,11 +16,17 @@ def test_an_org_admin_builds_a_team_app_member_and_key_through_the_api(world, ad
     org = world.own.org.pk
     team = admin_client.post("/ingate/api/v1/teams/", {"org": org, "name": "Search"}, format="json")
     assert team.status_code == 201 and team.json()["slug"] == "search"
-    app = admin_client.post("/ingate/api/v1/apps/", {"org": org, "name": "Ranker", "team": team.json()["id"]}, format="json")
+    app = admin_client.post(
+        "/ingate/api/v1/apps/", {"org": org, "name": "Ranker", "team": team.json()["id"]}, format="json"
+    )
     assert app.status_code == 201
-    member = admin_client.post("/ingate/api/v1/memberships/", {"org": org, "user": "outsider", "role": "member"}, format="json")
+    member = admin_client.post(
+        "/ingate/api/v1/memberships/", {"org": org, "user": "outsider", "role": "member"}, format="json"
+    )
     assert member.status_code == 201
-    key = admin_client.post("/ingate/api/v1/keys/", {"app": app.json()["id"], "name": "ci", "scopes": ["proxy"]}, format="json")
+    key = admin_client.post(
+        "/ingate/api/v1/keys/", {"app": app.json()["id"], "name": "ci", "scopes": ["proxy"]}, format="json"
+    )
     assert key.status_code == 201
     plaintext = key.json()["key"]
     assert plaintext.startswith("sk-ingate-")
@@ -30,7 +36,9 @@ def test_an_org_admin_builds_a_team_app_member_and_key_through_the_api(world, ad
     listing = admin_client.get("/ingate/api/v1/keys/")
     assert plaintext not in listing.content.decode()
     # Every step is in the audit log, attributed to the admin, via the API.
-    actions = list(AuditLog.objects.filter(actor_user=world.own.users["admin"], via="api").values_list("action", flat=True))
+    actions = list(
+        AuditLog.objects.filter(actor_user=world.own.users["admin"], via="api").values_list("action", flat=True)
+    )
     assert actions.count("create") == 3 and "key_create" in actions
 
 
@@ -49,7 +57,10 @@ def test_a_provider_secret_is_write_only_and_encrypted_at_rest(world, admin_clie
     assert created.status_code == 201, created.content
     body = created.json()
     assert "secret" not in body and body["secret_hint"] == "sk-…1234"
-    assert "supersecretvalue" not in admin_client.get(f"/ingate/api/v1/provider-credentials/{body['id']}/").content.decode()
+    assert (
+        "supersecretvalue"
+        not in admin_client.get(f"/ingate/api/v1/provider-credentials/{body['id']}/").content.decode()
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT secret_encrypted FROM tenancy_providercredential WHERE id = %s", [body["id"]])
         (stored,) = cursor.fetchone()
@@ -57,13 +68,21 @@ def test_a_provider_secret_is_write_only_and_encrypted_at_rest(world, admin_clie
     credential = ProviderCredential.objects.get(pk=body["id"])
     assert stored_secret(credential) == "sk-proj-supersecretvalue1234"
     # Updating other fields keeps the secret; a new secret replaces it.
-    admin_client.patch(f"/ingate/api/v1/provider-credentials/{body['id']}/", {"base_url": "https://proxy.example.com/v1"}, format="json")
+    admin_client.patch(
+        f"/ingate/api/v1/provider-credentials/{body['id']}/",
+        {"base_url": "https://proxy.example.com/v1"},
+        format="json",
+    )
     credential.refresh_from_db()
     assert stored_secret(credential) == "sk-proj-supersecretvalue1234"
-    admin_client.patch(f"/ingate/api/v1/provider-credentials/{body['id']}/", {"secret": "sk-proj-rotated9999"}, format="json")
+    admin_client.patch(
+        f"/ingate/api/v1/provider-credentials/{body['id']}/", {"secret": "sk-proj-rotated9999"}, format="json"
+    )
     credential.refresh_from_db()
     assert stored_secret(credential) == "sk-proj-rotated9999"
-    audit = str(list(AuditLog.objects.filter(object_type="tenancy.ProviderCredential").values_list("changes", flat=True)))
+    audit = str(
+        list(AuditLog.objects.filter(object_type="tenancy.ProviderCredential").values_list("changes", flat=True))
+    )
     assert "supersecretvalue" not in audit and "rotated9999" not in audit
 
 
@@ -93,7 +112,9 @@ def test_invalid_payloads_get_field_errors_not_500(world, admin_client, endpoint
 
 
 def test_a_duplicate_slug_is_a_field_error(world, admin_client):
-    response = admin_client.post("/ingate/api/v1/apps/", {"org": world.own.org.pk, "name": "x", "slug": world.own.app.slug}, format="json")
+    response = admin_client.post(
+        "/ingate/api/v1/apps/", {"org": world.own.org.pk, "name": "x", "slug": world.own.app.slug}, format="json"
+    )
     assert response.status_code == 400
     assert "already exists" in str(response.json())
 
@@ -111,7 +132,9 @@ def test_the_last_owner_cannot_step_down(world, client_for):
 
     owner = world.own.users["owner"]
     membership = Membership.objects.get(org=world.own.org, user=owner)
-    response = client_for(user=owner).patch(f"/ingate/api/v1/memberships/{membership.pk}/", {"role": "admin"}, format="json")
+    response = client_for(user=owner).patch(
+        f"/ingate/api/v1/memberships/{membership.pk}/", {"role": "admin"}, format="json"
+    )
     assert response.status_code == 400 and "at least one owner" in str(response.json())
 
 
@@ -127,7 +150,9 @@ def test_lists_paginate_and_filter(world, admin_client):
 
 
 def test_org_admins_read_their_orgs_audit_log_with_ip(world, admin_client):
-    admin_client.post("/ingate/api/v1/teams/", {"org": world.own.org.pk, "name": "Audited"}, format="json", REMOTE_ADDR="10.1.2.3")
+    admin_client.post(
+        "/ingate/api/v1/teams/", {"org": world.own.org.pk, "name": "Audited"}, format="json", REMOTE_ADDR="10.1.2.3"
+    )
     entries = admin_client.get("/ingate/api/v1/audit-log/?action=create").json()["results"]
     mine = [e for e in entries if e["object_repr"].endswith("/audited")]
     assert mine and mine[0]["ip"] == "10.1.2.3" and mine[0]["actor_user"] == world.own.users["admin"].username
@@ -152,6 +177,8 @@ def test_anonymous_calls_get_401_with_a_hint(api, db):
 
 def test_key_creation_by_a_member_is_recorded_as_created_by_them(world, client_for):
     member = world.own.users["member"]
-    response = client_for(user=member).post("/ingate/api/v1/keys/", {"app": world.own.app.pk, "name": "mine"}, format="json")
+    response = client_for(user=member).post(
+        "/ingate/api/v1/keys/", {"app": world.own.app.pk, "name": "mine"}, format="json"
+    )
     assert response.status_code == 201 and response.json()["created_by"] == member.username
     assert APIKey.objects.get(pk=response.json()["id"]).scopes == ["proxy"]

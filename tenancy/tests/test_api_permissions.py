@@ -35,7 +35,11 @@ def _target(world, tenant, endpoint):
         return tenant.app, {"org": org.pk, "name": "New app"}, {"name": "Renamed"}
     if endpoint == "memberships":
         extra = MembershipFactory(org=org, role=Role.MEMBER)
-        return extra, {"org": org.pk, "user": UserFactory(username=f"joiner-{org.slug}").username, "role": "member"}, {"role": "viewer"}
+        return (
+            extra,
+            {"org": org.pk, "user": UserFactory(username=f"joiner-{org.slug}").username, "role": "member"},
+            {"role": "viewer"},
+        )
     if endpoint == "team-memberships":
         from tenancy.models import TeamMembership
 
@@ -45,7 +49,11 @@ def _target(world, tenant, endpoint):
         return tenant.key, {"app": tenant.app.pk, "name": "k", "scopes": ["proxy"]}, {"name": "Renamed"}
     if endpoint == "provider-credentials":
         cred = make_credential(org)
-        return cred, {"org": org.pk, "provider": "anthropic", "secret": "sk-ant-xyz"}, {"base_url": "https://example.com/v1"}
+        return (
+            cred,
+            {"org": org.pk, "provider": "anthropic", "secret": "sk-ant-xyz"},
+            {"base_url": "https://example.com/v1"},
+        )
     if endpoint == "audit-log":
         from tenancy.models import AuditLog
 
@@ -167,7 +175,9 @@ def test_a_per_app_grant_lets_a_viewer_manage_that_app_and_its_keys_only(world, 
     assign_perm("tenancy.manage_app", viewer, world.own.app)
     client = client_for(user=viewer)
 
-    assert client.patch(f"/ingate/api/v1/apps/{world.own.app.pk}/", {"name": "Mine now"}, format="json").status_code == 200
+    assert (
+        client.patch(f"/ingate/api/v1/apps/{world.own.app.pk}/", {"name": "Mine now"}, format="json").status_code == 200
+    )
     assert client.patch(f"/ingate/api/v1/apps/{sibling.pk}/", {"name": "Not mine"}, format="json").status_code == 403
     made = client.post("/ingate/api/v1/keys/", {"app": world.own.app.pk, "name": "granted"}, format="json")
     assert made.status_code == 201

@@ -13,7 +13,17 @@ pytestmark = pytest.mark.django_db
 
 def test_create_gateway_key_creates_what_is_missing_and_prints_the_key_last():
     out = io.StringIO()
-    call_command("create_gateway_key", "--org", "acme", "--app", "chatbot", "--scopes", "proxy,logs:read", stdout=out, stderr=io.StringIO())
+    call_command(
+        "create_gateway_key",
+        "--org",
+        "acme",
+        "--app",
+        "chatbot",
+        "--scopes",
+        "proxy,logs:read",
+        stdout=out,
+        stderr=io.StringIO(),
+    )
     plaintext = out.getvalue().strip().splitlines()[-1]
     key = key_lookup(plaintext)
     assert key.org.slug == "acme" and key.app.slug == "chatbot" and key.scopes == ["proxy", "logs:read"]
@@ -23,7 +33,17 @@ def test_create_gateway_key_creates_what_is_missing_and_prints_the_key_last():
 
 def test_create_gateway_key_refuses_unknown_scopes_clearly():
     with pytest.raises(CommandError, match="Unknown scope"):
-        call_command("create_gateway_key", "--org", "acme", "--app", "a", "--scopes", "god", stdout=io.StringIO(), stderr=io.StringIO())
+        call_command(
+            "create_gateway_key",
+            "--org",
+            "acme",
+            "--app",
+            "a",
+            "--scopes",
+            "god",
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+        )
 
 
 def test_bootstrap_creates_a_demo_tenant_once_and_never_prints_secrets_twice():

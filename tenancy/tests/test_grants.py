@@ -120,7 +120,9 @@ def test_admins_change_any_key_of_their_org_and_app_grantees_the_keys_of_their_a
 
 def test_an_admin_cannot_add_admin_to_a_key_its_member_creator_could_never_use(world, client_for):
     key, _ = _key_of(world.own.users["member"], world.own.app, ["proxy"])
-    response = client_for(user=world.own.users["admin"]).patch(f"{KEYS}{key.pk}/", {"scopes": ["proxy", "admin"]}, format="json")
+    response = client_for(user=world.own.users["admin"]).patch(
+        f"{KEYS}{key.pk}/", {"scopes": ["proxy", "admin"]}, format="json"
+    )
     assert response.status_code == 400
     assert "made by own-member" in response.json()["scopes"][0]
 
@@ -131,13 +133,18 @@ def test_a_key_cannot_mint_a_key_with_scopes_it_lacks(world, client_for):
     refused = client.post(KEYS, {"app": world.own.app.pk, "name": "wider", "scopes": ["admin", "proxy"]}, format="json")
     assert refused.status_code == 400
     assert "cannot grant proxy" in refused.json()["scopes"][0] and "this key holds" in refused.json()["scopes"][0]
-    assert client.post(KEYS, {"app": world.own.app.pk, "name": "same", "scopes": ["admin"]}, format="json").status_code == 201
+    assert (
+        client.post(KEYS, {"app": world.own.app.pk, "name": "same", "scopes": ["admin"]}, format="json").status_code
+        == 201
+    )
 
 
 def test_a_key_minted_by_a_key_belongs_to_the_person_behind_it(world, client_for):
     admin = world.own.users["admin"]
     _, plaintext = _key_of(admin, world.own.app, ["admin", "proxy"])
-    made = client_for(key=plaintext).post(KEYS, {"app": world.own.app.pk, "name": "child", "scopes": ["admin"]}, format="json")
+    made = client_for(key=plaintext).post(
+        KEYS, {"app": world.own.app.pk, "name": "child", "scopes": ["admin"]}, format="json"
+    )
     assert made.status_code == 201 and made.json()["created_by"] == admin.username
     services.membership_update(actor=Actor.system("test"), membership=_membership(world, "admin"), role=Role.MEMBER)
     child = client_for(key=made.json()["key"])
@@ -173,14 +180,18 @@ def test_an_admin_key_made_before_a_demotion_loses_admin_at_once(world, client_f
     client = client_for(key=plaintext)
     assert client.get("/ingate/api/v1/audit-log/").status_code == 200
 
-    services.membership_update(actor=_as_user(world.own.users["owner"]), membership=_membership(world, "admin"), role=Role.MEMBER)
+    services.membership_update(
+        actor=_as_user(world.own.users["owner"]), membership=_membership(world, "admin"), role=Role.MEMBER
+    )
 
     own_membership = _membership(world, "admin")
     patched = client.patch(f"{MEMBERSHIPS}{own_membership.pk}/", {"role": "admin"}, format="json")
     assert patched.status_code == 403 and "'admin' scope" in patched.json()["detail"]
     assert client.get("/ingate/api/v1/audit-log/").status_code == 403
     credential = client.post(
-        "/ingate/api/v1/provider-credentials/", {"org": world.own.org.pk, "provider": "anthropic", "secret": "x"}, format="json"
+        "/ingate/api/v1/provider-credentials/",
+        {"org": world.own.org.pk, "provider": "anthropic", "secret": "x"},
+        format="json",
     )
     assert credential.status_code == 403
     me = client.get("/ingate/api/v1/me/").json()
@@ -224,7 +235,9 @@ def test_a_demotion_audits_which_keys_it_narrowed_and_disabled(world):
     entry = AuditLog.objects.get(action="keys_narrowed")
     assert entry.org_id == world.own.org.pk and entry.actor == "own-owner"
     assert entry.changes["reason"] == "role admin -> member"
-    assert entry.changes["keys"] == [{"id": wide.pk, "key": wide.display, "before": ["admin", "proxy"], "after": ["proxy"]}]
+    assert entry.changes["keys"] == [
+        {"id": wide.pk, "key": wide.display, "before": ["admin", "proxy"], "after": ["proxy"]}
+    ]
 
     services.membership_delete(actor=owner, membership=_membership(world, "admin"))
     removal = AuditLog.objects.filter(action="keys_narrowed").exclude(pk=entry.pk).get()
@@ -241,9 +254,7 @@ def test_a_promotion_writes_no_narrowing_entry(world):
 # --- escalate through my own membership ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "role,target", [(r, t) for i, r in enumerate(RANK) for t in RANK[i + 1:]]
-)
+@pytest.mark.parametrize("role,target", [(r, t) for i, r in enumerate(RANK) for t in RANK[i + 1 :]])
 def test_patching_my_own_membership_up_is_refused(world, client_for, role, target):
     mine = _membership(world, role)
     response = client_for(user=world.own.users[role]).patch(f"{MEMBERSHIPS}{mine.pk}/", {"role": target}, format="json")
@@ -253,7 +264,9 @@ def test_patching_my_own_membership_up_is_refused(world, client_for, role, targe
 
 def test_an_admin_may_step_down_to_member(world, client_for):
     mine = _membership(world, "admin")
-    response = client_for(user=world.own.users["admin"]).patch(f"{MEMBERSHIPS}{mine.pk}/", {"role": "member"}, format="json")
+    response = client_for(user=world.own.users["admin"]).patch(
+        f"{MEMBERSHIPS}{mine.pk}/", {"role": "member"}, format="json"
+    )
     assert response.status_code == 200 and _membership(world, "admin").role == Role.MEMBER
 
 
@@ -326,7 +339,9 @@ def _act(client, world, action):
     if action == "read audit log":
         return client.get("/ingate/api/v1/audit-log/")
     if action == "add credential":
-        return client.post("/ingate/api/v1/provider-credentials/", {"org": org, "provider": "anthropic", "secret": "x"}, format="json")
+        return client.post(
+            "/ingate/api/v1/provider-credentials/", {"org": org, "provider": "anthropic", "secret": "x"}, format="json"
+        )
     if action == "create team":
         return client.post("/ingate/api/v1/teams/", {"org": org, "name": "T"}, format="json")
     if action == "create app":
@@ -363,7 +378,9 @@ def test_a_key_made_with_every_scope_a_role_holds_does_no_more_than_its_session(
 # The API's lists: tests/test_permission_matrix.py, for every list endpoint registered there.
 
 
-@pytest.mark.parametrize("page", ["/ingate/", "/ingate/logs/", "/ingate/sessions/", "/ingate/prompts/", "/ingate/evals/"])
+@pytest.mark.parametrize(
+    "page", ["/ingate/", "/ingate/logs/", "/ingate/sessions/", "/ingate/prompts/", "/ingate/evals/"]
+)
 def test_another_orgs_slug_on_a_page_is_not_found(world, client_for, page):
     client = client_for(user=world.own.users["owner"])
     assert client.get(f"{page}?org={world.other.org.slug}").status_code == 404

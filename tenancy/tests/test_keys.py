@@ -22,7 +22,7 @@ def test_a_new_key_is_shown_once_and_only_its_prefix_and_digest_are_stored():
         cursor.execute("SELECT * FROM tenancy_apikey WHERE id = %s", [key.pk])
         row = " ".join(str(v) for v in cursor.fetchone())
     assert plaintext not in row
-    assert plaintext[len("sk-ingate-") + keys.PREFIX_LENGTH:] not in row
+    assert plaintext[len("sk-ingate-") + keys.PREFIX_LENGTH :] not in row
     assert key.digest == keys.digest(plaintext)
 
 

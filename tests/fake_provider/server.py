@@ -126,7 +126,7 @@ class FakeProvider:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self.open())
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001  (handed to the starting thread, which raises it)
                 failure.append(exc)
                 ready.set()
                 loop.close()

@@ -36,18 +36,18 @@ BANNER = """
 EXAMPLES = {
     "openai": (
         "    curl -s {base}/v1/chat/completions -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\\n"
-        "      -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+        '      -d \'{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}\''
     ),
     "anthropic": (
         "    curl -s {base}/v1/messages -H \"x-api-key: {key}\" -H 'anthropic-version: 2023-06-01' "
         "-H 'Content-Type: application/json' \\\n"
-        "      -d '{{\"model\": \"claude-haiku-4-5\", \"max_tokens\": 256, "
-        "\"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+        '      -d \'{{"model": "claude-haiku-4-5", "max_tokens": 256, '
+        '"messages": [{{"role": "user", "content": "Hello"}}]}}\''
     ),
     "gemini": (
-        "    curl -s {base}/v1beta/models/gemini-2.5-flash:generateContent -H \"x-goog-api-key: {key}\" "
+        '    curl -s {base}/v1beta/models/gemini-2.5-flash:generateContent -H "x-goog-api-key: {key}" '
         "-H 'Content-Type: application/json' \\\n"
-        "      -d '{{\"contents\": [{{\"parts\": [{{\"text\": \"Hello\"}}]}}]}}'"
+        '      -d \'{{"contents": [{{"parts": [{{"text": "Hello"}}]}}]}}\''
     ),
 }
 
@@ -56,9 +56,13 @@ def _example(base: str, key: str) -> tuple[str, str]:
     """The curl for the first provider with an instance credential, and a note when there is none."""
     configured = [name for name in EXAMPLES if settings.INGATE_PROVIDER_ENV[name]["api_key"]]
     provider = configured[0] if configured else "openai"
-    note = "" if configured else (
-        "    (No provider key is configured yet: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY before\n"
-        "     starting, or add a provider credential to the demo organization in the admin.)\n"
+    note = (
+        ""
+        if configured
+        else (
+            "    (No provider key is configured yet: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY before\n"
+            "     starting, or add a provider credential to the demo organization in the admin.)\n"
+        )
     )
     return EXAMPLES[provider].format(base=base, key=key), note
 
@@ -104,8 +108,16 @@ class Command(BaseCommand):
             export_note = "; this makes a new key, or use the one you kept"
         example, note = _example(base, key_or_var)
         self.stdout.write(
-            BANNER.format(base=base, login=login, key=key, key_value=key_value, key_or_var=key_or_var,
-                          export_note=export_note, example=example, credential_note=note)
+            BANNER.format(
+                base=base,
+                login=login,
+                key=key,
+                key_value=key_value,
+                key_or_var=key_or_var,
+                export_note=export_note,
+                example=example,
+                credential_note=note,
+            )
         )
         sys.stdout.flush()
         if no_serve:
