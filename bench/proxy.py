@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import http.client
 import json
 import os
@@ -81,6 +82,20 @@ def cleanup() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # a leftover group member may still hold it; don't hang on it
             proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): the gateway's cost per request, which a busy
+    neighbour on a shared machine does not change the way it changes latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, run) -> dict:
+    before = cpu_seconds(pid)
+    result = run()
+    result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(result["requests"], 1)
+    return result
 
 
 def free_port() -> int:
@@ -244,15 +259,15 @@ def report(rows: list[dict], info: dict) -> list[dict]:
     )
     print(
         "| scenario | concurrency | direct req/s | gateway req/s | direct p50 / p99 ms | gateway p50 / p99 ms "
-        "| added p50 / p99 ms |"
+        "| added p50 / p99 ms | gateway CPU ms/req |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         d, g = r["direct"], r["gateway"]
         rps = lambda x: "–" if x["rps"] is None else f"{x['rps']:.0f}"
         print(
             f"| {r['scenario']} | {r['concurrency']} | {rps(d)} | {rps(g)} | {ms(d['p50'])} / {ms(d['p99'])} "
-            f"| {ms(g['p50'])} / {ms(g['p99'])} | {ms(r['added_p50'])} / {ms(r['added_p99'])} |"
+            f"| {ms(g['p50'])} / {ms(g['p99'])} | {ms(r['added_p50'])} / {ms(r['added_p99'])} | {g['cpu_ms']:.3f} |"
         )
     for r in rows:
         for side in ("direct", "gateway"):
@@ -367,10 +382,13 @@ def main() -> None:
                 {
                     "scenario": scenario,
                     "concurrency": conns,
-                    **{
-                        side: run_wrk(url, lua[stream], conns, threads, args.duration, pin_rest)
-                        for side, url in targets.items()
-                    },
+                    "direct": run_wrk(targets["direct"], lua[stream], conns, threads, args.duration, pin_rest),
+                    "gateway": measured(
+                        gateway.pid,
+                        functools.partial(
+                            run_wrk, targets["gateway"], lua[stream], conns, threads, args.duration, pin_rest
+                        ),
+                    ),
                 }
             )
         print("running stream TTFB c1 …", file=sys.stderr, flush=True)
@@ -379,7 +397,7 @@ def main() -> None:
                 "scenario": "stream TTFB",
                 "concurrency": 1,
                 "direct": arun(ttfb(fake_port, key)),
-                "gateway": arun(ttfb(gw_port, key)),
+                "gateway": measured(gateway.pid, lambda: arun(ttfb(gw_port, key))),
             }
         )
         for r in rows:
