@@ -7,7 +7,7 @@ import json
 
 from asgiref.sync import async_to_sync
 
-from proxy import internal
+from proxy import formats, internal
 
 from .forms import RenderForm
 from .models import Prompt, PromptVersion
@@ -33,7 +33,7 @@ def render_result(form: RenderForm, *, prompt: Prompt, may_send: bool, user_id: 
     }
     rendered = data.get("rendered")
     if rendered is not None:
-        fields = for_provider(rendered, internal.shape_of(shown["provider"]))
+        fields = for_provider(rendered, formats.of_provider(shown["provider"]))
         shown["output"] = json.dumps(
             {"model": shown["model"], **data["version"].parameters, **fields}, indent=2, ensure_ascii=False
         )

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy import formats
+from proxy.formats import WireFormat
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TYPES = {
@@ -96,7 +96,7 @@ def render(messages: list[dict], template: str, declared: dict[str, str], values
     return Rendered(filled, _fill(template, values) if template else "", sorted(set(values) - set(needed)))
 
 
-def for_provider(rendered: Rendered, shape: str) -> dict[str, Any]:
-    """The request fields a rendered prompt becomes for a provider's wire format family (`shape`): OpenAI-style
-    `messages`, Anthropic's `system` + `messages`, … (proxy/formats)."""
-    return formats.FAMILIES.get(shape, formats.OPENAI).prompt_fields(rendered.messages, rendered.text)
+def for_provider(rendered: Rendered, fmt: WireFormat) -> dict[str, Any]:
+    """The request fields a rendered prompt becomes in a provider's wire format: OpenAI-style `messages`,
+    Anthropic's `system` + `messages`, … (proxy/formats)."""
+    return fmt.prompt_fields(rendered.messages, rendered.text)

@@ -72,17 +72,6 @@ def guess_provider(model: str) -> str:
     return "openai"
 
 
-def format_of(provider: str) -> WireFormat:
-    """The wire format of a chat with a provider name: its family's (every compatible provider speaks OpenAI's)."""
-    spec = REGISTRY.get(provider)
-    return formats.FAMILIES.get(spec.format if spec is not None else "openai", formats.OPENAI)
-
-
-def shape_of(provider: str) -> str:
-    """The name of the wire format family a provider speaks: openai (and every compatible one), anthropic, …"""
-    return format_of(provider).name
-
-
 class NoTurn(ValueError):
     """A chat of system messages only, for a provider whose API refuses one: Anthropic's Messages API wants at
     least one message besides `system`, Gemini at least one entry in `contents`. OpenAI-style providers and
@@ -91,7 +80,7 @@ class NoTurn(ValueError):
 
 def require_turn(provider: str, messages: list[dict]) -> None:
     """Refuse, before anything is sent, a chat that `build_request` would turn into an empty message list."""
-    if format_of(provider).needs_turn and all(m.get("role") == "system" for m in messages):
+    if formats.of_provider(provider).needs_turn and all(m.get("role") == "system" for m in messages):
         spec = REGISTRY.get(provider)
         raise NoTurn(
             f"{spec.label if spec else provider} refuses a request without a user message, and this one has "
@@ -105,14 +94,9 @@ def build_request(
     """(path, query, body) for a chat request in `provider`'s own format. `messages` are OpenAI-style
     {role, content}; a leading system message becomes Anthropic's `system` / Gemini's systemInstruction."""
     params = {k: v for k, v in params.items() if v is not None}
-    return format_of(provider).chat_request(
+    return formats.of_provider(provider).chat_request(
         model, messages, params, stream, provider=provider, azure_api_version=settings.INGATE_AZURE_API_VERSION
     )
-
-
-def text_of(shape: str, data: Any) -> str:
-    """The answer text in a non-streamed response body, or in one streamed event's data."""
-    return formats.FAMILIES.get(shape, formats.OPENAI).text(data)
 
 
 class _Events:
@@ -252,7 +236,7 @@ async def chat(
         headers.append((b"x-ingate-session-id", session_id.encode()))
     for name, value in (tags or {}).items():
         headers.append((f"x-ingate-property-{name}".encode(), str(value).encode()))
-    fmt = format_of(provider)
+    fmt = formats.of_provider(provider)
     events = _Events(fmt)
     pieces: list[str] = []
 

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import decorators, exceptions, mixins, permissions, response, status
 
+from proxy.formats import of_provider
 from tenancy.api.permissions import principal_of
 from tenancy.api.views import ScopedViewSet
 from tenancy.models import Scope
@@ -166,7 +167,7 @@ class PromptViewSet(
         except RenderError as exc:
             raise exceptions.ValidationError({"variables": [str(exc)]}) from None
         rendered = rendered.followed_by(data["user"])
-        body = {"model": version.model, **version.parameters, **for_provider(rendered, data["provider"])}
+        body = {"model": version.model, **version.parameters, **for_provider(rendered, of_provider(data["provider"]))}
         return response.Response({"version": version.number, "request": body, "unused_variables": rendered.unused})
 
     @extend_schema(parameters=[OpenApiParameter("from", int), OpenApiParameter("to", int)], responses={200: dict})
