@@ -15,8 +15,6 @@ from .records import Outcome
 
 # A non-streamed body larger than this is not parsed for usage (e.g. base64 images); it is still relayed.
 _MAX_PARSED_BODY = 4 * 1024 * 1024
-# Lines that can carry usage or the answering model; others are skipped without parsing.
-_INTERESTING = (b"usage", b"Metadata", b"eval_count", b'"model', b"modelVersion")
 
 
 class UsageTap:
@@ -68,17 +66,20 @@ class UsageTap:
     def _lines(self, data: bytes) -> None:
         buffer = self._pending + data
         *lines, self._pending = buffer.split(b"\n")
+        # The loop of every streamed chunk: blank lines and `event:` names are passed over without a call.
         for line in lines:
-            self._line(line)
+            if line[:5] == b"data:" or line[:1] == b"{":
+                self._line(line)
 
     def _line(self, line: bytes) -> None:
         line = event_payload(line)
-        if not line:
+        first = line[:1]
+        if first != b"{" and first != b"[":
             return
         self._last = line
-        if not line.startswith(b"{") or not any(marker in line for marker in _INTERESTING):
-            return
-        self._collect(line)
+        # Only events that can carry what the record needs are parsed: most of a stream is text deltas.
+        if first == b"{" and self.fmt.interesting(line, bool(self._model)):
+            self._collect(line)
 
     def _collect(self, raw: bytes) -> None:
         try:
@@ -101,6 +102,8 @@ class UsageTap:
         if self.streamed:
             if self._pending:
                 self._line(self._pending)
+            if self.fmt.usage_in_last_event and self._last and self._last[:1] == b"{":
+                self._collect(self._last)  # cumulative usage: the last event has it all
         elif self._pending and self._size <= _MAX_PARSED_BODY:
             self._collect(self._pending)
         self._pending = b""

@@ -46,7 +46,7 @@ from tests.matrix import (
 )
 
 MATRIX = Matrix()
-SYSTEM = Actor.system("permission matrix")
+SYSTEM = Actor.system("test")
 ADMIN_KEY = {"read_scopes": frozenset({"admin"}), "write_scopes": frozenset({"admin"})}
 NO_KEY: tuple = ()  # no gateway key may, whatever its scopes
 

@@ -132,6 +132,8 @@ class WireFormat:
     framing: ClassVar[str] = "sse"  # how its streams are framed: sse | ndjson
     # A chat of system messages alone is refused by the provider (it wants at least one turn).
     needs_turn: ClassVar[bool] = False
+    # Every stream event repeats the usage so far: only the last one needs reading (see `interesting`).
+    usage_in_last_event: ClassVar[bool] = False
 
     # --- requests
 
@@ -229,6 +231,11 @@ class WireFormat:
         return str(kind)[:64], str(error.get("message") or "")[:2000]
 
     # --- responses
+
+    def interesting(self, event: bytes, have_model: bool) -> bool:
+        """Whether a stream event (its JSON, unparsed) can carry usage or the answering model not yet known:
+        the others are passed over without parsing."""
+        return (b'"usage"' in event and b'"usage":null' not in event) or (not have_model and b'"model' in event)
 
     def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
         """Take the raw usage fields (into `usage`) and the answering model (into `model`, once) from a whole

@@ -33,6 +33,7 @@ def _contents(messages: list[dict]) -> list[dict]:
 class Gemini(WireFormat):
     name = "gemini"
     needs_turn = True  # generateContent wants at least one entry in `contents`
+    usage_in_last_event = True  # each chunk's usageMetadata is the total so far
     error_types: ClassVar[dict[int, str]] = _STATUS
 
     def streams(self, body: dict, endpoint: str) -> bool:
@@ -98,6 +99,9 @@ class Gemini(WireFormat):
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return dumps({"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}})
+
+    def interesting(self, event: bytes, have_model: bool) -> bool:
+        return not have_model  # the first chunk names the model; the usage is read off the last one
 
     def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
         keep_usage(usage, data.get("usageMetadata"))

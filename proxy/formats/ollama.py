@@ -33,6 +33,9 @@ class Ollama(WireFormat):
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return dumps({"error": message})
 
+    def interesting(self, event: bytes, have_model: bool) -> bool:
+        return not have_model or b"eval_count" in event  # every line names the model; the last one counts
+
     def collect(self, data: dict, usage: dict[str, Any], model: list[str]) -> None:
         for name in ("prompt_eval_count", "eval_count"):  # the final line's counts
             if name in data:
