@@ -91,10 +91,17 @@ ROLE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
     Role.OWNER: _OWNER,
 }
 
-# What a gateway key may do through the management API, by scope, always inside its own org.
-SCOPE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {
-    Scope.ADMIN: _ADMIN,
-}
+# What a gateway key may do through the management API, by scope, always inside its own org. The `admin` scope
+# acts as an org admin: it reads the admin role's table (see scope_permissions), which other apps extend
+# through grant(); each API view still requires its own scope of a key.
+SCOPE_PERMISSIONS: dict[str, dict[type[Model], set[str]]] = {}
+
+
+def scope_permissions(scope: str) -> dict[type[Model], set[str]]:
+    if scope == Scope.ADMIN:
+        return ROLE_PERMISSIONS[Role.ADMIN]
+    return SCOPE_PERMISSIONS.get(scope, {})
+
 
 # --- who may grant what ------------------------------------------------------------------------
 #
@@ -209,7 +216,7 @@ def _roles_allowing(model: type[Model], action: str) -> list[str]:
 def allowed_org_ids(principal: Principal, model: type[Model], action: str) -> QuerySet | list[int]:
     """The organizations in which the principal may do `action` on `model` (staff: see `restrict`)."""
     if principal.key is not None:
-        granted = any(action in SCOPE_PERMISSIONS.get(s, {}).get(model, ()) for s in principal.scopes)
+        granted = any(action in scope_permissions(s).get(model, ()) for s in principal.scopes)
         return [principal.key.org_id] if granted else []
     if principal.user is None or not principal.user.is_active:
         return []
