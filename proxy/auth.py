@@ -4,6 +4,7 @@ database only on a miss, and dropped from the cache the moment a key changes (se
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .errors import ProxyError
 log = logging.getLogger(__name__)
 
 PROXY_SCOPE = "proxy"
+_VERIFIED_MAX = 10_000  # keys remembered as checked; past that the memory starts over
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,10 @@ class KeyCache:
         self._hmac_keys = keys.hmac_keys()  # settings are fixed for the life of the process
         self._cache: LoadingCache[str, GatewayKey] = LoadingCache(self._fetch, ttl=ttl, miss_ttl=miss_ttl)
         self._touched: dict[int, float] = {}
+        # Keys already checked against their stored HMAC, by a SHA-256 of the plaintext (never the plaintext):
+        # OpenSSL's HMAC releases the GIL, so checking it on every request handed the GIL to the record writer
+        # and waited for it back. An entry counts only while it names the digest the cached key still has.
+        self._verified: dict[bytes, str] = {}
 
     async def resolve(self, plaintext: str) -> GatewayKey:
         """The usable key for `plaintext`, or ProxyError 401/403 saying why not (never echoing the key)."""
@@ -92,7 +98,7 @@ class KeyCache:
         if prefix is None:
             raise _unauthorized(MALFORMED)
         key = await self._cache.get(prefix)
-        if key is None or not keys.matches(plaintext, key.digest, self._hmac_keys):
+        if key is None or not self._matches(plaintext, key):
             raise _unauthorized(UNKNOWN)
         reason = unusable_because(
             revoked=key.revoked,
@@ -110,6 +116,17 @@ class KeyCache:
             )
         self._touch(key.id, time.monotonic())
         return key
+
+    def _matches(self, plaintext: str, key: GatewayKey) -> bool:
+        fingerprint = hashlib.sha256(plaintext.encode()).digest()  # under 2 KB: hashed holding the GIL
+        if self._verified.get(fingerprint) == key.digest:
+            return True
+        if not keys.matches(plaintext, key.digest, self._hmac_keys):
+            return False
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[fingerprint] = key.digest
+        return True
 
     async def _fetch(self, prefix: str) -> GatewayKey | None:
         row = await self._db.run(selectors.gateway_key_by_prefix, prefix)

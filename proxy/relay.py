@@ -13,7 +13,6 @@ import logging
 import random
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 
 import aiohttp
@@ -55,7 +54,8 @@ def new_request_id() -> str:
     ms = time.time_ns() // 1_000_000
     rand = random.getrandbits(74)
     value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # the canonical text directly: str(uuid.UUID(int=…)) costs a few µs more per request
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
