@@ -84,10 +84,11 @@ def cleanup() -> None:
             proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc): the gateway's cost per request, which a busy
-    neighbour on a shared machine does not change the way it changes latency."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (or of its thread `tid`) so far (Linux /proc): the gateway's cost per
+    request, which a busy neighbour on a shared machine does not change the way it changes latency."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -128,6 +129,32 @@ def manage(args: list[str], env: dict) -> str:
     if res.returncode:
         sys.exit(f"manage.py {' '.join(args)} failed:\n{res.stdout}{res.stderr}")
     return res.stdout
+
+
+def uvicorn_cmd(port: int) -> list[str]:
+    """The gateway as production serves it: one uvicorn process, uvloop, httptools."""
+    return [
+        PY,
+        "-m",
+        "uvicorn",
+        "ingate.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-server-header",
+        "--no-date-header",
+        "--no-proxy-headers",
+        "--lifespan",
+        "on",
+    ]
 
 
 def run_wrk(url: str, lua: Path, conns: int, threads: int, duration: float, pin: list[str]) -> dict:
@@ -334,28 +361,7 @@ def main() -> None:
         manage(["migrate", "--no-input"], env)
         key = manage(["create_gateway_key", "--org", "bench", "--app", "bench"], env).strip().splitlines()[-1]
         if args.server == "uvicorn":
-            server = [
-                PY,
-                "-m",
-                "uvicorn",
-                "ingate.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gw_port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--no-server-header",
-                "--no-date-header",
-                "--no-proxy-headers",
-                "--lifespan",
-                "on",
-            ]
+            server = uvicorn_cmd(gw_port)
         else:
             server = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(gw_port), "ingate.asgi:application"]
         gateway = spawn([*pin_gw, *server], tmp / "gateway.log", env=env)
