@@ -28,8 +28,10 @@ def fresh_database() -> None:
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DATABASE], check=True)
 
 
-def throughput(records: int, redis: bool) -> float:
-    """Records per second from submit() to committed rows, in a fresh process (settings are read at start)."""
+def throughput(records: int, redis: bool, worker: bool = False) -> tuple[float, float]:
+    """Records per second from submit() to committed rows, and the process's CPU ms per record (the writer's: the
+    submitting thread only appends), in a fresh process (settings are read at start). `worker`: the records are
+    put on the stream first and only the ingestion is timed, what a Celery worker does per record."""
     code = f"""
 import os, time, uuid, django
 os.environ["DJANGO_SETTINGS_MODULE"] = "ingate.settings"
@@ -47,17 +49,24 @@ records = [ProxyRecord(request_id=str(uuid.uuid4()), provider="openai", endpoint
     request_headers={{"user-agent": "claude-cli/2.0", "x-claude-code-session-id": f"s{{n % 50}}"}},
     body={{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "hi"}}]}}) for n in range({records})]
 pipeline = RecordPipeline()
-started = time.perf_counter()
-for record in records:
-    pipeline.submit(record)
-pipeline.close(timeout=600)
-elapsed = time.perf_counter() - started
+if {worker}:
+    from observability.rows import slim
+    for start in range(0, len(records), 1000):
+        pipeline._produce([slim(record) for record in records[start : start + 1000]])
+started, cpu = time.perf_counter(), time.process_time()
+if {worker}:
+    pipeline.drain(seconds=600)
+else:
+    for record in records:
+        pipeline.submit(record)
+    pipeline.close(timeout=600)
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
 assert RequestRecord.objects.filter(org=org).count() == {records}, "records lost"
-print(f"RATE {{{records} / elapsed:.0f}}")
+print(f"RATE {{{records} / elapsed:.0f}} {{cpu * 1000 / {records}:.4f}}")
 """
     env = {**os.environ, "DATABASE_URL": DATABASE_URL, "INGATE_DATA_DIR": tempfile.mkdtemp(prefix="ingate-bench-")}
     env.pop("REDIS_URL", None)
-    if redis:
+    if redis or worker:
         subprocess.run(["redis-cli", "-n", "12", "FLUSHDB"], check=True, capture_output=True)
         env["REDIS_URL"] = REDIS_URL
         env["INGATE_RECORD_INGEST"] = "gateway"  # produce and consume in this one process, to time both
@@ -65,7 +74,7 @@ print(f"RATE {{{records} / elapsed:.0f}}")
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RATE ")), None)
     if line is None:
         sys.exit(f"throughput run failed:\n{out.stdout}\n{out.stderr}")
-    return float(line.split()[1])
+    return float(line.split()[1]), float(line.split()[2])
 
 
 def latency_with_a_stuck_database(duration: float, redis: bool) -> list[tuple[str, dict]]:
@@ -146,25 +155,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--duration", type=float, default=6.0)
+    parser.add_argument("--throughput-only", action="store_true", help="skip the stuck-database latency runs")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found on PATH (Debian/Ubuntu: apt-get install wrk)")
+    stuck = {}
     try:
         fresh_database()
         direct = throughput(args.records, redis=False)
         fresh_database()
         streamed = throughput(args.records, redis=True)
         fresh_database()
-        stuck = {False: latency_with_a_stuck_database(args.duration, redis=False)}
-        fresh_database()
-        stuck[True] = latency_with_a_stuck_database(args.duration, redis=True)
+        worker = throughput(args.records, redis=True, worker=True)
+        if not args.throughput_only:
+            fresh_database()
+            stuck[False] = latency_with_a_stuck_database(args.duration, redis=False)
+            fresh_database()
+            stuck[True] = latency_with_a_stuck_database(args.duration, redis=True)
     finally:
         subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", DATABASE], check=False)
+        subprocess.run(["redis-cli", "-n", "12", "FLUSHDB"], check=False, capture_output=True)
     print(f"\nRecord pipeline, {args.records:,} records, PostgreSQL\n")
-    print("| path | records/s (submit → committed, rollups included) |")
-    print("|---|---:|")
-    print(f"| writer → PostgreSQL | {direct:,.0f} |")
-    print(f"| writer → Redis stream → PostgreSQL | {streamed:,.0f} |")
+    print("| path | records/s (submit → committed, rollups included) | CPU ms per record (this process) |")
+    print("|---|---:|---:|")
+    print(f"| writer → PostgreSQL | {direct[0]:,.0f} | {direct[1]:.3f} |")
+    print(f"| writer → Redis stream → PostgreSQL | {streamed[0]:,.0f} | {streamed[1]:.3f} |")
+    print(f"| Redis stream → PostgreSQL (a worker's ingestion alone) | {worker[0]:,.0f} | {worker[1]:.3f} |")
     for redis, rows in stuck.items():
         how = "gateway streams to Redis, a Celery worker inserts" if redis else "no Redis: a gateway thread inserts"
         print(f"\nProxy latency at concurrency 1 while the database is stuck ({how})\n")

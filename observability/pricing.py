@@ -144,6 +144,8 @@ def _tool_fee(model: str, provider: str, tier: str, kind: str) -> Decimal:
 
 
 def _tools_cost(tokens: Tokens, model: str, provider: str) -> Decimal:
+    if not tokens.tools:
+        return _ZERO  # most requests: no server-side tool calls
     return sum((count * _tool_fee(model, provider, tokens.tier, kind) for kind, count in tokens.tools), _ZERO)
 
 

@@ -11,10 +11,10 @@ import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
-from .models import FAILED, LATENCY_BOUNDS_MS, UNPRICED, RecordRollup, RequestRecord, SessionRollup
+from .models import FAILED, LATENCY_BOUNDS_MS, UNPRICED, RecordRollup, RequestRecord, SessionRollup, UsageSource
 
 _ZERO = Decimal(0)
 
@@ -30,49 +30,103 @@ class _Sums:
     cost: Decimal = _ZERO
     latency: list[int] = field(default_factory=list)
 
-    def add(self, record: RequestRecord, with_latency: bool) -> None:
-        self.requests += 1
-        self.errors += record.failed
-        self.unpriced += record.unpriced
-        self.priced += record.priced
-        self.input_tokens += record.input_tokens or 0
-        self.output_tokens += record.output_tokens or 0
-        self.cost += record.cost_total or _ZERO
-        if with_latency:
-            if not self.latency:
-                self.latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
-            self.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, record.total_ms)] += 1
+    def add(self, other: _Sums) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.unpriced += other.unpriced
+        self.priced += other.priced
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
 
 
-def _dimensions(record: RequestRecord):
-    yield "all", ""
-    yield "model", (record.response_model or record.model)[:200]
-    yield "provider", record.provider
-    yield "app", str(record.app_id or "")
-    yield "key", str(record.key_id or "")
-    yield "user", record.user_id[:200]
-    yield "prompt", str(record.prompt_version_id or "")
+# The dimensions a record is counted in, in the order of apply's key after the hour.
+_DIMENSIONS = ("all", "model", "provider", "app", "key", "user", "prompt")
+
+
+def _as_row(record: RequestRecord) -> dict:
+    """A model instance as the plain row the writer passes (tests and imports hand over instances)."""
+    row = {field.attname: getattr(record, field.attname) for field in RequestRecord._meta.concrete_fields}
+    row["cost_total"] = None if record.cost_total is None else str(record.cost_total)
+    return row
 
 
 def _hour(moment: datetime.datetime) -> datetime.datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def apply(records: list[RequestRecord]) -> None:
-    """Add newly inserted records to the rollups. Call inside the inserting transaction."""
-    sums: dict[tuple, _Sums] = {}
-    sessions: dict[tuple[int, str], list[RequestRecord]] = {}
+def _moment(value) -> datetime.datetime:
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value)
+
+
+def apply(records: list) -> None:
+    """Add newly inserted records to the rollups: the writer's rows (build_row's dicts) or RequestRecord
+    instances. Call inside the inserting transaction.
+
+    Rows are first summed per combination of everything a rollup is keyed by (one dict lookup a row); each
+    combination then counts once in each of its dimensions. Whether a row failed, is unpriced or priced is asked
+    of the model (RequestRecord's properties, the one home of those rules) once per kind of row, not per row."""
+    groups: dict[tuple, _Sums] = {}
+    kinds: dict[tuple, tuple[int, int, int]] = {}
+    sessions: dict[tuple[int, str], list] = {}
+    bounds = LATENCY_BOUNDS_MS
     for record in records:
-        hour = _hour(record.created_at)
-        for dimension, value in _dimensions(record):
+        row = record if isinstance(record, dict) else _as_row(record)
+        cost = row.get("cost_total")
+        kind = (row["outcome"], row["status"], row.get("usage_source", UsageSource.NONE), row["endpoint"], cost is None)
+        states = kinds.get(kind)
+        if states is None:
+            probe = RequestRecord(
+                outcome=kind[0],
+                status=kind[1],
+                usage_source=kind[2],
+                endpoint=kind[3],
+                cost_total=None if kind[4] else _ZERO,
+            )
+            states = kinds[kind] = (int(probe.failed), int(probe.unpriced), int(probe.priced))
+        moment = _moment(row["created_at"])
+        key = (
+            row["org_id"],
+            _hour(moment),
+            (row["response_model"] or row["model"])[:200],
+            row["provider"],
+            str(row.get("app_id") or ""),
+            str(row.get("key_id") or ""),
+            row.get("user_id", "")[:200],
+            str(row.get("prompt_version_id") or ""),
+        )
+        sums = groups.get(key)
+        if sums is None:
+            sums = groups[key] = _Sums(latency=[0] * (len(bounds) + 1))
+        value = Decimal(cost) if cost is not None else _ZERO
+        sums.requests += 1
+        sums.errors += states[0]
+        sums.unpriced += states[1]
+        sums.priced += states[2]
+        sums.input_tokens += row.get("input_tokens") or 0
+        sums.output_tokens += row.get("output_tokens") or 0
+        sums.cost += value
+        sums.latency[bisect.bisect_left(bounds, row["total_ms"])] += 1
+        if row.get("session_id"):
+            sessions.setdefault((row["org_id"], row["session_id"]), []).append(
+                (moment, states, row.get("total_tokens") or 0, value, row)
+            )
+    sums_by_dimension: dict[tuple, _Sums] = {}
+    for (org_id, hour, *values), group in groups.items():
+        for dimension, value in zip(_DIMENSIONS, ("", *values), strict=True):
             if dimension == "all" or value:
-                sums.setdefault((record.org_id, dimension, hour, value), _Sums()).add(record, dimension == "all")
-        if record.session_id:
-            sessions.setdefault((record.org_id, record.session_id), []).append(record)
+                total = sums_by_dimension.get((org_id, dimension, hour, value))
+                if total is None:
+                    total = sums_by_dimension[(org_id, dimension, hour, value)] = _Sums()
+                total.add(group)
+                if dimension == "all":
+                    total.latency = [
+                        a + b for a, b in zip(total.latency or [0] * len(group.latency), group.latency, strict=True)
+                    ]
     for attempt in range(3):
         try:
             with transaction.atomic():  # a savepoint: a lost race on a new row retries just this part
-                _write_rollups(sums)
+                _write_rollups(sums_by_dimension)
                 _write_sessions(sessions)
             return
         except IntegrityError:
@@ -105,39 +159,37 @@ def _write_rollups(sums: dict[tuple, _Sums]) -> None:
             row.latency = [a + b for a, b in zip(row.latency or [0] * len(delta.latency), delta.latency, strict=False)]
         (changed if key in existing else new).append(row)
     fields = ["requests", "errors", "unpriced", "priced", "input_tokens", "output_tokens", "cost", "latency"]
-    RecordRollup.objects.bulk_update(changed, fields, batch_size=500)
+    _update_locked(RecordRollup, changed, ["org_id", "dimension", "bucket", "value"], fields)
     RecordRollup.objects.bulk_create(new, batch_size=500)
 
 
-def _write_sessions(sessions: dict[tuple[int, str], list[RequestRecord]]) -> None:
+def _write_sessions(sessions: dict[tuple[int, str], list[tuple]]) -> None:
     if not sessions:
         return
-    condition = Q()
-    for org_id, session_id in sessions:
-        condition |= Q(org_id=org_id, session_id=session_id)
-    existing = {(s.org_id, s.session_id): s for s in SessionRollup.objects.select_for_update().filter(condition)}
+    locked = SessionRollup.objects.select_for_update().filter(
+        org_id__in={key[0] for key in sessions}, session_id__in={key[1] for key in sessions}
+    )
+    existing = {(s.org_id, s.session_id): s for s in locked if (s.org_id, s.session_id) in sessions}
     changed, new = [], []
     for key, records in sessions.items():
         row = existing.get(key)
         if row is None:
-            row = SessionRollup(
-                org_id=key[0], session_id=key[1], started=records[0].created_at, ended=records[0].created_at
-            )
+            row = SessionRollup(org_id=key[0], session_id=key[1], started=records[0][0], ended=records[0][0])
             new.append(row)
         else:
             changed.append(row)
-        for record in records:
-            row.started = min(row.started, record.created_at)
-            row.ended = max(row.ended, record.created_at)
+        for moment, (failed, unpriced, priced), tokens, cost, record in records:
+            row.started = min(row.started, moment)
+            row.ended = max(row.ended, moment)
             row.requests += 1
-            row.errors += record.failed
-            row.unpriced += record.unpriced
-            row.priced += record.priced
-            row.tokens += record.total_tokens or 0
-            row.cost += record.cost_total or _ZERO
-            row.name = row.name or record.session_name
-            row.user_id = row.user_id or record.user_id
-            row.client = row.client or record.client
+            row.errors += failed
+            row.unpriced += unpriced
+            row.priced += priced
+            row.tokens += tokens
+            row.cost += cost
+            row.name = row.name or record.get("session_name", "")
+            row.user_id = row.user_id or record.get("user_id", "")
+            row.client = row.client or record.get("client", "")
     fields = [
         "started",
         "ended",
@@ -151,8 +203,33 @@ def _write_sessions(sessions: dict[tuple[int, str], list[RequestRecord]]) -> Non
         "user_id",
         "client",
     ]
-    SessionRollup.objects.bulk_update(changed, fields, batch_size=500)
+    _update_locked(SessionRollup, changed, ["org_id", "session_id"], fields)
     SessionRollup.objects.bulk_create(new, batch_size=500)
+
+
+def _update_locked(model, rows: list, keys: list[str], fields: list[str]) -> None:
+    """Write `fields` of rows this transaction read FOR UPDATE, in one statement: an INSERT whose every row
+    conflicts on the unique `keys` and so updates. Django's bulk_update builds a CASE per field per row instead,
+    which was most of the rollups' cost. New rows go through bulk_create, whose IntegrityError on a lost race
+    makes apply() retry."""
+    if not rows:
+        return
+    ops = connection.ops
+    columns = [model._meta.get_field(name) for name in [*keys, *fields]]
+    placeholders = "({})".format(", ".join(["%s"] * len(columns)))
+    names = [ops.quote_name(field.column) for field in columns]
+    update = ", ".join(
+        f"{ops.quote_name(model._meta.get_field(name).column)} = excluded.{ops.quote_name(model._meta.get_field(name).column)}"
+        for name in fields
+    )
+    sql = (
+        f"INSERT INTO {ops.quote_name(model._meta.db_table)} ({', '.join(names)}) VALUES "
+        f"{', '.join([placeholders] * len(rows))} "
+        f"ON CONFLICT ({', '.join(names[: len(keys)])}) DO UPDATE SET {update}"
+    )
+    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def percentile(histogram: list[int], q: float) -> float | None:

@@ -7,7 +7,6 @@ import dataclasses
 import datetime
 import json
 import time
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -18,7 +17,7 @@ from proxy.records import ProxyRecord
 
 from .attribution import attribute
 from .bodies import request_metadata, stored_bodies
-from .models import PriceOverride, RequestRecord, UsageSource
+from .models import PriceOverride, UsageSource
 from .pricing import Cost, Override, UnpricedUsage, cost_of
 from .sanitise import COUNT_MAX, cost_fits, sanitise_row
 from .selectors import body_mode
@@ -188,16 +187,3 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
                 price_source=cost.source,
             )
     return row
-
-
-_DECIMALS = ("cost_input", "cost_output", "cost_cache", "cost_tools", "cost_total")
-
-
-def to_record(row: dict[str, Any]) -> RequestRecord:
-    """A model instance for a row without its body (the rollups read these; inserts go through insert.py)."""
-    values = {name: value for name, value in row.items() if name != "body"}
-    values["created_at"] = datetime.datetime.fromisoformat(values["created_at"])
-    for name in _DECIMALS:
-        if values.get(name) is not None:
-            values[name] = Decimal(values[name])
-    return RequestRecord(**values)
