@@ -194,6 +194,7 @@ class RecordPipeline:
         self.stream = settings.INGATE_RECORD_STREAM
         self.ingest_here = not self.redis_url or settings.INGATE_RECORD_INGEST == "gateway"
         self._kicked = 0.0
+        self._kick_owed = False
         self._pending: collections.deque[ProxyRecord] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
@@ -300,9 +301,13 @@ class RecordPipeline:
         return 0
 
     def _kick_workers(self, produced: bool) -> None:
-        """Ask a Celery worker to ingest, at most once a second (beat also asks every 10 s)."""
-        if produced and time.monotonic() - self._kicked > 1.0:
+        """Ask a Celery worker to ingest, at most once a second (beat also asks every 10 s). A kick held back by
+        that limit is owed, and sent by a later flush even if it produces nothing: otherwise the last records of
+        a burst could wait in the stream for the next request (or for beat, where none runs)."""
+        self._kick_owed = self._kick_owed or produced
+        if self._kick_owed and time.monotonic() - self._kicked > 1.0:
             self._kicked = time.monotonic()
+            self._kick_owed = False
             # Only reached with Redis, where tasks are never eager: sending by name is what `delay` would do.
             current_app.send_task(INGEST_TASK, ignore_result=True)
 
