@@ -29,7 +29,7 @@ from .db import DatabaseThreads
 from .errors import ProxyError, error_headers
 from .exchange import ClientGone, Exchange
 from .headers import Incoming, split_query
-from .providers import REGISTRY, ProviderSpec, Route, detect
+from .providers import Route, detect
 from .records import Outcome, ProxyRecord
 from .usage import UsageTap
 
@@ -125,11 +125,6 @@ class ProxyApp:
     def _on_invalidate(self, kind: str, value: str) -> None:
         for stage in self.stages:
             stage.invalidate(kind, value)
-
-    @staticmethod
-    def format_for(spec: ProviderSpec, route: Route) -> formats.WireFormat:
-        """The wire format a request to `route` of a provider with `spec` speaks."""
-        return formats.of(spec.format, route.endpoint)
 
     # --- lifecycle: one upstream client per process, created in the serving loop --------------------
 
@@ -234,7 +229,6 @@ class ProxyApp:
             started_at=time.time(),
             prompt_version_id=prompt_version_id,
         )
-        spec = REGISTRY.get(route.provider)
         query, query_key = split_query(scope["query_string"])
         ex = Exchange(
             route,
@@ -244,7 +238,7 @@ class ProxyApp:
             send,
             record,
             started,
-            formats.of(spec.format if spec is not None else "openai", route.endpoint),
+            formats.of_provider(route.provider, route.endpoint),
             query,
             query_key,
             max_body=self.config.max_request_bytes,

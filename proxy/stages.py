@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from . import formats
 from .codes import ErrorCode
 from .credentials import missing_credential
 from .errors import ProxyError
@@ -96,7 +97,7 @@ class Upstream(Stage):
         key = ex.principal
         upstream = self.app.credentials.upstream(ex.org, key.org_slug, ex.route)
         ex.upstream = upstream
-        ex.fmt = self.app.format_for(upstream.spec, ex.route)
+        ex.fmt = formats.of(upstream.spec.format, ex.route.endpoint)  # a custom provider's spec names its family
         ex.record.passthrough = ex.own_key
         if not upstream.base_url or not (ex.own_key or upstream.has_credential):
             raise missing_credential(upstream, key.org_slug)
