@@ -15,9 +15,8 @@ from .providers import Route
 from .records import ProxyRecord
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from .credentials import OrgConfig, Upstream
+    from .upstream_client import UpstreamClient
 
 
 class ClientGone(Exception):
@@ -57,7 +56,7 @@ class Exchange:
         "own_key",
         "org",
         "upstream",
-        "session",
+        "client",
         "_body",
         "parsed",
         "max_body",
@@ -83,7 +82,7 @@ class Exchange:
         *,
         max_body: int,
         principal: Any = None,
-        session: aiohttp.ClientSession | None = None,
+        client: UpstreamClient | None = None,
     ):
         self.route = route
         self.incoming = incoming
@@ -99,7 +98,7 @@ class Exchange:
         self.own_key = False  # the client sent its own provider key, passed through
         self.org: OrgConfig | None = None
         self.upstream: Upstream | None = None
-        self.session = session  # the upstream client; None: the server's own
+        self.client = client  # the upstream client; None: the server's own
         self._body: bytes | None = None
         self.parsed: dict | None = None  # the JSON body, once a stage has parsed it
         self.max_body = max_body

@@ -13,9 +13,8 @@ import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from django.conf import settings
 
@@ -24,6 +23,9 @@ from .formats import WireFormat
 from .headers import Incoming
 from .providers import REGISTRY, Route, named_route
 from .records import Outcome, ProxyRecord
+
+if TYPE_CHECKING:
+    from .upstream_client import UpstreamClient
 
 USER_AGENT = "ingate-internal/1"
 
@@ -179,13 +181,13 @@ async def call(
             receive,
             send,
             principal=principal,
-            session=_SESSION.get(),
+            client=_CLIENT.get(),
             prompt_version_id=prompt_version_id,
         )
     return status, b"".join(chunks), record
 
 
-_SESSION: contextvars.ContextVar[aiohttp.ClientSession | None] = contextvars.ContextVar("ingate_session", default=None)
+_CLIENT: contextvars.ContextVar[UpstreamClient | None] = contextvars.ContextVar("ingate_upstream_client", default=None)
 
 
 @contextlib.asynccontextmanager
@@ -194,16 +196,16 @@ async def sessions():
     event loop other than the server's; without it each such call opens and closes its own."""
     from .relay import gateway
 
-    if _SESSION.get() is not None or gateway().serves(asyncio.get_running_loop()):
+    if _CLIENT.get() is not None or gateway().serves(asyncio.get_running_loop()):
         yield
         return
-    session = gateway().new_session()
-    token = _SESSION.set(session)
+    client = gateway().new_client()
+    token = _CLIENT.set(client)
     try:
         yield
     finally:
-        _SESSION.reset(token)
-        await session.close()
+        _CLIENT.reset(token)
+        await client.close()
 
 
 async def chat(

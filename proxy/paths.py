@@ -13,8 +13,8 @@ from .providers import Route
 
 # RFC 3986 unreserved characters plus ':' and '@' (Gemini's `{model}:{verb}`, fine-tuned ids such as
 # `ft:gpt-4o-mini:acme::abc`). Every provider path Ingate routes fits in it, and because none of these characters
-# needs escaping, the decoded path that was checked is byte for byte the path sent upstream (the URL is built
-# with encoded=True, so yarl neither re-escapes it nor resolves dot segments). Left out on purpose: '%' (double
+# needs escaping, the decoded path that was checked is byte for byte the path sent upstream (the upstream client,
+# proxy/upstream_client.py, neither re-escapes it nor resolves dot segments). Left out on purpose: '%' (double
 # encoding: `%252e` decodes to `%2e`, which the upstream decodes again), ';' (path parameters, which some servers
 # strip before routing: `..;/`), '\' (a separator to some servers), spaces, controls and anything non-ASCII.
 _SEGMENT = re.compile(r"[A-Za-z0-9._~:@-]*")

@@ -2,7 +2,7 @@
 
 Per request: detect the provider from the path, then pass one `Exchange` through the configured stages
 (proxy/stages.py: the gateway key, the upstream and its credential, a registry prompt, usage options), forward
-the body as received on one shared aiohttp client, and relay status, headers and body chunks back as they
+the body as received on one pooled upstream client (proxy/upstream_client.py), and relay status, headers and body chunks back as they
 arrive, usage read on the side; whatever happened, hand the record to the sink. Everything else goes to Django."""
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-import aiohttp
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
-from yarl import URL
 
 from . import formats, invalidation, paths, stages
 from .auth import KeyCache
@@ -31,6 +29,7 @@ from .exchange import ClientGone, Exchange
 from .headers import Incoming, split_query
 from .providers import Route, detect
 from .records import Outcome, ProxyRecord
+from .upstream_client import UpstreamClient, UpstreamError, UpstreamTimeout
 from .usage import UsageTap
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ class ProxyApp:
         ProxyApp.current = self
         self.fallback = fallback
         self.db = DatabaseThreads()
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
         self._listener: asyncio.Task | None = None
         self._configure()
         invalidation.add_listener(self._on_invalidate)
@@ -92,9 +91,9 @@ class ProxyApp:
 
     def _configure(self) -> None:
         self.config = ProxyConfig.from_settings()
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.config.connect_timeout, sock_read=self.config.read_timeout
-        )
+        if self._client is not None:
+            self._client.connect_timeout = self.config.connect_timeout
+            self._client.read_timeout = self.config.read_timeout
         self.keys = KeyCache(
             self.db,
             ttl=settings.INGATE_KEY_CACHE_TTL,
@@ -135,37 +134,29 @@ class ProxyApp:
         # Background threads (the record writer, database lookups) hold the GIL for up to the switch interval
         # before the event loop gets it back; 5 ms by default, which shows up in the proxy's p99.
         sys.setswitchinterval(0.0005)
-        # Idle upstream connections close after aiohttp's default 15 s, under the idle timeout of the load
-        # balancers in front of providers, so a pooled connection is rarely found closed when reused.
-        self._session = self.new_session()
+        self._client = self.new_client()
         if self.config.redis_url and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(
                 invalidation.listen(self.config.redis_url, self._on_invalidate)
             )
 
-    @staticmethod
-    def new_session() -> aiohttp.ClientSession:
-        """An upstream client bound to the running event loop."""
-        return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            auto_decompress=False,  # relay compressed bytes untouched; usage.py decompresses on the side
-            cookie_jar=aiohttp.DummyCookieJar(),  # never carry one tenant's cookies into another's request
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
-            trust_env=False,
-        )
+    def new_client(self) -> UpstreamClient:
+        """An upstream client bound to the running event loop. It relays compressed bytes untouched (usage.py
+        decompresses on the side), keeps no cookies, follows no redirects and ignores proxy variables."""
+        return UpstreamClient(connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout)
 
     def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Whether this app's own upstream client belongs to `loop` (the server's)."""
-        return self._session is not None and not self._session.closed and self._session._loop is loop
+        return self._client is not None and not self._client.closed and self._client.loop is loop
 
     async def _stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -212,11 +203,11 @@ class ProxyApp:
         send,
         *,
         principal=None,
-        session: aiohttp.ClientSession | None = None,
+        client: UpstreamClient | None = None,
         prompt_version_id: int | None = None,
     ) -> ProxyRecord:
         """Relay one provider request; returns its record. The keywords are for Ingate's own calls
-        (proxy/internal.py): an org already checked instead of a gateway key, a client session for an event
+        (proxy/internal.py): an org already checked instead of a gateway key, an upstream client for an event
         loop other than the server's, and the prompt version the caller rendered itself."""
         started = time.perf_counter()
         record = ProxyRecord(
@@ -243,13 +234,13 @@ class ProxyApp:
             query_key,
             max_body=self.config.max_request_bytes,
             principal=principal,
-            session=session,
+            client=client,
         )
         watcher = None
         try:
             # Before anything else: a path that could step outside the upstream's base never gets a credential.
             paths.vet(scope.get("raw_path"), route)
-            if session is None and self._session is None:
+            if client is None and self._client is None:
                 self._start()  # servers without lifespan (daphne)
             for stage in self.stages:
                 await stage.request(ex)
@@ -304,7 +295,7 @@ class ProxyApp:
         """Forward the request with the upstream's credential and relay the answer as it arrives."""
         record, upstream, org = ex.record, ex.upstream, ex.org
         headers = ex.incoming.upstream_headers(upstream.auth_headers, ex.own_key, identity=ex.hide_usage)
-        url = URL(upstream.url(ex.route.path, ex.query), encoded=True)
+        url = upstream.url(ex.route.path, ex.query)
         record.request_headers = self._attribution(ex.incoming)
         keep = org.body_capture
         if keep:
@@ -314,25 +305,18 @@ class ProxyApp:
         sent_at = time.perf_counter()
         record.overhead_ms = (sent_at - ex.started) * 1000
         try:
-            response = await (ex.session or self._session).request(
-                ex.scope["method"],
-                url,
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                timeout=self.timeout,
-            )
-        except TimeoutError:
+            response = await (ex.client or self._client).request(ex.scope["method"], url, headers, body or None)
+        except UpstreamTimeout as exc:
             raise ProxyError(
                 504,
                 ErrorCode.UPSTREAM_TIMEOUT,
-                f"The upstream {name} ({url.origin()}) did not answer within {self.config.read_timeout:g}s.",
+                f"The upstream {name} ({_origin(url)}) {exc}.",
             ) from None
-        except aiohttp.ClientError as exc:
+        except (UpstreamError, ValueError) as exc:
             raise ProxyError(
                 502,
                 ErrorCode.UPSTREAM_UNREACHABLE,
-                f"Ingate could not reach the upstream {name} ({url.origin()}): {exc}.",
+                f"Ingate could not reach the upstream {name} ({_origin(url)}): {exc}.",
             ) from None
         record.upstream_ms = (time.perf_counter() - sent_at) * 1000
         record.status = response.status
@@ -340,8 +324,8 @@ class ProxyApp:
             record.outcome = Outcome.UPSTREAM_ERROR
         finished = False
         try:
-            encoding = response.headers.get("content-encoding", "")
-            tap = UsageTap(ex.fmt, response.headers.get("content-type", ""), encoding, keep)
+            encoding = response.content_encoding
+            tap = UsageTap(ex.fmt, response.content_type, encoding, keep)
             ex.streamed = tap.streamed
             record.stream = record.stream or tap.streamed
             out = [
@@ -349,11 +333,10 @@ class ProxyApp:
                 (b"x-ingate-overhead-ms", f"{record.overhead_ms:.2f}".encode()),
             ]
             length_known = response.content_length is not None and not tap.streamed
-            for header, value in response.raw_headers:
-                lowered = header.lower()
-                if lowered in _RESPONSE_HOP_BY_HOP or (lowered == b"content-length" and not length_known):
+            for header, value in response.raw_headers:  # names lowercased by the client
+                if header in _RESPONSE_HOP_BY_HOP or (header == b"content-length" and not length_known):
                     continue
-                out.append((lowered, value))
+                out.append((header, value))
             editors = [e for e in (stage.response(ex, response.status, out) for stage in self._responders) if e]
             if length_known:
                 data = await self._read_all(response, name, url)
@@ -397,15 +380,15 @@ class ProxyApp:
     async def _read_all(self, response, name: str, url) -> bytes:
         try:
             return await response.read()
-        except TimeoutError:
+        except UpstreamTimeout:
             raise ProxyError(
-                504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({url.origin()}) stopped answering mid-response."
+                504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({_origin(url)}) stopped answering mid-response."
             ) from None
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             raise ProxyError(
                 502,
                 ErrorCode.UPSTREAM_UNREACHABLE,
-                f"The upstream {name} ({url.origin()}) broke off its answer: {exc}.",
+                f"The upstream {name} ({_origin(url)}) broke off its answer: {exc}.",
             ) from None
 
     async def _stream(self, ex: Exchange, response, tap: UsageTap, name: str, editors: list) -> bool:
@@ -413,7 +396,7 @@ class ProxyApp:
         or cut connection)."""
         record, send = ex.record, ex.send
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response:
                 tap.feed(chunk)
                 for editor in editors:
                     chunk = editor.feed(chunk)
@@ -430,7 +413,7 @@ class ProxyApp:
                 rest = editor.feed(rest) + editor.flush() if rest else editor.flush()
             if rest:
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except UpstreamError as exc:
             record.outcome = Outcome.UPSTREAM_TIMEOUT if isinstance(exc, TimeoutError) else Outcome.UPSTREAM_CUT
             record.error = f"The upstream {name} broke off the stream: {type(exc).__name__} {exc}".strip()
             log.warning("%s (request %s)", record.error, record.request_id)
@@ -448,6 +431,12 @@ class ProxyApp:
         headers.append((b"x-ingate-overhead-ms", f"{(time.perf_counter() - ex.started) * 1000:.2f}".encode()))
         await ex.send({"type": "http.response.start", "status": error.status, "headers": headers})
         await ex.send({"type": "http.response.body", "body": body})
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of an upstream URL, for messages (never the path: it may hold a deployment name)."""
+    cut = url.find("/", url.find("://") + 3)
+    return url if cut < 0 else url[:cut]
 
 
 def gateway() -> ProxyApp:
