@@ -65,7 +65,9 @@ class Script:
 
 def answer_with(body: bytes, *, extra: bytes = b"", status: bytes = b"200 OK"):
     async def answer(reader, writer, n):
-        writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: %d\r\ncontent-type: application/json\r\n" % len(body))
+        writer.write(
+            b"HTTP/1.1 " + status + b"\r\ncontent-length: %d\r\ncontent-type: application/json\r\n" % len(body)
+        )
         writer.write(extra + b"\r\n" + body)
         await writer.drain()
 
@@ -82,7 +84,9 @@ def test_answers_with_a_length_come_whole_and_the_connection_carries_the_next_re
         async with Script(answer_with(b'{"n":1}')) as server:
             upstream = client()
             for _ in range(3):
-                response = await upstream.request("POST", server.url + "/v1/chat", [("content-type", "application/json")], b"{}")
+                response = await upstream.request(
+                    "POST", server.url + "/v1/chat", [("content-type", "application/json")], b"{}"
+                )
                 assert response.status == 200 and response.content_type == "application/json"
                 assert response.content_length == 7 and await response.read() == b'{"n":1}'
                 response.release()
