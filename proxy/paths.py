@@ -32,6 +32,20 @@ def vet(raw_path: bytes | None, route: Route) -> None:
     `raw_path` is the ASGI scope's undecoded path, where an encoded '/' still differs from a separator (None for
     Ingate's own calls, which have no wire form); `route.path` is what would be appended to the upstream base.
     """
+    checked = (route.path, route.model)
+    if _vetted.get(raw_path) == checked:  # the same few paths over and over: checked once each
+        return
+    _check(raw_path, route)
+    if len(_vetted) >= 4096:
+        _vetted.clear()
+    _vetted[raw_path] = checked
+
+
+# Paths that passed: raw path -> (route path, model in the path). Bounded; only what passed gets in.
+_vetted: dict[bytes | None, tuple[str, str | None]] = {}
+
+
+def _check(raw_path: bytes | None, route: Route) -> None:
     if raw_path:
         # Checked per raw segment, decoded: `a%2Fb` is one segment holding a '/', not two segments.
         for segment in raw_path.decode("latin-1").split("/"):

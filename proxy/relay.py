@@ -397,17 +397,17 @@ class ProxyApp:
         record, send = ex.record, ex.send
         try:
             async for chunk in response:
-                tap.feed(chunk)
+                out = chunk
                 for editor in editors:
-                    chunk = editor.feed(chunk)
-                    if not chunk:
+                    out = editor.feed(out)
+                    if not out:
                         break
-                if not chunk:
-                    continue
-                if record.ttfb_ms is None:
-                    record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                record.response_bytes += len(chunk)
+                if out:
+                    if record.ttfb_ms is None:
+                        record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                    record.response_bytes += len(out)
+                tap.feed(chunk)  # after the chunk went on: reading usage never delays the client
             rest = b""
             for editor in editors:
                 rest = editor.feed(rest) + editor.flush() if rest else editor.flush()
