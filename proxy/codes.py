@@ -21,6 +21,10 @@ class ErrorCode(StrEnum):
     UNKNOWN_PROMPT = "unknown_prompt"
     INVALID_PROMPT_VARIABLES = "invalid_prompt_variables"
     PROMPT_RENDER_ERROR = "prompt_render_error"
+    # a request sent to a target that speaks another wire format (proxy/formats/translate/)
+    UNTRANSLATABLE_PARAMETER = "untranslatable_parameter"
+    INVALID_REQUEST = "invalid_request"
+    UNTRANSLATABLE_RESPONSE = "untranslatable_response"
     # the way there and back
     UPSTREAM_UNREACHABLE = "upstream_unreachable"
     UPSTREAM_TIMEOUT = "upstream_timeout"

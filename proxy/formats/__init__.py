@@ -17,6 +17,7 @@ from .gemini import Gemini
 from .ollama import Ollama
 from .openai_chat import HiddenUsage, OpenAIChat, ask_for_usage
 from .openai_responses import OpenAIResponses
+from .translate import Translator, translator
 
 OPENAI = OpenAIChat()
 RESPONSES = OpenAIResponses()
@@ -39,6 +40,7 @@ __all__ = [
     "Events",
     "HiddenUsage",
     "Tokens",
+    "Translator",
     "WireFormat",
     "ask_for_usage",
     "event_payload",
@@ -47,6 +49,7 @@ __all__ = [
     "of_provider",
     "sse_event",
     "tokens",
+    "translator",
 ]
 
 

@@ -8,13 +8,28 @@ import json
 from typing import Any, ClassVar
 
 from ..records import Outcome
-from .base import Tokens, WireFormat, count, detail, dumps, keep_model, keep_usage, tier_of, tool_counts
+from .base import Tokens, WireFormat, count, detail, dumps, keep_model, keep_usage, sse_event, tier_of, tool_counts
 
 # Events of a Messages stream that are not its end.
 EVENTS = frozenset(
     {"message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "ping"}
 )
 # usage.server_tool_use counters, by the tool kind Ingate records them as.
+# The API version a translated request is sent with (the `anthropic-version` header every request needs).
+API_VERSION = "2023-06-01"
+# The error types the Messages API reports (an error event's `error.type`).
+ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "overloaded_error",
+    }
+)
 SERVER_TOOLS = {
     "web_search_requests": "web_search",
     "web_fetch_requests": "web_fetch",
@@ -34,6 +49,16 @@ class AnthropicMessages(WireFormat):
         429: "rate_limit_error",
         502: "api_error",
         504: "timeout_error",
+    }
+
+    stop_reasons: ClassVar[dict[str, str]] = {
+        "end_turn": "end",
+        "stop_sequence": "stop_sequence",
+        "max_tokens": "length",
+        "tool_use": "tool_use",
+        "refusal": "refusal",
+        "pause_turn": "end",
+        "model_context_window_exceeded": "length",
     }
 
     def system(self, body: dict) -> Any:
@@ -116,3 +141,21 @@ class AnthropicMessages(WireFormat):
             tier_of(raw, "service_tier"),
             tool_counts(tools),
         )
+
+    def usage_fields(self, tokens: Tokens) -> dict[str, Any]:
+        # input_tokens leaves out cache reads and writes, which are counted apart.
+        return {
+            "input_tokens": max(tokens.input - tokens.cache_read - tokens.cache_write, 0),
+            "output_tokens": tokens.output,
+            "cache_creation_input_tokens": tokens.cache_write,
+            "cache_read_input_tokens": tokens.cache_read,
+        }
+
+    def stream_event(self, data: dict) -> bytes:
+        """One event of a Messages stream: named after its `type`, as the API names them."""
+        return sse_event(data, data["type"])
+
+    def stream_error(self, kind: str, message: str) -> bytes:
+        """An `error` event in the middle of a Messages stream (`kind` an Anthropic error type, else api_error)."""
+        error = {"type": kind if kind in ERROR_TYPES else "api_error", "message": message}
+        return self.stream_event({"type": "error", "error": error})

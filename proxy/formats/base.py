@@ -264,6 +264,27 @@ class WireFormat:
         """One stream event in this format's framing."""
         return ndjson_line(data) if self.framing == "ndjson" else sse_event(data, name)
 
+    # --- translation between formats (proxy/formats/translate.py)
+
+    # Why a model stopped, from this format's word to the shared one (end, stop_sequence, length, tool_use,
+    # refusal) and back; `stop_reason_of` picks the first own word for a shared one.
+    stop_reasons: ClassVar[dict[str, str]] = {}
+
+    def shared_stop(self, reason: Any) -> str:
+        """The shared word for this format's stop reason ("end" for anything it does not know)."""
+        return self.stop_reasons.get(reason, "end") if isinstance(reason, str) else "end"
+
+    def stop_reason_of(self, shared: str) -> str:
+        """This format's word for a shared stop reason."""
+        for own, word in self.stop_reasons.items():
+            if word == shared:
+                return own
+        return next(iter(self.stop_reasons), "")
+
+    def usage_fields(self, tokens: Tokens) -> dict[str, Any]:
+        """This format's usage object for token counts in the shared convention (the inverse of `tokens`)."""
+        raise NotImplementedError
+
 
 def dumps(data: Any) -> bytes:
     return json.dumps(data).encode()

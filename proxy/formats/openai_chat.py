@@ -18,6 +18,7 @@ from .base import (
     dumps,
     keep_model,
     keep_usage,
+    sse_event,
     tier_of,
     tool_counts,
 )
@@ -36,6 +37,14 @@ class OpenAIChat(WireFormat):
         429: "rate_limit_error",
         502: "upstream_error",
         504: "upstream_timeout",
+    }
+
+    stop_reasons: ClassVar[dict[str, str]] = {
+        "stop": "end",
+        "length": "length",
+        "tool_calls": "tool_use",
+        "content_filter": "refusal",
+        "function_call": "tool_use",
     }
 
     def system(self, body: dict) -> Any:
@@ -82,6 +91,26 @@ class OpenAIChat(WireFormat):
         if isinstance(event, dict) and "choices" in event:
             return Outcome.UPSTREAM_CUT, "ended the stream without data: [DONE]"
         return "", ""
+
+    def usage_fields(self, tokens: Tokens) -> dict[str, Any]:
+        # prompt_tokens counts every prompt token, cached ones (and, translated, cache writes) included.
+        usage: dict[str, Any] = {
+            "prompt_tokens": tokens.input,
+            "completion_tokens": tokens.output,
+            "total_tokens": tokens.total,
+            "prompt_tokens_details": {"cached_tokens": tokens.cache_read},
+        }
+        if tokens.reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": tokens.reasoning}
+        return usage
+
+    def done_event(self) -> bytes:
+        """The event that ends a chat stream."""
+        return sse_event(DONE)
+
+    def stream_error(self, kind: str, message: str) -> bytes:
+        """An error event in the middle of a chat stream: a chunk holding only `error`, which the SDKs raise."""
+        return sse_event({"error": {"message": message, "type": kind or "api_error", "param": None, "code": None}})
 
     def tokens(self, raw: dict) -> Tokens:
         return Tokens(
