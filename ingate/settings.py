@@ -289,6 +289,16 @@ INGATE_AZURE_API_VERSION = env.str("AZURE_OPENAI_API_VERSION", default="") or en
 # (time to first token on a long prompt, or a pause between stream chunks).
 INGATE_UPSTREAM_CONNECT_TIMEOUT = env.float("INGATE_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 INGATE_UPSTREAM_READ_TIMEOUT = env.float("INGATE_UPSTREAM_READ_TIMEOUT", default=600.0)
+# Routes (proxy/routing): backoff between retries of one target (full jitter from `base` seconds, doubling, at most
+# `cap`; a provider's retry-after wins, capped too); max_tokens for an OpenAI request answered by Anthropic
+# (which requires it) when the client set none; a target's circuit opens after THRESHOLD failures within WINDOW
+# seconds and stays open COOLDOWN seconds, then one probe request decides (shared through Redis when set).
+INGATE_ROUTE_RETRY_BASE = env.float("INGATE_ROUTE_RETRY_BASE", default=0.5)
+INGATE_ROUTE_RETRY_CAP = env.float("INGATE_ROUTE_RETRY_CAP", default=8.0)
+INGATE_ROUTE_DEFAULT_MAX_TOKENS = env.int("INGATE_ROUTE_DEFAULT_MAX_TOKENS", default=4096)
+INGATE_ROUTE_HEALTH_THRESHOLD = env.int("INGATE_ROUTE_HEALTH_THRESHOLD", default=5)
+INGATE_ROUTE_HEALTH_WINDOW = env.float("INGATE_ROUTE_HEALTH_WINDOW", default=30.0)
+INGATE_ROUTE_HEALTH_COOLDOWN = env.float("INGATE_ROUTE_HEALTH_COOLDOWN", default=30.0)
 # Largest request body accepted (Anthropic accepts 32 MB; images and PDFs travel base64-encoded).
 INGATE_MAX_REQUEST_BYTES = env.int("INGATE_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)
 # How long a resolved gateway key or org credential set is trusted before it is read again. Revocation and
@@ -301,6 +311,7 @@ INGATE_KEY_CACHE_MISS_TTL = env.float("INGATE_KEY_CACHE_MISS_TTL", default=5.0)
 # the record come after them. Not read from the environment: the order is part of the code's contract.
 INGATE_PROXY_STAGES = [
     "proxy.stages.Authenticate",
+    "proxy.routing.stage.Routing",
     "proxy.stages.Upstream",
     "prompts.stage.PromptStage",
     "proxy.stages.UsageOptions",

@@ -21,5 +21,6 @@ urlpatterns = [
     path("ingate/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("ingate/prompts/", include("prompts.urls")),
     path("ingate/evals/", include("evals.urls")),
+    path("ingate/routes/", include("tenancy.urls")),
     path("ingate/", include("observability.urls")),
 ]

@@ -14,6 +14,8 @@ class ErrorCode(StrEnum):
     MISSING_SCOPE = "missing_scope"
     # the upstream and its credential
     UNKNOWN_PROVIDER = "unknown_provider"
+    UNKNOWN_ROUTE = "unknown_route"
+    ROUTE_UNAVAILABLE = "route_unavailable"  # every target of a route failed or is paused (circuit open)
     MISSING_CREDENTIAL = "missing_credential"
     # the body, and a registry prompt rendered into it (X-Ingate-Prompt)
     INVALID_JSON = "invalid_json"

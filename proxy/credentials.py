@@ -4,7 +4,8 @@ the environment. An org's credentials are read once (one query, secrets decrypte
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from tenancy import selectors
 
@@ -82,6 +83,8 @@ class OrgConfig:
 
     upstreams: dict[str, Upstream]
     body_capture: int = 0  # bytes of request and response body to keep for the record (0: keep none)
+    pooled: dict[str, Upstream] = field(default_factory=dict)  # extra keys of a provider, named, for route targets
+    routes: dict[str, Any] = field(default_factory=dict)  # name -> tenancy.selectors.RouteConfig
 
 
 def _no_bodies(org_id: int) -> int:
@@ -125,7 +128,10 @@ class CredentialCache:
         return upstream
 
     async def _fetch(self, org_id: int) -> OrgConfig:
-        rows, body_capture = await self._db.run(self._load, org_id)
+        rows, pooled_rows, routes, body_capture = await self._db.run(self._load, org_id)
+        return OrgConfig(self._upstreams(rows), body_capture, self._upstreams(pooled_rows), routes)
+
+    def _upstreams(self, rows: list[dict]) -> dict[str, Upstream]:
         upstreams = {}
         for row in rows:
             name = row["name"]
@@ -139,10 +145,15 @@ class CredentialCache:
             upstreams[name] = Upstream.build(
                 name, spec, base, row["secret"], row["auth_style"], api_version, source="organization"
             )
-        return OrgConfig(upstreams, body_capture)
+        return upstreams
 
-    def _load(self, org_id: int) -> tuple[list[dict], int]:
-        return selectors.provider_credentials_of(org_id), self._body_capture(org_id)
+    def _load(self, org_id: int) -> tuple[list[dict], list[dict], dict, int]:
+        return (
+            selectors.provider_credentials_of(org_id),
+            selectors.pooled_credentials_of(org_id),
+            selectors.routes_for_org(org_id),
+            self._body_capture(org_id),
+        )
 
     def invalidate(self, org_id: int | None = None) -> None:
         self._cache.invalidate(org_id)

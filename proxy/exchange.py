@@ -65,6 +65,7 @@ class Exchange:
         "client_gone",
         "task",
         "responded",
+        "routed",
     )
 
     def __init__(
@@ -107,6 +108,7 @@ class Exchange:
         self.client_gone = False
         self.task: asyncio.Task | None = asyncio.current_task()
         self.responded = False  # response headers went out: errors can no longer change the status
+        self.routed = None  # proxy.routing.stage.RoutedRequest: the org routes this request (its plan, attempts)
 
     async def body(self) -> bytes:
         """The request body, read on first need and kept (INGATE_MAX_REQUEST_BYTES at most)."""

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "ingate:proxy:invalidate"
 # kinds: "key" (value: key prefix), "org" (value: org id; keys and credentials), "credentials" (value: org id),
+# "routes" (value: org id; its routes or their targets changed),
 # "all" (value empty: after a reconnect, when messages may have been missed)
+ROUTES = "routes"
 Listener = Callable[[str, str], None]
 
 _listeners: list[weakref.WeakMethod] = []
@@ -40,13 +42,13 @@ def _notify_local(kind: str, value: str) -> None:
             method(kind, value)
 
 
-def channel(redis_url: str) -> str:
-    """The pub/sub channel of the instance on `redis_url`. Redis pub/sub ignores the database number, so two
+def channel(redis_url: str, base: str = CHANNEL) -> str:
+    """The pub/sub channel `base` of the instance on `redis_url`. Redis pub/sub ignores the database number, so two
     instances sharing a Redis server on databases of their own would otherwise hear each other's invalidations
     (harmless for safety, but every message costs the other instance its cache loads)."""
     from redis.connection import parse_url
 
-    return f"{CHANNEL}:{parse_url(redis_url).get('db', 0)}"
+    return f"{base}:{parse_url(redis_url).get('db', 0)}"
 
 
 @functools.cache
@@ -68,9 +70,16 @@ def publish(kind: str, value: str = "") -> None:
 
 
 async def listen(
-    redis_url: str, on_message: Listener, *, first_retry: float = 0.1, max_retry: float = 1.0, ping_every: float = 5.0
+    redis_url: str,
+    on_message: Listener,
+    *,
+    first_retry: float = 0.1,
+    max_retry: float = 1.0,
+    ping_every: float = 5.0,
+    base: str = CHANNEL,
 ) -> None:
-    """Apply other processes' invalidations until cancelled.
+    """Apply other processes' invalidations until cancelled (or, with `base`, the messages of another channel of
+    the same shape, e.g. routing health's).
 
     Reconnects within `max_retry` seconds of Redis coming back (a revoke must not wait out a long backoff), and
     then drops every cached entry: invalidations sent while it was away are lost. A Redis that holds the
@@ -83,7 +92,7 @@ async def listen(
         client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
         try:
             async with client.pubsub() as pubsub:
-                await asyncio.wait_for(_subscribed(pubsub, channel(redis_url)), 2.0)
+                await asyncio.wait_for(_subscribed(pubsub, channel(redis_url, base)), 2.0)
                 on_message("all", "")  # anything may have changed while we were not listening
                 if lost:
                     log.warning("Proxy cache invalidation listener is back on Redis; cached entries dropped")

@@ -55,6 +55,8 @@ class ProxyRecord:
     request_body: bytes = b""
     response_body: bytes = b""
     bodies_truncated: bool = False
+    route: str = ""  # the route (virtual model) that chose the upstream; "fallback" for an X-Ingate-Fallback chain
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # a routed request's attempts, in order
 
 
 class RecordSink(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import random
 import sys
 import time
@@ -29,7 +30,10 @@ from .exchange import ClientGone, Exchange
 from .headers import Incoming, split_query
 from .providers import Route, detect
 from .records import Outcome, ProxyRecord
-from .upstream_client import UpstreamClient, UpstreamError, UpstreamTimeout
+from .routing.attempts import Buffered, routing_attempts
+from .routing.health import health_for
+from .routing.stage import Leg
+from .upstream_client import Response, UpstreamClient, UpstreamError, UpstreamTimeout
 from .usage import UsageTap
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,12 @@ class ProxyApp:
 
     def _configure(self) -> None:
         self.config = ProxyConfig.from_settings()
+        self.health = health_for(
+            self.config.redis_url,
+            threshold=settings.INGATE_ROUTE_HEALTH_THRESHOLD,
+            window=settings.INGATE_ROUTE_HEALTH_WINDOW,
+            cooldown=settings.INGATE_ROUTE_HEALTH_COOLDOWN,
+        )
         if self._client is not None:
             self._client.connect_timeout = self.config.connect_timeout
             self._client.read_timeout = self.config.read_timeout
@@ -135,6 +145,7 @@ class ProxyApp:
         # before the event loop gets it back; 5 ms by default, which shows up in the proxy's p99.
         sys.setswitchinterval(0.0005)
         self._client = self.new_client()
+        self.health.start()
         if self.config.redis_url and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(
                 invalidation.listen(self.config.redis_url, self._on_invalidate)
@@ -150,6 +161,7 @@ class ProxyApp:
         return self._client is not None and not self._client.closed and self._client.loop is loop
 
     async def _stop(self) -> None:
+        await self.health.stop()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -292,40 +304,57 @@ class ProxyApp:
             ex.task = None
 
     async def _relay(self, ex: Exchange, body: bytes) -> None:
-        """Forward the request with the upstream's credential and relay the answer as it arrives."""
-        record, upstream, org = ex.record, ex.upstream, ex.org
-        headers = ex.incoming.upstream_headers(upstream.auth_headers, ex.own_key, identity=ex.hide_usage)
-        url = upstream.url(ex.route.path, ex.query)
+        """Forward the request with the upstream's credential and relay the answer as it arrives; a routed request
+        goes through its route's attempts first (proxy/routing)."""
+        record, org = ex.record, ex.org
         record.request_headers = self._attribution(ex.incoming)
         keep = org.body_capture
         if keep:
             record.request_body = body[:keep]
             record.bodies_truncated = len(body) > keep
-        name = upstream.name
+        if ex.routed is not None:
+            response, leg = await self._route(ex)
+            await self._answer(ex, response, leg.fmt, leg.upstream.name, leg.url, leg)
+            return
+        upstream = ex.upstream
+        headers = ex.incoming.upstream_headers(upstream.auth_headers, ex.own_key, identity=ex.hide_usage)
+        url = upstream.url(ex.route.path, ex.query)
         sent_at = time.perf_counter()
         record.overhead_ms = (sent_at - ex.started) * 1000
+        response = await self._open(ex, upstream.name, url, headers, body)
+        record.upstream_ms = (time.perf_counter() - sent_at) * 1000
+        await self._answer(ex, response, ex.fmt, upstream.name, url, None)
+
+    async def _open(self, ex: Exchange, name: str, url: str, headers, body: bytes) -> Response:
+        """Send the request upstream and wait for the head of its answer; ProxyError when none comes."""
         try:
-            response = await (ex.client or self._client).request(ex.scope["method"], url, headers, body or None)
+            return await (ex.client or self._client).request(ex.scope["method"], url, headers, body or None)
         except UpstreamTimeout as exc:
-            raise ProxyError(
-                504,
-                ErrorCode.UPSTREAM_TIMEOUT,
-                f"The upstream {name} ({_origin(url)}) {exc}.",
-            ) from None
+            raise ProxyError(504, ErrorCode.UPSTREAM_TIMEOUT, f"The upstream {name} ({_origin(url)}) {exc}.") from None
         except (UpstreamError, ValueError) as exc:
             raise ProxyError(
                 502,
                 ErrorCode.UPSTREAM_UNREACHABLE,
                 f"Ingate could not reach the upstream {name} ({_origin(url)}): {exc}.",
             ) from None
-        record.upstream_ms = (time.perf_counter() - sent_at) * 1000
+
+    async def _route(self, ex: Exchange) -> tuple[Response | Buffered, Leg]:
+        """A routed request's attempts, until one answers in a way the route does not move on from (or none is
+        left: then the last answer, or the last error, is the client's). Nothing reaches the client before."""
+        return await routing_attempts(self, ex)
+
+    async def _answer(self, ex: Exchange, response, fmt, name: str, url: str, leg: Leg | None) -> None:
+        """Relay an upstream's answer: status, headers and body as they arrive (through the editors), usage read
+        on the side in the upstream's format `fmt`; a routed answer goes back in the client's format."""
+        record = ex.record
+        keep = ex.org.body_capture
         record.status = response.status
         if response.status >= 400:
             record.outcome = Outcome.UPSTREAM_ERROR
         finished = False
         try:
             encoding = response.content_encoding
-            tap = UsageTap(ex.fmt, response.content_type, encoding, keep)
+            tap = UsageTap(fmt, response.content_type, encoding, keep)
             ex.streamed = tap.streamed
             record.stream = record.stream or tap.streamed
             out = [
@@ -333,21 +362,31 @@ class ProxyApp:
                 (b"x-ingate-overhead-ms", f"{record.overhead_ms:.2f}".encode()),
             ]
             length_known = response.content_length is not None and not tap.streamed
+            translated = leg is not None and leg.translator is not None
             for header, value in response.raw_headers:  # names lowercased by the client
-                if header in _RESPONSE_HOP_BY_HOP or (header == b"content-length" and not length_known):
+                if header in _RESPONSE_HOP_BY_HOP or (header == b"content-length" and (translated or not length_known)):
                     continue
                 out.append((header, value))
-            editors = [e for e in (stage.response(ex, response.status, out) for stage in self._responders) if e]
+            editors = []
+            if leg is not None:
+                out.extend(ex.routed.headers(leg))
+                translate = leg.editor(response.status, tap.streamed)
+                if translate is not None and not length_known:
+                    editors.append(translate)
+            editors += [e for e in (stage.response(ex, response.status, out) for stage in self._responders) if e]
             if length_known:
-                data = await self._read_all(response, name, url)
+                data = raw = await self._read_all(response, name, url)
+                if translated:
+                    data = leg.translator.response(raw, response.status)
+                    out.append((b"content-length", str(len(data)).encode()))
                 ex.responded = True
                 await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
                 record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
                 await ex.send({"type": "http.response.body", "body": data})
                 record.response_bytes = len(data)
-                tap.feed(data)
+                tap.feed(raw)
                 if response.status >= 400:
-                    record.error_type, record.error = ex.fmt.read_error(data, encoding)
+                    record.error_type, record.error = fmt.read_error(raw, encoding)
             else:
                 ex.responded = True
                 await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
@@ -429,6 +468,12 @@ class ProxyApp:
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"x-ingate-request-id", ex.record.request_id.encode()))
         headers.append((b"x-ingate-overhead-ms", f"{(time.perf_counter() - ex.started) * 1000:.2f}".encode()))
+        if error.retry_after:
+            headers.append((b"retry-after", str(max(1, math.ceil(error.retry_after))).encode()))
+        if ex.routed is not None:
+            ex.record.attempts = ex.routed.attempts
+            headers.append((b"x-ingate-route", ex.routed.name.encode("latin-1", "replace")))
+            headers.append((b"x-ingate-attempts", str(len(ex.routed.attempts)).encode()))
         await ex.send({"type": "http.response.start", "status": error.status, "headers": headers})
         await ex.send({"type": "http.response.body", "body": body})
 

@@ -85,7 +85,7 @@ class Authenticate(Stage):
             self.app.keys.invalidate(prefix=value)
         elif kind == "org":
             self.app.keys.invalidate(org_id=int(value))
-        elif kind not in ("credentials", "prompts"):
+        elif kind not in ("credentials", "prompts", "routes"):
             self.app.keys.invalidate()
 
 
@@ -94,6 +94,8 @@ class Upstream(Stage):
     neither has a key (unless the client sent its own) or the provider has no address."""
 
     async def request(self, ex: Exchange) -> None:
+        if ex.routed is not None:
+            return  # the route picks an upstream per attempt (proxy/routing)
         key = ex.principal
         upstream = self.app.credentials.upstream(ex.org, key.org_slug, ex.route)
         ex.upstream = upstream
@@ -103,7 +105,7 @@ class Upstream(Stage):
             raise missing_credential(upstream, key.org_slug)
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind in ("credentials", "org"):
+        if kind in ("credentials", "org", "routes"):  # routes are cached with the org's credentials
             self.app.credentials.invalidate(int(value))
         elif kind not in ("key", "prompts"):
             self.app.credentials.invalidate()
@@ -127,7 +129,12 @@ class UsageOptions(Stage):
         stream = ex.fmt.streams(parsed, route.endpoint)
         record.stream = record.stream or stream
         record.body = parsed
-        if stream and route.endpoint == "chat.completions" and ex.upstream.spec.stream_usage_option:
+        if (
+            stream
+            and ex.routed is None
+            and route.endpoint == "chat.completions"
+            and ex.upstream.spec.stream_usage_option
+        ):
             asked = ask_for_usage(await ex.body(), parsed)
             if asked is not None:
                 ex.replace_body(asked)

@@ -156,6 +156,11 @@ class Response:
             raise StopAsyncIteration
         return data
 
+    def push_back(self, data: bytes) -> None:
+        """Put bytes taken with `chunk` back in front (the routing stage looks at a stream's first bytes)."""
+        if data:
+            self._chunks.appendleft(data)
+
     async def read(self) -> bytes:
         """The whole body."""
         parts = []

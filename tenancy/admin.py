@@ -11,15 +11,18 @@ from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from . import services
+from . import routes, services
 from .audit import Actor, audit_record
 from .models import (
+    MAX_TARGETS,
     APIKey,
     App,
     AuditLog,
     Membership,
     Organization,
     ProviderCredential,
+    Route,
+    RouteTarget,
     Scope,
     Team,
     TeamMembership,
@@ -336,6 +339,99 @@ class ProviderCredentialAdmin(AuditedAdmin):
 
     def delete_model(self, request, obj):
         services.provider_credential_delete(actor=admin_actor(request), credential=obj)
+
+
+class RouteTargetFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        kept = [f for f in self.forms if (f.has_changed() or f.instance.pk) and not self._should_delete_form(f)]
+        if not any(self.errors) and not kept:
+            raise ValidationError("A route needs at least one target.")
+
+
+class RouteTargetInline(admin.TabularInline):
+    """A route's targets, in order (position); each is checked against the route's org (RouteTarget.clean)."""
+
+    model = RouteTarget
+    formset = RouteTargetFormSet
+    fields = ["position", "provider", "model", "credential", "weight", "params"]
+    extra = 1
+    max_num = MAX_TARGETS
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "credential":
+            kwargs["queryset"] = restrict(
+                ProviderCredential.objects.select_related("org"), Principal.for_user(request.user), VIEW
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class RouteForm(forms.ModelForm):
+    class Meta:
+        model = Route
+        fields = [
+            "org",
+            "name",
+            "strategy",
+            "enabled",
+            "retry_on_statuses",
+            "retries_per_target",
+            "max_attempts",
+            "deadline_seconds",
+            "first_byte_timeout_seconds",
+            "drop_unsupported",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        # The org is read-only once the route exists, so Django's own unique check would skip the name.
+        org = data.get("org") or (self.instance.org if self.instance.org_id else None)
+        if org is not None and data.get("name"):
+            routes.check_name(Route(pk=self.instance.pk, org=org, name=data["name"]))
+        return data
+
+
+@admin.register(Route)
+class RouteAdmin(AuditedAdmin):
+    """Routes (virtual models). Saving audits the route and its targets as one entry."""
+
+    form = RouteForm
+    inlines = [RouteTargetInline]
+    fixed_after_create = ("org",)
+    list_display = ["name", "org", "strategy", "target_list", "enabled", "updated_at"]
+    list_filter = ["strategy", "enabled", "org"]
+    search_fields = ["name", "org__name", "targets__model"]
+    list_select_related = ["org"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("targets")
+
+    @admin.display(description="targets")
+    def target_list(self, route):
+        return ", ".join(str(t) for t in route.targets.all())
+
+    def save_model(self, request, obj, form, change):
+        # The targets are saved after this (save_related): the audit entry is written there, with both.
+        obj.updated_at = timezone.now()
+        obj._before = None
+        if change:
+            saved = Route.objects.get(pk=obj.pk)
+            obj._before = routes.route_audit_snapshot(saved)
+        obj.save()
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        route = form.instance
+        after = routes.route_audit_snapshot(route)
+        actor = admin_actor(request)
+        if route._before is None:
+            audit_record(actor=actor, action="create", obj=route, changes={"after": after})
+        elif changes := routes.route_changes(route._before, after):
+            audit_record(actor=actor, action="update", obj=route, changes=changes)
+
+    def delete_model(self, request, obj):
+        routes.route_delete(actor=admin_actor(request), route=obj)
 
 
 class ReadOnlyScopedAdmin(admin.ModelAdmin):

@@ -21,6 +21,7 @@ from .models import (
     Organization,
     ProviderCredential,
     Role,
+    Route,
     Scope,
     Team,
     TeamMembership,
@@ -70,6 +71,7 @@ _VIEWER = {
     Membership: {VIEW},
     APIKey: {VIEW},
     ProviderCredential: {VIEW},
+    Route: {VIEW},
 }
 _MEMBER = {**_VIEWER, App: {VIEW, ADD, CHANGE}, APIKey: {VIEW, ADD, CHANGE}}
 _ADMIN = {
@@ -80,6 +82,8 @@ _ADMIN = {
     Membership: ALL,
     APIKey: ALL,
     ProviderCredential: ALL,
+    # Routes decide where everyone's requests go and with which keys: managed like the credentials.
+    Route: ALL,
     AuditLog: {VIEW},
 }
 _OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}

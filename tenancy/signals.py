@@ -1,5 +1,5 @@
 """Sign-ins and failed sign-ins go to the audit log; deleting a user revokes the keys they made; changes to
-keys, credentials, orgs and memberships drop the proxy's cached copies once committed (proxy.invalidation)."""
+keys, credentials, routes, orgs and memberships drop the proxy's cached copies once committed (proxy.invalidation)."""
 
 from functools import partial
 
@@ -9,10 +9,10 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from proxy.invalidation import publish
+from proxy.invalidation import ROUTES, publish
 
 from .audit import Actor, audit_record, client_ip
-from .models import APIKey, Membership, Organization, ProviderCredential
+from .models import APIKey, Membership, Organization, ProviderCredential, Route, RouteTarget
 from .permissions import Principal
 from .services import api_keys_revoke_made_by
 
@@ -67,6 +67,19 @@ def key_changed(sender, instance: APIKey, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=ProviderCredential, dispatch_uid="proxy-credential-changed")
 def credential_changed(sender, instance: ProviderCredential, **kwargs) -> None:
     transaction.on_commit(partial(publish, "credentials", str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=Route, dispatch_uid="proxy-route-changed")
+def route_changed(sender, instance: Route, **kwargs) -> None:
+    transaction.on_commit(partial(publish, ROUTES, str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=RouteTarget, dispatch_uid="proxy-route-target-changed")
+def route_target_changed(sender, instance: RouteTarget, **kwargs) -> None:
+    # Targets written in bulk by tenancy.routes send no signal; their route's save does.
+    org_id = Route.objects.filter(pk=instance.route_id).values_list("org_id", flat=True).first()
+    if org_id is not None:
+        transaction.on_commit(partial(publish, ROUTES, str(org_id)))
 
 
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")

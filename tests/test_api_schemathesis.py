@@ -21,6 +21,7 @@ from evals.transfer import clean_item
 from observability import services as observability_services
 from observability.models import RequestRecord
 from prompts import services as prompt_services
+from tenancy import routes as tenancy_routes
 from tenancy import services as tenancy_services
 from tenancy.audit import Actor
 from tenancy.models import AuditLog, Membership, Scope
@@ -116,6 +117,9 @@ def known_ids(world):
         "memberships": Membership.objects.get(org=org, user=member).pk,
         "keys": own.key.pk,
         "provider-credentials": make_credential(org).pk,
+        "routes": tenancy_routes.route_create(
+            actor=SYSTEM, org=org, name="fuzz", targets=[{"provider": "openai", "model": "gpt-4o-mini"}]
+        ).pk,
         "audit-log": AuditLog.objects.filter(org=org).order_by("pk").values_list("pk", flat=True).first(),
         "observability-settings": observability_services.observability_settings_set(actor=SYSTEM, org=org).org_id,
         "price-overrides": observability_services.price_override_create(actor=SYSTEM, org=org, model="fuzz-model").pk,

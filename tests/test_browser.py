@@ -229,3 +229,39 @@ def test_queue_an_eval_from_the_ui_and_watch_it_complete(recording, member, capi
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def route_admin(gateway_key):
+    """An admin of org acme, who may manage its routes (made before the browser starts)."""
+    key, _ = gateway_key
+    return MembershipFactory(org=key.org, role=Role.ADMIN, user=UserFactory(username="rhea")).user
+
+
+def test_create_a_route_with_two_targets_on_the_routes_page(gateway, route_admin, page):
+    sign_in(page, gateway.url, "rhea")
+    page.goto(f"{gateway.url}/ingate/?org=acme")
+    page.click("header nav >> text=Routes")
+    expect(page.get_by_test_id("routes")).to_contain_text("No routes yet")
+    form = page.get_by_test_id("route-form")
+    form.locator("input[name=name]").fill("smart")
+    form.locator("select[name=strategy]").select_option("fallback")
+    form.locator("input[name=retry_on_statuses]").fill("400")
+    page.select_option("select[name=t-0-provider]", "openai")
+    page.fill("input[name=t-0-model]", "gpt-4o")
+    page.select_option("select[name=t-1-provider]", "anthropic")
+    page.fill("input[name=t-1-model]", "claude-3-5-haiku-latest")
+    page.fill("input[name=t-1-params]", '{"max_tokens": 512}')
+    page.get_by_test_id("save-route").click()
+
+    expect(page.locator(".flash")).to_contain_text("Route smart saved.")
+    row = page.locator('tr[data-route="smart"]')
+    expect(row.locator("li")).to_have_count(2)
+    expect(row.locator("li").nth(0)).to_contain_text("openai/gpt-4o")
+    expect(row.locator("li").nth(1)).to_contain_text("anthropic/claude-3-5-haiku-latest")
+    expect(row).to_contain_text("400")
+
+    # Opened again for editing, the form holds what was saved, in order.
+    page.get_by_test_id("edit-smart").click()
+    expect(page.locator("input[name=t-1-model]")).to_have_value("claude-3-5-haiku-latest")
+    expect(page.locator("select[name=t-0-provider]")).to_have_value("openai")

@@ -20,6 +20,7 @@ from evals.transfer import clean_item
 from observability import services as observability
 from observability.models import RequestBody, RequestRecord
 from prompts import services as prompts
+from tenancy import routes
 from tenancy.audit import Actor
 from tenancy.models import AuditLog, Role, TeamMembership
 from tenancy.tests.factories import MembershipFactory, UserFactory, make_credential
@@ -184,6 +185,30 @@ MATRIX.register(
             retrieve(),
             create(org_body(provider="anthropic", secret="sk-ant-xyz"), roles=ADMINS),
             update(fixed({"base_url": "https://example.com/v1"}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
+
+ROUTE_TARGETS = [{"provider": "openai", "model": "gpt-4o"}, {"provider": "anthropic", "model": "claude-3-5-haiku"}]
+
+
+def _route(world, tenant):
+    route = routes.route_create(actor=SYSTEM, org=tenant.org, name="smart", targets=ROUTE_TARGETS)
+    return Target(tenant, route)
+
+
+# Routes decide where the org's requests go and with which of its keys: managed like provider credentials.
+MATRIX.register(
+    Endpoint(
+        "routes",
+        _route,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(name="fast", targets=ROUTE_TARGETS[:1]), roles=ADMINS),
+            update(fixed({"strategy": "loadbalance", "targets": ROUTE_TARGETS[::-1]}), roles=ADMINS),
             delete(roles=ADMINS),
         ),
     )

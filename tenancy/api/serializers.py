@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from .. import routes
 from ..models import (
+    MAX_TARGETS,
     APIKey,
     App,
     AuditLog,
@@ -13,9 +16,11 @@ from ..models import (
     Organization,
     ProviderCredential,
     Role,
+    Route,
     Scope,
     Team,
     TeamMembership,
+    model_name_validators,
 )
 from ..permissions import VIEW, allowed_org_ids, restrict, role_in
 from .permissions import principal_of
@@ -187,6 +192,122 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["secret_hint", "created_at", "updated_at"]
         validators = []
+
+
+class RouteTargetSerializer(serializers.Serializer):
+    """One target of a route; a route's targets are written together, in order."""
+
+    provider = serializers.CharField(
+        max_length=64, help_text="A provider's name (openai, anthropic, groq, …) or your custom provider's name."
+    )
+    model = serializers.CharField(
+        max_length=200, validators=model_name_validators, help_text="The provider's model, sent to it as is."
+    )
+    credential = serializers.SlugField(
+        max_length=64,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        default=None,
+        help_text="The name of one of your credentials for this provider (a pooled key such as openai-backup); "
+        "null: the credential named after the provider.",
+    )
+    weight = serializers.IntegerField(min_value=1, max_value=1000, default=1, help_text="Share under loadbalance.")
+    params = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text='Request parameters this target overrides, as a JSON object: {"temperature": 0.2}.',
+    )
+
+    def to_representation(self, target):
+        return routes.target_snapshot(target)
+
+
+class RouteSerializer(serializers.ModelSerializer):
+    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    targets = RouteTargetSerializer(
+        many=True,
+        allow_empty=False,
+        max_length=MAX_TARGETS,
+        help_text="Where the route sends requests, in order (at least one). Writing it replaces the whole list.",
+    )
+    retry_on_statuses = serializers.ListField(
+        child=serializers.IntegerField(min_value=400, max_value=599),
+        required=False,
+        max_length=200,
+        help_text="Statuses that also move on to the next attempt, besides connect errors, timeouts, 429, 500, "
+        "502, 503, 504 and 529: e.g. [400] for a too-long context, [401] for a revoked pooled key.",
+    )
+
+    class Meta:
+        model = Route
+        fields = [
+            "id",
+            "org",
+            "name",
+            "strategy",
+            "targets",
+            "retry_on_statuses",
+            "retries_per_target",
+            "max_attempts",
+            "deadline_seconds",
+            "first_byte_timeout_seconds",
+            "drop_unsupported",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        # Uniqueness of the name in the org is checked with the rest of the route (tenancy.routes).
+        validators = []
+
+    def to_representation(self, route):
+        data = super().to_representation(route)
+        data["targets"] = [routes.target_snapshot(t) for t in route.targets.all()]
+        return data
+
+    def validate(self, data):
+        """The whole route checked as the service will (one home for the rules: the models' clean), so every
+        problem comes back as a field error, a target's under its position in `targets`."""
+        org = data.get("org") or self.instance.org
+        route = Route(pk=self.instance.pk if self.instance else None, org=org)
+        for name in routes.ROUTE_FIELDS:
+            value = data[name] if name in data else getattr(self.instance, name, None) if self.instance else None
+            if value is not None or name == "first_byte_timeout_seconds":
+                setattr(route, name, value)
+        try:
+            routes.check_name(route)
+            route.full_clean(validate_unique=False, validate_constraints=False)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        if "targets" in data:
+            data["targets"] = self._targets(org, route, data["targets"])
+        return data
+
+    def _targets(self, org, route, given):
+        errors, resolved = [], []
+        for target in given:
+            target = dict(target)
+            try:
+                target["credential"] = routes.credential_by_name(org, target.get("credential"))
+            except DjangoValidationError as exc:
+                errors.append({"credential": exc.messages})
+                resolved.append(None)
+                continue
+            errors.append({})
+            resolved.append(target)
+        built = routes.build_targets(route, [t for t in resolved if t is not None])
+        checked = iter(routes.target_errors(route, built))
+        errors = [found or next(checked) for found in errors]
+        if any(errors):
+            # Keyed by position, as DRF reports a target's own field errors.
+            raise serializers.ValidationError({"targets": {str(i): found for i, found in enumerate(errors) if found}})
+        return resolved
+
+
+class RouteUpdateSerializer(RouteSerializer):
+    class Meta(RouteSerializer.Meta):
+        read_only_fields = [*RouteSerializer.Meta.read_only_fields, "org"]
 
 
 class AuditLogSerializer(serializers.ModelSerializer):

@@ -11,6 +11,7 @@ router.register("apps", views.AppViewSet, basename="app")
 router.register("memberships", views.MembershipViewSet, basename="membership")
 router.register("keys", views.APIKeyViewSet, basename="key")
 router.register("provider-credentials", views.ProviderCredentialViewSet, basename="provider-credential")
+router.register("routes", views.RouteViewSet, basename="route")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import decorators, exceptions, mixins, response, status, viewsets
 
-from .. import services
+from .. import routes, services
 from ..audit import Actor
-from ..models import APIKey, App, AuditLog, Membership, Organization, ProviderCredential, Team, TeamMembership
+from ..models import (
+    APIKey,
+    App,
+    AuditLog,
+    Membership,
+    Organization,
+    ProviderCredential,
+    Route,
+    RouteTarget,
+    Team,
+    TeamMembership,
+)
 from ..permissions import CHANGE, DELETE, VIEW, allowed_anywhere, can, can_add, restrict
 from . import serializers as s
 from .permissions import principal_of
@@ -245,6 +257,35 @@ class ProviderCredentialViewSet(CrudViewSet):
 
     def delete_object(self, credential):
         services.provider_credential_delete(actor=self.actor, credential=credential)
+
+
+class RouteViewSet(CrudViewSet):
+    """Routes (virtual models): a name clients send as `model`, and the ordered targets that serve it."""
+
+    model = Route
+    queryset = Route.objects.select_related("org").prefetch_related(
+        Prefetch("targets", queryset=RouteTarget.objects.select_related("credential").order_by("position", "pk"))
+    )
+    serializer_class = s.RouteSerializer
+    filterset_fields = ["org", "name", "strategy", "enabled"]
+    search_fields = ["name"]
+    updatable = (*routes.ROUTE_FIELDS, "targets")
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.RouteUpdateSerializer
+        return s.RouteSerializer
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        fields = {k: v for k, v in data.items() if k in routes.ROUTE_FIELDS}
+        return routes.route_create(actor=self.actor, org=data["org"], targets=data["targets"], **fields)
+
+    def update_object(self, route, fields):
+        return routes.route_update(actor=self.actor, route=route, **fields)
+
+    def delete_object(self, route):
+        routes.route_delete(actor=self.actor, route=route)
 
 
 class AuditLogViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):

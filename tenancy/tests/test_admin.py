@@ -18,6 +18,7 @@ from evals.transfer import clean_item
 from observability.models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
 from prompts import services as prompt_services
 from tenancy import keys
+from tenancy import routes as tenancy_routes
 from tenancy.audit import Actor
 from tenancy.authentication import KeyRejected, key_lookup
 from tenancy.models import (
@@ -55,6 +56,9 @@ def every_model_populated(world):
     Group.objects.create(name="Operators")
     TeamMembership.objects.create(team=world.own.team, user=world.own.users["member"])
     make_credential(world.own.org)
+    tenancy_routes.route_create(
+        actor=Actor.system("test"), org=world.own.org, name="smart", targets=[{"provider": "openai", "model": "x"}]
+    )
     RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)

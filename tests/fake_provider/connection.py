@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import zlib
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -34,6 +35,18 @@ def _status_line(status: int) -> bytes:
             phrase = {529: "Overloaded"}.get(status, "Unknown")
         line = _status_lines[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode()
     return line
+
+
+def _model_of(request) -> str:
+    """The model a request names (body or Gemini path), for per-model switches."""
+    try:
+        data = json.loads(request.body) if request.body else {}
+    except ValueError:
+        data = {}
+    model = data.get("model") if isinstance(data, dict) else None
+    if not model and "/models/" in request.path:
+        model = request.path.split("/models/", 1)[1].split(":", 1)[0]
+    return model if isinstance(model, str) else ""
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
@@ -185,7 +198,7 @@ class _Connection(asyncio.Protocol):
         provider = self.provider
         flavor, handler, params = _route(request.method, request.path, request.headers)
         try:
-            opts = provider._options(switches)
+            opts = provider._options(switches, _model_of(request) if provider.per_model else "")
         except ValueError as exc:
             self._send(_error(flavor, 400, f"fake provider: {exc}"), flavor, _DEFAULT_OPTIONS, keep_alive)
             return

@@ -33,6 +33,9 @@ class FakeProvider:
         # answers(model, last user text) -> the answer text, or None for the usual one: lets a test script
         # models that answer differently (an eval's "good" and "bad" model). x-fake-text still wins.
         self.answers: Callable[[str, str], str | None] | None = None
+        # Switches per requested model, between the defaults and the headers: `fake.per_model["down"] =
+        # {"status": 503}` makes one model fail while the others answer (routing tests).
+        self.per_model: dict[str, dict[str, Any]] = {}
         # Recorded provider responses to send verbatim, one per request, in order (see replay()).
         self.replays: collections.deque[tuple[bytes, str]] = collections.deque()
         self._batches: dict[str, int] = {}
@@ -55,11 +58,13 @@ class FakeProvider:
         self._defaults.clear()
         self._defaults.update(value)
 
-    def _options(self, switches: dict[str, str]) -> Options:
-        """Options from the defaults overlaid with a request's x-fake-* headers."""
-        if not switches and not self._defaults:
+    def _options(self, switches: dict[str, str], model: str = "") -> Options:
+        """Options from the defaults, then the model's switches, overlaid with a request's x-fake-* headers."""
+        by_model = self.per_model.get(model) if model else None
+        if not switches and not self._defaults and not by_model:
             return _DEFAULT_OPTIONS
         defaults = self._defaults.copy()  # a snapshot: tests change defaults from another thread
+        defaults.update(by_model or {})
         merged = {_switch_name(k): v for k, v in defaults.items()}
         merged.update((_switch_name(k), v) for k, v in switches.items())
         if "x-fake-text" in switches:
@@ -102,6 +107,7 @@ class FakeProvider:
             self.disconnects.clear()
             self._defaults.clear()
             self.answers = None
+            self.per_model.clear()
             self.replays.clear()
 
     # serving
