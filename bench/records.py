@@ -1,6 +1,7 @@
-"""The record pipeline: sustained records per second into PostgreSQL (direct, and through a Redis stream),
-and the proxy's latency while the records table is locked (a stuck database) compared with normal.
-Run from the repo root: `.venv/bin/python bench/records.py [--records 50000] [--duration 6]`."""
+"""The record pipeline: sustained records per second into SQLite (the embedded writer) and PostgreSQL (direct,
+and through a Redis stream), and the proxy's latency while the records table is locked (a stuck database)
+compared with normal. Run from the repo root: `.venv/bin/python bench/records.py [--records 50000] [--duration 6]`.
+`--paths` picks the throughput paths; `--py-spy DIR` records each path's stacks (py-spy, collapsed) into DIR."""
 
 from __future__ import annotations
 
@@ -28,10 +29,11 @@ def fresh_database() -> None:
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DATABASE], check=True)
 
 
-def throughput(records: int, redis: bool, worker: bool = False) -> tuple[float, float]:
+def throughput(records: int, redis: bool, worker: bool = False, sqlite: bool = False, spy: Path | None = None):
     """Records per second from submit() to committed rows, and the process's CPU ms per record (the writer's: the
     submitting thread only appends), in a fresh process (settings are read at start). `worker`: the records are
-    put on the stream first and only the ingestion is timed, what a Celery worker does per record."""
+    put on the stream first and only the ingestion is timed, what a Celery worker does per record. `sqlite`: no
+    DATABASE_URL, the embedded shape's SQLite file. `spy`: py-spy records the process's stacks into that file."""
     code = f"""
 import os, time, uuid, django
 os.environ["DJANGO_SETTINGS_MODULE"] = "ingate.settings"
@@ -66,11 +68,17 @@ print(f"RATE {{{records} / elapsed:.0f}} {{cpu * 1000 / {records}:.4f}}")
 """
     env = {**os.environ, "DATABASE_URL": DATABASE_URL, "INGATE_DATA_DIR": tempfile.mkdtemp(prefix="ingate-bench-")}
     env.pop("REDIS_URL", None)
+    if sqlite:
+        env.pop("DATABASE_URL")
     if redis or worker:
         subprocess.run(["redis-cli", "-n", "12", "FLUSHDB"], check=True, capture_output=True)
         env["REDIS_URL"] = REDIS_URL
         env["INGATE_RECORD_INGEST"] = "gateway"  # produce and consume in this one process, to time both
-    out = subprocess.run([PY, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    command = [PY, "-c", code]
+    if spy is not None:
+        spy_bin = str(Path(PY).parent / "py-spy")
+        command = [spy_bin, "record", "--format", "raw", "--rate", "250", "--output", str(spy), "--", *command]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RATE ")), None)
     if line is None:
         sys.exit(f"throughput run failed:\n{out.stdout}\n{out.stderr}")
@@ -151,22 +159,32 @@ def latency_with_a_stuck_database(duration: float, redis: bool) -> list[tuple[st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+PATHS = {
+    "sqlite": ("writer → SQLite (embedded shape)", {"redis": False, "sqlite": True}),
+    "direct": ("writer → PostgreSQL", {"redis": False}),
+    "streamed": ("writer → Redis stream → PostgreSQL", {"redis": True}),
+    "worker": ("Redis stream → PostgreSQL (a worker's ingestion alone)", {"redis": True, "worker": True}),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--throughput-only", action="store_true", help="skip the stuck-database latency runs")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"throughput paths, of {', '.join(PATHS)}")
+    parser.add_argument("--py-spy", type=Path, help="record each path's stacks with py-spy into this directory")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
+    if not args.throughput_only and not shutil.which("wrk"):
         sys.exit("wrk not found on PATH (Debian/Ubuntu: apt-get install wrk)")
-    stuck = {}
+    if args.py_spy:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    stuck, results = {}, {}
     try:
-        fresh_database()
-        direct = throughput(args.records, redis=False)
-        fresh_database()
-        streamed = throughput(args.records, redis=True)
-        fresh_database()
-        worker = throughput(args.records, redis=True, worker=True)
+        for path in args.paths.split(","):
+            fresh_database()
+            spy = args.py_spy / f"{path}.txt" if args.py_spy else None
+            results[path] = throughput(args.records, **PATHS[path][1], spy=spy)
         if not args.throughput_only:
             fresh_database()
             stuck[False] = latency_with_a_stuck_database(args.duration, redis=False)
@@ -175,12 +193,11 @@ def main() -> None:
     finally:
         subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", DATABASE], check=False)
         subprocess.run(["redis-cli", "-n", "12", "FLUSHDB"], check=False, capture_output=True)
-    print(f"\nRecord pipeline, {args.records:,} records, PostgreSQL\n")
+    print(f"\nRecord pipeline, {args.records:,} records\n")
     print("| path | records/s (submit → committed, rollups included) | CPU ms per record (this process) |")
     print("|---|---:|---:|")
-    print(f"| writer → PostgreSQL | {direct[0]:,.0f} | {direct[1]:.3f} |")
-    print(f"| writer → Redis stream → PostgreSQL | {streamed[0]:,.0f} | {streamed[1]:.3f} |")
-    print(f"| Redis stream → PostgreSQL (a worker's ingestion alone) | {worker[0]:,.0f} | {worker[1]:.3f} |")
+    for path, (rate, cpu) in results.items():
+        print(f"| {PATHS[path][0]} | {rate:,.0f} | {cpu:.3f} |")
     for redis, rows in stuck.items():
         how = "gateway streams to Redis, a Celery worker inserts" if redis else "no Redis: a gateway thread inserts"
         print(f"\nProxy latency at concurrency 1 while the database is stuck ({how})\n")

@@ -5,14 +5,18 @@ replayed batch, an entry streamed twice) are skipped by the database, which says
 On PostgreSQL the rows go in with COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING:
 a multi-row INSERT of ~10,000 parameters was re-parsed by psycopg's client-side binding on every batch (half
 the worker's CPU), where COPY hands values over as text in C. Values travel as the rows hold them (ids, times
-and costs as text, parsed by the server); only JSON columns are serialised here. SQLite takes multi-row INSERTs."""
+and costs as text, parsed by the server); only JSON columns are serialised here. On SQLite, whose transactions
+start with the write lock (transaction_mode IMMEDIATE), one query finds the ids already stored and one
+executemany of a prepared single-row INSERT writes the rest: Django's cursor rewrote every placeholder of a
+multi-row INSERT on each statement."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -42,16 +46,38 @@ def _converter(field, vendor: str) -> Callable[[Any], Any] | None:
     if vendor == "postgresql":
         return None  # text the server parses by the column's type (uuid, timestamptz, numeric) is taken as it is
     ops = connection.ops
-    if kind == "UUIDField":
-        return lambda v: uuid.UUID(str(v)).hex
+    if kind == "UUIDField" or field.is_relation and field.target_field.get_internal_type() == "UUIDField":
+        return _uuid_hex  # a record's id, a body's record id
     if kind == "DateTimeField":
-        return lambda v: ops.adapt_datetimefield_value(
-            v if isinstance(v, datetime.datetime) else datetime.datetime.fromisoformat(v)
+        return lambda v: (
+            _utc_text(v)
+            or ops.adapt_datetimefield_value(
+                v if isinstance(v, datetime.datetime) else datetime.datetime.fromisoformat(v)
+            )
         )
     if kind == "DecimalField":
-        return lambda v: str(Decimal(v))
-    if field.is_relation and field.target_field.get_internal_type() == "UUIDField":
-        return lambda v: uuid.UUID(str(v)).hex  # a body's record id
+        return lambda v: v if type(v) is str and _DECIMAL.fullmatch(v) else str(Decimal(v))
+    return None
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
+# What str(Decimal) writes for a cost (build_row's): no exponent, no sign, nothing to normalise.
+_DECIMAL = re.compile(r"\d+(\.\d+)?")
+
+
+def _uuid_hex(value: Any) -> str:
+    """A UUID as Django keeps it on SQLite (32 hex digits); the writer's ids, canonical, without parsing them."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value.replace("-", "")
+    return uuid.UUID(str(value)).hex
+
+
+def _utc_text(value: Any) -> str | None:
+    """build_row's created_at (UTC, ISO) as Django keeps a datetime on SQLite (naive UTC, a space between), or
+    None for anything else."""
+    if type(value) is str and _UTC_ISO.fullmatch(value):
+        return f"{value[:10]} {value[11:-6]}"
     return None
 
 
@@ -67,6 +93,13 @@ class _Table:
         self.pk = model._meta.pk.column
         # (row key, default, converter or None) per column.
         self.values = [(field.attname, field.get_default(), _converter(field, vendor)) for field in fields]
+        if vendor == "sqlite":  # sqlite3's own placeholders: the statement goes to the driver as it is
+            quote = connection.ops.quote_name
+            names = ", ".join(quote(c) for c in self.columns)
+            self.insert_one = (
+                f"INSERT INTO {quote(self.table)} ({names}) VALUES ({', '.join(['?'] * len(self.columns))})"
+            )
+            self.select_ids = f"SELECT {quote(self.pk)} FROM {quote(self.table)} WHERE {quote(self.pk)} IN ({{}})"
 
     def params(self, row: dict[str, Any]) -> list[Any]:
         out = []
@@ -91,7 +124,16 @@ def insert_records(rows: list[dict[str, Any]]) -> set[str]:
     """Insert `rows`, skipping ids already stored. Returns the ids this call inserted."""
     if not rows:
         return set()
-    return {str(uuid.UUID(str(pk))) for pk in _insert(_table(RequestRecord), rows, returning=True)}
+    return {_canonical(pk) for pk in _insert(_table(RequestRecord), rows, returning=True)}
+
+
+def _canonical(pk: Any) -> str:
+    """A stored record id as the writer's rows hold it (PostgreSQL returns UUIDs, SQLite its 32 hex digits)."""
+    if type(pk) is uuid.UUID:
+        return str(pk)
+    if type(pk) is str and len(pk) == 32:
+        return f"{pk[:8]}-{pk[8:12]}-{pk[12:16]}-{pk[16:20]}-{pk[20:]}"
+    return str(uuid.UUID(str(pk)))
 
 
 def insert_bodies(bodies: list[dict[str, Any]]) -> None:
@@ -103,27 +145,67 @@ def insert_bodies(bodies: list[dict[str, Any]]) -> None:
 def _insert(table: _Table, rows: list[dict[str, Any]], returning: bool) -> list[Any]:
     if connection.vendor == "postgresql":
         return _copy(table, rows, returning)
+    if connection.in_atomic_block and getattr(connection, "transaction_mode", None) == "IMMEDIATE":
+        return _executemany(table, rows, returning)
     return _values(table, rows, returning)
 
 
+def _executemany(table: _Table, rows: list[dict[str, Any]], returning: bool) -> list[Any]:
+    """SQLite, in a transaction that holds the write lock: nobody else can insert between the lookup and the
+    insert, so the ids not found are exactly the rows this call inserts (each once, as ON CONFLICT did)."""
+    pk_index = table.columns.index(table.pk)
+    params = [table.params(row) for row in rows]
+    with connection.wrap_database_errors:  # sqlite3's errors as Django's (OperationalError: retry, not blame)
+        cursor = connection.connection.cursor()
+        try:
+            seen: set[Any] = set()
+            for start in range(0, len(params), _ROWS_PER_STATEMENT):
+                ids = [values[pk_index] for values in params[start : start + _ROWS_PER_STATEMENT]]
+                cursor.execute(table.select_ids.format(", ".join(["?"] * len(ids))), ids)
+                seen.update(pk for (pk,) in cursor.fetchall())
+            fresh = []
+            for values in params:
+                if values[pk_index] not in seen:
+                    seen.add(values[pk_index])
+                    fresh.append(values)
+            cursor.executemany(table.insert_one, fresh)
+        finally:
+            cursor.close()
+    return [values[pk_index] for values in fresh] if returning else []
+
+
 def _copy(table: _Table, rows: list[dict[str, Any]], returning: bool) -> list[Any]:
-    ops = connection.ops
-    target = ops.quote_name(table.table)
-    staging = ops.quote_name(f"ingate_staging_{table.table}")
-    columns = ", ".join(ops.quote_name(c) for c in table.columns)
-    sql = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} ON CONFLICT DO NOTHING"
+    tail = "ON CONFLICT DO NOTHING"
     if returning:
-        sql += f" RETURNING {ops.quote_name(table.pk)}"
+        tail += f" RETURNING {connection.ops.quote_name(table.pk)}"
+    return _through_staging(table.table, table.columns, (table.params(row) for row in rows), tail, returning)
+
+
+def upsert(model: type[Model], columns: list[str], rows: list[tuple], tail: str) -> None:
+    """PostgreSQL: insert `rows` (values in `columns` order, as Python values) through a COPY, ending with `tail`
+    (ON CONFLICT … DO UPDATE …; it names the rows as `excluded`). One statement, whatever the rows' number."""
+    _through_staging(model._meta.db_table, columns, rows, tail, False, whole=False)
+
+
+def _through_staging(
+    table: str, names: list[str], rows: Iterable[list | tuple], tail: str, returning: bool, whole: bool = True
+) -> list:
+    """`whole`: the staging table has every column of the target (and its defaults), else only `names`."""
+    ops = connection.ops
+    target = ops.quote_name(table)
+    staging = ops.quote_name(f"ingate_staging_{table}" if whole else f"ingate_staging_{table}_{len(names)}")
+    columns = ", ".join(ops.quote_name(c) for c in names)
+    shape = f"(LIKE {target} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    if not whole:
+        shape = f"ON COMMIT DELETE ROWS AS SELECT {columns} FROM {target} WITH NO DATA"
     # In a transaction (the caller's, or one of its own): the staging table empties itself at commit.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         # Per session, emptied at every commit; created again if a rolled-back transaction took it away.
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} {shape}")
         with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(table.params(row))
-        cursor.execute(sql)
+            for values in rows:
+                copy.write_row(values)
+        cursor.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} {tail}")
         inserted = [pk for (pk,) in cursor.fetchall()] if returning else []
         cursor.execute(f"DELETE FROM {staging}")  # the next batch of this transaction (a split half) starts empty
     return inserted

@@ -236,3 +236,67 @@ def _cost_of(tokens: Tokens, provider: str, models: list[str], overrides: dict[s
         if found is not None:
             return found
     return None
+
+
+# A (provider, models, tier) whose cost goes through cost_of each time: an org's override, a tiered model.
+_EACH_TIME = object()
+_UNKNOWN = object()
+
+
+def _plan(provider: str, models: list[str], tier: str, overrides: dict[str, Override]):
+    """How cost_of would price tokens of this provider, models and tier, when that does not depend on the
+    counts: (the five unit prices, source, model for tool fees), None (no price), or _EACH_TIME."""
+    names = [m for m in models if m]
+    if any(name in overrides for name in names):
+        return _EACH_TIME
+    if provider in _FREE_PROVIDERS:
+        return (_ZERO, _ZERO, _ZERO, _ZERO, _ZERO, "free", "")
+    for name in names:
+        unit = _linear(name, provider, tier)
+        if unit is not None:
+            return (*unit, PRICE_TABLE, name)
+        if _find(name, provider) is not None:
+            return _EACH_TIME
+    return None
+
+
+class PriceBook:
+    """cost_of for a batch of records: which price applies to a (org, provider, models, tier) is worked out
+    once per batch, then each record's tokens are multiplied by it (a batch mostly repeats a few models)."""
+
+    def __init__(self):
+        self._plans: dict[tuple, Any] = {}
+
+    def cost(self, tokens: Tokens, *, org_id: int, provider: str, models: list[str], overrides) -> Cost | None:
+        """What cost_of(tokens, provider=, models=, overrides=) returns, or raises, for the org's overrides."""
+        key = (org_id, provider, tokens.tier, *models)
+        plan = self._plans.get(key, _UNKNOWN)
+        if plan is _UNKNOWN:
+            try:
+                plan = _plan(provider, models, tokens.tier, overrides)
+            except (ArithmeticError, LookupError, TypeError, ValueError):
+                plan = _EACH_TIME  # cost_of says why, as UnpricedUsage
+            self._plans[key] = plan
+        if plan is _EACH_TIME:
+            return cost_of(tokens, provider=provider, models=models, overrides=overrides)
+        problem = _inconsistent(tokens)
+        if problem:
+            raise UnpricedUsage(problem)
+        if plan is None:
+            return None
+        p_in, p_out, p_read, p_write, p_write_1h, source, tool_model = plan
+        try:
+            cost = Cost(
+                input=(tokens.input - tokens.cache_read - tokens.cache_write) * p_in,
+                output=tokens.output * p_out,
+                cache=tokens.cache_read * p_read
+                + (tokens.cache_write - tokens.cache_write_1h) * p_write
+                + tokens.cache_write_1h * p_write_1h,
+                source=source,
+                tools=_tools_cost(tokens, tool_model, provider) if tool_model else _ZERO,
+            )
+        except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            raise UnpricedUsage(f"the price table could not price this usage: {exc}") from exc
+        if min(cost.input, cost.output, cost.cache, cost.tools) < 0:
+            raise UnpricedUsage(f"the price came out negative ({cost.total})")
+        return cost

@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
+from .insert import upsert
 from .models import FAILED, LATENCY_BOUNDS_MS, UNPRICED, RecordRollup, RequestRecord, SessionRollup, UsageSource
 
 _ZERO = Decimal(0)
@@ -68,7 +69,7 @@ def apply(records: list) -> None:
     of the model (RequestRecord's properties, the one home of those rules) once per kind of row, not per row."""
     groups: dict[tuple, _Sums] = {}
     kinds: dict[tuple, tuple[int, int, int]] = {}
-    sessions: dict[tuple[int, str], list] = {}
+    sessions: dict[tuple[int, str], list] = {}  # per session: _SESSION_FIELDS' values
     bounds = LATENCY_BOUNDS_MS
     for record in records:
         row = record if isinstance(record, dict) else _as_row(record)
@@ -108,9 +109,31 @@ def apply(records: list) -> None:
         sums.cost += value
         sums.latency[bisect.bisect_left(bounds, row["total_ms"])] += 1
         if row.get("session_id"):
-            sessions.setdefault((row["org_id"], row["session_id"]), []).append(
-                (moment, states, row.get("total_tokens") or 0, value, row)
-            )
+            session = sessions.get((row["org_id"], row["session_id"]))
+            if session is None:
+                sessions[(row["org_id"], row["session_id"])] = [
+                    moment,
+                    moment,
+                    1,
+                    *states,
+                    row.get("total_tokens") or 0,
+                    value,
+                    row.get("session_name", ""),
+                    row.get("user_id", ""),
+                    row.get("client", ""),
+                ]
+            else:
+                session[0] = min(session[0], moment)
+                session[1] = max(session[1], moment)
+                session[2] += 1
+                session[3] += states[0]
+                session[4] += states[1]
+                session[5] += states[2]
+                session[6] += row.get("total_tokens") or 0
+                session[7] += value
+                session[8] = session[8] or row.get("session_name", "")
+                session[9] = session[9] or row.get("user_id", "")
+                session[10] = session[10] or row.get("client", "")
     sums_by_dimension: dict[tuple, _Sums] = {}
     for (org_id, hour, *values), group in groups.items():
         for dimension, value in zip(_DIMENSIONS, ("", *values), strict=True):
@@ -163,48 +186,59 @@ def _write_rollups(sums: dict[tuple, _Sums]) -> None:
     RecordRollup.objects.bulk_create(new, batch_size=500)
 
 
-def _write_sessions(sessions: dict[tuple[int, str], list[tuple]]) -> None:
+# A session's sums in the order apply() keeps them; the earliest start, the latest end, sums, first names given.
+_SESSION_FIELDS = (
+    "started",
+    "ended",
+    "requests",
+    "errors",
+    "unpriced",
+    "priced",
+    "tokens",
+    "cost",
+    "name",
+    "user_id",
+    "client",
+)
+
+
+def _write_sessions(sessions: dict[tuple[int, str], list]) -> None:
+    """Add a batch's sums to its sessions in one upsert: no read, no lock taken beyond the rows it writes (in
+    one order, so two writers never deadlock), and no lost race on a new session."""
     if not sessions:
         return
-    locked = SessionRollup.objects.select_for_update().filter(
-        org_id__in={key[0] for key in sessions}, session_id__in={key[1] for key in sessions}
+    ops = connection.ops
+    table = ops.quote_name(SessionRollup._meta.db_table)
+    fields = [SessionRollup._meta.get_field(name) for name in ("org_id", "session_id", *_SESSION_FIELDS)]
+    names = [ops.quote_name(field.column) for field in fields]
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+
+    def merged(name: str) -> str:
+        column, new = f"{table}.{ops.quote_name(name)}", f"excluded.{ops.quote_name(name)}"
+        if name == "started":
+            return f"{least}({column}, {new})"
+        if name == "ended":
+            return f"{greatest}({column}, {new})"
+        if name in ("name", "user_id", "client"):
+            return f"CASE WHEN {column} = '' THEN {new} ELSE {column} END"
+        return f"{column} + {new}"
+
+    tail = f"ON CONFLICT ({names[0]}, {names[1]}) DO UPDATE SET " + ", ".join(
+        f"{ops.quote_name(field.column)} = {merged(field.column)}" for field in fields[2:]
     )
-    existing = {(s.org_id, s.session_id): s for s in locked if (s.org_id, s.session_id) in sessions}
-    changed, new = [], []
-    for key, records in sessions.items():
-        row = existing.get(key)
-        if row is None:
-            row = SessionRollup(org_id=key[0], session_id=key[1], started=records[0][0], ended=records[0][0])
-            new.append(row)
-        else:
-            changed.append(row)
-        for moment, (failed, unpriced, priced), tokens, cost, record in records:
-            row.started = min(row.started, moment)
-            row.ended = max(row.ended, moment)
-            row.requests += 1
-            row.errors += failed
-            row.unpriced += unpriced
-            row.priced += priced
-            row.tokens += tokens
-            row.cost += cost
-            row.name = row.name or record.get("session_name", "")
-            row.user_id = row.user_id or record.get("user_id", "")
-            row.client = row.client or record.get("client", "")
-    fields = [
-        "started",
-        "ended",
-        "requests",
-        "errors",
-        "unpriced",
-        "priced",
-        "tokens",
-        "cost",
-        "name",
-        "user_id",
-        "client",
-    ]
-    _update_locked(SessionRollup, changed, ["org_id", "session_id"], fields)
-    SessionRollup.objects.bulk_create(new, batch_size=500)
+    keys = sorted(sessions)
+    if connection.vendor == "postgresql":  # through COPY: no statement of ~700 parameters to bind
+        values = [(*key, *sessions[key]) for key in keys]
+        upsert(SessionRollup, [field.column for field in fields], values, f"ORDER BY {names[0]}, {names[1]} {tail}")
+        return
+    placeholders = "({})".format(", ".join(["%s"] * len(fields)))
+    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([placeholders] * len(keys))} {tail}"
+    params = []
+    for key in keys:
+        values = (*key, *sessions[key])
+        params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _update_locked(model, rows: list, keys: list[str], fields: list[str]) -> None:

@@ -18,12 +18,13 @@ from proxy.records import ProxyRecord
 from .attribution import attribute
 from .bodies import request_metadata, stored_bodies
 from .models import PriceOverride, UsageSource
-from .pricing import Cost, Override, UnpricedUsage, cost_of
+from .pricing import Cost, Override, PriceBook, UnpricedUsage, cost_of
 from .sanitise import COUNT_MAX, cost_fits, sanitise_row
 from .selectors import body_mode
 
 _OVERRIDE_TTL = 30.0
 _RECORD_FIELDS = [f.name for f in dataclasses.fields(ProxyRecord)]
+_REPORTED = str(UsageSource.REPORTED)
 
 
 class OrgPolicies:
@@ -85,15 +86,25 @@ def unslim(raw: bytes) -> ProxyRecord:
 
 
 def price_record(
-    record: ProxyRecord, tokens: Tokens, overrides: dict[str, Override], models: list[str] | None = None
+    record: ProxyRecord,
+    tokens: Tokens,
+    overrides: dict[str, Override],
+    models: list[str] | None = None,
+    prices: PriceBook | None = None,
 ) -> tuple[Cost | None, str]:
     """What a record's tokens cost (priced by the model that answered, else the one requested, or `models`),
-    or None and why not when its usage could not be priced ("" when the model simply has no price)."""
+    or None and why not when its usage could not be priced ("" when the model simply has no price). `prices`:
+    the batch's price lookups, kept from record to record."""
     if max(tokens.input, tokens.output, tokens.total) > COUNT_MAX:
         return None, "the provider reported more tokens than a record holds"
     models = models if models is not None else [record.response_model, record.model]
     try:
-        cost = cost_of(tokens, provider=record.provider, models=models, overrides=overrides)
+        if prices is not None:
+            cost = prices.cost(
+                tokens, org_id=record.org_id, provider=record.provider, models=models, overrides=overrides
+            )
+        else:
+            cost = cost_of(tokens, provider=record.provider, models=models, overrides=overrides)
     except UnpricedUsage as exc:
         return None, str(exc)
     if cost is not None and not cost_fits(cost.total):
@@ -106,10 +117,12 @@ def record_cost(record: ProxyRecord, tokens: Tokens, overrides: dict[str, Overri
     return price_record(record, tokens, overrides)[0]
 
 
-def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "metadata") -> dict[str, Any]:
-    """The RequestRecord field values for one proxied request (plain data: it may travel through Redis), with
-    its stored bodies under "body" when the org's body mode keeps any. Sanitised: always storable, changes
-    noted in "flags"."""
+def build_row(
+    record: ProxyRecord, overrides: dict[str, Override], mode: str = "metadata", prices: PriceBook | None = None
+) -> dict[str, Any]:
+    """The RequestRecord field values for one proxied request (plain data), with its stored bodies under "body"
+    when the org's body mode keeps any. Sanitised: always storable, changes noted in "flags". `prices`: the
+    batch's price lookups (store_records passes one for all its records)."""
     tokens = formats.tokens(record.provider, record.usage)
     who = attribute(record.request_headers, record.body)
     row: dict[str, Any] = {
@@ -160,30 +173,26 @@ def build_row(record: ProxyRecord, overrides: dict[str, Override], mode: str = "
     if bodies is not None:
         row["body"] = {"record_id": record.request_id, "created_at": row["created_at"], **bodies}
     if tokens is not None:
-        row.update(
-            input_tokens=tokens.input,
-            output_tokens=tokens.output,
-            cache_read_tokens=tokens.cache_read,
-            cache_write_tokens=tokens.cache_write,
-            cache_write_1h_tokens=tokens.cache_write_1h,
-            reasoning_tokens=tokens.reasoning,
-            total_tokens=tokens.total,
-            usage_source=UsageSource.REPORTED,
-            service_tier=tokens.tier,
-            tool_calls=tokens.tool_calls,
-        )
+        row["input_tokens"] = tokens.input
+        row["output_tokens"] = tokens.output
+        row["cache_read_tokens"] = tokens.cache_read
+        row["cache_write_tokens"] = tokens.cache_write
+        row["cache_write_1h_tokens"] = tokens.cache_write_1h
+        row["reasoning_tokens"] = tokens.reasoning
+        row["total_tokens"] = tokens.input + tokens.output
+        row["usage_source"] = _REPORTED
+        row["service_tier"] = tokens.tier
+        row["tool_calls"] = dict(tokens.tools) if tokens.tools else {}
     sanitise_row(row)  # before pricing: "gpt-4o-mini\x00" is priced as the gpt-4o-mini it was meant to be
     if tokens is not None:
-        cost, unpriced = price_record(record, tokens, overrides, [row["response_model"], row["model"]])
+        cost, unpriced = price_record(record, tokens, overrides, [row["response_model"], row["model"]], prices)
         if unpriced:
             row["flags"].append(f"unpriced: {unpriced}"[:300])
         if cost is not None:
-            row.update(
-                cost_input=str(cost.input),
-                cost_output=str(cost.output),
-                cost_cache=str(cost.cache),
-                cost_tools=str(cost.tools),
-                cost_total=str(cost.total),
-                price_source=cost.source,
-            )
+            row["cost_input"] = str(cost.input)
+            row["cost_output"] = str(cost.output)
+            row["cost_cache"] = str(cost.cache)
+            row["cost_tools"] = str(cost.tools)
+            row["cost_total"] = str(cost.input + cost.output + cost.cache + cost.tools)
+            row["price_source"] = cost.source
     return row

@@ -237,7 +237,7 @@ def test_rollups_equal_records_after_a_redis_hang_that_applied_a_timed_out_strea
         with pytest.raises(redis.TimeoutError):
             pipeline.flush()  # the XADDs went through; their answers never came back
         proxy.forward()
-        assert redis.Redis.from_url(django_settings.REDIS_URL).xlen(pipeline.stream) == 40
+        assert _records_on_stream(pipeline.stream) == 40
         while pipeline._pending:
             pipeline.flush()  # the writer sends the batch again: every record is on the stream twice
         pipeline.flush()
@@ -245,6 +245,32 @@ def test_rollups_equal_records_after_a_redis_hang_that_applied_a_timed_out_strea
         pipeline.close()
         proxy.close()
     assert RequestRecord.objects.filter(org_id=key.org_id).count() == 40
+    _assert_rollups_equal_records(key.org_id)
+
+
+def _records_on_stream(stream: str) -> int:
+    """Records on the stream (an entry holds a batch of them, one a field)."""
+    return sum(len(fields) for _, fields in redis.Redis.from_url(django_settings.REDIS_URL).xrange(stream))
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs REDIS_URL (set in CI)")
+def test_an_unreadable_record_in_a_streamed_batch_is_dead_lettered_alone(gateway_key, pipeline_settings):
+    key, _ = gateway_key
+    pipeline_settings.INGATE_RECORD_FLUSH_SECONDS = 60  # only this test flushes, not the writer thread
+    good = [_record(key.org_id) for _ in range(20)]
+    pipeline = RecordPipeline()
+    try:
+        pipeline._produce([slim(r) for r in good[:10]] + [b'{"request_id": "cut sho'] + [slim(r) for r in good[10:]])
+        [(entry_id, fields)] = redis.Redis.from_url(django_settings.REDIS_URL).xrange(pipeline.stream)
+        assert len(fields) == 21  # the batch is one stream entry
+        assert pipeline.flush() == 21
+    finally:
+        pipeline.close()
+    assert RequestRecord.objects.filter(pk__in=[r.request_id for r in good]).count() == 20
+    dead = DeadRecord.objects.get()
+    assert (dead.record_id, dead.stage) == (f"stream:{entry_id.decode()}:10", "read")
+    assert dead.payload == '{"request_id": "cut sho'  # kept as it arrived
+    assert _records_on_stream(pipeline.stream) == 0  # acknowledged: nothing is replayed
     _assert_rollups_equal_records(key.org_id)
 
 

@@ -37,7 +37,7 @@ from bench.proxy import (  # noqa: E402
 SPY = str(Path(PY).parent / "py-spy")
 DATABASE = "ingate_bench_profile"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
-REDIS_DB = 11
+REDIS_DB = 10
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 OUT = Path(__file__).resolve().parent  # the flame graphs
 RAW = Path(tempfile.gettempdir()) / "ingate-profiles"  # the raw stacks (too big to keep in the repo)
