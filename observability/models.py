@@ -130,6 +130,11 @@ class RequestRecord(models.Model):
     request_bytes = models.PositiveIntegerField(default=0)
     response_bytes = models.PositiveIntegerField(default=0)
     cache_hit = models.BooleanField(default=False)
+    # A routed request (proxy/routing): the route's name ("fallback" for an X-Ingate-Fallback chain) and every
+    # attempt in order: provider, model, credential name, status, error, ms. Provider and model above are the
+    # target that answered.
+    route = models.CharField(max_length=100, blank=True)
+    attempts = models.JSONField(default=list, blank=True)
     # No database constraint: records outlive prompts, and on PostgreSQL they live in partitions.
     prompt_version = models.ForeignKey(
         "prompts.PromptVersion",

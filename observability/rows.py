@@ -156,6 +156,8 @@ def build_row(
         "request_bytes": record.request_bytes,
         "response_bytes": record.response_bytes,
         "prompt_version_id": record.prompt_version_id,
+        "route": record.route,
+        "attempts": record.attempts,
         "flags": [],
     }
     shape = record.body.get("__shape__") if isinstance(record.body, dict) else None

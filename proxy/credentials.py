@@ -139,7 +139,8 @@ class CredentialCache:
                 spec = REGISTRY.get(name, CUSTOM_COMPATIBLE)
             else:
                 spec = REGISTRY[row["provider"]]
-            environment = self._environment.get(name)
+            # A pooled key (`openai-backup`) reaches its provider where the provider's own key does.
+            environment = self._environment.get(name) or self._environment.get(row["provider"])
             base = row["base_url"] or (environment.base_url if environment else "") or spec.base_url
             api_version = row["api_version"] or (environment.api_version if environment else "")
             upstreams[name] = Upstream.build(

@@ -4,10 +4,11 @@
 | order | stage | request side | response side |
 |---|---|---|---|
 | 1 | `proxy.stages.Authenticate` | the gateway key (cached), its scope; the org | — |
-| 2 | `proxy.stages.Upstream` | the upstream and its credential | — |
-| 3 | `prompts.stage.PromptStage` | renders a registry prompt into the body (`X-Ingate-Prompt`) | — |
-| 4 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
-| — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client | bytes relayed, usage read on the side |
+| 2 | `proxy.routing.stage.Routing` | a routed request (its model names a route, or X-Ingate-Route/-Fallback): its plan | — |
+| 3 | `proxy.stages.Upstream` | the upstream and its credential | — |
+| 4 | `prompts.stage.PromptStage` | renders a registry prompt into the body (`X-Ingate-Prompt`) | — |
+| 5 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
+| — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client (a routed request: each attempt, proxy/routing/attempts.py) | bytes relayed (translated back for a target of another format), usage read on the side |
 | — | record (proxy/relay.py) | — | a plain record handed to the sink (never blocks) |
 
 The contract. A stage is built once per configuration with the `ProxyApp` (for its shared caches and database

@@ -3,7 +3,7 @@ or delete one (for the roles that may). Writes go through tenancy.routes, like t
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -22,16 +22,38 @@ from .pages import OrgContext
 from .permissions import CHANGE, DELETE, VIEW, Principal, can, can_add, restrict
 
 
-def route_health(org: Organization) -> dict[str, Any]:
-    """The hook for the routing stage's view of each route's targets, by route name: whatever is returned for a
-    name is shown in the Health column (a string, or anything with a useful str()). Nothing yet."""
-    return {}
+def route_health(org: Organization, routes: list[Route]) -> dict[str, str]:
+    """Each route's targets as the circuit breakers see them (proxy/routing/health.py: shared through Redis when
+    set, else this process's), by route name: only targets that are not plainly healthy are named."""
+    from proxy.relay import gateway
+
+    known = {(h.key.provider, h.key.model, h.key.credential): h for h in gateway().health.snapshot(org.pk)}
+    shown = {}
+    for route in routes:
+        notes = []
+        for target in route.targets.all():
+            credential = target.credential.name if target.credential_id else "default"
+            health = known.get((target.provider, target.model, credential))
+            if health is None or (health.state == "closed" and not health.failures):
+                continue
+            what = f"{target.provider}/{target.model}"
+            if health.state == "open":
+                until = datetime.datetime.fromtimestamp(health.opened_until or 0, datetime.UTC)
+                notes.append(f"{what} paused until {until:%H:%M:%S} UTC")
+            elif health.state == "half_open":
+                notes.append(f"{what} on probation (next request probes it)")
+            else:
+                notes.append(f"{what} {health.failures} recent failure{'s' if health.failures != 1 else ''}")
+            if health.last_failure is not None:
+                notes[-1] += f" ({health.last_failure.describe()})"
+        shown[route.name] = "; ".join(notes) or "all targets healthy"
+    return shown
 
 
 def _routes(ctx: OrgContext) -> list[Route]:
     targets = Prefetch("targets", queryset=RouteTarget.objects.select_related("credential").order_by("position", "pk"))
     found = list(restrict(Route.objects.filter(org=ctx.org), ctx.principal, VIEW).prefetch_related(targets))
-    health = route_health(ctx.org)
+    health = route_health(ctx.org, found)
     for route in found:
         route.health = health.get(route.name)
     return found

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import anthropic
 import httpx
@@ -14,8 +15,10 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from proxy import internal
-from tenancy.models import Route, RouteTarget
+from tenancy.models import Role, Route, RouteTarget
+from tenancy.tests.factories import MembershipFactory, make_credential
 from tests.fake_provider.options import DEFAULT_TEXT
+from tests.test_records import wait_for_record
 
 CHAT = {"model": "smart", "messages": [{"role": "user", "content": "hello there"}]}
 MESSAGE = {"model": "smart", "max_tokens": 64, "messages": [{"role": "user", "content": "hello there"}]}
@@ -203,3 +206,163 @@ def test_ingates_own_calls_use_a_route_by_its_name(gateway, gateway_key, fake, o
     )
     assert answer.status == 200 and answer.text == DEFAULT_TEXT
     assert answer.model.startswith("claude-haiku-4-5") and answer.output_tokens == 5
+
+
+def test_the_routes_page_shows_a_paused_target_and_why(gateway, gateway_key, fake, org, settings, client):
+    settings.INGATE_ROUTE_HEALTH_THRESHOLD = 2
+    fake.per_model["gpt-down"] = {"status": 503}
+    route(org, ("openai", "gpt-down"), ("openai", "gpt-4o-mini"))
+    route(org, ("openai", "gpt-4o-mini"), name="steady")
+    for _ in range(2):
+        oai(gateway, gateway_key).chat.completions.create(**CHAT)
+    admin = MembershipFactory(org=org, role=Role.ADMIN).user
+    client.force_login(admin)
+    page = client.get(f"/ingate/routes/?org={org.slug}").content.decode()
+    smart = page.split('data-testid="health-smart">', 1)[1].split("</td>", 1)[0]
+    assert "openai/gpt-down paused until" in smart and "HTTP 503" in smart
+    assert "all targets healthy" in page.split('data-testid="health-steady">', 1)[1].split("</td>", 1)[0]
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 529])
+def test_each_default_status_moves_on_to_the_next_target(gateway, gateway_key, fake, org, status):
+    fake.per_model["gpt-down"] = {"status": status}
+    route(org, ("openai", "gpt-down"), ("anthropic", "claude-haiku-4-5"))
+    assert oai(gateway, gateway_key).chat.completions.create(**CHAT).choices[0].message.content == DEFAULT_TEXT
+    assert [r.path for r in fake.requests] == ["/v1/chat/completions", "/v1/messages"]
+
+
+def test_a_stream_that_sends_nothing_within_the_first_byte_limit_moves_on(gateway, gateway_key, fake, org):
+    fake.per_model["gpt-slow"] = {"first_chunk_delay_ms": 3000}
+    route(org, ("openai", "gpt-slow"), ("openai", "gpt-4o-mini"), first_byte_timeout_seconds=0.3)
+    started = time.perf_counter()
+    stream = oai(gateway, gateway_key).chat.completions.create(**CHAT, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == DEFAULT_TEXT and 0.3 <= time.perf_counter() - started < 2.5
+    [record] = gateway.wait_for_records(1)
+    assert [a["status"] for a in record.attempts] == [504, 200] and "0.3s" in record.attempts[0]["error"]
+
+
+def test_a_retry_waits_what_the_providers_retry_after_asks(gateway, gateway_key, fake, org):
+    fake.per_model["gpt-busy"] = {"status": 429, "retry_after": "1"}
+    route(org, ("openai", "gpt-busy"), retries_per_target=1)
+    started = time.perf_counter()
+    with pytest.raises(openai.RateLimitError):
+        oai(gateway, gateway_key).chat.completions.create(**CHAT)
+    assert time.perf_counter() - started >= 1.0
+    assert len(fake.requests) == 2
+
+
+def test_a_rate_limited_key_hands_over_to_the_same_models_other_key_first(gateway, gateway_key, fake, org):
+    make_credential(org, "openai", name="openai-backup", secret="sk-backup-key-0002")
+    fake.per_model["gpt-busy"] = {"status": 429}
+    made = route(org, ("openai", "gpt-busy"), ("anthropic", "claude-haiku-4-5"))
+    RouteTarget.objects.create(
+        route=made, position=2, provider="openai", model="gpt-busy", credential=org.provider_credentials.get()
+    )
+    assert oai(gateway, gateway_key).chat.completions.create(**CHAT).choices[0].message.content == DEFAULT_TEXT
+    keys = [r.headers.get("authorization", "") for r in fake.requests]
+    assert keys[:2] == ["Bearer sk-upstream-openai-0001", "Bearer sk-backup-key-0002"]  # the pool before Anthropic
+    assert fake.requests[2].path == "/v1/messages"
+
+
+ANTHROPIC_TOOL_USE = {
+    "id": "msg_01Aq9w938a90dw8q",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-haiku-4-5-20251001",
+    "content": [
+        {"type": "text", "text": "Let me check the weather."},
+        {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835", "name": "get_weather", "input": {"city": "Paris"}},
+    ],
+    "stop_reason": "tool_use",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 380, "output_tokens": 48},
+}
+
+OPENAI_TOOL_CALLS = {
+    "id": "chatcmpl-abc123",
+    "object": "chat.completion",
+    "created": 1741570283,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_abc",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            "finish_reason": "tool_calls",
+        }
+    ],
+    "usage": {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99},
+}
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def test_openai_sdk_tools_answered_by_anthropic_come_back_as_tool_calls(gateway, gateway_key, fake, org):
+    route(org, ("anthropic", "claude-haiku-4-5"))
+    fake.replay(json.dumps(ANTHROPIC_TOOL_USE))
+    completion = oai(gateway, gateway_key).chat.completions.create(
+        **CHAT, tools=[{"type": "function", "function": WEATHER}]
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert completion.usage.prompt_tokens == 380 and completion.usage.completion_tokens == 48
+    sent = json.loads(fake.requests[0].body)
+    assert sent["tools"][0]["name"] == "get_weather" and sent["tools"][0]["input_schema"] == WEATHER["parameters"]
+    [record] = gateway.wait_for_records(1)
+    assert record.provider == "anthropic" and record.usage["input_tokens"] == 380
+
+
+def test_anthropic_sdk_tools_answered_by_openai_come_back_as_tool_use(gateway, gateway_key, fake, org):
+    route(org, ("openai", "gpt-4o-mini"))
+    fake.replay(json.dumps(OPENAI_TOOL_CALLS))
+    client = anthropic.Anthropic(api_key=gateway_key[1], base_url=gateway.url, max_retries=0)
+    tool = {"name": WEATHER["name"], "description": WEATHER["description"], "input_schema": WEATHER["parameters"]}
+    message = client.messages.create(**MESSAGE, tools=[tool])
+    assert message.stop_reason == "tool_use"
+    [block] = [b for b in message.content if b.type == "tool_use"]
+    assert block.name == "get_weather" and block.input == {"city": "Paris"}
+    assert message.usage.input_tokens == 82 and message.usage.output_tokens == 17
+
+
+def test_a_routed_requests_attempts_are_stored_and_shown_on_its_page(recording, gateway_key, fake, org, client):
+    fake.per_model["gpt-down"] = {"status": 503}
+    route(org, ("openai", "gpt-down"), ("anthropic", "claude-haiku-4-5"))
+    raw = oai(recording, gateway_key).chat.completions.with_raw_response.create(**CHAT)
+    request_id = raw.headers["x-ingate-request-id"]
+    stored = wait_for_record(request_id)
+    assert stored.route == "smart" and stored.provider == "anthropic" and stored.model == "claude-haiku-4-5"
+    assert [(a["provider"], a["status"]) for a in stored.attempts] == [("openai", 503), ("anthropic", 200)]
+    assert stored.cost_total is not None  # priced as the Claude model that answered
+    client.force_login(MembershipFactory(org=org, role=Role.VIEWER).user)
+    page = client.get(f"/ingate/logs/{request_id}/").content.decode()
+    attempts = page.split('data-testid="attempts"', 1)[1].split("</table>", 1)[0]
+    assert "openai/gpt-down" in attempts and "503" in attempts and "anthropic/claude-haiku-4-5" in attempts
+
+
+def test_a_route_whose_targets_all_lack_credentials_is_a_401_naming_each(gateway, gateway_key, fake, org, settings):
+    settings.INGATE_PROVIDER_ENV = {
+        **settings.INGATE_PROVIDER_ENV,
+        "openai": {"base_url": fake.url, "api_key": ""},
+        "anthropic": {"base_url": fake.url, "api_key": ""},
+    }
+    route(org, ("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5"))
+    with pytest.raises(openai.AuthenticationError) as caught:
+        oai(gateway, gateway_key).chat.completions.create(**CHAT)
+    message = caught.value.message
+    assert "openai/gpt-4o-mini" in message and "anthropic/claude-haiku-4-5" in message and fake.requests == []

@@ -56,6 +56,18 @@ class Buffered:
         pass
 
 
+def _combined(routed, error: ProxyError) -> ProxyError:
+    """When no target could even be asked for want of a credential, one 401 naming each of them."""
+    if error.code != ErrorCode.MISSING_CREDENTIAL or len(routed.attempts) < 2:
+        return error
+    if any(attempt["error_code"] != ErrorCode.MISSING_CREDENTIAL for attempt in routed.attempts):
+        return error
+    named = "; ".join(f"{a['provider']}/{a['model']}: {a['error']}" for a in routed.attempts)
+    return ProxyError(
+        401, ErrorCode.MISSING_CREDENTIAL, f"No target of the route '{routed.name}' has a credential. {named}"
+    )
+
+
 def _kind(error: ProxyError) -> str:
     return "timeout" if error.code == ErrorCode.UPSTREAM_TIMEOUT else "connect"
 
@@ -74,7 +86,7 @@ async def routing_attempts(app: ProxyApp, ex: Exchange):
                 routed.chose(leg, record)
                 return answer, leg
             if isinstance(exc.error, ProxyError):
-                raise exc.error from None
+                raise _combined(routed, exc.error) from None
             raise ProxyError(
                 503,
                 ErrorCode.ROUTE_UNAVAILABLE,
@@ -91,7 +103,7 @@ async def routing_attempts(app: ProxyApp, ex: Exchange):
             leg = routed.leg(ex, attempt)
         except ProxyError as exc:
             # This target cannot take the request (no credential, a parameter its format cannot say): next one.
-            routed.note(attempt, status=exc.status, error=exc.message, ms=0.0)
+            routed.note(attempt, status=exc.status, error=exc.message, ms=0.0, code=exc.code)
             plan.failed(attempt, status=exc.status, error=exc)
             continue
         try:

@@ -130,7 +130,7 @@ class RoutedRequest:
         url = upstream.url(path, query)
         return Leg(attempt, upstream, fmt, url, raw, headers, translator, hide, passthrough)
 
-    def note(self, attempt: Attempt, *, status: int, error: str, ms: float) -> None:
+    def note(self, attempt: Attempt, *, status: int, error: str, ms: float, code: str = "") -> None:
         """What one attempt did, for the record (the list the logs and the request page show)."""
         target = self.targets[attempt.index]
         self.attempts.append(
@@ -141,6 +141,7 @@ class RoutedRequest:
                 "status": status,
                 "error": error[:500],
                 "ms": round(ms, 1),
+                "error_code": code,  # Ingate's code when Ingate refused the attempt itself (missing_credential, …)
             }
         )
 

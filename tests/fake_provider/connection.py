@@ -294,6 +294,11 @@ class _Connection(asyncio.Protocol):
         headers = self._base_headers(flavor, stream, opts, keep_alive)
         headers += [("cache-control", "no-cache"), ("transfer-encoding", "chunked")]
         out = _ChunkedWriter(transport, _head(200, headers), opts.gzip)
+        if opts.first_chunk_delay_ms:
+            out.flush()  # the head alone
+            await asyncio.sleep(opts.first_chunk_delay_ms / 1000)
+            if transport.is_closing():
+                return
         for piece in stream.head:
             out.add(piece)
         delay = opts.chunk_delay_ms / 1000

@@ -36,6 +36,7 @@ x-fake-reasoning-tokens R: OpenAI reasoning_tokens = R, Gemini thoughtsTokenCoun
 #   status N             answer N with the provider's own error JSON (x-fake-retry-after adds retry-after)
 #   delay-ms N           wait before the response headers
 #   chunk-delay-ms N     wait between a stream's content chunks (and before its closing events)
+#   first-chunk-delay-ms N  send a stream's head at once, then wait before its first event
 #   chunks N             content chunks in a stream (default DEFAULT_CHUNKS)
 #   hang 1               accept and never answer; only the client going away ends it
 #   gzip 1               Content-Encoding: gzip, flushed per chunk so streams stay incremental
@@ -63,6 +64,7 @@ _SWITCHES: dict[str, Callable[[Any], Any]] = {
     "status": int,
     "delay_ms": float,
     "chunk_delay_ms": float,
+    "first_chunk_delay_ms": float,
     "chunks": int,
     "hang": _flag,
     "gzip": _flag,
@@ -83,6 +85,7 @@ class Options:
         self.status = 0
         self.delay_ms = 0.0
         self.chunk_delay_ms = 0.0
+        self.first_chunk_delay_ms = 0.0
         self.chunks = DEFAULT_CHUNKS
         self.hang = False
         self.gzip = False
