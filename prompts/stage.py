@@ -72,7 +72,7 @@ class PromptStage(Stage):
         merged = apply(version, parsed, ex.incoming.ingate.get(VARIABLES_HEADER), ex.fmt)
         if "json" not in ex.incoming.content_type:
             ex.incoming.content_type = "application/json"
-            ex.incoming.forward.append(("content-type", "application/json"))
+            ex.incoming.forward.append((b"content-type", b"application/json"))
         ex.replace_body(orjson.dumps(merged), merged)
 
     async def version(self, org_id: int, ref: str) -> Version:

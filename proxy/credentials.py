@@ -28,7 +28,7 @@ class Upstream:
     name: str  # registry name or the org's custom provider name
     spec: ProviderSpec
     base_url: str  # no trailing slash; may be "" (Azure with no endpoint)
-    auth_headers: tuple[tuple[str, str], ...]  # what to add when the client's own key is not passed through
+    auth_headers: tuple[tuple[bytes, bytes], ...]  # what to add when the client's own key is not passed through
     api_version: str = ""
     source: str = "environment"  # or "organization"
 
@@ -45,7 +45,9 @@ class Upstream:
     ) -> Upstream:
         header = AUTH_HEADERS.get(auth or spec.auth)
         value = f"Bearer {secret}" if header == "authorization" else secret
-        auth_headers = ((header, value),) if header and secret else ()
+        # Bytes as they go on the wire; a secret HTTP/1.1 cannot carry (a line break, non-Latin-1) is refused by the
+        # upstream client when it is used, with an error naming the upstream.
+        auth_headers = ((header.encode(), value.encode("utf-8")),) if header and secret else ()
         return cls(name, spec, _normalise_base(base_url), auth_headers, api_version, source)
 
     @property

@@ -51,11 +51,34 @@ def readable_accept_encoding(value: str) -> str:
     return ", ".join(kept)
 
 
+# What the one pass does with a header, by name (one dict lookup each; everything else is forwarded as is).
+_KEY, _HOP, _ENCODING, _CONTENT_TYPE, _ANTHROPIC_VERSION, _ATTRIBUTION = range(6)
+_ACTIONS = {
+    **{name: _KEY for name in KEY_HEADERS},
+    **{name: _HOP for name in HOP_BY_HOP},
+    b"accept-encoding": _ENCODING,
+    b"content-type": _CONTENT_TYPE,
+    b"anthropic-version": _ANTHROPIC_VERSION,
+    b"user-agent": _ATTRIBUTION,
+    b"session-id": _ATTRIBUTION,
+}
+_readable_encodings: dict[bytes, bytes] = {}  # Accept-Encoding values seen -> what the gateway asks for instead
+
+
+def _readable(value: bytes) -> bytes:
+    found = _readable_encodings.get(value)
+    if found is None:
+        found = readable_accept_encoding(value.decode("latin-1")).encode("latin-1")
+        if len(_readable_encodings) < 1000:
+            _readable_encodings[value] = found
+    return found
+
+
 @dataclass(slots=True)
 class Incoming:
     """What the proxy needs from the request headers, gathered in one loop."""
 
-    forward: list[tuple[str, str]] = field(default_factory=list)  # to the upstream, as received
+    forward: list[tuple[bytes, bytes]] = field(default_factory=list)  # to the upstream, as received
     keys: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)  # key header -> (key, header value)
     ingate: dict[bytes, bytes] = field(default_factory=dict)  # x-ingate-* headers (never forwarded)
     content_length: int | None = None
@@ -68,27 +91,33 @@ class Incoming:
     def scan(cls, raw: list[tuple[bytes, bytes]]) -> Incoming:
         self = cls()
         forward = self.forward
+        actions = _ACTIONS
         for name, value in raw:
-            if name.startswith(b"x-ingate-"):
-                self.ingate[name] = value
-            elif name in KEY_HEADERS:
+            action = actions.get(name)
+            if action is None:
+                if name.startswith(b"x-ingate-"):
+                    self.ingate[name] = value
+                    continue
+                if name.endswith(b"-session-id"):
+                    self.attribution[name.decode("latin-1")] = value.decode("latin-1")
+                forward.append((name, value))
+            elif action == _KEY:
                 self.keys[name] = (_key_of(name, value), value)
-            elif name in HOP_BY_HOP:
+            elif action == _HOP:
                 if name == b"content-length" and value.isdigit():
                     self.content_length = int(value)
-            elif name == b"accept-encoding":
-                readable = readable_accept_encoding(value.decode("latin-1"))
+            elif action == _ENCODING:
+                readable = _readable(value)
                 if readable:
-                    forward.append(("accept-encoding", readable))
+                    forward.append((name, readable))
             else:
-                text = value.decode("latin-1")
-                if name == b"content-type":
-                    self.content_type = text
-                elif name == b"anthropic-version":
+                if action == _CONTENT_TYPE:
+                    self.content_type = value.decode("latin-1")
+                elif action == _ANTHROPIC_VERSION:
                     self.anthropic_version = True
-                elif name in (b"user-agent", b"session-id") or name.endswith(b"-session-id"):
-                    self.attribution[name.decode("latin-1")] = text
-                forward.append((name.decode("latin-1"), text))
+                else:
+                    self.attribution[name.decode("latin-1")] = value.decode("latin-1")
+                forward.append((name, value))
         return self
 
     def provider_header(self) -> str | None:
@@ -117,15 +146,15 @@ class Incoming:
         return (found.decode("latin-1") if found else None), own_key
 
     def upstream_headers(
-        self, auth: tuple[tuple[str, str], ...], passthrough: bool, *, identity: bool = False
-    ) -> list[tuple[str, str]]:
+        self, auth: tuple[tuple[bytes, bytes], ...], passthrough: bool, *, identity: bool = False
+    ) -> list[tuple[bytes, bytes]]:
         """The forwarded headers plus either the client's own key headers or the stored credential.
         `identity`: ask for an uncompressed answer (the gateway must edit the stream it relays)."""
-        headers = [h for h in self.forward if h[0] != "accept-encoding"] if identity else list(self.forward)
+        headers = [h for h in self.forward if h[0] != b"accept-encoding"] if identity else list(self.forward)
         if passthrough:
             for name, (key, value) in self.keys.items():
                 if not key.startswith(_MARKER):  # a gateway key never reaches an upstream
-                    headers.append((name.decode(), value.decode("latin-1")))
+                    headers.append((name, value))
         else:
             headers.extend(auth)
         return headers

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 ROUTE_HEADER = b"x-ingate-route"
 FALLBACK_HEADER = b"x-ingate-fallback"
-_ANTHROPIC_ONLY = ("anthropic-version", "anthropic-beta")
+_ANTHROPIC_ONLY = (b"anthropic-version", b"anthropic-beta")
 
 
 @dataclass(slots=True)
@@ -40,7 +40,7 @@ class Leg:
     fmt: formats.WireFormat  # what the upstream speaks
     url: str
     body: bytes
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     translator: Any = None  # formats.Translator when the target speaks another format than the client
     hide_usage: bool = False  # usage was asked for on the client's behalf
     passthrough: bool = False
@@ -126,7 +126,7 @@ class RoutedRequest:
         if drop:
             headers = [h for h in headers if h[0] not in drop]
         if translator is not None:
-            headers.extend(translator.headers)
+            headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in translator.headers)
         url = upstream.url(path, query)
         return Leg(attempt, upstream, fmt, url, raw, headers, translator, hide, passthrough)
 

@@ -85,7 +85,7 @@ def test_answers_with_a_length_come_whole_and_the_connection_carries_the_next_re
             upstream = client()
             for _ in range(3):
                 response = await upstream.request(
-                    "POST", server.url + "/v1/chat", [("content-type", "application/json")], b"{}"
+                    "POST", server.url + "/v1/chat", [(b"content-type", b"application/json")], b"{}"
                 )
                 assert response.status == 200 and response.content_type == "application/json"
                 assert response.content_length == 7 and await response.read() == b'{"n":1}'
@@ -351,7 +351,7 @@ def test_header_values_cannot_smuggle_a_second_request_and_paths_cannot_break_th
         async with Script(answer_with(b"ok")) as server:
             upstream = client()
             with pytest.raises(ValueError, match="line break"):
-                await upstream.request("POST", server.url + "/x", [("authorization", "Bearer k\r\nX-Evil: 1")], b"1")
+                await upstream.request("POST", server.url + "/x", [(b"authorization", b"Bearer k\r\nX-Evil: 1")], b"1")
             response = await upstream.request("GET", server.url + "/v1/models/a b\r\nX: y", [])
             assert await response.read() == b"ok"
             response.release()
