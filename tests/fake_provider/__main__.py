@@ -1,4 +1,6 @@
-"""Standalone: `python -m tests.fake_provider --port 9999` serves until SIGINT or SIGTERM."""
+"""Standalone: `python -m tests.fake_provider --port 9999` serves until SIGINT or SIGTERM. `--status 503` makes
+every answer that status, in the provider's error shape (a failing upstream for benchmarks); an `x-fake-status`
+header still wins."""
 
 from __future__ import annotations
 
@@ -26,8 +28,18 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9999)
     parser.add_argument("--record", action="store_true", help="keep every request in memory (off: unbounded)")
+    parser.add_argument(
+        "--status",
+        type=int,
+        metavar="N",
+        help="answer every request with status N in the provider's error shape (FakeProvider.defaults['status'])",
+    )
     args = parser.parse_args(argv)
+    if args.status is not None and not 400 <= args.status <= 599:
+        parser.error(f"--status must be an error status (400-599), got {args.status}")
     provider = FakeProvider(args.host, args.port, record=args.record)
+    if args.status is not None:
+        provider.defaults["status"] = args.status
     with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
         runner.run(_serve(provider))
 
