@@ -185,6 +185,11 @@ class ChainTarget:
 class Routing(Stage):
     """Sets `ex.routed` for a request the org routes; nothing for any other."""
 
+    def __init__(self, app):
+        super().__init__(app)
+        self._started = None  # the Health whose listener runs
+        self._targets: dict[int, tuple[tuple, tuple[Target, ...]]] = {}
+
     async def request(self, ex: Exchange) -> None:
         routes = ex.org.routes
         ingate = ex.incoming.ingate
@@ -209,9 +214,13 @@ class Routing(Stage):
                 400, ErrorCode.INVALID_REQUEST, "A routed request needs a JSON body naming its model and messages."
             )
         config = settings
-        self.app.health.start()  # its listener, in the serving loop (idempotent; none without Redis)
+        health = self.app.health
+        if health is not self._started:
+            health.start()  # its listener, in the serving loop (none without Redis)
+            self._started = health
         if route is not None:
             targets = route.targets
+            planned = self._plan_targets(targets)
             name = route.name
             options = dict(
                 strategy=route.strategy,
@@ -227,13 +236,14 @@ class Routing(Stage):
         else:
             own = ChainTarget(ex.route.provider, model)
             targets = (own, *_chain(chain.decode("latin-1"), ex))
+            planned = _as_targets(targets)
             name = "fallback"
             options = dict(strategy="fallback", retries=0, max_attempts=len(targets), deadline=None)
             retry_on, first_byte, drop = frozenset(), None, False
         plan = Plan(
             ex.principal.org_id,
-            [Target(t.provider, t.model, t.credential or "default", float(t.weight)) for t in targets],
-            health=self.app.health,
+            planned,
+            health=health,
             base=config.INGATE_ROUTE_RETRY_BASE,
             cap=config.INGATE_ROUTE_RETRY_CAP,
             **options,
@@ -241,8 +251,21 @@ class Routing(Stage):
         ex.routed = RoutedRequest(name, plan, tuple(targets), retry_on, first_byte, drop, self.app.credentials)
         ex.record.route = name
 
+    def _plan_targets(self, targets: tuple) -> tuple[Target, ...]:
+        """The plan's view of a route's targets, made once per loaded route (the tuple is the org config's)."""
+        made = self._targets.get(id(targets))
+        if made is None or made[0] is not targets:
+            if len(self._targets) > 10_000:
+                self._targets.clear()
+            made = self._targets[id(targets)] = (targets, _as_targets(targets))
+        return made[1]
+
     def invalidate(self, kind: str, value: str) -> None:
         pass  # routes are cached with the org's credentials (proxy/credentials.py)
+
+
+def _as_targets(targets) -> tuple[Target, ...]:
+    return tuple(Target(t.provider, t.model, t.credential or "default", float(t.weight)) for t in targets)
 
 
 def _chain(value: str, ex: Exchange) -> list[ChainTarget]:
