@@ -299,6 +299,11 @@ INGATE_ROUTE_DEFAULT_MAX_TOKENS = env.int("INGATE_ROUTE_DEFAULT_MAX_TOKENS", def
 INGATE_ROUTE_HEALTH_THRESHOLD = env.int("INGATE_ROUTE_HEALTH_THRESHOLD", default=5)
 INGATE_ROUTE_HEALTH_WINDOW = env.float("INGATE_ROUTE_HEALTH_WINDOW", default=30.0)
 INGATE_ROUTE_HEALTH_COOLDOWN = env.float("INGATE_ROUTE_HEALTH_COOLDOWN", default=30.0)
+# Budgets and rate limits (proxy/limits): a request's worst case counts at least one input token per this many
+# body bytes (no tokenizer runs on the hot path; 2 bounds English, code and JSON from above), and this many output
+# tokens when the request sets no max_tokens / max_completion_tokens / max_output_tokens.
+INGATE_LIMITS_BYTES_PER_TOKEN = env.float("INGATE_LIMITS_BYTES_PER_TOKEN", default=2.0)
+INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS = env.int("INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS", default=16384)
 # Largest request body accepted (Anthropic accepts 32 MB; images and PDFs travel base64-encoded).
 INGATE_MAX_REQUEST_BYTES = env.int("INGATE_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)
 # How long a resolved gateway key or org credential set is trusted before it is read again. Revocation and
@@ -315,6 +320,7 @@ INGATE_PROXY_STAGES = [
     "proxy.stages.Upstream",
     "prompts.stage.PromptStage",
     "proxy.stages.UsageOptions",
+    "proxy.limits.stage.Limits",
 ]
 # Where the proxy hands each finished request's record (a dotted path to a class with submit(record)).
 INGATE_RECORD_SINK = env.str("INGATE_RECORD_SINK", default="observability.pipeline.RecordPipeline")
@@ -337,6 +343,9 @@ INGATE_RECORD_RETENTION_DAYS = env.int("INGATE_RECORD_RETENTION_DAYS", default=3
 INGATE_PROMPT_PROTECTED_LABELS = env.list("INGATE_PROMPT_PROTECTED_LABELS", default=["production"])
 INGATE_PROMPT_PROTECTED_ROLES = env.list("INGATE_PROMPT_PROTECTED_ROLES", default=["admin", "owner"])
 
+# How often budgets are reconciled against recorded spend (celery beat; without Redis, the embedded writer).
+INGATE_BUDGET_RECONCILE_SECONDS = env.float("INGATE_BUDGET_RECONCILE_SECONDS", default=60.0)
+
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
@@ -344,6 +353,8 @@ CELERY_BEAT_SCHEDULE = {
     "records-ingest": {"task": "observability.ingest_records", "schedule": 10.0},
     # Eval runs whose worker died mid-run are taken up again (or failed after INGATE_EVAL_MAX_ATTEMPTS).
     "evals-resume": {"task": "evals.resume_stalled", "schedule": env.float("INGATE_EVAL_RESUME_SECONDS", default=15.0)},
+    # Budgets: spend recomputed from the records, drift against the limits counters logged, threshold alerts recorded.
+    "budgets-reconcile": {"task": "observability.reconcile_budgets", "schedule": INGATE_BUDGET_RECONCILE_SECONDS},
 }
 
 # Eval runs: at most this many calls in flight per run, and targets per run; a running run whose worker has

@@ -40,6 +40,25 @@ def _check_redis() -> dict:
     return {"status": "ok"}
 
 
+def _limits_status() -> dict:
+    """What this process's budgets and rate limits last saw of their store (no I/O; informative: while Redis is
+    down each budget or limit fails open or closed as configured, which the `redis` check already reports)."""
+    from proxy.relay import ProxyApp
+
+    app = ProxyApp.current
+    if app is None:
+        return {"status": "not started"}
+    status = app.limiter.status()
+    if status.get("redis") == "down":
+        return {
+            "status": "degraded",
+            "since": status.get("since"),
+            "note": "Redis is unreachable: fail-closed budgets and limits refuse requests, fail-open ones let "
+            "them through unchecked",
+        }
+    return {"status": "ok", "backend": status.get("backend", "memory")}
+
+
 def _check_worker() -> dict:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return {"status": "ok", "mode": "eager (no broker configured: tasks run in the web process)"}
@@ -100,5 +119,6 @@ def health(request):
             down.append(name)
         report[name]["ms"] = round((time.monotonic() - started) * 1000, 1)
     report["database"]["serving_stale"] = LoadingCache.serving_stale_total()
+    report["limits"] = _limits_status()
     body = {"status": "down" if down else "ok", "down": down, "checks": report}
     return JsonResponse(body, status=503 if down else 200)

@@ -21,6 +21,7 @@ _OUTCOME_LABELS = {
     ProxyOutcome.UPSTREAM_TIMEOUT: "Provider timed out",
     ProxyOutcome.UPSTREAM_CUT: "Provider broke off the stream",
     ProxyOutcome.CLIENT_DISCONNECT: "Client went away",
+    ProxyOutcome.LIMITED: "Refused by a budget or rate limit",
 }
 Outcome = models.TextChoices(
     "Outcome", [(outcome.name, (outcome.value, _OUTCOME_LABELS[outcome])) for outcome in ProxyOutcome], module=__name__

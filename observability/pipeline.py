@@ -39,13 +39,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from proxy import formats
+from proxy.formats import Tokens
 from proxy.records import ProxyRecord
 from tenancy.models import APIKey, App, Organization, Team
 
-from . import retention, rollups
+from . import limits, retention, rollups
 from .insert import insert_bodies, insert_records
 from .models import DeadRecord
-from .pricing import PriceBook
+from .pricing import PriceBook, UnpricedUsage, cost_of
 from .rows import OrgPolicies, build_row, record_cost, slim, unslim
 from .sanitise import clean_error, clean_text
 from .selectors import body_capture_bytes
@@ -248,6 +249,23 @@ class RecordPipeline:
         cost = record_cost(record, tokens, self._policies.of(record.org_id)[0])
         return float(cost.total) if cost is not None else None
 
+    def unit_prices(self, org_id: int, provider: str, model: str) -> tuple[float, float] | None:
+        """USD per input and per output token of `model` for an org (its price overrides included), or None when it
+        has no price: what the limits stage reserves a request's worst case with. Blocking (DB threads)."""
+        overrides = self._policies.of(org_id)[0]
+        try:
+            prompt = cost_of(Tokens(input=1_000_000), provider=provider, models=[model], overrides=overrides)
+            answer = cost_of(Tokens(output=1_000_000), provider=provider, models=[model], overrides=overrides)
+        except UnpricedUsage:
+            return None
+        if prompt is None or answer is None:
+            return None
+        return float(prompt.total) / 1_000_000, float(answer.total) / 1_000_000
+
+    def budget_spend(self, org_id: int) -> dict[int, float]:
+        """Each budget's recorded spend this period (the database's), to seed the limits' counters. Blocking."""
+        return {budget_id: float(spend) for budget_id, spend in limits.spend_by_budget(org_id).items()}
+
     def submit(self, record: ProxyRecord) -> None:
         if len(self._pending) >= self.max_pending:
             self.dropped += 1  # the database and Redis have both been unreachable for a long time
@@ -306,6 +324,8 @@ class RecordPipeline:
         if not self.redis_url and time.monotonic() - self._retention_enforced > _RETENTION_SECONDS:
             self._retention_enforced = time.monotonic()
             retention.enforce_retention()
+        if not self.redis_url:
+            limits.maybe_reconcile()  # budget alerts without Celery beat (throttled inside)
         batch = []
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())

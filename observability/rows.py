@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 
 from proxy import formats
+from proxy.attribution import attribute
 from proxy.formats import Tokens
 from proxy.records import ProxyRecord
 
-from .attribution import attribute
 from .bodies import request_metadata, stored_bodies
 from .models import PriceOverride, UsageSource
 from .pricing import Cost, Override, PriceBook, UnpricedUsage, cost_of

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import retention
+from . import limits, retention
 from .pipeline import INGEST_TASK, RecordPipeline
 
 
@@ -15,3 +15,10 @@ def ingest_records() -> int:
     """Insert what gateways put on the record stream (and what a dead worker had read). Safe to run many at
     once: the consumer group hands each entry to one of them."""
     return RecordPipeline().drain()
+
+
+@shared_task(name="observability.reconcile_budgets", ignore_result=True)
+def reconcile_budgets() -> dict[str, int]:
+    """Every minute (celery beat): each budget's spend recomputed from the database, compared with the limits
+    engine's counters (drift logged), and the threshold alerts it crossed recorded. Idempotent."""
+    return limits.reconcile_budgets()

@@ -15,7 +15,12 @@ class ErrorCode(StrEnum):
     # the upstream and its credential
     UNKNOWN_PROVIDER = "unknown_provider"
     UNKNOWN_ROUTE = "unknown_route"
-    ROUTE_UNAVAILABLE = "route_unavailable"  # every target of a route failed or is paused (circuit open)
+    ROUTE_UNAVAILABLE = "route_unavailable"
+    # budgets and rate limits (proxy/limits)
+    BUDGET_EXCEEDED = "budget_exceeded"
+    RATE_LIMITED = "rate_limited"
+    BUDGET_UNPRICED_MODEL = "budget_unpriced_model"
+    LIMITS_UNAVAILABLE = "limits_unavailable"  # a fail-closed budget or limit cannot be checked (Redis down)  # every target of a route failed or is paused (circuit open)
     MISSING_CREDENTIAL = "missing_credential"
     # the body, and a registry prompt rendered into it (X-Ingate-Prompt)
     INVALID_JSON = "invalid_json"

@@ -87,6 +87,7 @@ class OrgConfig:
     body_capture: int = 0  # bytes of request and response body to keep for the record (0: keep none)
     pooled: dict[str, Upstream] = field(default_factory=dict)  # extra keys of a provider, named, for route targets
     routes: dict[str, Any] = field(default_factory=dict)  # name -> tenancy.selectors.RouteConfig
+    limits: Any = None  # tenancy.selectors.LimitsConfig: the org's budgets and rate limits
 
 
 def _no_bodies(org_id: int) -> int:
@@ -130,8 +131,8 @@ class CredentialCache:
         return upstream
 
     async def _fetch(self, org_id: int) -> OrgConfig:
-        rows, pooled_rows, routes, body_capture = await self._db.run(self._load, org_id)
-        return OrgConfig(self._upstreams(rows), body_capture, self._upstreams(pooled_rows), routes)
+        rows, pooled_rows, routes, limits, body_capture = await self._db.run(self._load, org_id)
+        return OrgConfig(self._upstreams(rows), body_capture, self._upstreams(pooled_rows), routes, limits)
 
     def _upstreams(self, rows: list[dict]) -> dict[str, Upstream]:
         upstreams = {}
@@ -150,11 +151,12 @@ class CredentialCache:
             )
         return upstreams
 
-    def _load(self, org_id: int) -> tuple[list[dict], list[dict], dict, int]:
+    def _load(self, org_id: int) -> tuple[list[dict], list[dict], dict, Any, int]:
         return (
             selectors.provider_credentials_of(org_id),
             selectors.pooled_credentials_of(org_id),
             selectors.routes_for_org(org_id),
+            selectors.limits_for_org(org_id),
             self._body_capture(org_id),
         )
 

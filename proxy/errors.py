@@ -8,12 +8,21 @@ from __future__ import annotations
 class ProxyError(Exception):
     """A request the gateway answers itself. `code` is a stable machine-readable name (`invalid_gateway_key`, …)."""
 
-    def __init__(self, status: int, code: str, message: str, *, retry_after: float | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
-        self.retry_after = retry_after  # seconds, sent as Retry-After (a route whose targets are all paused)
+        self.retry_after = retry_after  # seconds, sent as Retry-After (a route's targets paused, a rate limit)
+        self.headers = headers or []  # more response headers (x-ratelimit-*, x-should-retry)
 
 
 def error_headers(status: int) -> list[tuple[bytes, bytes]]:

@@ -66,6 +66,7 @@ class Exchange:
         "task",
         "responded",
         "routed",
+        "limits",
     )
 
     def __init__(
@@ -109,6 +110,7 @@ class Exchange:
         self.task: asyncio.Task | None = asyncio.current_task()
         self.responded = False  # response headers went out: errors can no longer change the status
         self.routed = None  # proxy.routing.stage.RoutedRequest: the org routes this request (its plan, attempts)
+        self.limits = None  # (proxy.limits Reservation, count cache reads): budgets and rate limits reserved
 
     async def body(self) -> bytes:
         """The request body, read on first need and kept (INGATE_MAX_REQUEST_BYTES at most)."""

@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "ingate:proxy:invalidate"
 # kinds: "key" (value: key prefix), "org" (value: org id; keys and credentials), "credentials" (value: org id),
 # "routes" (value: org id; its routes or their targets changed),
+# "limits" (value: org id; its budgets, rate limits or time zone changed),
 # "all" (value empty: after a reconnect, when messages may have been missed)
 ROUTES = "routes"
+LIMITS = "limits"
 Listener = Callable[[str, str], None]
 
 _listeners: list[weakref.WeakMethod] = []

@@ -19,6 +19,7 @@ class Outcome(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_CUT = "upstream_cut"  # the stream broke off
     CLIENT_DISCONNECT = "client_disconnect"
+    LIMITED = "limited"  # refused by a budget or rate limit (proxy/limits)
 
 
 @dataclass(slots=True)

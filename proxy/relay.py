@@ -28,6 +28,7 @@ from .db import DatabaseThreads
 from .errors import ProxyError, error_headers
 from .exchange import ClientGone, Exchange
 from .headers import Incoming, split_query
+from .limits import limiter_for
 from .providers import Route, detect
 from .records import Outcome, ProxyRecord
 from .routing.attempts import Buffered, routing_attempts
@@ -48,6 +49,10 @@ _RESPONSE_HOP_BY_HOP = frozenset(
 _OUTCOMES = {
     ErrorCode.UPSTREAM_UNREACHABLE: Outcome.UPSTREAM_UNREACHABLE,
     ErrorCode.UPSTREAM_TIMEOUT: Outcome.UPSTREAM_TIMEOUT,
+    ErrorCode.BUDGET_EXCEEDED: Outcome.LIMITED,
+    ErrorCode.RATE_LIMITED: Outcome.LIMITED,
+    ErrorCode.BUDGET_UNPRICED_MODEL: Outcome.LIMITED,
+    ErrorCode.LIMITS_UNAVAILABLE: Outcome.LIMITED,
 }
 
 
@@ -95,6 +100,7 @@ class ProxyApp:
 
     def _configure(self) -> None:
         self.config = ProxyConfig.from_settings()
+        self.limiter = limiter_for(self.config.redis_url)
         self.health = health_for(
             self.config.redis_url,
             threshold=settings.INGATE_ROUTE_HEALTH_THRESHOLD,
@@ -123,8 +129,9 @@ class ProxyApp:
             body_capture=getattr(self.sink, "body_capture_bytes", lambda org_id: 0),
         )
         self.stages = stages.build(self)
-        # Only the stages that have a response side are asked when an answer starts.
+        # Only the stages that have a response side are asked when an answer starts (or a request ends).
         self._responders = [stage for stage in self.stages if type(stage).response is not stages.Stage.response]
+        self._finishers = [stage for stage in self.stages if type(stage).done is not stages.Stage.done]
 
     def _on_setting_changed(self, setting: str, **kwargs) -> None:
         # Tests change settings between requests; a running gateway never does.
@@ -162,6 +169,7 @@ class ProxyApp:
 
     async def _stop(self) -> None:
         await self.health.stop()
+        await self.limiter.stop()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -283,6 +291,11 @@ class ProxyApp:
             if watcher is not None:
                 watcher.cancel()
             record.total_ms = (time.perf_counter() - started) * 1000
+            for stage in self._finishers:
+                try:
+                    stage.done(ex)
+                except Exception:  # a stage's bookkeeping never costs the record
+                    log.exception("Stage %s failed at the end of request %s", type(stage).__name__, record.request_id)
             self.sink.submit(record)
         return record
 
@@ -465,6 +478,7 @@ class ProxyApp:
     async def _send_error(self, ex: Exchange, error: ProxyError) -> None:
         body = ex.fmt.error_body(error.status, error.code, error.message)
         headers = error_headers(error.status)
+        headers.extend(error.headers)
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"x-ingate-request-id", ex.record.request_id.encode()))
         headers.append((b"x-ingate-overhead-ms", f"{(time.perf_counter() - ex.started) * 1000:.2f}".encode()))

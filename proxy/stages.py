@@ -8,6 +8,7 @@
 | 3 | `proxy.stages.Upstream` | the upstream and its credential | — |
 | 4 | `prompts.stage.PromptStage` | renders a registry prompt into the body (`X-Ingate-Prompt`) | — |
 | 5 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
+| 6 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
 | — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client (a routed request: each attempt, proxy/routing/attempts.py) | bytes relayed (translated back for a target of another format), usage read on the side |
 | — | record (proxy/relay.py) | — | a plain record handed to the sink (never blocks) |
 
@@ -15,7 +16,8 @@ The contract. A stage is built once per configuration with the `ProxyApp` (for i
 threads). `request(ex)` runs in order before the upstream is called: it reads and sets what it needs on the
 exchange, may rewrite the body (`ex.replace_body`), and refuses by raising `ProxyError`, which the client gets in
 its own wire format. `response(ex, status, headers)` runs when the upstream's answer starts, in order; it may
-return an `Editor` that sees (and may rewrite) each body chunk as it passes. `invalidate(kind, value)` drops
+return an `Editor` that sees (and may rewrite) each body chunk as it passes. `done(ex)` runs when the request is
+over and its record complete (schedule what must not delay the client). `invalidate(kind, value)` drops
 what a stage caches when data changes (proxy/invalidation.py). A stage not configured for the request's org
 returns at once from both hooks: that is what "costs nothing" means here. No stage runs a database query on the
 event loop (`ProxyApp.db` runs them on threads, behind caches). Wire formats are the formats' (`ex.fmt`,
@@ -52,6 +54,10 @@ class Stage:
         """When the upstream's answer starts; an Editor to see and rewrite its body, or None."""
         return None
 
+    def done(self, ex: Exchange) -> None:
+        """When the request is over and its record complete (whatever happened), before the record goes to the
+        sink: bookkeeping that must not delay the client (schedule it; never raise, never block)."""
+
     def invalidate(self, kind: str, value: str) -> None:
         """Drop what this stage caches about `kind` (key, credentials, prompts, org, or all when unknown)."""
 
@@ -86,7 +92,7 @@ class Authenticate(Stage):
             self.app.keys.invalidate(prefix=value)
         elif kind == "org":
             self.app.keys.invalidate(org_id=int(value))
-        elif kind not in ("credentials", "prompts", "routes"):
+        elif kind not in ("credentials", "prompts", "routes", "limits"):
             self.app.keys.invalidate()
 
 
@@ -106,7 +112,7 @@ class Upstream(Stage):
             raise missing_credential(upstream, key.org_slug)
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind in ("credentials", "org", "routes"):  # routes are cached with the org's credentials
+        if kind in ("credentials", "org", "routes", "limits"):  # routes and limits are cached with the credentials
             self.app.credentials.invalidate(int(value))
         elif kind not in ("key", "prompts"):
             self.app.credentials.invalidate()

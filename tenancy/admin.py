@@ -18,9 +18,12 @@ from .models import (
     APIKey,
     App,
     AuditLog,
+    Budget,
+    BudgetEvent,
     Membership,
     Organization,
     ProviderCredential,
+    RateLimit,
     Route,
     RouteTarget,
     Scope,
@@ -72,7 +75,7 @@ class AuditedAdmin(AuditedWritesMixin, admin.ModelAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(AuditedAdmin):
-    list_display = ["name", "slug", "is_active", "member_count", "app_count", "created_at"]
+    list_display = ["name", "slug", "is_active", "timezone", "member_count", "app_count", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -434,6 +437,78 @@ class RouteAdmin(AuditedAdmin):
         routes.route_delete(actor=admin_actor(request), route=obj)
 
 
+class ScopedLimitAdmin(AuditedAdmin):
+    """Budgets and rate limits: the model's clean checks the scope (its team, app or key must be the org's)."""
+
+    fixed_after_create = ("org",)
+    list_select_related = ["org", "team", "app", "key"]
+    search_fields = ["name", "user_id", "org__name", "team__slug", "app__slug", "key__prefix"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    @admin.display(description="applies to")
+    def applies_to(self, obj):
+        return obj.scope_label()
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Budget)
+class BudgetAdmin(ScopedLimitAdmin):
+    fields = [
+        "org",
+        "name",
+        "scope",
+        "team",
+        "app",
+        "key",
+        "user_id",
+        "amount_usd",
+        "period",
+        "hard",
+        "thresholds",
+        "fail_open",
+        "enabled",
+        "created_at",
+        "updated_at",
+    ]
+    list_display = ["__str__", "org", "applies_to", "amount_usd", "period", "hard", "fail_open", "enabled"]
+    list_filter = ["period", "hard", "scope", "enabled", "fail_open", "org"]
+
+
+@admin.register(RateLimit)
+class RateLimitAdmin(ScopedLimitAdmin):
+    fields = [
+        "org",
+        "name",
+        "scope",
+        "team",
+        "app",
+        "key",
+        "user_id",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "concurrent",
+        "count_cache_reads",
+        "fail_open",
+        "enabled",
+        "created_at",
+        "updated_at",
+    ]
+    list_display = [
+        "__str__",
+        "org",
+        "applies_to",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "concurrent",
+        "fail_open",
+        "enabled",
+    ]
+    list_filter = ["scope", "enabled", "fail_open", "count_cache_reads", "org"]
+
+
 class ReadOnlyScopedAdmin(admin.ModelAdmin):
     """Rows written by the system (audit entries, request records): listed through `restrict`, never edited."""
 
@@ -457,6 +532,17 @@ class AuditLogAdmin(ReadOnlyScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(BudgetEvent)
+class BudgetEventAdmin(ReadOnlyScopedAdmin):
+    """Budget alerts as recorded (the webhooks deliver them); written by the reconciliation and the limits stage."""
+
+    list_display = ["created_at", "budget", "org", "kind", "threshold", "user_id", "spend", "delivered_at"]
+    list_filter = ["kind", "threshold", "org"]
+    search_fields = ["user_id", "budget__name", "org__name"]
+    list_select_related = ["budget", "org"]
+    date_hierarchy = "created_at"
 
 
 class AuditedUserAdmin(AuditedWritesMixin, UserAdmin):

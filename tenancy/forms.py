@@ -1,4 +1,5 @@
-"""The routes page's forms: a route's settings, and its targets as rows (a blank row is no target)."""
+"""The routes page's forms (a route's settings, and its targets as rows: a blank row is no target), and the
+budgets and rate limits pages' forms."""
 
 from __future__ import annotations
 
@@ -6,7 +7,20 @@ import json
 
 from django import forms
 
-from .models import MAX_TARGETS, Organization, ProviderCredential, Strategy, model_name_validators, provider_names_of
+from .models import (
+    DEFAULT_THRESHOLDS,
+    MAX_TARGETS,
+    APIKey,
+    App,
+    LimitScope,
+    Organization,
+    Period,
+    ProviderCredential,
+    Strategy,
+    Team,
+    model_name_validators,
+    provider_names_of,
+)
 
 
 class RouteForm(forms.Form):
@@ -101,3 +115,55 @@ def target_formset(org: Organization, data=None, initial: list[dict] | None = No
         TargetForm, formset=BaseTargetFormSet, extra=extra, max_num=MAX_TARGETS, absolute_max=MAX_TARGETS
     )
     return cls(data, initial=initial, prefix="t", org=org)
+
+
+class ScopedLimitForm(forms.Form):
+    """What a budget or rate limit applies to; the team, app and key offered are the org's. The services check
+    the combination (tenancy.limits), and their errors come back on these fields."""
+
+    name = forms.CharField(required=False, max_length=200)
+    scope = forms.ChoiceField(choices=LimitScope.choices, initial=LimitScope.ORG, label="Applies to")
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False)
+    app = forms.ModelChoiceField(
+        queryset=App.objects.none(), required=False, help_text="App scope; or, for a user, only in this app."
+    )
+    key = forms.ModelChoiceField(queryset=APIKey.objects.none(), required=False, label="Gateway key")
+    user_id = forms.CharField(
+        required=False, max_length=200, label="End user", help_text="User scope; empty with an app: each user of it."
+    )
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, org: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = Team.objects.filter(org=org).order_by("name")
+        self.fields["app"].queryset = App.objects.filter(org=org).order_by("name")
+        self.fields["key"].queryset = APIKey.objects.filter(org=org, revoked_at__isnull=True).order_by("name")
+        self.fields["key"].label_from_instance = lambda key: f"{key.name} ({key.display})"
+
+
+class BudgetForm(ScopedLimitForm):
+    amount_usd = forms.DecimalField(label="Amount (USD)", max_digits=16, decimal_places=6, min_value=0.000001)
+    period = forms.ChoiceField(choices=Period.choices, initial=Period.MONTH)
+    hard = forms.BooleanField(required=False, initial=True, label="Hard (refuse once reached)")
+    thresholds = forms.CharField(
+        required=False,
+        label="Alert at (%)",
+        initial=", ".join(str(t) for t in DEFAULT_THRESHOLDS),
+        help_text="Percentages, comma-separated: 50, 80, 100",
+    )
+    fail_open = forms.BooleanField(required=False, label="Let requests through when Redis is down")
+
+    def clean_thresholds(self) -> list[int]:
+        parts = [p.strip().rstrip("%") for p in self.cleaned_data["thresholds"].replace(";", ",").split(",")]
+        parts = [p for p in parts if p]
+        if not all(p.isascii() and p.isdigit() for p in parts):
+            raise forms.ValidationError("Give percentages as whole numbers separated by commas, such as 50, 80, 100.")
+        return [int(p) for p in parts]
+
+
+class RateLimitForm(ScopedLimitForm):
+    requests_per_minute = forms.IntegerField(required=False, min_value=1, label="Requests / minute")
+    tokens_per_minute = forms.IntegerField(required=False, min_value=1, label="Tokens / minute")
+    concurrent = forms.IntegerField(required=False, min_value=1, label="Concurrent requests")
+    count_cache_reads = forms.BooleanField(required=False, label="Count cache reads as tokens")
+    fail_open = forms.BooleanField(required=False, initial=True, label="Let requests through when Redis is down")

@@ -17,9 +17,12 @@ from .models import (
     APIKey,
     App,
     AuditLog,
+    Budget,
+    BudgetEvent,
     Membership,
     Organization,
     ProviderCredential,
+    RateLimit,
     Role,
     Route,
     Scope,
@@ -72,6 +75,9 @@ _VIEWER = {
     APIKey: {VIEW},
     ProviderCredential: {VIEW},
     Route: {VIEW},
+    Budget: {VIEW},
+    RateLimit: {VIEW},
+    BudgetEvent: {VIEW},
 }
 _MEMBER = {**_VIEWER, App: {VIEW, ADD, CHANGE}, APIKey: {VIEW, ADD, CHANGE}}
 _ADMIN = {
@@ -84,6 +90,11 @@ _ADMIN = {
     ProviderCredential: ALL,
     # Routes decide where everyone's requests go and with which keys: managed like the credentials.
     Route: ALL,
+    # Budgets and rate limits decide whose requests are refused: managed like routes; their events are the
+    # system's record, read by everyone in the org.
+    Budget: ALL,
+    RateLimit: ALL,
+    BudgetEvent: {VIEW},
     AuditLog: {VIEW},
 }
 _OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -11,7 +12,17 @@ from django.db.models import F, Q
 from proxy.providers import OPENAI_COMPATIBLE
 
 from . import crypto
-from .models import DEFAULT_MOVE_ON_STATUSES, APIKey, ProviderCredential, Route, RouteTarget
+from .models import (
+    DEFAULT_MOVE_ON_STATUSES,
+    APIKey,
+    Budget,
+    LimitScope,
+    Organization,
+    ProviderCredential,
+    RateLimit,
+    Route,
+    RouteTarget,
+)
 from .permissions import creator_role_subquery
 
 # The proxy's default credentials: the one named after a built-in provider, and every OpenAI-compatible one
@@ -148,3 +159,163 @@ def routes_for_org(org_id: int) -> dict[str, RouteConfig]:
             drop_unsupported=row["drop_unsupported"],
         )
     return routes
+
+
+# --- budgets and rate limits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeConfig:
+    """What a budget or rate limit applies to. `kind`: org | team | app | key | user (tenancy.models.LimitScope);
+    `id`: the team's, app's or key's id (None for org and user); for `user`, `user_id` names the end user and
+    `app_id` narrows it to one app. A user scope with an app and no user_id is that app's default: each user of
+    the app is counted on their own (the counter is per budget and user), unless the app has a budget or limit of
+    that kind for that user (`LimitsConfig.budgets_for` applies the rule)."""
+
+    kind: str
+    id: int | None = None
+    user_id: str = ""
+    app_id: int | None = None
+
+    @property
+    def is_user_default(self) -> bool:
+        return self.kind == LimitScope.USER and self.app_id is not None and not self.user_id
+
+    def matches(self, *, team_id: int | None, app_id: int | None, key_id: int | None, user_id: str) -> bool:
+        """Does a request of this team, app, key and end user fall under the scope (user defaults included)?"""
+        kind = self.kind
+        if kind == LimitScope.ORG:
+            return True
+        if kind == LimitScope.TEAM:
+            return team_id is not None and team_id == self.id
+        if kind == LimitScope.APP:
+            return app_id is not None and app_id == self.id
+        if kind == LimitScope.KEY:
+            return key_id is not None and key_id == self.id
+        if not user_id or (self.app_id is not None and self.app_id != app_id):
+            return False
+        return not self.user_id or self.user_id == user_id
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    id: int
+    name: str
+    scope: ScopeConfig
+    amount_usd: Decimal
+    period: str  # day | week | month | total (tenancy.periods), in LimitsConfig.timezone
+    hard: bool  # refuse once reached (and refuse unpriced requests); False: alerts only
+    thresholds: tuple[int, ...]  # percentages, sorted, each recorded once per period
+    fail_open: bool  # Redis unreachable: let requests through (True) or refuse them
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    id: int
+    name: str
+    scope: ScopeConfig
+    requests_per_minute: int | None
+    tokens_per_minute: int | None  # input + output (+ cache reads when count_cache_reads)
+    concurrent: int | None
+    count_cache_reads: bool
+    fail_open: bool
+
+
+def _applicable(items: tuple, *, team_id, app_id, key_id, user_id) -> tuple:
+    found = [i for i in items if i.scope.matches(team_id=team_id, app_id=app_id, key_id=key_id, user_id=user_id)]
+    # An app's per-user default gives way to the app's own entry for that user.
+    if any(i.scope.kind == LimitScope.USER and i.scope.user_id and i.scope.app_id == app_id for i in found):
+        found = [i for i in found if not i.scope.is_user_default]
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """An org's enabled budgets and rate limits, as the limits stage caches them (invalidated by kind `limits`,
+    value the org id)."""
+
+    org_id: int
+    timezone: str  # IANA name; budget periods reset at its calendar boundaries
+    budgets: tuple[BudgetConfig, ...]
+    rate_limits: tuple[RateLimitConfig, ...]
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to enforce: the stage costs nothing for this org."""
+        return not self.budgets and not self.rate_limits
+
+    def budgets_for(
+        self, *, team_id: int | None, app_id: int | None, key_id: int | None, user_id: str = ""
+    ) -> tuple[BudgetConfig, ...]:
+        """The budgets a request must all pass."""
+        return _applicable(self.budgets, team_id=team_id, app_id=app_id, key_id=key_id, user_id=user_id)
+
+    def rate_limits_for(
+        self, *, team_id: int | None, app_id: int | None, key_id: int | None, user_id: str = ""
+    ) -> tuple[RateLimitConfig, ...]:
+        """The rate limits a request must all pass."""
+        return _applicable(self.rate_limits, team_id=team_id, app_id=app_id, key_id=key_id, user_id=user_id)
+
+
+_SCOPE_COLUMNS = ("id", "name", "scope", "team_id", "app_id", "key_id", "user_id")
+
+
+def _scope(row: dict) -> ScopeConfig:
+    kind = row["scope"]
+    if kind == LimitScope.USER:
+        return ScopeConfig(kind, None, row["user_id"], row["app_id"])
+    return ScopeConfig(kind, {"team": row["team_id"], "app": row["app_id"], "key": row["key_id"]}.get(kind))
+
+
+def budget_config(budget: Budget) -> BudgetConfig:
+    """One budget (enabled or not) as the same plain data, for pages that show it."""
+    row = {name: getattr(budget, name) for name in (*_SCOPE_COLUMNS, "amount_usd", "period", "hard", "fail_open")}
+    return BudgetConfig(
+        id=row["id"],
+        name=row["name"],
+        scope=_scope(row),
+        amount_usd=row["amount_usd"],
+        period=row["period"],
+        hard=row["hard"],
+        thresholds=tuple(budget.thresholds or ()),
+        fail_open=row["fail_open"],
+    )
+
+
+def limits_for_org(org_id: int) -> LimitsConfig:
+    """The org's enabled budgets and rate limits as frozen plain data; three queries. For the limits stage's cache
+    (run on its database threads). An org that does not exist has none."""
+    tz = Organization.objects.filter(pk=org_id).values_list("timezone", flat=True).first() or "UTC"
+    budgets = tuple(
+        BudgetConfig(
+            id=row["id"],
+            name=row["name"],
+            scope=_scope(row),
+            amount_usd=row["amount_usd"],
+            period=row["period"],
+            hard=row["hard"],
+            thresholds=tuple(row["thresholds"] or ()),
+            fail_open=row["fail_open"],
+        )
+        for row in Budget.objects.filter(org_id=org_id, enabled=True)
+        .order_by("pk")
+        .values(*_SCOPE_COLUMNS, "amount_usd", "period", "hard", "thresholds", "fail_open")
+    )
+    rate_limits = tuple(
+        RateLimitConfig(
+            id=row["id"],
+            name=row["name"],
+            scope=_scope(row),
+            requests_per_minute=row["requests_per_minute"],
+            tokens_per_minute=row["tokens_per_minute"],
+            concurrent=row["concurrent"],
+            count_cache_reads=row["count_cache_reads"],
+            fail_open=row["fail_open"],
+        )
+        for row in RateLimit.objects.filter(org_id=org_id, enabled=True)
+        .order_by("pk")
+        .values(
+            *_SCOPE_COLUMNS, "requests_per_minute", "tokens_per_minute", "concurrent", "count_cache_reads", "fail_open"
+        )
+    )
+    return LimitsConfig(org_id=org_id, timezone=tz, budgets=budgets, rate_limits=rate_limits)

@@ -1,5 +1,5 @@
 """Sign-ins and failed sign-ins go to the audit log; deleting a user revokes the keys they made; changes to
-keys, credentials, routes, orgs and memberships drop the proxy's cached copies once committed (proxy.invalidation)."""
+keys, credentials, routes, budgets, rate limits, orgs and memberships drop the proxy's cached copies once committed (proxy.invalidation)."""
 
 from functools import partial
 
@@ -9,10 +9,10 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from proxy.invalidation import ROUTES, publish
+from proxy.invalidation import LIMITS, ROUTES, publish
 
 from .audit import Actor, audit_record, client_ip
-from .models import APIKey, Membership, Organization, ProviderCredential, Route, RouteTarget
+from .models import APIKey, Budget, Membership, Organization, ProviderCredential, RateLimit, Route, RouteTarget
 from .permissions import Principal
 from .services import api_keys_revoke_made_by
 
@@ -82,9 +82,17 @@ def route_target_changed(sender, instance: RouteTarget, **kwargs) -> None:
         transaction.on_commit(partial(publish, ROUTES, str(org_id)))
 
 
+@receiver([post_save, post_delete], sender=Budget, dispatch_uid="proxy-budget-changed")
+@receiver([post_save, post_delete], sender=RateLimit, dispatch_uid="proxy-rate-limit-changed")
+def limits_changed(sender, instance: Budget | RateLimit, **kwargs) -> None:
+    transaction.on_commit(partial(publish, LIMITS, str(instance.org_id)))
+
+
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")
 def org_changed(sender, instance: Organization, **kwargs) -> None:
     transaction.on_commit(partial(publish, "org", str(instance.pk)))
+    # The org's time zone sets where its budget periods begin.
+    transaction.on_commit(partial(publish, LIMITS, str(instance.pk)))
 
 
 # A key's scopes follow its creator's current role (tenancy.permissions.ROLE_SCOPES). The cached key carries its

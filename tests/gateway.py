@@ -118,6 +118,24 @@ class CountingSink:
     def __init__(self, keep: int = 100):
         self.counts: collections.Counter[str] = collections.Counter()
         self.recent: collections.deque[ProxyRecord] = collections.deque(maxlen=keep)
+        self._pipeline = None
+
+    # Pricing as the real sink prices (the limits stage reserves and settles with it), without storing anything.
+    def price(self, record: ProxyRecord) -> float | None:
+        return self._pricing().price(record)
+
+    def unit_prices(self, org_id: int, provider: str, model: str):
+        return self._pricing().unit_prices(org_id, provider, model)
+
+    def budget_spend(self, org_id: int) -> dict[int, float]:
+        return self._pricing().budget_spend(org_id)
+
+    def _pricing(self):
+        from observability.pipeline import RecordPipeline
+
+        if self._pipeline is None:
+            self._pipeline = RecordPipeline()  # never started: nothing is written
+        return self._pipeline
 
     def submit(self, record: ProxyRecord) -> None:
         self.counts[record.outcome] += 1

@@ -21,10 +21,11 @@ from evals.transfer import clean_item
 from observability import services as observability_services
 from observability.models import RequestRecord
 from prompts import services as prompt_services
+from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
 from tenancy import services as tenancy_services
 from tenancy.audit import Actor
-from tenancy.models import AuditLog, Membership, Scope
+from tenancy.models import AuditLog, BudgetEvent, Membership, Scope
 from tenancy.tests.factories import make_credential, make_key
 
 # The exports stream from an async generator, made for ASGI; under this WSGI handler Django reads it on a loop.
@@ -109,6 +110,10 @@ def known_ids(world):
         status=200,
         session_id="s1",
     )
+    budget = tenancy_limits.budget_create(actor=SYSTEM, org=org, amount_usd=10)
+    event = BudgetEvent.objects.create(
+        budget=budget, org=org, kind="threshold", threshold=50, period_start=record.created_at, spend=5, amount_usd=10
+    )
     return {
         "organizations": org.pk,
         "teams": own.team.pk,
@@ -120,6 +125,9 @@ def known_ids(world):
         "routes": tenancy_routes.route_create(
             actor=SYSTEM, org=org, name="fuzz", targets=[{"provider": "openai", "model": "gpt-4o-mini"}]
         ).pk,
+        "budgets": budget.pk,
+        "rate-limits": tenancy_limits.rate_limit_create(actor=SYSTEM, org=org, requests_per_minute=60).pk,
+        "budget-events": event.pk,
         "audit-log": AuditLog.objects.filter(org=org).order_by("pk").values_list("pk", flat=True).first(),
         "observability-settings": observability_services.observability_settings_set(actor=SYSTEM, org=org).org_id,
         "price-overrides": observability_services.price_override_create(actor=SYSTEM, org=org, model="fuzz-model").pk,

@@ -265,3 +265,53 @@ def test_create_a_route_with_two_targets_on_the_routes_page(gateway, route_admin
     page.get_by_test_id("edit-smart").click()
     expect(page.locator("input[name=t-1-model]")).to_have_value("claude-3-5-haiku-latest")
     expect(page.locator("select[name=t-0-provider]")).to_have_value("openai")
+
+
+@pytest.fixture
+def budget_admin(gateway_key):
+    """An admin of org acme, and a request it already paid for (made before the browser starts)."""
+    from django.utils import timezone
+
+    from observability.models import RequestRecord
+    from observability.rollups import apply
+
+    key, _ = gateway_key
+    record = RequestRecord.objects.create(
+        org=key.org,
+        app=key.app,
+        key=key,
+        provider="openai",
+        endpoint="chat.completions",
+        model="gpt-4o-mini",
+        status=200,
+        usage_source="reported",
+        cost_total="4.00",
+        created_at=timezone.now(),
+    )
+    apply([record])
+    return MembershipFactory(org=key.org, role=Role.ADMIN, user=UserFactory(username="bea")).user
+
+
+def test_create_a_budget_on_the_budgets_page_and_see_its_spend_and_bar(gateway, budget_admin, page):
+    sign_in(page, gateway.url, "bea")
+    page.goto(f"{gateway.url}/ingate/?org=acme")
+    page.click("header nav >> text=Budgets")
+    expect(page.get_by_test_id("budgets")).to_contain_text("No budgets yet")
+    form = page.get_by_test_id("limit-form")
+    form.locator("input[name=name]").fill("App cap")
+    form.locator("select[name=scope]").select_option("app")
+    form.locator("select[name=app]").select_option(index=1)
+    form.locator("input[name=amount_usd]").fill("5")
+    form.locator("select[name=period]").select_option("day")
+    form.locator("input[name=thresholds]").fill("50, 100")
+    page.get_by_test_id("save-limit").click()
+
+    expect(page.locator(".flash")).to_contain_text("Budget App cap saved.")
+    row = page.locator("tr[data-budget]")
+    expect(row).to_contain_text("$4.00")  # what the app's requests cost today
+    bar = row.locator(".bar")
+    expect(bar).to_have_attribute("data-level", "warn")  # 80 %: past the 50 % alert
+    width = bar.locator("span").evaluate(
+        "el => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width"
+    )
+    assert 0.75 < width < 0.85

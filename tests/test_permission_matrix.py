@@ -20,9 +20,9 @@ from evals.transfer import clean_item
 from observability import services as observability
 from observability.models import RequestBody, RequestRecord
 from prompts import services as prompts
-from tenancy import routes
+from tenancy import limits, routes
 from tenancy.audit import Actor
-from tenancy.models import AuditLog, Role, TeamMembership
+from tenancy.models import AuditLog, BudgetEvent, Role, TeamMembership
 from tenancy.tests.factories import MembershipFactory, UserFactory, make_credential
 from tests.matrix import (
     ADMINS,
@@ -212,6 +212,72 @@ MATRIX.register(
             delete(roles=ADMINS),
         ),
     )
+)
+
+
+# Budgets and rate limits decide whose requests are refused: managed like routes; everyone in the org reads them
+# and the alerts their budgets recorded.
+def _budget(world, tenant):
+    return Target(tenant, limits.budget_create(actor=SYSTEM, org=tenant.org, amount_usd=Decimal("10")))
+
+
+MATRIX.register(
+    Endpoint(
+        "budgets",
+        _budget,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(
+                lambda t, who: {"org": t.org.pk, "scope": "app", "app": t.tenant.app.pk, "amount_usd": "5"},
+                roles=ADMINS,
+            ),
+            update(fixed({"hard": False, "thresholds": [90]}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
+
+
+def _rate_limit(world, tenant):
+    return Target(tenant, limits.rate_limit_create(actor=SYSTEM, org=tenant.org, requests_per_minute=60))
+
+
+MATRIX.register(
+    Endpoint(
+        "rate-limits",
+        _rate_limit,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(
+                lambda t, who: {"org": t.org.pk, "scope": "key", "key": t.tenant.key.pk, "concurrent": 2}, roles=ADMINS
+            ),
+            update(fixed({"tokens_per_minute": 10000}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
+
+
+def _budget_event(world, tenant):
+    made = limits.budget_create(actor=SYSTEM, org=tenant.org, amount_usd=Decimal("10"))
+    event = BudgetEvent.objects.create(
+        budget=made,
+        org=tenant.org,
+        kind="threshold",
+        threshold=50,
+        period_start=timezone.now(),
+        spend=Decimal("5"),
+        amount_usd=made.amount_usd,
+    )
+    return Target(tenant, event)
+
+
+MATRIX.register(
+    Endpoint("budget-events", _budget_event, **ADMIN_KEY, actions=(list_(), retrieve())),
 )
 
 MATRIX.register(

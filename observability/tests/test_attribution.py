@@ -2,7 +2,7 @@
 
 import json
 
-from observability.attribution import attribute
+from proxy.attribution import attribute
 
 CLAUDE_UA = "claude-cli/2.0.31 (external, cli)"
 

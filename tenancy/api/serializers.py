@@ -6,15 +6,18 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from .. import routes
+from .. import limits, routes
 from ..models import (
     MAX_TARGETS,
     APIKey,
     App,
     AuditLog,
+    Budget,
+    BudgetEvent,
     Membership,
     Organization,
     ProviderCredential,
+    RateLimit,
     Role,
     Route,
     Scope,
@@ -65,7 +68,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Organization
-        fields = ["id", "name", "slug", "is_active", "created_at", "role"]
+        fields = ["id", "name", "slug", "is_active", "timezone", "created_at", "role"]
         read_only_fields = ["created_at"]
         extra_kwargs = {"slug": {"required": False}}
 
@@ -308,6 +311,114 @@ class RouteSerializer(serializers.ModelSerializer):
 class RouteUpdateSerializer(RouteSerializer):
     class Meta(RouteSerializer.Meta):
         read_only_fields = [*RouteSerializer.Meta.read_only_fields, "org"]
+
+
+class ScopedLimitSerializer(serializers.ModelSerializer):
+    """A budget's or rate limit's scope: the team, app and key are chosen among what the caller may see, and the
+    whole object is checked as the service will (tenancy.limits), so every problem is a field error."""
+
+    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    team = ScopedPrimaryKeyField(queryset=Team.objects.all(), required=False, allow_null=True)
+    app = ScopedPrimaryKeyField(queryset=App.objects.all(), required=False, allow_null=True)
+    key = ScopedPrimaryKeyField(queryset=APIKey.objects.all(), required=False, allow_null=True)
+    applies_to = serializers.CharField(source="scope_label", read_only=True, help_text="The scope, in words.")
+
+    scope_fields = ["scope", "team", "app", "key", "user_id", "applies_to"]
+
+    def validate(self, data):
+        model = self.Meta.model
+        names = limits.FIELDS[model]
+        obj = model(pk=self.instance.pk if self.instance else None, org=data.get("org") or self.instance.org)
+        changed_scope = self.instance is not None and "scope" in data and data["scope"] != self.instance.scope
+        for name in names:
+            if name in data:
+                setattr(obj, name, data[name])
+            elif self.instance is not None and not (changed_scope and name in ("team", "app", "key", "user_id")):
+                setattr(obj, name, getattr(self.instance, name))
+        try:
+            limits.check(obj)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        return data
+
+
+class BudgetSerializer(ScopedLimitSerializer):
+    thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=100),
+        required=False,
+        max_length=100,
+        help_text="Percentages of the amount that record an alert once per period (default [50, 80, 100]).",
+    )
+    amount_usd = serializers.DecimalField(
+        max_digits=16, decimal_places=6, help_text="USD per period, greater than zero."
+    )
+
+    class Meta:
+        model = Budget
+        fields = [
+            "id",
+            "org",
+            "name",
+            *ScopedLimitSerializer.scope_fields,
+            "amount_usd",
+            "period",
+            "hard",
+            "thresholds",
+            "fail_open",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class BudgetUpdateSerializer(BudgetSerializer):
+    class Meta(BudgetSerializer.Meta):
+        read_only_fields = [*BudgetSerializer.Meta.read_only_fields, "org"]
+
+
+class RateLimitSerializer(ScopedLimitSerializer):
+    class Meta:
+        model = RateLimit
+        fields = [
+            "id",
+            "org",
+            "name",
+            *ScopedLimitSerializer.scope_fields,
+            "requests_per_minute",
+            "tokens_per_minute",
+            "concurrent",
+            "count_cache_reads",
+            "fail_open",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class RateLimitUpdateSerializer(RateLimitSerializer):
+    class Meta(RateLimitSerializer.Meta):
+        read_only_fields = [*RateLimitSerializer.Meta.read_only_fields, "org"]
+
+
+class BudgetEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BudgetEvent
+        fields = [
+            "id",
+            "budget",
+            "org",
+            "kind",
+            "threshold",
+            "user_id",
+            "period_start",
+            "spend",
+            "amount_usd",
+            "created_at",
+            "delivered_at",
+        ]
+        read_only_fields = fields
 
 
 class AuditLogSerializer(serializers.ModelSerializer):

@@ -12,6 +12,9 @@ router.register("memberships", views.MembershipViewSet, basename="membership")
 router.register("keys", views.APIKeyViewSet, basename="key")
 router.register("provider-credentials", views.ProviderCredentialViewSet, basename="provider-credential")
 router.register("routes", views.RouteViewSet, basename="route")
+router.register("budgets", views.BudgetViewSet, basename="budget")
+router.register("rate-limits", views.RateLimitViewSet, basename="rate-limit")
+router.register("budget-events", views.BudgetEventViewSet, basename="budget-event")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [

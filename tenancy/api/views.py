@@ -6,15 +6,18 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import decorators, exceptions, mixins, response, status, viewsets
 
-from .. import routes, services
+from .. import limits, routes, services
 from ..audit import Actor
 from ..models import (
     APIKey,
     App,
     AuditLog,
+    Budget,
+    BudgetEvent,
     Membership,
     Organization,
     ProviderCredential,
+    RateLimit,
     Route,
     RouteTarget,
     Team,
@@ -89,7 +92,7 @@ class OrganizationViewSet(CrudViewSet):
     serializer_class = s.OrganizationSerializer
     filterset_fields = ["slug", "is_active"]
     search_fields = ["name", "slug"]
-    updatable = ("name", "is_active")
+    updatable = ("name", "is_active", "timezone")
 
     def create_object(self, data):
         if not self.principal.is_staff:
@@ -286,6 +289,70 @@ class RouteViewSet(CrudViewSet):
 
     def delete_object(self, route):
         routes.route_delete(actor=self.actor, route=route)
+
+
+class BudgetViewSet(CrudViewSet):
+    """Budgets: a USD amount per period on the org, a team, an app, a gateway key or an end user."""
+
+    model = Budget
+    queryset = Budget.objects.select_related("org", "team", "app", "key")
+    serializer_class = s.BudgetSerializer
+    filterset_fields = ["org", "scope", "team", "app", "key", "user_id", "period", "hard", "enabled"]
+    search_fields = ["name", "user_id"]
+    updatable = limits.BUDGET_FIELDS
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.BudgetUpdateSerializer
+        return s.BudgetSerializer
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        fields = {k: v for k, v in data.items() if k in limits.BUDGET_FIELDS}
+        return limits.budget_create(actor=self.actor, org=data["org"], **fields)
+
+    def update_object(self, budget, fields):
+        return limits.budget_update(actor=self.actor, budget=budget, **fields)
+
+    def delete_object(self, budget):
+        limits.budget_delete(actor=self.actor, budget=budget)
+
+
+class RateLimitViewSet(CrudViewSet):
+    """Rate limits: requests per minute, tokens per minute and concurrent requests, on the same scopes."""
+
+    model = RateLimit
+    queryset = RateLimit.objects.select_related("org", "team", "app", "key")
+    serializer_class = s.RateLimitSerializer
+    filterset_fields = ["org", "scope", "team", "app", "key", "user_id", "enabled"]
+    search_fields = ["name", "user_id"]
+    updatable = limits.RATE_LIMIT_FIELDS
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.RateLimitUpdateSerializer
+        return s.RateLimitSerializer
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        fields = {k: v for k, v in data.items() if k in limits.RATE_LIMIT_FIELDS}
+        return limits.rate_limit_create(actor=self.actor, org=data["org"], **fields)
+
+    def update_object(self, rate_limit, fields):
+        return limits.rate_limit_update(actor=self.actor, rate_limit=rate_limit, **fields)
+
+    def delete_object(self, rate_limit):
+        limits.rate_limit_delete(actor=self.actor, rate_limit=rate_limit)
+
+
+class BudgetEventViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Budget alerts: a budget's spend crossed one of its thresholds in a period (read-only)."""
+
+    model = BudgetEvent
+    queryset = BudgetEvent.objects.all()
+    serializer_class = s.BudgetEventSerializer
+    filterset_fields = ["org", "budget", "kind", "threshold", "user_id"]
+    search_fields = ["user_id"]
 
 
 class AuditLogViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):

@@ -18,6 +18,7 @@ from evals.transfer import clean_item
 from observability.models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
 from prompts import services as prompt_services
 from tenancy import keys
+from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
 from tenancy.audit import Actor
 from tenancy.authentication import KeyRejected, key_lookup
@@ -25,6 +26,8 @@ from tenancy.models import (
     APIKey,
     App,
     AuditLog,
+    Budget,
+    BudgetEvent,
     Membership,
     Organization,
     ProviderCredential,
@@ -58,6 +61,19 @@ def every_model_populated(world):
     make_credential(world.own.org)
     tenancy_routes.route_create(
         actor=Actor.system("test"), org=world.own.org, name="smart", targets=[{"provider": "openai", "model": "x"}]
+    )
+    budget = tenancy_limits.budget_create(actor=Actor.system("test"), org=world.own.org, amount_usd=10)
+    tenancy_limits.rate_limit_create(
+        actor=Actor.system("test"), org=world.own.org, scope="user", user_id="x", concurrent=1
+    )
+    BudgetEvent.objects.create(
+        budget=budget,
+        org=world.own.org,
+        kind="threshold",
+        threshold=50,
+        period_start=timezone.now(),
+        spend=5,
+        amount_usd=10,
     )
     RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
@@ -149,7 +165,8 @@ def test_every_changelist_can_be_searched_and_filtered(staff_client, every_model
 
 
 def _org_form(world):
-    return {"name": "Acme Labs", "slug": "acme-labs", "is_active": "on"}, Organization, {"slug": "acme-labs"}
+    data = {"name": "Acme Labs", "slug": "acme-labs", "is_active": "on", "timezone": "UTC"}
+    return data, Organization, {"slug": "acme-labs"}
 
 
 def _team_form(world):
@@ -531,3 +548,24 @@ def test_an_existing_team_or_app_cannot_be_moved_to_another_org_in_admin(staff_c
     page = staff_client.get(f"/admin/tenancy/{model}/{obj.pk}/change/")
     assert page.status_code == 200
     assert 'name="org"' not in page.content.decode()
+
+
+def test_a_budget_for_another_orgs_app_is_refused_in_admin_and_nothing_is_saved(staff_client, world):
+    data = {
+        "org": world.own.org.pk,
+        "name": "",
+        "scope": "app",
+        "app": world.other.app.pk,
+        "user_id": "",
+        "amount_usd": "10",
+        "period": "month",
+        "hard": "on",
+        "thresholds": "[50, 80, 100]",
+        "enabled": "on",
+    }
+    refused = staff_client.post(_url(Budget, "add"), data)
+    assert refused.status_code == 200
+    assert _form_errors(refused)["app"] == ["This app belongs to another organization."]
+    assert not Budget.objects.exists()
+    _post_ok(staff_client, _url(Budget, "add"), {**data, "app": world.own.app.pk})
+    assert _admin_audit(Budget.objects.get(), "create").via == "admin"

@@ -69,6 +69,17 @@ def _metadata_user(body: Any) -> tuple[str, str]:
     return raw[:200], ""
 
 
+def end_user(header: str, body: Any, meta_user: str | None = None) -> str:
+    """The end user a request is for: X-Ingate-User-Id, else OpenAI's `user`, else Anthropic's metadata.user_id
+    (as Claude Code fills it). The records' user_id, and what user-scoped budgets and rate limits count by."""
+    if header:
+        return header[:200]
+    openai_user = body.get("user") if isinstance(body, dict) and isinstance(body.get("user"), str) else ""
+    if openai_user:
+        return openai_user[:200]
+    return (meta_user if meta_user is not None else _metadata_user(body)[0])[:200]
+
+
 def attribute(headers: dict[str, str], body: Any) -> Attribution:
     """`headers`: lower-cased names (the proxy passes x-ingate-*, user-agent and session headers)."""
     found = Attribution(client=client_of(headers.get("user-agent", "")))
@@ -85,8 +96,7 @@ def attribute(headers: dict[str, str], body: Any) -> Attribution:
         session = found.session_path.strip("/").split("/")[0]
     found.session_id = session[:200]
     found.session_name = headers.get("x-ingate-session-name", "")[:200]
-    openai_user = body.get("user") if isinstance(body, dict) and isinstance(body.get("user"), str) else ""
-    found.user_id = (headers.get("x-ingate-user-id") or openai_user or meta_user)[:200]
+    found.user_id = end_user(headers.get("x-ingate-user-id", ""), body, meta_user)
     found.properties = {
         name[len(_PROPERTY_PREFIX) :]: value[:500]
         for name, value in headers.items()

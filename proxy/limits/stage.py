@@ -1,0 +1,310 @@
+"""Budgets and rate limits on the request path: the `Limits` stage reserves a request's worst case on every counter
+that applies to it (one call to the limiter: one Redis round trip at most) before it goes upstream, refuses it in
+the provider's own 429 shape when something does not fit, and settles to what the request really used once its
+record is complete (in the background: the response never waits for it).
+
+The worst case: input tokens bounded by the body's size (INGATE_LIMITS_BYTES_PER_TOKEN bytes per token at least;
+no tokenizer runs on the hot path), output by the request's own max tokens or INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS,
+both at the model's price (the org's price overrides included). A model without a price is refused under a hard
+budget (403 `budget_unpriced_model`): a request whose cost cannot be known is never free. An org with no budgets
+and no rate limits costs one attribute check here."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from tenancy.periods import period_bounds
+
+from .. import formats
+from ..attribution import end_user
+from ..cache import LoadingCache
+from ..codes import ErrorCode
+from ..errors import ProxyError
+from ..stages import Stage
+from .counters import CONCURRENCY, REQUESTS, SPEND, TOKENS, UNAVAILABLE, Counter, Reservation
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+_NO_RETRY = (b"x-should-retry", b"false")  # SDKs and Claude Code stop at once instead of retrying a 429
+# Where a request says how much it may generate, per wire format.
+_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+def _max_output(parsed: dict | None) -> int | None:
+    if not isinstance(parsed, dict):
+        return None
+    for name in _OUTPUT_FIELDS:
+        value = parsed.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    config = parsed.get("generationConfig") or parsed.get("generation_config")  # Gemini
+    if isinstance(config, dict):
+        value = config.get("maxOutputTokens") or config.get("max_output_tokens")
+        if isinstance(value, int) and value > 0:
+            return value
+    options = parsed.get("options")  # Ollama
+    if isinstance(options, dict) and isinstance(options.get("num_predict"), int) and options["num_predict"] > 0:
+        return options["num_predict"]
+    return None
+
+
+class Limits(Stage):
+    """Reserves before, settles after; refuses with 429 (or 403 for an unpriced model under a hard budget)."""
+
+    def __init__(self, app):
+        super().__init__(app)
+        self._periods: dict[tuple[str, str], tuple[str, float]] = {}  # (period, zone) -> (start label, end epoch)
+        # Orgs (and periods) whose budget counters were seeded from the database's recorded spend in this process.
+        self._seeded: LoadingCache[Any, bool] = LoadingCache(self._load_seed, ttl=86400.0, miss_ttl=60.0)
+        self._to_seed: dict[Any, tuple[Counter, ...]] = {}
+        sink = app.sink
+        self._unit_prices = getattr(sink, "unit_prices", None)
+        self._budget_spend = getattr(sink, "budget_spend", None)
+        self._prices: LoadingCache[tuple[int, str, str], Any] = LoadingCache(
+            self._load_prices, ttl=settings.INGATE_KEY_CACHE_TTL, miss_ttl=settings.INGATE_KEY_CACHE_TTL
+        )
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- the way in ------------------------------------------------------------------------------------------
+
+    async def request(self, ex: Exchange) -> None:
+        config = ex.org.limits
+        if config is None or config.empty:
+            return
+        key = ex.principal
+        parsed = await ex.json()
+        user = end_user(
+            ex.incoming.ingate.get(b"x-ingate-user-id", b"").decode("latin-1"), parsed if parsed is not None else {}
+        )
+        scope = {"team_id": key.team_id, "app_id": key.app_id, "key_id": key.id, "user_id": user}
+        budgets = [b for b in config.budgets_for(**scope) if b.hard]
+        rates = config.rate_limits_for(**scope)
+        if not budgets and not rates:
+            return
+        now = time.time()
+        org_id = config.org_id
+        counters: list[Counter] = []
+        for budget in budgets:
+            counters.append(self._budget_counter(org_id, config.timezone, budget, user, now))
+        count_cache_reads = False
+        for rate in rates:
+            counters += self._rate_counters(org_id, rate, user)
+            count_cache_reads = count_cache_reads or rate.count_cache_reads
+        body = await ex.body()
+        input_tokens = math.ceil(len(body) / settings.INGATE_LIMITS_BYTES_PER_TOKEN)
+        output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
+        cost = 0.0
+        if budgets:
+            await self._seed(ex, config, budgets, now)
+            cost = await self._worst_cost(ex, input_tokens, output_tokens)
+        reservation = await self.app.limiter.reserve(
+            ex.record.request_id,
+            counters,
+            cost=cost,
+            tokens=input_tokens + output_tokens,
+            ttl=settings.INGATE_UPSTREAM_READ_TIMEOUT + 60,
+        )
+        if not reservation.granted:
+            raise self._refusal(reservation)
+        ex.limits = (reservation, count_cache_reads)
+
+    def _budget_counter(self, org_id: int, zone: str, budget, user: str, now: float) -> Counter:
+        return budget_counter(org_id, budget, user, self._period(budget.period, zone, now))
+
+    def _rate_counters(self, org_id: int, rate, user: str) -> list[Counter]:
+        who = f":u:{user}" if rate.scope.is_user_default else ""
+        base = f"o{org_id}:r{rate.id}{who}"
+        found = []
+        if rate.requests_per_minute:
+            label = _label(rate, "requests-per-minute limit", user)
+            found.append(Counter(f"{base}:rpm", REQUESTS, rate.requests_per_minute, 60.0, None, rate.fail_open, label))
+        if rate.tokens_per_minute:
+            label = _label(rate, "tokens-per-minute limit", user)
+            found.append(Counter(f"{base}:tpm", TOKENS, rate.tokens_per_minute, 60.0, None, rate.fail_open, label))
+        if rate.concurrent:
+            label = _label(rate, "concurrency limit", user)
+            found.append(Counter(f"{base}:conc", CONCURRENCY, rate.concurrent, 60.0, None, rate.fail_open, label))
+        return found
+
+    def _period(self, period: str, zone: str, now: float) -> tuple[str, float | None]:
+        known = self._periods.get((period, zone))
+        if known is not None and now < known[1]:
+            return known
+        found = current_period(period, zone, now)
+        if found[1] is not None:
+            self._periods[(period, zone)] = found
+        return found
+
+    async def _seed(self, ex: Exchange, config, budgets, now: float) -> None:
+        """Once per org and period in this process: the counters start from the spend the database recorded (a
+        budget created mid-period, a restarted embedded gateway, a Redis that lost its data); the larger of the two
+        is kept, so seeding never lowers a count. Concurrent first requests share one load."""
+        if self._budget_spend is None:
+            return
+        counters = tuple(
+            self._budget_counter(config.org_id, config.timezone, budget, "", now)
+            for budget in config.budgets
+            if budget.hard and not budget.scope.is_user_default  # per-user counters start at what users spend
+        )
+        if counters:
+            key = (config.org_id, tuple(counter.key for counter in counters))
+            self._to_seed.setdefault(key, counters)
+            await self._seeded.get(key)
+
+    async def _load_seed(self, key: tuple[int, tuple[str, ...]]) -> bool | None:
+        org_id = key[0]
+        counters = self._to_seed.pop(key, ())
+        try:
+            spent = await self.app.db.run(self._budget_spend, org_id)
+            totals = [(counter, float(spent.get(_budget_id(counter), 0.0))) for counter in counters]
+            await asyncio.get_running_loop().run_in_executor(None, self.app.limiter.load, totals)
+        except Exception as exc:  # noqa: BLE001  (the counters still count; the reconciliation reports drift)
+            log.warning("Could not seed the budget counters of org %s from the database: %s", org_id, exc)
+            return None  # a miss: tried again after the cache's miss time
+        return True
+
+    async def _worst_cost(self, ex: Exchange, input_tokens: int, output_tokens: int) -> float:
+        """The request's worst case in USD at the most expensive model it may reach (a route's targets)."""
+        if ex.routed is not None:
+            models = [(t.provider, t.model) for t in ex.routed.targets]
+        else:
+            models = [(ex.route.provider, ex.record.model or ex.route.model)]
+        worst = 0.0
+        for provider, model in models:
+            prices = await self._prices.get((ex.principal.org_id, provider, model)) if model else None
+            if prices is None:
+                raise ProxyError(
+                    403,
+                    ErrorCode.BUDGET_UNPRICED_MODEL,
+                    f"{provider}/{model or '(no model named)'} has no price, and a hard budget applies to this "
+                    "request: a request whose cost cannot be known is refused. Add a price override for the model "
+                    "to the organization (admin or API: price-overrides), or make the budget soft.",
+                )
+            worst = max(worst, input_tokens * prices[0] + output_tokens * prices[1])
+        return worst
+
+    async def _load_prices(self, key: tuple[int, str, str]):
+        if self._unit_prices is None:
+            return None
+        return await self.app.db.run(self._unit_prices, *key)
+
+    def _refusal(self, reservation: Reservation) -> ProxyError:
+        refusal = reservation.refusal
+        counter = refusal.counter
+        if refusal.reason == UNAVAILABLE:
+            return ProxyError(503, ErrorCode.LIMITS_UNAVAILABLE, refusal.message, retry_after=5.0)
+        code = ErrorCode.BUDGET_EXCEEDED if counter.kind == SPEND else ErrorCode.RATE_LIMITED
+        headers = []
+        if counter.kind == SPEND or refusal.retry_after is None:
+            headers.append(_NO_RETRY)  # waiting will not help (or not soon): stop rather than retry
+        if counter.kind == REQUESTS:
+            headers += _rate_headers("requests", counter.limit, 0, refusal.retry_after)
+        elif counter.kind == TOKENS:
+            headers += _rate_headers("tokens", counter.limit, 0, refusal.retry_after)
+        return ProxyError(429, code, refusal.message, retry_after=refusal.retry_after, headers=headers)
+
+    # --- the way out -----------------------------------------------------------------------------------------
+
+    def response(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]):
+        limits = getattr(ex, "limits", None)
+        if limits is None:
+            return None
+        reservation = limits[0]
+        budget_left = None
+        for counter in reservation.counters:
+            standing = reservation.standing.get(counter.key)
+            if standing is None:
+                continue
+            if counter.kind == SPEND:
+                budget_left = standing.remaining if budget_left is None else min(budget_left, standing.remaining)
+            elif counter.kind == REQUESTS:
+                headers += _rate_headers("requests", standing.limit, standing.remaining, standing.reset)
+            elif counter.kind == TOKENS:
+                headers += _rate_headers("tokens", standing.limit, standing.remaining, standing.reset)
+        if budget_left is not None:
+            headers.append((b"x-ingate-budget-remaining", f"{max(budget_left, 0.0):.6f}".encode()))
+        return None
+
+    def done(self, ex: Exchange) -> None:
+        """The request is over (its record complete): settle its reservation to what it used, in the background."""
+        limits = getattr(ex, "limits", None)
+        if limits is None:
+            return
+        reservation, count_cache_reads = limits
+        ex.limits = None
+        task = asyncio.get_running_loop().create_task(self._settle(ex.record, reservation, count_cache_reads))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, record, reservation: Reservation, count_cache_reads: bool) -> None:
+        tokens = formats.tokens(record.provider, record.usage)
+        used = 0
+        if tokens is not None:
+            used = tokens.input + tokens.output - (0 if count_cache_reads else tokens.cache_read)
+        cost = 0.0
+        price = getattr(self.app.sink, "price", None)
+        if tokens is not None and price is not None and any(c.kind == SPEND for c in reservation.counters):
+            try:
+                cost = await self.app.db.run(price, record) or 0.0
+            except Exception as exc:  # noqa: BLE001  (settle to the worst case rather than to nothing)
+                log.warning("Could not price request %s to settle its budgets: %s", record.request_id, exc)
+                cost = reservation.cost
+        self.app.limiter.settle(reservation, cost=cost, tokens=max(used, 0))
+
+
+def current_period(period: str, zone: str, now: float) -> tuple[str, float | None]:
+    """(the period's start as it names counters, its end in epoch seconds or None for a total budget)."""
+    start, end = period_bounds(period, zone, datetime.datetime.fromtimestamp(now, datetime.UTC))
+    return start.strftime("%Y%m%dT%H%M"), end.timestamp() if end.year < 9999 else None
+
+
+def budget_counter(org_id: int, budget, user: str, period: tuple[str, float | None]) -> Counter:
+    """The spend counter of a hard budget (tenancy.selectors.BudgetConfig) for a period (`current_period`): one
+    per user for an app's per-user default. The pages and the reconciliation read the same counters."""
+    start, end = period
+    who = f":u:{user}" if budget.scope.is_user_default else ""
+    return Counter(
+        key=f"o{org_id}:b{budget.id}{who}:{start}",
+        kind=SPEND,
+        limit=float(budget.amount_usd),
+        expires_at=end,
+        fail_open=budget.fail_open,
+        label=_label(budget, f"{budget.period} budget" if budget.period != "total" else "budget", user),
+    )
+
+
+def _budget_id(counter: Counter) -> int:
+    """The budget a spend counter counts for (its key is o<org>:b<budget>[:u:<user>]:<period start>)."""
+    return int(counter.key.split(":", 2)[1][1:])
+
+
+def _label(item, what: str, user: str) -> str:
+    scope = item.scope
+    owner = {
+        "org": "the organization",
+        "team": f"team {scope.id}",
+        "app": f"app {scope.id}",
+        "key": f"key {scope.id}",
+    }.get(scope.kind, f"user '{user}'")
+    named = f" '{item.name}'" if item.name else ""
+    return f"The {what}{named} of {owner}"
+
+
+def _rate_headers(kind: str, limit: float, remaining: float, reset: float | None) -> list[tuple[bytes, bytes]]:
+    found = [
+        (f"x-ratelimit-limit-{kind}".encode(), str(int(limit)).encode()),
+        (f"x-ratelimit-remaining-{kind}".encode(), str(max(int(remaining), 0)).encode()),
+    ]
+    if reset is not None:
+        found.append((f"x-ratelimit-reset-{kind}".encode(), f"{max(reset, 0.0):.3f}s".encode()))
+    return found
