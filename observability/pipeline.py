@@ -249,18 +249,29 @@ class RecordPipeline:
         cost = record_cost(record, tokens, self._policies.of(record.org_id)[0])
         return float(cost.total) if cost is not None else None
 
-    def unit_prices(self, org_id: int, provider: str, model: str) -> tuple[float, float] | None:
-        """USD per input and per output token of `model` for an org (its price overrides included), or None when it
-        has no price: what the limits stage reserves a request's worst case with. Blocking (DB threads)."""
+    def unit_prices(self, org_id: int, provider: str, model: str) -> tuple[float, float, float, float] | None:
+        """USD per input, output, cache-read and cache-write token of `model` for an org (its price overrides
+        included), or None when it has no price: what the limits stage reserves a request's worst case with and
+        settles it by. Blocking (DB threads)."""
         overrides = self._policies.of(org_id)[0]
+        million = 1_000_000
+
+        def price(**tokens):
+            return cost_of(Tokens(**tokens), provider=provider, models=[model], overrides=overrides)
+
         try:
-            prompt = cost_of(Tokens(input=1_000_000), provider=provider, models=[model], overrides=overrides)
-            answer = cost_of(Tokens(output=1_000_000), provider=provider, models=[model], overrides=overrides)
+            prompt, answer = price(input=million), price(output=million)
+            read, write = price(input=million, cache_read=million), price(input=million, cache_write=million)
         except UnpricedUsage:
             return None
         if prompt is None or answer is None:
             return None
-        return float(prompt.total) / 1_000_000, float(answer.total) / 1_000_000
+        return (
+            float(prompt.total) / million,
+            float(answer.total) / million,
+            float(read.cache) / million if read is not None else float(prompt.total) / million,
+            float(write.cache) / million if write is not None else float(prompt.total) / million,
+        )
 
     def budget_spend(self, org_id: int) -> dict[int, float]:
         """Each budget's recorded spend this period (the database's), to seed the limits' counters. Blocking."""

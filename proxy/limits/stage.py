@@ -73,7 +73,8 @@ class Limits(Stage):
         self._prices: LoadingCache[tuple[int, str, str], Any] = LoadingCache(
             self._load_prices, ttl=settings.INGATE_KEY_CACHE_TTL, miss_ttl=settings.INGATE_KEY_CACHE_TTL
         )
-        self._tasks: set[asyncio.Task] = set()
+        # (org, team, app, key, end user) -> (org config, valid until, hard budgets, counters, count cache reads)
+        self._plans: dict[tuple, tuple] = {}
 
     # --- the way in ------------------------------------------------------------------------------------------
 
@@ -86,27 +87,21 @@ class Limits(Stage):
         user = end_user(
             ex.incoming.ingate.get(b"x-ingate-user-id", b"").decode("latin-1"), parsed if parsed is not None else {}
         )
-        scope = {"team_id": key.team_id, "app_id": key.app_id, "key_id": key.id, "user_id": user}
-        budgets = [b for b in config.budgets_for(**scope) if b.hard]
-        rates = config.rate_limits_for(**scope)
-        if not budgets and not rates:
-            return
         now = time.time()
-        org_id = config.org_id
-        counters: list[Counter] = []
-        for budget in budgets:
-            counters.append(self._budget_counter(org_id, config.timezone, budget, user, now))
-        count_cache_reads = False
-        for rate in rates:
-            counters += self._rate_counters(org_id, rate, user)
-            count_cache_reads = count_cache_reads or rate.count_cache_reads
+        who = (config.org_id, key.team_id, key.app_id, key.id, user)
+        known = self._plans.get(who)
+        if known is None or known[0] is not config or now >= known[1]:
+            known = self._plan(config, who, now)
+        budgets, counters, count_cache_reads = known[2:]
+        if not counters:
+            return
         body = await ex.body()
         input_tokens = math.ceil(len(body) / settings.INGATE_LIMITS_BYTES_PER_TOKEN)
         output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
-        cost = 0.0
+        cost, prices = 0.0, None
         if budgets:
             await self._seed(ex, config, budgets, now)
-            cost = await self._worst_cost(ex, input_tokens, output_tokens)
+            cost, prices = await self._worst_cost(ex, input_tokens, output_tokens)
         reservation = await self.app.limiter.reserve(
             ex.record.request_id,
             counters,
@@ -116,7 +111,30 @@ class Limits(Stage):
         )
         if not reservation.granted:
             raise self._refusal(reservation)
-        ex.limits = (reservation, count_cache_reads)
+        ex.limits = (reservation, count_cache_reads, prices)
+
+    def _plan(self, config, who: tuple, now: float) -> tuple:
+        """What applies to one key and end user, as counters: made once per org config, key, user and period."""
+        _, team_id, app_id, key_id, user = who
+        scope = {"team_id": team_id, "app_id": app_id, "key_id": key_id, "user_id": user}
+        budgets = tuple(b for b in config.budgets_for(**scope) if b.hard)
+        rates = config.rate_limits_for(**scope)
+        counters: list[Counter] = []
+        until = math.inf
+        for budget in budgets:
+            counter = self._budget_counter(config.org_id, config.timezone, budget, user, now)
+            counters.append(counter)
+            if counter.expires_at is not None:
+                until = min(until, counter.expires_at)
+        count_cache_reads = False
+        for rate in rates:
+            counters += self._rate_counters(config.org_id, rate, user)
+            count_cache_reads = count_cache_reads or rate.count_cache_reads
+        plan = (config, until, budgets, tuple(counters), count_cache_reads)
+        if len(self._plans) >= 100_000:  # end users are unbounded: start over rather than grow without end
+            self._plans.clear()
+        self._plans[who] = plan
+        return plan
 
     def _budget_counter(self, org_id: int, zone: str, budget, user: str, now: float) -> Counter:
         return budget_counter(org_id, budget, user, self._period(budget.period, zone, now))
@@ -173,13 +191,13 @@ class Limits(Stage):
             return None  # a miss: tried again after the cache's miss time
         return True
 
-    async def _worst_cost(self, ex: Exchange, input_tokens: int, output_tokens: int) -> float:
+    async def _worst_cost(self, ex: Exchange, input_tokens: int, output_tokens: int) -> tuple[float, Any]:
         """The request's worst case in USD at the most expensive model it may reach (a route's targets)."""
         if ex.routed is not None:
             models = [(t.provider, t.model) for t in ex.routed.targets]
         else:
             models = [(ex.route.provider, ex.record.model or ex.route.model)]
-        worst = 0.0
+        worst, known = 0.0, {}
         for provider, model in models:
             prices = await self._prices.get((ex.principal.org_id, provider, model)) if model else None
             if prices is None:
@@ -190,8 +208,9 @@ class Limits(Stage):
                     "request: a request whose cost cannot be known is refused. Add a price override for the model "
                     "to the organization (admin or API: price-overrides), or make the budget soft.",
                 )
+            known[(provider, model)] = prices
             worst = max(worst, input_tokens * prices[0] + output_tokens * prices[1])
-        return worst
+        return worst, known
 
     async def _load_prices(self, key: tuple[int, str, str]):
         if self._unit_prices is None:
@@ -216,7 +235,7 @@ class Limits(Stage):
     # --- the way out -----------------------------------------------------------------------------------------
 
     def response(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]):
-        limits = getattr(ex, "limits", None)
+        limits = ex.limits
         if limits is None:
             return None
         reservation = limits[0]
@@ -236,29 +255,29 @@ class Limits(Stage):
         return None
 
     def done(self, ex: Exchange) -> None:
-        """The request is over (its record complete): settle its reservation to what it used, in the background."""
-        limits = getattr(ex, "limits", None)
+        """The request is over (its record complete): settle its reservation to what it used. Priced here at the
+        model's unit prices (cached; cache reads and writes at their own rates), so settling takes no thread hop;
+        the record's exact cost (tiers, tool fees) is the database's, and the reconciliation reports any drift."""
+        limits = ex.limits
         if limits is None:
             return
-        reservation, count_cache_reads = limits
+        reservation, count_cache_reads, prices = limits
         ex.limits = None
-        task = asyncio.get_running_loop().create_task(self._settle(ex.record, reservation, count_cache_reads))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _settle(self, record, reservation: Reservation, count_cache_reads: bool) -> None:
+        record = ex.record
         tokens = formats.tokens(record.provider, record.usage)
-        used = 0
+        used, cost = 0, 0.0
         if tokens is not None:
             used = tokens.input + tokens.output - (0 if count_cache_reads else tokens.cache_read)
-        cost = 0.0
-        price = getattr(self.app.sink, "price", None)
-        if tokens is not None and price is not None and any(c.kind == SPEND for c in reservation.counters):
-            try:
-                cost = await self.app.db.run(price, record) or 0.0
-            except Exception as exc:  # noqa: BLE001  (settle to the worst case rather than to nothing)
-                log.warning("Could not price request %s to settle its budgets: %s", record.request_id, exc)
-                cost = reservation.cost
+            # The model that answered (a route's target), else the dearest of those reserved for.
+            prices = prices and (prices.get((record.provider, record.model)) or max(prices.values()))
+            if prices:
+                fresh = max(tokens.input - tokens.cache_read - tokens.cache_write, 0)
+                cost = (
+                    fresh * prices[0]
+                    + tokens.output * prices[1]
+                    + tokens.cache_read * prices[2]
+                    + tokens.cache_write * prices[3]
+                )
         self.app.limiter.settle(reservation, cost=cost, tokens=max(used, 0))
 
 
