@@ -12,7 +12,17 @@ from typing import Any
 
 from ..providers import OPENAI_FORMAT_ENDPOINTS, REGISTRY
 from .anthropic import AnthropicMessages
-from .base import TIER_FIELD, TOOL_CALLS_FIELD, Events, Tokens, WireFormat, event_payload, ndjson_line, sse_event
+from .base import (
+    TIER_FIELD,
+    TOOL_CALLS_FIELD,
+    Events,
+    Tokens,
+    UnfinishedStream,
+    WireFormat,
+    event_payload,
+    ndjson_line,
+    sse_event,
+)
 from .gemini import Gemini
 from .ollama import Ollama
 from .openai_chat import HiddenUsage, OpenAIChat, ask_for_usage
@@ -41,6 +51,7 @@ __all__ = [
     "HiddenUsage",
     "Tokens",
     "Translator",
+    "UnfinishedStream",
     "WireFormat",
     "ask_for_usage",
     "event_payload",

@@ -7,8 +7,22 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+import orjson
+
 from ..records import Outcome
-from .base import Tokens, WireFormat, count, detail, dumps, keep_model, keep_usage, sse_event, tier_of, tool_counts
+from .base import (
+    Tokens,
+    UnfinishedStream,
+    WireFormat,
+    count,
+    detail,
+    dumps,
+    keep_model,
+    keep_usage,
+    sse_event,
+    tier_of,
+    tool_counts,
+)
 
 # Events of a Messages stream that are not its end.
 EVENTS = frozenset(
@@ -30,6 +44,10 @@ ERROR_TYPES = frozenset(
         "overloaded_error",
     }
 )
+# Blocks whose `input` streams as input_json_delta.
+INPUT_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
+# Usage counts message_delta carries (cumulative); message_start carries the rest.
+DELTA_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 SERVER_TOOLS = {
     "web_search_requests": "web_search",
     "web_fetch_requests": "web_fetch",
@@ -159,3 +177,138 @@ class AnthropicMessages(WireFormat):
         """An `error` event in the middle of a Messages stream (`kind` an Anthropic error type, else api_error)."""
         error = {"type": kind if kind in ERROR_TYPES else "api_error", "message": message}
         return self.stream_event({"type": "error", "error": error})
+
+    # --- the response cache
+
+    # metadata: who asked; service_tier: price and speed; stream: how the answer is delivered.
+    cache_neutral_fields: ClassVar[frozenset[str]] = frozenset({"metadata", "service_tier", "stream"})
+
+    def uncacheable(self, body: dict, *, allow_files: bool) -> str:
+        if allow_files:
+            return ""
+        for message in self.messages(body):
+            content = message.get("content") if isinstance(message, dict) else None
+            reason = _carried_files(content)
+            if reason:
+                return reason
+        return ""
+
+    def assemble(self, stream: bytes) -> dict:
+        message: dict[str, Any] | None = None
+        usage: dict[str, Any] = {}
+        blocks: dict[int, dict] = {}
+        inputs: dict[int, str] = {}
+        for event in self.checked_events(stream):
+            kind = event.get("type") if isinstance(event, dict) else None
+            if kind == "message_start" and isinstance(event.get("message"), dict):
+                message = dict(event["message"])
+                usage = dict(message.get("usage") or {})
+            elif kind == "content_block_start" and isinstance(event.get("content_block"), dict):
+                index = event.get("index", len(blocks))
+                blocks[index] = dict(event["content_block"])
+                if blocks[index].get("type") in INPUT_BLOCKS:
+                    inputs[index] = ""
+            elif kind == "content_block_delta" and event.get("index") in blocks:
+                _add_delta(blocks[event["index"]], inputs, event["index"], event.get("delta") or {})
+            elif kind == "content_block_stop" and event.get("index") in inputs:
+                blocks[event["index"]]["input"] = _input(inputs.pop(event["index"]))
+            elif kind == "message_delta" and message is not None:
+                message.update(event.get("delta") or {})
+                usage.update((k, v) for k, v in (event.get("usage") or {}).items() if v is not None)
+        if message is None:
+            raise UnfinishedStream("the stream has no message_start")
+        message["content"] = [blocks[i] for i in sorted(blocks)]
+        message["usage"] = usage
+        return message
+
+    def replay(self, answer: dict, *, include_usage: bool) -> bytes:
+        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        # message_start has the input side and the first output token; message_delta the final counts.
+        start_usage = {**usage, "output_tokens": min(count(usage.get("output_tokens")), 1)}
+        start = {**answer, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}
+        out = [self.stream_event({"type": "message_start", "message": start})]
+        for index, block in enumerate(answer.get("content") or []):
+            if isinstance(block, dict):
+                out.extend(self.stream_event(event) for event in _block_events(index, block))
+        delta = {"stop_reason": answer.get("stop_reason"), "stop_sequence": answer.get("stop_sequence")}
+        if answer.get("container") is not None:
+            delta["container"] = answer["container"]
+        end_usage = {name: usage[name] for name in DELTA_USAGE if name in usage}
+        if "server_tool_use" in usage:
+            end_usage["server_tool_use"] = usage["server_tool_use"]
+        out.append(self.stream_event({"type": "message_delta", "delta": delta, "usage": end_usage}))
+        out.append(self.stream_event({"type": "message_stop"}))
+        return b"".join(out)
+
+
+def _carried_files(content: Any) -> str:
+    """Why a turn's content must not be cached: "files" for a document (other than plain text) or an uploaded file,
+    "" otherwise (Claude takes no audio); tool results are looked into."""
+    for block in content if isinstance(content, list) else ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        source = block.get("source") if isinstance(block.get("source"), dict) else {}
+        if kind == "container_upload" or source.get("type") == "file" or "file_id" in source:
+            return "files"
+        if kind == "document" and source.get("type") not in ("text", "content"):
+            return "files"
+        if kind == "tool_result":
+            reason = _carried_files(block.get("content"))
+            if reason:
+                return reason
+    return ""
+
+
+def _add_delta(block: dict, inputs: dict[int, str], index: int, delta: dict) -> None:
+    kind = delta.get("type")
+    if kind == "text_delta":
+        block["text"] = (block.get("text") or "") + (delta.get("text") or "")
+    elif kind == "input_json_delta" and index in inputs:
+        inputs[index] += delta.get("partial_json") or ""
+    elif kind == "thinking_delta":
+        block["thinking"] = (block.get("thinking") or "") + (delta.get("thinking") or "")
+    elif kind == "signature_delta":
+        block["signature"] = delta.get("signature")
+    elif kind == "citations_delta":
+        citations = block.get("citations")
+        block["citations"] = [*(citations if isinstance(citations, list) else []), delta.get("citation")]
+
+
+def _input(text: str) -> Any:
+    if not text.strip():
+        return {}
+    try:
+        return orjson.loads(text)
+    except ValueError:
+        raise UnfinishedStream("a tool_use block's input is not JSON") from None
+
+
+def _block_events(index: int, block: dict) -> list[dict]:
+    """The content_block_start, deltas and content_block_stop a Messages stream sends one block in."""
+    kind = block.get("type")
+    deltas: list[dict] = []
+    if kind == "text":
+        start = {**block, "text": ""}
+        if "citations" in block:
+            start["citations"] = []
+        if block.get("text"):
+            deltas.append({"type": "text_delta", "text": block["text"]})
+        deltas.extend({"type": "citations_delta", "citation": c} for c in block.get("citations") or [])
+    elif kind == "thinking":
+        start = {**block, "thinking": "", "signature": ""}
+        if block.get("thinking"):
+            deltas.append({"type": "thinking_delta", "thinking": block["thinking"]})
+        if block.get("signature"):
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+    elif kind in INPUT_BLOCKS:
+        start = {**block, "input": {}}
+        if block.get("input"):
+            deltas.append({"type": "input_json_delta", "partial_json": orjson.dumps(block["input"]).decode()})
+    else:  # redacted thinking, server tool results: whole in their start
+        start = block
+    return [
+        {"type": "content_block_start", "index": index, "content_block": start},
+        *({"type": "content_block_delta", "index": index, "delta": delta} for delta in deltas),
+        {"type": "content_block_stop", "index": index},
+    ]

@@ -122,6 +122,27 @@ class Events:
         return [payload] if payload else []
 
 
+class UnfinishedStream(ValueError):
+    """A stream that cannot be assembled into an answer: cut before the format's end, ended on an error, or not
+    this format's stream at all. The response cache never stores such a stream."""
+
+
+def stream_events(stream: bytes) -> list[Any]:
+    """Every event of a whole stream as parsed JSON (OpenAI's `[DONE]` as the bytes it is), SSE or NDJSON alike;
+    lines that are not events (comments, keep-alives, `event:` names) are left out."""
+    events = Events()
+    out: list[Any] = []
+    for payload in [*events.feed(stream), *events.flush()]:
+        if payload == b"[DONE]":
+            out.append(payload)
+            continue
+        try:
+            out.append(orjson.loads(payload))
+        except ValueError:
+            raise UnfinishedStream("the stream holds an event that is not JSON") from None
+    return out
+
+
 # --- the format --------------------------------------------------------------------------------------
 
 
@@ -263,6 +284,55 @@ class WireFormat:
     def event(self, data: Any, name: str | None = None) -> bytes:
         """One stream event in this format's framing."""
         return ndjson_line(data) if self.framing == "ndjson" else sse_event(data, name)
+
+    # --- the response cache (proxy/formats/replay.py, proxy/response_cache/)
+
+    # Top-level request fields that do not change the answer: left out of a response cache key.
+    cache_neutral_fields: ClassVar[frozenset[str]] = frozenset({"stream"})
+    # The temperature a request samples at when it sets none (every provider's default is positive).
+    default_temperature: ClassVar[float] = 1.0
+
+    def temperature(self, body: dict) -> float:
+        """The temperature the request samples at (the provider's default when it sets none)."""
+        value = body.get("temperature")
+        return self._temperature(value)
+
+    def _temperature(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return self.default_temperature
+        return float(value)
+
+    def uncacheable(self, body: dict, *, allow_files: bool) -> str:
+        """Why an answer to this request must not be cached ("" when it may be): "files" or "audio" when it
+        carries them (unless allowed), or a format's own reason (an answer built on server state that changes)."""
+        return ""
+
+    def checked_events(self, stream: bytes) -> list[Any]:
+        """The events of a whole stream that ended as the format ends one; UnfinishedStream otherwise."""
+        events = stream_events(stream)
+        if not events:
+            raise UnfinishedStream("the stream holds no event")
+        for event in events:
+            if isinstance(event, dict) and (event.get("type") == "error" or event.get("error")):
+                raise UnfinishedStream("the stream ended on an error")
+        outcome, why = self.finished(events[-1])
+        if outcome:
+            raise UnfinishedStream(why)
+        return events
+
+    def assemble(self, stream: bytes) -> dict:
+        """The answer a whole stream (as the provider sent it) adds up to, as the provider answers the same
+        request without streaming. Raises UnfinishedStream for a stream that did not end as the format ends one."""
+        raise NotImplementedError
+
+    def replay(self, answer: dict, *, include_usage: bool) -> bytes:
+        """The stream the provider would send for a whole answer, in its own framing and with its own end; usage
+        where the provider puts it (`include_usage` matters only where the client must ask for it: OpenAI)."""
+        raise NotImplementedError
+
+    def strip_usage(self, stream: bytes) -> bytes:
+        """A whole stream without the usage a client must ask for (as is where usage is always reported)."""
+        return stream
 
     # --- translation between formats (proxy/formats/translate.py)
 

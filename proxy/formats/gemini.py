@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
+
 from ..records import Outcome
-from .base import TIER_FIELD, Tokens, WireFormat, count, dumps, keep_model, keep_usage, tier_of
+from .base import TIER_FIELD, Tokens, UnfinishedStream, WireFormat, count, dumps, keep_model, keep_usage, tier_of
 
 _STATUS = {
     400: "INVALID_ARGUMENT",
@@ -136,3 +138,133 @@ class Gemini(WireFormat):
             thoughts,
             tier=tier_of(raw, "serviceTier", TIER_FIELD),
         )
+
+    # --- the response cache
+
+    cache_neutral_fields: ClassVar[frozenset[str]] = frozenset()  # the verb, not the body, says it streams
+
+    def temperature(self, body: dict) -> float:
+        config = body.get("generationConfig") or body.get("generation_config")
+        return self._temperature(config.get("temperature") if isinstance(config, dict) else None)
+
+    def uncacheable(self, body: dict, *, allow_files: bool) -> str:
+        if allow_files:
+            return ""
+        for turn in self.messages(body):
+            for part in (turn.get("parts") if isinstance(turn, dict) else None) or []:
+                if not isinstance(part, dict):
+                    continue
+                if "fileData" in part or "file_data" in part:
+                    return "files"
+                inline = part.get("inlineData") or part.get("inline_data")
+                if isinstance(inline, dict):
+                    mime = str(inline.get("mimeType") or inline.get("mime_type") or "")
+                    if mime.startswith("audio/"):
+                        return "audio"
+                    if not mime.startswith("image/"):
+                        return "files"  # documents and video: files sent inline
+        return ""
+
+    def assemble(self, stream: bytes) -> dict:
+        chunks = [chunk for chunk in self._chunks(stream) if isinstance(chunk, dict)]
+        if not chunks:
+            raise UnfinishedStream("the stream holds no chunk")
+        candidates: dict[int, dict] = {}
+        rest: dict[str, Any] = {}
+        for chunk in chunks:
+            for name, value in chunk.items():
+                if name != "candidates":
+                    rest[name] = value  # the last chunk's usageMetadata is the whole answer's
+            for candidate in chunk.get("candidates") or []:
+                if isinstance(candidate, dict):
+                    _add_candidate(candidates.setdefault(candidate.get("index", 0), {}), candidate)
+        answer = {"candidates": [candidates[i] for i in sorted(candidates)]} if candidates else {}
+        answer.update(rest)
+        return answer
+
+    def _chunks(self, stream: bytes) -> list[Any]:
+        if not stream.lstrip().startswith(b"["):
+            return self.checked_events(stream)
+        try:  # without alt=sse, a stream is one JSON array of responses
+            chunks = orjson.loads(stream)
+        except ValueError:
+            raise UnfinishedStream("the stream's JSON array is not whole") from None
+        if not isinstance(chunks, list) or not chunks:
+            raise UnfinishedStream("the stream holds no chunk")
+        if any(isinstance(c, dict) and c.get("error") for c in chunks):
+            raise UnfinishedStream("the stream ended on an error")
+        outcome, why = self.finished(chunks[-1])
+        if outcome:
+            raise UnfinishedStream(why)
+        return chunks
+
+    def replay(self, answer: dict, *, include_usage: bool, alt_sse: bool = True) -> bytes:
+        """`alt_sse`: SSE, as `alt=sse` asks (what Google's SDKs ask for); else one JSON array, as Gemini streams
+        without it. Usage is on the last chunk, as Gemini reports it, whatever the client asked."""
+        candidates = [c for c in answer.get("candidates") or [] if isinstance(c, dict)]
+        parts = [_parts(c) for c in candidates]
+        count_ = max((len(p) for p in parts), default=0) or 1
+        ids = {name: answer[name] for name in ("modelVersion", "responseId") if name in answer}
+        chunks = []
+        for k in range(count_):
+            last = k == count_ - 1
+            entries = []
+            for candidate, own in zip(candidates, parts, strict=True):
+                entry: dict[str, Any] = {}
+                if k < len(own):
+                    content = candidate.get("content") or {}
+                    entry["content"] = {"parts": [own[k]], "role": content.get("role", "model")}
+                elif not last:
+                    continue
+                if last:  # how it finished, and what was said of it, on the last chunk
+                    entry.update((name, value) for name, value in candidate.items() if name != "content")
+                elif "index" in candidate:
+                    entry["index"] = candidate["index"]
+                entries.append(entry)
+            chunk: dict[str, Any] = {"candidates": entries} if entries else {}
+            if k == 0 and "promptFeedback" in answer:
+                chunk["promptFeedback"] = answer["promptFeedback"]
+            if last:
+                chunk.update((n, v) for n, v in answer.items() if n not in ("candidates", "promptFeedback"))
+            else:
+                chunk.update(ids)
+            chunks.append(orjson.dumps(chunk))
+        if not alt_sse:
+            return b"[" + b",\r\n".join(chunks) + b"]"
+        return b"".join(b"data: " + chunk + b"\r\n\r\n" for chunk in chunks)
+
+
+def _parts(candidate: dict) -> list:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def _plain_text(part: dict) -> bool:
+    return isinstance(part.get("text"), str) and set(part) <= {"text", "thought", "thoughtSignature"}
+
+
+def _add_candidate(kept: dict, candidate: dict) -> None:
+    """One streamed candidate added to what came before: text parts joined, the other fields as last said."""
+    for name, value in candidate.items():
+        if name == "content" and isinstance(value, dict):
+            content = kept.setdefault("content", {"parts": []})
+            content.update((n, v) for n, v in value.items() if n != "parts")
+            for part in value.get("parts") or []:
+                if isinstance(part, dict):
+                    _add_part(content["parts"], part)
+        elif name == "citationMetadata" and isinstance(value, dict):
+            sources = (kept.get("citationMetadata") or {}).get("citationSources") or []
+            kept["citationMetadata"] = {**value, "citationSources": sources + (value.get("citationSources") or [])}
+        else:
+            kept[name] = value
+
+
+def _add_part(parts: list[dict], part: dict) -> None:
+    last = parts[-1] if parts else None
+    if last is not None and _plain_text(last) and _plain_text(part) and last.get("thought") == part.get("thought"):
+        last["text"] += part["text"]
+        if part.get("thoughtSignature"):
+            last["thoughtSignature"] = part["thoughtSignature"]
+        return
+    parts.append(dict(part))

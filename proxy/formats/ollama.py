@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..records import Outcome
-from .base import Tokens, WireFormat, count, dumps, keep_model
+from .base import Tokens, UnfinishedStream, WireFormat, count, dumps, keep_model
 
 
 class Ollama(WireFormat):
@@ -58,3 +58,61 @@ class Ollama(WireFormat):
 
     def tokens(self, raw: dict) -> Tokens:
         return Tokens(count(raw.get("prompt_eval_count")), count(raw.get("eval_count")))
+
+    # --- the response cache
+
+    # stream: how the answer is delivered; keep_alive: how long the model stays loaded.
+    cache_neutral_fields: ClassVar[frozenset[str]] = frozenset({"stream", "keep_alive"})
+    default_temperature: ClassVar[float] = 0.8
+
+    def temperature(self, body: dict) -> float:
+        options = body.get("options")
+        return self._temperature(options.get("temperature") if isinstance(options, dict) else None)
+
+    def assemble(self, stream: bytes) -> dict:
+        lines = [line for line in self.checked_events(stream) if isinstance(line, dict)]
+        if not lines or lines[-1].get("done") is not True:
+            raise UnfinishedStream('the stream did not end with "done": true')
+        answer = dict(lines[-1])
+        if isinstance(answer.get("message"), dict):  # chat
+            said = [line["message"] for line in lines if isinstance(line.get("message"), dict)]
+            message = {"role": answer["message"].get("role") or "assistant", "content": _joined(said, "content")}
+            if any(m.get("thinking") for m in said):
+                message["thinking"] = _joined(said, "thinking")
+            calls = [call for m in said for call in m.get("tool_calls") or []]
+            if calls:
+                message["tool_calls"] = calls
+            message.update((n, v) for n, v in answer["message"].items() if n not in message and n != "tool_calls")
+            answer["message"] = message
+        else:  # generate
+            answer["response"] = _joined(lines, "response")
+            if any(line.get("thinking") for line in lines):
+                answer["thinking"] = _joined(lines, "thinking")
+        return answer
+
+    def replay(self, answer: dict, *, include_usage: bool) -> bytes:
+        # The counts are on the final line, as Ollama reports them, whatever the client asked.
+        head = {name: answer[name] for name in ("model", "created_at") if name in answer}
+        lines: list[dict] = []
+        message = answer.get("message")
+        if isinstance(message, dict):  # chat
+            role = message.get("role") or "assistant"
+            if message.get("thinking"):
+                lines.append({**head, "message": {"role": role, "content": "", "thinking": message["thinking"]}})
+            if message.get("content"):
+                lines.append({**head, "message": {"role": role, "content": message["content"]}})
+            if message.get("tool_calls"):
+                lines.append({**head, "message": {"role": role, "content": "", "tool_calls": message["tool_calls"]}})
+            final = {**answer, "message": {"role": role, "content": ""}}
+        else:  # generate
+            if answer.get("thinking"):
+                lines.append({**head, "response": "", "thinking": answer["thinking"]})
+            if answer.get("response"):
+                lines.append({**head, "response": answer["response"]})
+            final = {**answer, "response": ""}
+            final.pop("thinking", None)
+        return b"".join(self.event({**line, "done": False}) for line in lines) + self.event(final)
+
+
+def _joined(parts: list[dict], name: str) -> str:
+    return "".join(p[name] for p in parts if isinstance(p.get(name), str))

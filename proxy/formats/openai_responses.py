@@ -10,11 +10,13 @@ from .base import (
     TIER_FIELD,
     TOOL_CALLS_FIELD,
     Tokens,
+    UnfinishedStream,
     count,
     counted_tools,
     detail,
     keep_model,
     keep_usage,
+    sse_event,
     tier_of,
     tool_counts,
 )
@@ -110,3 +112,121 @@ class OpenAIResponses(OpenAIChat):
             tier=tier_of(raw, TIER_FIELD),
             tools=tool_counts(counted_tools(raw)),
         )
+
+    # --- the response cache
+
+    def uncacheable(self, body: dict, *, allow_files: bool) -> str:
+        if body.get("background") is True:
+            return "background"  # answered later, by polling: there is no answer to keep
+        if body.get("conversation") is not None:
+            return "conversation"  # the conversation's items change from one request to the next
+        if allow_files:
+            return ""
+        for tool in body.get("tools") or []:
+            if isinstance(tool, dict) and tool.get("type") == "file_search":
+                return "files"
+        for item in self.messages(body):
+            content = item.get("content") if isinstance(item, dict) else None
+            for part in content if isinstance(content, list) else ():
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind == "input_audio":
+                    return "audio"
+                if kind == "input_file":
+                    return "files"
+        return ""
+
+    def assemble(self, stream: bytes) -> dict:
+        events = [event for event in self.checked_events(stream) if isinstance(event, dict)]
+        end = events[-1] if events else {}
+        if end.get("type") not in ("response.completed", "response.incomplete"):
+            raise UnfinishedStream(f"the stream ended with {end.get('type')}, not response.completed")
+        response = dict(end.get("response") or {})
+        if response.get("output") is None:  # the items as each was done, when the end does not repeat them
+            done = {
+                e.get("output_index"): e.get("item") for e in events if e.get("type") == "response.output_item.done"
+            }
+            response["output"] = [done[i] for i in sorted(done, key=lambda i: i if isinstance(i, int) else 0)]
+        return response
+
+    def replay(self, answer: dict, *, include_usage: bool) -> bytes:
+        # Usage is always on the stream's last event, response.completed, whatever the client asked.
+        started = {**answer, "status": "in_progress", "output": [], "usage": None}
+        for name in ("completed_at", "incomplete_details", "error"):
+            if name in started:
+                started[name] = None
+        events: list[dict] = [
+            {"type": "response.created", "response": started},
+            {"type": "response.in_progress", "response": started},
+        ]
+        for index, item in enumerate(answer.get("output") or []):
+            if isinstance(item, dict):
+                events.extend(_item_events(index, item))
+        ending = "response.incomplete" if answer.get("status") == "incomplete" else "response.completed"
+        events.append({"type": ending, "response": answer})
+        return b"".join(
+            sse_event({"type": event["type"], "sequence_number": n, **event}, event["type"])
+            for n, event in enumerate(events)
+        )
+
+    def strip_usage(self, stream: bytes) -> bytes:
+        return stream  # a Responses stream always reports usage: clients do not ask for it
+
+
+def _item_events(index: int, item: dict) -> list[dict]:
+    """The events a Responses stream sends one output item in: added, its parts and deltas, done."""
+    kind = item.get("type")
+    item_id = item.get("id")
+    at = {"item_id": item_id, "output_index": index}
+    added = {**item, "status": "in_progress"} if "status" in item else dict(item)
+    middle: list[dict] = []
+    if kind == "message":
+        added["content"] = []
+        for content_index, part in enumerate(item.get("content") or []):
+            if isinstance(part, dict):
+                middle.extend(_part_events({**at, "content_index": content_index}, part))
+    elif kind == "function_call":
+        added["arguments"] = ""
+        arguments = item.get("arguments") or ""
+        middle.append({"type": "response.function_call_arguments.delta", **at, "delta": arguments})
+        middle.append({"type": "response.function_call_arguments.done", **at, "arguments": arguments})
+    elif kind == "custom_tool_call":
+        added["input"] = ""
+        text = item.get("input") or ""
+        middle.append({"type": "response.custom_tool_call_input.delta", **at, "delta": text})
+        middle.append({"type": "response.custom_tool_call_input.done", **at, "input": text})
+    elif kind == "reasoning":
+        added["summary"] = []  # its summary arrives whole with the item's done
+    return [
+        {"type": "response.output_item.added", "output_index": index, "item": added},
+        *middle,
+        {"type": "response.output_item.done", "output_index": index, "item": item},
+    ]
+
+
+def _part_events(at: dict, part: dict) -> list[dict]:
+    kind = part.get("type")
+    if kind == "output_text":
+        text = part.get("text") or ""
+        logprobs = part.get("logprobs") or []
+        return [
+            {"type": "response.content_part.added", **at, "part": {**part, "text": "", "annotations": []}},
+            {"type": "response.output_text.delta", **at, "delta": text, "logprobs": logprobs},
+            *(
+                {"type": "response.output_text.annotation.added", **at, "annotation_index": i, "annotation": a}
+                for i, a in enumerate(part.get("annotations") or [])
+            ),
+            {"type": "response.output_text.done", **at, "text": text, "logprobs": logprobs},
+            {"type": "response.content_part.done", **at, "part": part},
+        ]
+    if kind == "refusal":
+        refusal = part.get("refusal") or ""
+        return [
+            {"type": "response.content_part.added", **at, "part": {**part, "refusal": ""}},
+            {"type": "response.refusal.delta", **at, "delta": refusal},
+            {"type": "response.refusal.done", **at, "refusal": refusal},
+            {"type": "response.content_part.done", **at, "part": part},
+        ]
+    return [
+        {"type": "response.content_part.added", **at, "part": part},
+        {"type": "response.content_part.done", **at, "part": part},
+    ]
