@@ -157,6 +157,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# The response cache without Redis: bytes each process keeps at most (least recently used answers go first).
+INGATE_CACHE_MEMORY_BYTES = env.int("INGATE_CACHE_MEMORY_BYTES", default=64 * 1024 * 1024)
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -320,6 +322,7 @@ INGATE_PROXY_STAGES = [
     "proxy.stages.Upstream",
     "prompts.stage.PromptStage",
     "proxy.stages.UsageOptions",
+    "proxy.response_cache.stage.ResponseCache",
     "proxy.limits.stage.Limits",
 ]
 # Where the proxy hands each finished request's record (a dotted path to a class with submit(record)).

@@ -131,6 +131,9 @@ class RequestRecord(models.Model):
     request_bytes = models.PositiveIntegerField(default=0)
     response_bytes = models.PositiveIntegerField(default=0)
     cache_hit = models.BooleanField(default=False)
+    # A cache hit costs nothing: what the original answer cost is kept here, and the record that filled the entry.
+    cost_saved = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    cache_source = models.CharField(max_length=64, blank=True)
     # A routed request (proxy/routing): the route's name ("fallback" for an X-Ingate-Fallback chain) and every
     # attempt in order: provider, model, credential name, status, error, ms. Provider and model above are the
     # target that answered.

@@ -160,6 +160,8 @@ def build_row(
         "prompt_version_id": record.prompt_version_id,
         "route": record.route,
         "attempts": record.attempts,
+        "cache_hit": record.cache_hit,
+        "cache_source": record.cache_source,
         "flags": [],
     }
     shape = record.body.get("__shape__") if isinstance(record.body, dict) else None
@@ -199,4 +201,8 @@ def build_row(
             row["cost_tools"] = str(cost.tools)
             row["cost_total"] = str(cost.input + cost.output + cost.cache + cost.tools)
             row["price_source"] = cost.source
+            if record.cache_hit:  # answered from the cache: nothing billed, the original's cost saved
+                row["cost_saved"] = row["cost_total"]
+                for name in ("cost_input", "cost_output", "cost_cache", "cost_tools", "cost_total"):
+                    row[name] = "0"
     return row

@@ -20,7 +20,8 @@ class ErrorCode(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
     BUDGET_UNPRICED_MODEL = "budget_unpriced_model"
-    LIMITS_UNAVAILABLE = "limits_unavailable"  # a fail-closed budget or limit cannot be checked (Redis down)  # every target of a route failed or is paused (circuit open)
+    LIMITS_UNAVAILABLE = "limits_unavailable"
+    INVALID_CACHE_HEADER = "invalid_cache_header"  # a fail-closed budget or limit cannot be checked (Redis down)  # every target of a route failed or is paused (circuit open)
     MISSING_CREDENTIAL = "missing_credential"
     # the body, and a registry prompt rendered into it (X-Ingate-Prompt)
     INVALID_JSON = "invalid_json"

@@ -88,6 +88,7 @@ class OrgConfig:
     pooled: dict[str, Upstream] = field(default_factory=dict)  # extra keys of a provider, named, for route targets
     routes: dict[str, Any] = field(default_factory=dict)  # name -> tenancy.selectors.RouteConfig
     limits: Any = None  # tenancy.selectors.LimitsConfig: the org's budgets and rate limits
+    cache: Any = None  # tenancy.selectors.CacheConfig, or None when no app of the org caches
 
 
 def _no_bodies(org_id: int) -> int:
@@ -131,8 +132,15 @@ class CredentialCache:
         return upstream
 
     async def _fetch(self, org_id: int) -> OrgConfig:
-        rows, pooled_rows, routes, limits, body_capture = await self._db.run(self._load, org_id)
-        return OrgConfig(self._upstreams(rows), body_capture, self._upstreams(pooled_rows), routes, limits)
+        rows, pooled_rows, routes, limits, cache, body_capture = await self._db.run(self._load, org_id)
+        return OrgConfig(
+            self._upstreams(rows),
+            body_capture,
+            self._upstreams(pooled_rows),
+            routes,
+            limits,
+            None if cache.empty else cache,
+        )
 
     def _upstreams(self, rows: list[dict]) -> dict[str, Upstream]:
         upstreams = {}
@@ -151,12 +159,13 @@ class CredentialCache:
             )
         return upstreams
 
-    def _load(self, org_id: int) -> tuple[list[dict], list[dict], dict, Any, int]:
+    def _load(self, org_id: int) -> tuple[list[dict], list[dict], dict, Any, Any, int]:
         return (
             selectors.provider_credentials_of(org_id),
             selectors.pooled_credentials_of(org_id),
             selectors.routes_for_org(org_id),
             selectors.limits_for_org(org_id),
+            selectors.cache_settings_for_org(org_id),
             self._body_capture(org_id),
         )
 

@@ -67,6 +67,9 @@ class Exchange:
         "responded",
         "routed",
         "limits",
+        "cache",
+        "cache_status",
+        "answer",
     )
 
     def __init__(
@@ -111,6 +114,9 @@ class Exchange:
         self.responded = False  # response headers went out: errors can no longer change the status
         self.routed = None  # proxy.routing.stage.RoutedRequest: the org routes this request (its plan, attempts)
         self.limits = None  # (proxy.limits Reservation, count cache reads): budgets and rate limits reserved
+        self.cache = None  # proxy.response_cache.stage.Lookup: the request's cache entry, to read or to fill
+        self.cache_status: bytes | None = None  # X-Ingate-Cache on the response (HIT, MISS, BYPASS, REFRESH)
+        self.answer: tuple[int, list, bytes] | None = None  # a stage answered (a cache hit): status, headers, body
 
     async def body(self) -> bytes:
         """The request body, read on first need and kept (INGATE_MAX_REQUEST_BYTES at most)."""

@@ -22,9 +22,11 @@ CHANNEL = "ingate:proxy:invalidate"
 # kinds: "key" (value: key prefix), "org" (value: org id; keys and credentials), "credentials" (value: org id),
 # "routes" (value: org id; its routes or their targets changed),
 # "limits" (value: org id; its budgets, rate limits or time zone changed),
+# "cache" (value: org id; its response cache settings changed),
 # "all" (value empty: after a reconnect, when messages may have been missed)
 ROUTES = "routes"
 LIMITS = "limits"
+CACHE = "cache"
 Listener = Callable[[str, str], None]
 
 _listeners: list[weakref.WeakMethod] = []

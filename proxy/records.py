@@ -58,6 +58,8 @@ class ProxyRecord:
     bodies_truncated: bool = False
     route: str = ""  # the route (virtual model) that chose the upstream; "fallback" for an X-Ingate-Fallback chain
     attempts: list[dict[str, Any]] = field(default_factory=list)  # a routed request's attempts, in order
+    cache_hit: bool = False  # answered from the response cache (no upstream call; usage is the original's)
+    cache_source: str = ""  # the request id whose answer filled the cache entry
 
 
 class RecordSink(Protocol):

@@ -31,6 +31,7 @@ from .headers import Incoming, split_query
 from .limits import limiter_for
 from .providers import Route, detect
 from .records import Outcome, ProxyRecord
+from .response_cache.store import store_for
 from .routing.attempts import Buffered, routing_attempts
 from .routing.health import health_for
 from .routing.stage import Leg
@@ -101,6 +102,7 @@ class ProxyApp:
     def _configure(self) -> None:
         self.config = ProxyConfig.from_settings()
         self.limiter = limiter_for(self.config.redis_url)
+        self.cache_store = store_for(self.config.redis_url, memory_bytes=settings.INGATE_CACHE_MEMORY_BYTES)
         self.health = health_for(
             self.config.redis_url,
             threshold=settings.INGATE_ROUTE_HEALTH_THRESHOLD,
@@ -170,6 +172,8 @@ class ProxyApp:
     async def _stop(self) -> None:
         await self.health.stop()
         await self.limiter.stop()
+        if hasattr(self.cache_store, "aclose"):
+            await self.cache_store.aclose()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -264,6 +268,9 @@ class ProxyApp:
                 self._start()  # servers without lifespan (daphne)
             for stage in self.stages:
                 await stage.request(ex)
+                if ex.answer is not None:  # a stage answered itself (a cache hit): nothing goes upstream
+                    await self._send_answer(ex)
+                    return record
             body = await ex.body()
             watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(ex))
             await self._relay(ex, body)
@@ -392,6 +399,8 @@ class ProxyApp:
                 if translated:
                     data = leg.translator.response(raw, response.status)
                     out.append((b"content-length", str(len(data)).encode()))
+                for editor in editors:  # observers of a whole answer (the cache); they pass the bytes on unchanged
+                    data = editor.feed(data) + editor.flush()
                 ex.responded = True
                 await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
                 record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
@@ -474,6 +483,24 @@ class ProxyApp:
             record.response_body = bytes(tap.kept)  # what arrived before the break, when bodies are kept
             return False
         return True
+
+    async def _send_answer(self, ex: Exchange) -> None:
+        """Send the answer a stage made (a cache hit), through the response side of the other stages."""
+        status, headers, body = ex.answer
+        record = ex.record
+        out = [
+            (b"x-ingate-request-id", record.request_id.encode()),
+            (b"x-ingate-overhead-ms", f"{(time.perf_counter() - ex.started) * 1000:.2f}".encode()),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ]
+        for stage in self._responders:
+            stage.response(ex, status, out)  # headers only: the answer is whole and final
+        record.status, record.response_bytes = status, len(body)
+        ex.responded = True
+        await ex.send({"type": "http.response.start", "status": status, "headers": out})
+        record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
+        await ex.send({"type": "http.response.body", "body": body})
 
     async def _send_error(self, ex: Exchange, error: ProxyError) -> None:
         body = ex.fmt.error_body(error.status, error.code, error.message)

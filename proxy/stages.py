@@ -8,13 +8,15 @@
 | 3 | `proxy.stages.Upstream` | the upstream and its credential | — |
 | 4 | `prompts.stage.PromptStage` | renders a registry prompt into the body (`X-Ingate-Prompt`) | — |
 | 5 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
-| 6 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
+| 6 | `proxy.response_cache.stage.ResponseCache` | a hit answers here (`ex.answer`); a miss goes on | `X-Ingate-Cache`; stores a clean 2xx when done |
+| 7 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
 | — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client (a routed request: each attempt, proxy/routing/attempts.py) | bytes relayed (translated back for a target of another format), usage read on the side |
 | — | record (proxy/relay.py) | — | a plain record handed to the sink (never blocks) |
 
 The contract. A stage is built once per configuration with the `ProxyApp` (for its shared caches and database
 threads). `request(ex)` runs in order before the upstream is called: it reads and sets what it needs on the
-exchange, may rewrite the body (`ex.replace_body`), and refuses by raising `ProxyError`, which the client gets in
+exchange, may rewrite the body (`ex.replace_body`), may answer itself by setting `ex.answer` (status, headers,
+body: the later stages and the upstream are skipped), and refuses by raising `ProxyError`, which the client gets in
 its own wire format. `response(ex, status, headers)` runs when the upstream's answer starts, in order; it may
 return an `Editor` that sees (and may rewrite) each body chunk as it passes. `done(ex)` runs when the request is
 over and its record complete (schedule what must not delay the client). `invalidate(kind, value)` drops
@@ -92,7 +94,7 @@ class Authenticate(Stage):
             self.app.keys.invalidate(prefix=value)
         elif kind == "org":
             self.app.keys.invalidate(org_id=int(value))
-        elif kind not in ("credentials", "prompts", "routes", "limits"):
+        elif kind not in ("credentials", "prompts", "routes", "limits", "cache"):
             self.app.keys.invalidate()
 
 
@@ -112,7 +114,7 @@ class Upstream(Stage):
             raise missing_credential(upstream, key.org_slug)
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind in ("credentials", "org", "routes", "limits"):  # routes and limits are cached with the credentials
+        if kind in ("credentials", "org", "routes", "limits", "cache"):  # cached with the org's credentials
             self.app.credentials.invalidate(int(value))
         elif kind not in ("key", "prompts"):
             self.app.credentials.invalidate()

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from . import routes, services
+from . import cache, routes, services
 from .audit import Actor, audit_record
 from .models import (
     MAX_TARGETS,
@@ -20,6 +20,7 @@ from .models import (
     AuditLog,
     Budget,
     BudgetEvent,
+    CacheSettings,
     Membership,
     Organization,
     ProviderCredential,
@@ -73,8 +74,16 @@ class AuditedAdmin(AuditedWritesMixin, admin.ModelAdmin):
         return restrict(super().get_queryset(request), Principal.for_user(request.user), VIEW)
 
 
+def _purge_caches(modeladmin, request, orgs) -> None:
+    actor = admin_actor(request)
+    dropped = sum(cache.cache_purge(actor=actor, org=org) for org in orgs)
+    names = ", ".join(org.slug for org in orgs)
+    modeladmin.message_user(request, f"Dropped {dropped} cached answer(s) of {names}.", messages.SUCCESS)
+
+
 @admin.register(Organization)
 class OrganizationAdmin(AuditedAdmin):
+    actions = ["purge_cache"]
     list_display = ["name", "slug", "is_active", "timezone", "member_count", "app_count", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -87,6 +96,10 @@ class OrganizationAdmin(AuditedAdmin):
     @admin.display(description="apps")
     def app_count(self, org):
         return org.apps.count()
+
+    @admin.action(description="Purge this org's cache")
+    def purge_cache(self, request, queryset):
+        _purge_caches(self, request, list(queryset))
 
 
 @admin.register(Team)
@@ -507,6 +520,40 @@ class RateLimitAdmin(ScopedLimitAdmin):
         "enabled",
     ]
     list_filter = ["scope", "enabled", "fail_open", "count_cache_reads", "org"]
+
+
+@admin.register(CacheSettings)
+class CacheSettingsAdmin(AuditedAdmin):
+    """The response cache: the org's default (no app) and apps' own settings; the model's clean checks the app."""
+
+    fixed_after_create = ("org", "app")
+    list_select_related = ["org", "app"]
+    fields = [
+        "org",
+        "app",
+        "enabled",
+        "ttl_seconds",
+        "max_entry_bytes",
+        "endpoints",
+        "cache_positive_temperature",
+        "namespace_per_app",
+        "allow_files",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = ["created_at", "updated_at"]
+    list_display = ["__str__", "org", "app", "enabled", "ttl_seconds", "max_entry_bytes", "cache_positive_temperature"]
+    list_filter = ["enabled", "cache_positive_temperature", "org"]
+    search_fields = ["org__name", "org__slug", "app__slug"]
+    actions = ["purge_cache"]
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Purge this org's cache")
+    def purge_cache(self, request, queryset):
+        _purge_caches(self, request, list(Organization.objects.filter(pk__in=queryset.values("org_id"))))
 
 
 class ReadOnlyScopedAdmin(admin.ModelAdmin):

@@ -19,6 +19,7 @@ from .models import (
     AuditLog,
     Budget,
     BudgetEvent,
+    CacheSettings,
     Membership,
     Organization,
     ProviderCredential,
@@ -78,6 +79,7 @@ _VIEWER = {
     Budget: {VIEW},
     RateLimit: {VIEW},
     BudgetEvent: {VIEW},
+    CacheSettings: {VIEW},
 }
 _MEMBER = {**_VIEWER, App: {VIEW, ADD, CHANGE}, APIKey: {VIEW, ADD, CHANGE}}
 _ADMIN = {
@@ -95,6 +97,8 @@ _ADMIN = {
     Budget: ALL,
     RateLimit: ALL,
     BudgetEvent: {VIEW},
+    # What the response cache keeps, and purging it, decides what everyone's requests are answered with.
+    CacheSettings: ALL,
     AuditLog: {VIEW},
 }
 _OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}
@@ -293,6 +297,11 @@ def can_add(principal: Principal, model: type[Model], org: Organization, app: Ap
     if _allows_org(allowed_org_ids(principal, model, ADD), org.pk):
         return True
     return model is APIKey and app is not None and grants_app(principal, app)
+
+
+def can_in_org(principal: Principal, model: type[Model], action: str, org: Organization) -> bool:
+    """May the principal do `action` on `model` objects of `org` (an org-wide operation, such as a cache purge)?"""
+    return principal.is_staff or _allows_org(allowed_org_ids(principal, model, action), org.pk)
 
 
 def grants_app(principal: Principal, app: App) -> bool:

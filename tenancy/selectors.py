@@ -16,6 +16,7 @@ from .models import (
     DEFAULT_MOVE_ON_STATUSES,
     APIKey,
     Budget,
+    CacheSettings,
     LimitScope,
     Organization,
     ProviderCredential,
@@ -319,3 +320,77 @@ def limits_for_org(org_id: int) -> LimitsConfig:
         )
     )
     return LimitsConfig(org_id=org_id, timezone=tz, budgets=budgets, rate_limits=rate_limits)
+
+
+# --- the response cache -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettingsConfig:
+    """Effective response cache settings for a request (tenancy.models.CacheSettings, as plain data)."""
+
+    enabled: bool
+    ttl_seconds: int
+    max_entry_bytes: int
+    endpoints: frozenset[str]  # empty: every endpoint of proxy.response_cache.key.CACHEABLE_ENDPOINTS
+    cache_positive_temperature: str  # never | when_asked | always (tenancy.models.PositiveTemperature)
+    namespace_per_app: bool
+    allow_files: bool
+
+    def covers(self, endpoint: str) -> bool:
+        """Does the setting let this endpoint's answers be kept (the key module still decides what is cacheable)?"""
+        return not self.endpoints or endpoint in self.endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """An org's response cache settings as the cache stage keeps them (invalidated by kind `cache`, value the org
+    id): the org's default and each app's own row, which replaces the default for that app."""
+
+    org_id: int
+    default: CacheSettingsConfig | None
+    apps: MappingProxyType  # app id -> CacheSettingsConfig
+
+    @property
+    def empty(self) -> bool:
+        """Caching is off for every app: the stage costs nothing for this org."""
+        return not (self.default is not None and self.default.enabled) and not any(
+            c.enabled for c in self.apps.values()
+        )
+
+    def for_app(self, app_id: int | None) -> CacheSettingsConfig | None:
+        """The settings for a request of this app (its own row, else the org's default); None when caching is off."""
+        found = self.apps.get(app_id, self.default) if app_id is not None else self.default
+        return found if found is not None and found.enabled else None
+
+
+_CACHE_COLUMNS = (
+    "enabled",
+    "ttl_seconds",
+    "max_entry_bytes",
+    "endpoints",
+    "cache_positive_temperature",
+    "namespace_per_app",
+    "allow_files",
+)
+
+
+def _cache_settings_config(row: dict) -> CacheSettingsConfig:
+    return CacheSettingsConfig(
+        **{name: row[name] for name in _CACHE_COLUMNS if name != "endpoints"},
+        endpoints=frozenset(row["endpoints"] or ()),
+    )
+
+
+def cache_settings_for_org(org_id: int) -> CacheConfig:
+    """The org's response cache settings as frozen plain data; one query. For the cache stage's cache (run on its
+    database threads). An org without settings, or that does not exist, caches nothing."""
+    default = None
+    apps = {}
+    for row in CacheSettings.objects.filter(org_id=org_id).values("app_id", *_CACHE_COLUMNS):
+        config = _cache_settings_config(row)
+        if row["app_id"] is None:
+            default = config
+        else:
+            apps[row["app_id"]] = config
+    return CacheConfig(org_id=org_id, default=default, apps=MappingProxyType(apps))

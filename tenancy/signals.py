@@ -1,5 +1,6 @@
 """Sign-ins and failed sign-ins go to the audit log; deleting a user revokes the keys they made; changes to
-keys, credentials, routes, budgets, rate limits, orgs and memberships drop the proxy's cached copies once committed (proxy.invalidation)."""
+keys, credentials, routes, budgets, rate limits, cache settings, orgs and memberships drop the proxy's cached
+copies once committed (proxy.invalidation)."""
 
 from functools import partial
 
@@ -9,10 +10,20 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from proxy.invalidation import LIMITS, ROUTES, publish
+from proxy.invalidation import CACHE, LIMITS, ROUTES, publish
 
 from .audit import Actor, audit_record, client_ip
-from .models import APIKey, Budget, Membership, Organization, ProviderCredential, RateLimit, Route, RouteTarget
+from .models import (
+    APIKey,
+    Budget,
+    CacheSettings,
+    Membership,
+    Organization,
+    ProviderCredential,
+    RateLimit,
+    Route,
+    RouteTarget,
+)
 from .permissions import Principal
 from .services import api_keys_revoke_made_by
 
@@ -86,6 +97,11 @@ def route_target_changed(sender, instance: RouteTarget, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=RateLimit, dispatch_uid="proxy-rate-limit-changed")
 def limits_changed(sender, instance: Budget | RateLimit, **kwargs) -> None:
     transaction.on_commit(partial(publish, LIMITS, str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=CacheSettings, dispatch_uid="proxy-cache-settings-changed")
+def cache_settings_changed(sender, instance: CacheSettings, **kwargs) -> None:
+    transaction.on_commit(partial(publish, CACHE, str(instance.org_id)))
 
 
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")

@@ -20,7 +20,7 @@ from evals.transfer import clean_item
 from observability import services as observability
 from observability.models import RequestBody, RequestRecord
 from prompts import services as prompts
-from tenancy import limits, routes
+from tenancy import cache, limits, routes
 from tenancy.audit import Actor
 from tenancy.models import AuditLog, BudgetEvent, Role, TeamMembership
 from tenancy.tests.factories import MembershipFactory, UserFactory, make_credential
@@ -278,6 +278,37 @@ def _budget_event(world, tenant):
 
 MATRIX.register(
     Endpoint("budget-events", _budget_event, **ADMIN_KEY, actions=(list_(), retrieve())),
+)
+
+
+# The response cache decides what the org's requests are answered with: its settings are managed like budgets
+# (everyone in the org reads them), and purging it is an admin's.
+def _cache_settings(world, tenant):
+    return Target(tenant, cache.cache_settings_create(actor=SYSTEM, org=tenant.org, enabled=True))
+
+
+MATRIX.register(
+    Endpoint(
+        "cache-settings",
+        _cache_settings,
+        **ADMIN_KEY,
+        actions=(
+            list_(),
+            retrieve(),
+            create(lambda t, who: {"org": t.org.pk, "app": t.tenant.app.pk, "enabled": True}, roles=ADMINS),
+            update(fixed({"ttl_seconds": 600, "endpoints": ["chat.completions"]}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
+
+MATRIX.register(
+    Endpoint(
+        "cache-purge",
+        lambda world, tenant: Target(tenant),
+        **ADMIN_KEY,
+        actions=(Action("purge", method="post", detail=False, body=org_body(namespace="support"), roles=ADMINS),),
+    )
 )
 
 MATRIX.register(

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from .. import limits, routes
+from .. import cache, limits, routes
 from ..models import (
     MAX_TARGETS,
     APIKey,
@@ -14,6 +14,7 @@ from ..models import (
     AuditLog,
     Budget,
     BudgetEvent,
+    CacheSettings,
     Membership,
     Organization,
     ProviderCredential,
@@ -400,6 +401,102 @@ class RateLimitSerializer(ScopedLimitSerializer):
 class RateLimitUpdateSerializer(RateLimitSerializer):
     class Meta(RateLimitSerializer.Meta):
         read_only_fields = [*RateLimitSerializer.Meta.read_only_fields, "org"]
+
+
+class CacheSettingsSerializer(serializers.ModelSerializer):
+    """Response cache settings: the org's default (no app) or one app's, checked as the service will."""
+
+    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    app = ScopedPrimaryKeyField(
+        queryset=App.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Empty: the org's default. An app's settings replace the default for that app's requests.",
+    )
+    endpoints = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        max_length=64,
+        help_text="Endpoints whose answers are kept (names such as chat.completions, messages); empty: all of them.",
+    )
+
+    class Meta:
+        model = CacheSettings
+        fields = [
+            "id",
+            "org",
+            "app",
+            "enabled",
+            "ttl_seconds",
+            "max_entry_bytes",
+            "endpoints",
+            "cache_positive_temperature",
+            "namespace_per_app",
+            "allow_files",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        validators = []  # the (org, app) uniqueness is checked by the model's clean, as a field error on `app`
+
+    def validate(self, data):
+        obj = CacheSettings(pk=self.instance.pk if self.instance else None, org=data.get("org") or self.instance.org)
+        for name in cache.FIELDS:
+            if name in data:
+                setattr(obj, name, data[name])
+            elif self.instance is not None:
+                setattr(obj, name, getattr(self.instance, name))
+        try:
+            cache.check(obj)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        if "endpoints" in data:
+            data["endpoints"] = obj.endpoints
+        return data
+
+
+class CacheSettingsUpdateSerializer(CacheSettingsSerializer):
+    class Meta(CacheSettingsSerializer.Meta):
+        read_only_fields = [*CacheSettingsSerializer.Meta.read_only_fields, "org", "app"]
+
+
+class CachePurgeSerializer(serializers.Serializer):
+    """What to drop from the response cache: all of an org's entries, one namespace's, or one entry."""
+
+    org = serializers.PrimaryKeyRelatedField(queryset=Organization.objects.all())
+    namespace = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=256,
+        help_text="Only this namespace's entries (an app's namespace, or what requests sent as "
+        "X-Ingate-Cache-Namespace; empty string: entries of no namespace).",
+    )
+    key = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        required=False,
+        allow_null=True,
+        help_text="Only this entry: its cache key (64 hex digits), in the namespace given or in any.",
+        error_messages={"invalid": "A cache key is 64 lowercase hex digits."},
+    )
+
+    def get_fields(self):
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None:
+            principal = principal_of(request)
+            if not principal.is_staff:
+                fields["org"].queryset = Organization.objects.filter(
+                    pk__in=allowed_org_ids(principal, CacheSettings, VIEW)
+                )
+        return fields
+
+
+class CachePurgeResultSerializer(serializers.Serializer):
+    org = serializers.IntegerField()
+    namespace = serializers.CharField(allow_null=True)
+    key = serializers.CharField(allow_null=True)
+    dropped = serializers.IntegerField(help_text="How many entries were dropped.")
 
 
 class BudgetEventSerializer(serializers.ModelSerializer):

@@ -15,6 +15,8 @@ router.register("routes", views.RouteViewSet, basename="route")
 router.register("budgets", views.BudgetViewSet, basename="budget")
 router.register("rate-limits", views.RateLimitViewSet, basename="rate-limit")
 router.register("budget-events", views.BudgetEventViewSet, basename="budget-event")
+router.register("cache-settings", views.CacheSettingsViewSet, basename="cache-settings")
+router.register("cache-purge", views.CachePurgeViewSet, basename="cache-purge")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [

@@ -6,7 +6,9 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import decorators, exceptions, mixins, response, status, viewsets
 
-from .. import limits, routes, services
+from proxy.response_cache.store import CacheUnavailable
+
+from .. import cache, limits, routes, services
 from ..audit import Actor
 from ..models import (
     APIKey,
@@ -14,6 +16,7 @@ from ..models import (
     AuditLog,
     Budget,
     BudgetEvent,
+    CacheSettings,
     Membership,
     Organization,
     ProviderCredential,
@@ -23,7 +26,7 @@ from ..models import (
     Team,
     TeamMembership,
 )
-from ..permissions import CHANGE, DELETE, VIEW, allowed_anywhere, can, can_add, restrict
+from ..permissions import CHANGE, DELETE, VIEW, allowed_anywhere, can, can_add, can_in_org, restrict
 from . import serializers as s
 from .permissions import principal_of
 
@@ -343,6 +346,60 @@ class RateLimitViewSet(CrudViewSet):
 
     def delete_object(self, rate_limit):
         limits.rate_limit_delete(actor=self.actor, rate_limit=rate_limit)
+
+
+class CacheSettingsViewSet(CrudViewSet):
+    """Response cache settings: the org's default, and per app settings that replace it for that app."""
+
+    model = CacheSettings
+    queryset = CacheSettings.objects.select_related("org", "app")
+    serializer_class = s.CacheSettingsSerializer
+    filterset_fields = ["org", "app", "enabled"]
+    updatable = cache.UPDATABLE
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.CacheSettingsUpdateSerializer
+        return s.CacheSettingsSerializer
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        fields = {k: v for k, v in data.items() if k in cache.FIELDS}
+        return cache.cache_settings_create(actor=self.actor, org=data["org"], **fields)
+
+    def update_object(self, settings, fields):
+        return cache.cache_settings_update(actor=self.actor, settings=settings, **fields)
+
+    def delete_object(self, settings):
+        cache.cache_settings_delete(actor=self.actor, settings=settings)
+
+
+class CacheUnreachable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "cache_unavailable"
+
+
+class CachePurgeViewSet(ScopedViewSet):
+    """Drop cached answers of an org you administer: all of them, one namespace's, or one entry."""
+
+    model = CacheSettings
+    queryset = CacheSettings.objects.none()
+    serializer_class = s.CachePurgeSerializer
+
+    @extend_schema(request=s.CachePurgeSerializer, responses={200: s.CachePurgeResultSerializer})
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        org = data["org"]
+        if not can_in_org(self.principal, CacheSettings, CHANGE, org):
+            raise exceptions.PermissionDenied(f"Your role in {org.name} does not allow you to purge its cache.")
+        namespace, key = data.get("namespace"), data.get("key")
+        try:
+            dropped = cache.cache_purge(actor=self.actor, org=org, namespace=namespace, key=key)
+        except CacheUnavailable as exc:
+            raise CacheUnreachable(str(exc)) from None
+        return response.Response({"org": org.pk, "namespace": namespace, "key": key, "dropped": dropped})
 
 
 class BudgetEventViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):

@@ -1,5 +1,6 @@
 """The Django admin as staff use it: every page renders, writes are audited, keys show once, secrets never."""
 
+import asyncio
 import datetime
 import re
 
@@ -17,6 +18,9 @@ from evals.models import EvalResult
 from evals.transfer import clean_item
 from observability.models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
 from prompts import services as prompt_services
+from proxy.response_cache import cache_key
+from proxy.response_cache.store import redis_key, store_for
+from tenancy import cache as tenancy_cache
 from tenancy import keys
 from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
@@ -75,6 +79,7 @@ def every_model_populated(world):
         spend=5,
         amount_usd=10,
     )
+    tenancy_cache.cache_settings_create(actor=Actor.system("test"), org=world.own.org, enabled=True)
     RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
@@ -569,3 +574,26 @@ def test_a_budget_for_another_orgs_app_is_refused_in_admin_and_nothing_is_saved(
     assert not Budget.objects.exists()
     _post_ok(staff_client, _url(Budget, "add"), {**data, "app": world.own.app.pk})
     assert _admin_audit(Budget.objects.get(), "create").via == "admin"
+
+
+def test_staff_purge_an_orgs_response_cache_from_the_admin_and_only_that_org(staff_client, world, settings):
+    settings.REDIS_URL = ""
+    store = store_for("", memory_bytes=1024 * 1024)
+    own, other = world.own.org.pk, world.other.org.pk
+    entries = [
+        redis_key(org, "", cache_key(org, "", "openai", "embeddings", "m", {"input": "x"})) for org in (own, other)
+    ]
+
+    async def fill_then_look(fill):
+        if fill:
+            for entry in entries:
+                await store.put(entry, b'{"data": []}', 60)
+        return [await store.get(entry) is not None for entry in entries]
+
+    assert asyncio.run(fill_then_look(True)) == [True, True]
+    answer = staff_client.post(
+        _url(Organization, "changelist"), {"action": "purge_cache", "_selected_action": [own]}, follow=True
+    )
+    assert "Dropped 1 cached answer(s)" in answer.content.decode()
+    assert asyncio.run(fill_then_look(False)) == [False, True]
+    assert AuditLog.objects.get(action="cache_purge").org_id == own

@@ -1,0 +1,138 @@
+"""The response cache through the running gateway with the official SDKs: a repeated request is a HIT with the same
+answer and no upstream call, streams and whole answers answer each other in the right format, two orgs never share
+an entry, the per-request controls work, and a hit's record costs nothing and names what it saved."""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tenancy.audit import Actor
+from tenancy.cache import cache_settings_create
+from tenancy.tests.factories import AppFactory, OrganizationFactory, make_key
+from tests.fake_provider.options import DEFAULT_TEXT
+
+CHAT = {"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "what is 2 + 2?"}]}
+MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "what is 2 + 2?"}]}
+
+
+@pytest.fixture
+def key(gateway_key):
+    return gateway_key[0]
+
+
+@pytest.fixture
+def cached(key):
+    return cache_settings_create(actor=Actor.system("test"), org=key.org, enabled=True)
+
+
+def oai(gateway, plaintext) -> openai.OpenAI:
+    return openai.OpenAI(api_key=plaintext, base_url=gateway.url + "/v1", max_retries=0)
+
+
+def test_a_repeated_request_is_a_hit_with_the_same_answer_and_no_upstream_call(gateway, gateway_key, fake, cached):
+    client = oai(gateway, gateway_key[1])
+    first = client.chat.completions.with_raw_response.create(**CHAT)
+    second = client.chat.completions.with_raw_response.create(**{**CHAT, "user": "someone-else"})
+    assert first.headers["x-ingate-cache"] == "MISS" and second.headers["x-ingate-cache"] == "HIT"
+    assert int(second.headers["age"]) >= 0
+    assert second.parse().model_dump() == first.parse().model_dump()
+    assert len(fake.requests) == 1
+    records = gateway.wait_for_records(2)
+    assert records[1].cache_hit and records[1].cache_source == records[0].request_id
+    assert records[1].usage == records[0].usage
+
+
+def test_a_stream_is_answered_from_a_whole_answer_and_the_reverse(gateway, gateway_key, fake, cached):
+    client = oai(gateway, gateway_key[1])
+    whole = client.chat.completions.create(**CHAT)
+    stream = client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    plain = list(client.chat.completions.create(**CHAT, stream=True))
+    assert all(c.usage is None for c in plain)  # usage only for a client that asks for it
+    assert len(fake.requests) == 1
+
+    other = {**CHAT, "messages": [{"role": "user", "content": "and 3 + 3?"}]}
+    streamed = "".join(
+        c.choices[0].delta.content or "" for c in client.chat.completions.create(**other, stream=True) if c.choices
+    )
+    again = client.chat.completions.with_raw_response.create(**other)
+    assert again.headers["x-ingate-cache"] == "HIT" and again.parse().choices[0].message.content == streamed
+    assert len(fake.requests) == 2
+
+
+def test_anthropic_messages_replay_as_an_anthropic_stream(gateway, gateway_key, fake, cached):
+    # No temperature: Anthropic's default (1.0) is above 0, so the client asks for the cache itself.
+    client = anthropic.Anthropic(
+        api_key=gateway_key[1], base_url=gateway.url, max_retries=0, default_headers={"x-ingate-cache": "on"}
+    )
+    first = client.messages.create(**MESSAGE)
+    with client.messages.stream(**MESSAGE) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == first.content[0].text == DEFAULT_TEXT
+    assert final.usage.output_tokens == first.usage.output_tokens and final.stop_reason == first.stop_reason
+    assert len(fake.requests) == 1
+
+
+def test_two_orgs_sending_the_same_body_never_share_an_entry(gateway, gateway_key, fake, cached):
+    other_org = OrganizationFactory(slug="other", name="Other")
+    cache_settings_create(actor=Actor.system("test"), org=other_org, enabled=True)
+    _, other_key = make_key(app=AppFactory(org=other_org, slug="other-app"))
+    oai(gateway, gateway_key[1]).chat.completions.create(**CHAT)
+    theirs = oai(gateway, other_key).chat.completions.with_raw_response.create(**CHAT)
+    assert theirs.headers["x-ingate-cache"] == "MISS"  # no header reveals the other org's entry
+    assert len(fake.requests) == 2
+
+
+def test_per_request_controls(gateway, gateway_key, fake, cached):
+    auth = {"authorization": f"Bearer {gateway_key[1]}"}
+    url = gateway.url + "/v1/chat/completions"
+    assert httpx.post(url, json=CHAT, headers={**auth, "cache-control": "no-store"}).headers["x-ingate-cache"] == "MISS"
+    assert httpx.post(url, json=CHAT, headers=auth).headers["x-ingate-cache"] == "MISS"  # nothing was stored
+    assert httpx.post(url, json=CHAT, headers=auth).headers["x-ingate-cache"] == "HIT"
+    refreshed = httpx.post(url, json=CHAT, headers={**auth, "cache-control": "no-cache"})
+    assert refreshed.headers["x-ingate-cache"] == "REFRESH"
+    assert httpx.post(url, json=CHAT, headers={**auth, "x-ingate-cache": "off"}).headers["x-ingate-cache"] == "BYPASS"
+    namespaced = httpx.post(url, json=CHAT, headers={**auth, "x-ingate-cache-namespace": "tests"})
+    assert namespaced.headers["x-ingate-cache"] == "MISS"
+    time.sleep(1.1)
+    aged = httpx.post(url, json=CHAT, headers={**auth, "cache-control": "max-age=1"})
+    assert aged.headers["x-ingate-cache"] == "MISS"  # the entry is older than the client accepts
+    bad = httpx.post(url, json=CHAT, headers={**auth, "x-ingate-cache": "sometimes"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cache_header"
+
+
+def test_a_positive_temperature_is_cached_only_when_the_client_asks(gateway, gateway_key, fake, cached):
+    auth = {"authorization": f"Bearer {gateway_key[1]}"}
+    url = gateway.url + "/v1/chat/completions"
+    warm = {**CHAT, "temperature": 0.7}
+    assert httpx.post(url, json=warm, headers=auth).headers["x-ingate-cache"] == "BYPASS"
+    helicone = {**auth, "helicone-cache-enabled": "true"}
+    assert httpx.post(url, json=warm, headers=helicone).headers["x-ingate-cache"] == "MISS"
+    assert httpx.post(url, json=warm, headers=helicone).headers["x-ingate-cache"] == "HIT"
+
+
+def test_errors_and_broken_streams_are_never_cached(gateway, gateway_key, fake, cached):
+    auth = {"authorization": f"Bearer {gateway_key[1]}"}
+    url = gateway.url + "/v1/chat/completions"
+    assert httpx.post(url, json=CHAT, headers={**auth, "x-fake-status": "500"}).status_code == 500
+    assert httpx.post(url, json=CHAT, headers=auth).headers["x-ingate-cache"] == "MISS"
+    cut = {**CHAT, "messages": [{"role": "user", "content": "a cut stream"}], "stream": True}
+    with httpx.stream("POST", url, json=cut, headers={**auth, "x-fake-cut-after": "2"}) as response:
+        with pytest.raises(httpx.RemoteProtocolError):
+            response.read()
+    assert httpx.post(url, json=cut, headers=auth).headers["x-ingate-cache"] == "MISS"
+
+
+def test_without_the_cache_enabled_nothing_is_cached(gateway, gateway_key, fake):
+    client = oai(gateway, gateway_key[1])
+    client.chat.completions.create(**CHAT)
+    second = client.chat.completions.with_raw_response.create(**CHAT)
+    assert "x-ingate-cache" not in second.headers and len(fake.requests) == 2
