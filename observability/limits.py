@@ -183,7 +183,9 @@ def counter_spend(org_id: int, tz_name: str, budget: BudgetConfig, user_id: str 
     """What the limits engine's counter says `budget` (for a per-user default: `user_id`) spent this period, or
     None when unknown (a soft budget, which is not counted; a counter not in use here; Redis away)."""
     usage = _usage(_counters(org_id, tz_name, [budget], user_id)).get(budget.id)
-    return None if usage is None else Decimal(str(round(usage.used, 6)))
+    if usage is None or not (usage.used or usage.reserved):
+        return None  # a counter no request has touched yet (seeded from the database at first use)
+    return Decimal(str(round(usage.used, 6)))
 
 
 def compare(org_id: int, tz_name: str, budget: BudgetConfig, db_spend: Decimal, user_id: str = "") -> Decimal | None:

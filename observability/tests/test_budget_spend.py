@@ -177,7 +177,7 @@ def test_drift_against_the_limits_counter_is_logged_when_the_counter_is_known(wo
     made = budget(world.own.org)
     record(world.own, "1.00")
     assert spend.reconcile_org(world.own.org.pk, NOW).drifted == []  # no engine: nothing to compare with
-    monkeypatch.setattr(spend, "counter_spend", lambda budget, user_id="": Decimal("1.50"))
+    monkeypatch.setattr(spend, "counter_spend", lambda org_id, tz_name, budget, user_id="": Decimal("1.50"))
     with caplog.at_level(logging.WARNING, logger="observability.limits"):
         done = spend.reconcile_org(world.own.org.pk, NOW)
     assert done.drifted == [(made.pk, "", Decimal("0.50"))]
