@@ -136,3 +136,13 @@ def test_without_the_cache_enabled_nothing_is_cached(gateway, gateway_key, fake)
     client.chat.completions.create(**CHAT)
     second = client.chat.completions.with_raw_response.create(**CHAT)
     assert "x-ingate-cache" not in second.headers and len(fake.requests) == 2
+
+
+def test_a_namespace_header_cannot_reach_another_apps_entries(gateway, gateway_key, fake, cached):
+    key = gateway_key[0]
+    _, other_app_key = make_key(app=AppFactory(org=key.org, slug="second-app"))
+    oai(gateway, gateway_key[1]).chat.completions.create(**CHAT)
+    probe = oai(gateway, other_app_key).chat.completions.with_raw_response.create(
+        **CHAT, extra_headers={"x-ingate-cache-namespace": f"app:{key.app_id}"}
+    )
+    assert probe.headers["x-ingate-cache"] == "MISS" and len(fake.requests) == 2

@@ -151,8 +151,9 @@ class ResponseCache(Stage):
             return
         no_cache, no_store, max_age = _cache_control(ex)
         namespace = ingate.get(_NAMESPACE, b"").decode("latin-1")[:200]
-        if not namespace and settings.namespace_per_app and ex.principal.app_id is not None:
-            namespace = f"app:{ex.principal.app_id}"
+        if settings.namespace_per_app and ex.principal.app_id is not None:
+            # The header narrows within the app's own namespace; it never reaches another app's entries.
+            namespace = f"app:{ex.principal.app_id}/{namespace}" if namespace else f"app:{ex.principal.app_id}"
         model = ex.fmt.model(parsed) or ex.route.model
         key = cache_key(ex.principal.org_id, namespace, ex.route.provider, endpoint, model, parsed)
         read = not no_cache and mode != "refresh"
