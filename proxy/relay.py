@@ -512,9 +512,10 @@ class ProxyApp:
         if error.retry_after:
             headers.append((b"retry-after", str(max(1, math.ceil(error.retry_after))).encode()))
         if ex.routed is not None:
+            ex.routed.note_skipped()
             ex.record.attempts = ex.routed.attempts
             headers.append((b"x-ingate-route", ex.routed.name.encode("latin-1", "replace")))
-            headers.append((b"x-ingate-attempts", str(len(ex.routed.attempts)).encode()))
+            headers.append((b"x-ingate-attempts", str(ex.routed.tried).encode()))
         await ex.send({"type": "http.response.start", "status": error.status, "headers": headers})
         await ex.send({"type": "http.response.body", "body": body})
 

@@ -366,3 +366,22 @@ def test_a_route_whose_targets_all_lack_credentials_is_a_401_naming_each(gateway
         oai(gateway, gateway_key).chat.completions.create(**CHAT)
     message = caught.value.message
     assert "openai/gpt-4o-mini" in message and "anthropic/claude-haiku-4-5" in message and fake.requests == []
+
+
+def test_a_target_skipped_while_its_circuit_is_open_shows_in_the_record(gateway, gateway_key, fake, org, settings):
+    settings.INGATE_ROUTE_HEALTH_THRESHOLD = 2
+    settings.INGATE_ROUTE_HEALTH_COOLDOWN = 60
+    fake.per_model["gpt-down"] = {"status": 503}
+    route(org, ("openai", "gpt-down"), ("openai", "gpt-4o-mini"))
+    client = oai(gateway, gateway_key)
+    for _ in range(2):
+        client.chat.completions.create(**CHAT)  # the primary fails, the fallback answers; its circuit opens
+    raw = client.chat.completions.with_raw_response.create(**CHAT)
+    assert raw.headers["x-ingate-attempts"] == "1"  # the paused primary was not tried
+    record = gateway.wait_for_records(3)[-1]
+    assert [(a["model"], a["status"], bool(a.get("skipped"))) for a in record.attempts] == [
+        ("gpt-4o-mini", 200, False),
+        ("gpt-down", 0, True),
+    ]
+    assert "HTTP 503" in record.attempts[1]["error"]
+    assert [json.loads(r.body)["model"] for r in fake.requests].count("gpt-down") == 2

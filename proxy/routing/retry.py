@@ -217,6 +217,7 @@ class Plan:
         self._gave_up_for_deadline = False
         self._error = None
         self._failure: Failure | None = None
+        self.skipped: dict[int, None] = {}  # targets passed over while their circuit was open, in order
 
     def _order(self, strategy: str, explore: float) -> list[int]:
         indices = list(range(len(self.targets)))
@@ -254,6 +255,7 @@ class Plan:
             if self.health.is_open(key):
                 if not self.health.probe_due(key):
                     skipped_open.append(i)
+                    self.skipped[i] = None
                     continue
                 probe = True
             delay = max(0.0, self._not_before[i] - now)

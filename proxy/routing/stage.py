@@ -145,11 +145,37 @@ class RoutedRequest:
             }
         )
 
+    def note_skipped(self) -> None:
+        """Targets the plan passed over because their circuit was open: in the record, not in X-Ingate-Attempts."""
+        tried = {(a["provider"], a["model"], a["credential"]) for a in self.attempts}
+        for index in self.plan.skipped:
+            target = self.targets[index]
+            ident = (target.provider, target.model, target.credential or "")
+            if ident in tried:
+                continue
+            failure = self.plan.health.last_failure(self.plan.keys[index])
+            why = f" after {failure.describe()}" if failure is not None else ""
+            self.attempts.append(
+                {
+                    **dict(zip(("provider", "model", "credential"), ident, strict=True)),
+                    "status": 0,
+                    "error": f"skipped: paused{why}",
+                    "ms": 0.0,
+                    "error_code": "",
+                    "skipped": True,
+                }
+            )
+
+    @property
+    def tried(self) -> int:
+        return sum(1 for attempt in self.attempts if not attempt.get("skipped"))
+
     def chose(self, leg: Leg, record) -> None:
         """The attempt whose answer the client gets: the record prices the model that answered, in its format."""
         target = leg.attempt.target
         record.provider, record.model = target.provider, target.model
         record.passthrough = leg.passthrough
+        self.note_skipped()
         record.attempts = self.attempts
         self.answered = leg
 
@@ -160,7 +186,7 @@ class RoutedRequest:
             (b"x-ingate-route", self.name.encode("latin-1", "replace")),
             (b"x-ingate-provider", target.provider.encode("latin-1", "replace")),
             (b"x-ingate-model", target.model.encode("latin-1", "replace")),
-            (b"x-ingate-attempts", str(len(self.attempts)).encode()),
+            (b"x-ingate-attempts", str(self.tried).encode()),
         ]
 
 
