@@ -297,15 +297,27 @@ class Strategy(models.TextChoices):
     LOWEST_LATENCY = "lowest-latency", "Lowest latency: fastest recent first byte, with a little exploration"
 
 
-def clean_statuses(value) -> list[int]:
-    """The opt-in statuses as stored: whole numbers from 400 to 599, each once, sorted. ValidationError else."""
+def whole_numbers(value, low: int, high: int, *, not_a_list: str, out_of_range: str) -> list[int]:
+    """A list of whole numbers from `low` to `high` as stored: each once, sorted. ValidationError (with the given
+    messages; `out_of_range` ends before the offending values, which are appended) else."""
     if not isinstance(value, list | tuple):
-        raise ValidationError("Give a list of HTTP statuses, such as [400, 401].")
-    wrong = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or not 400 <= v <= 599]
+        raise ValidationError(not_a_list)
+    wrong = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high]
     if wrong:
         shown = ", ".join(repr(v) for v in wrong[:5])
-        raise ValidationError(f"Statuses are whole numbers from 400 to 599 (an error answer); not {shown}.")
+        raise ValidationError(f"{out_of_range}; not {shown}.")
     return sorted(set(value))
+
+
+def clean_statuses(value) -> list[int]:
+    """The opt-in statuses as stored: whole numbers from 400 to 599, each once, sorted. ValidationError else."""
+    return whole_numbers(
+        value,
+        400,
+        599,
+        not_a_list="Give a list of HTTP statuses, such as [400, 401].",
+        out_of_range="Statuses are whole numbers from 400 to 599 (an error answer)",
+    )
 
 
 class Route(models.Model):
@@ -524,13 +536,13 @@ def default_thresholds() -> list[int]:
 
 def clean_thresholds(value) -> list[int]:
     """Alert thresholds as stored: whole percentages from 1 to 100, each once, sorted. ValidationError else."""
-    if not isinstance(value, list | tuple):
-        raise ValidationError("Give the alert thresholds as a list of percentages, such as [50, 80, 100].")
-    wrong = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100]
-    if wrong:
-        shown = ", ".join(repr(v) for v in wrong[:5])
-        raise ValidationError(f"Thresholds are whole percentages from 1 to 100; not {shown}.")
-    return sorted(set(value))
+    return whole_numbers(
+        value,
+        1,
+        100,
+        not_a_list="Give the alert thresholds as a list of percentages, such as [50, 80, 100].",
+        out_of_range="Thresholds are whole percentages from 1 to 100",
+    )
 
 
 class ScopedLimit(models.Model):
