@@ -66,7 +66,7 @@ class Limits(Stage):
         self._periods: dict[tuple[str, str], tuple[str, float]] = {}  # (period, zone) -> (start label, end epoch)
         # Orgs (and periods) whose budget counters were seeded from the database's recorded spend in this process.
         self._seeded: LoadingCache[Any, bool] = LoadingCache(self._load_seed, ttl=86400.0, miss_ttl=60.0)
-        self._to_seed: dict[Any, tuple[Counter, ...]] = {}
+        self._to_seed: dict[Any, tuple[tuple[int, Counter], ...]] = {}
         sink = app.sink
         self._unit_prices = getattr(sink, "unit_prices", None)
         self._budget_spend = getattr(sink, "budget_spend", None)
@@ -92,7 +92,7 @@ class Limits(Stage):
         known = self._plans.get(who)
         if known is None or known[0] is not config or now >= known[1]:
             known = self._plan(config, who, now)
-        budgets, counters, count_cache_reads = known[2:]
+        budgets, counters, count_cache_reads, seed = known[2:]
         if not counters:
             return
         body = await ex.body()
@@ -100,7 +100,7 @@ class Limits(Stage):
         output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
         cost, prices = 0.0, None
         if budgets:
-            await self._seed(ex, config, budgets, now)
+            await self._seed(config.org_id, seed)
             cost, prices = await self._worst_cost(ex, input_tokens, output_tokens)
         reservation = await self.app.limiter.reserve(
             ex.record.request_id,
@@ -130,7 +130,9 @@ class Limits(Stage):
         for rate in rates:
             counters += self._rate_counters(config.org_id, rate, user)
             count_cache_reads = count_cache_reads or rate.count_cache_reads
-        plan = (config, until, budgets, tuple(counters), count_cache_reads)
+        # The hard budgets' counters whose spend the database can tell (per-user counters start at what users spend).
+        seed = tuple((b.id, c) for b, c in zip(budgets, counters, strict=False) if not b.scope.is_user_default)
+        plan = (config, until, budgets, tuple(counters), count_cache_reads, seed)
         if len(self._plans) >= 100_000:  # end users are unbounded: start over rather than grow without end
             self._plans.clear()
         self._plans[who] = plan
@@ -163,28 +165,23 @@ class Limits(Stage):
             self._periods[(period, zone)] = found
         return found
 
-    async def _seed(self, ex: Exchange, config, budgets, now: float) -> None:
-        """Once per org and period in this process: the counters start from the spend the database recorded (a
-        budget created mid-period, a restarted embedded gateway, a Redis that lost its data); the larger of the two
-        is kept, so seeding never lowers a count. Concurrent first requests share one load."""
-        if self._budget_spend is None:
+    async def _seed(self, org_id: int, seed: tuple[tuple[int, Counter], ...]) -> None:
+        """Once per set of budget counters (an org's, a period's) in this process: the counters start from the spend
+        the database recorded (a budget created mid-period, a restarted embedded gateway, a Redis that lost its
+        data); the larger of the two is kept, so seeding never lowers a count. Concurrent first requests share one
+        load. `seed`: (budget id, its counter) pairs, made once per plan."""
+        if self._budget_spend is None or not seed:
             return
-        counters = tuple(
-            self._budget_counter(config.org_id, config.timezone, budget, "", now)
-            for budget in config.budgets
-            if budget.hard and not budget.scope.is_user_default  # per-user counters start at what users spend
-        )
-        if counters:
-            key = (config.org_id, tuple(counter.key for counter in counters))
-            self._to_seed.setdefault(key, counters)
-            await self._seeded.get(key)
+        key = (org_id, tuple(counter.key for _, counter in seed))
+        self._to_seed.setdefault(key, seed)
+        await self._seeded.get(key)
 
     async def _load_seed(self, key: tuple[int, tuple[str, ...]]) -> bool | None:
         org_id = key[0]
-        counters = self._to_seed.pop(key, ())
+        seed = self._to_seed.pop(key, ())
         try:
             spent = await self.app.db.run(self._budget_spend, org_id)
-            totals = [(counter, float(spent.get(_budget_id(counter), 0.0))) for counter in counters]
+            totals = [(counter, float(spent.get(budget_id, 0.0))) for budget_id, counter in seed]
             await asyncio.get_running_loop().run_in_executor(None, self.app.limiter.load, totals)
         except Exception as exc:  # noqa: BLE001  (the counters still count; the reconciliation reports drift)
             log.warning("Could not seed the budget counters of org %s from the database: %s", org_id, exc)
@@ -300,11 +297,6 @@ def budget_counter(org_id: int, budget, user: str, period: tuple[str, float | No
         fail_open=budget.fail_open,
         label=_label(budget, f"{budget.period} budget" if budget.period != "total" else "budget", user),
     )
-
-
-def _budget_id(counter: Counter) -> int:
-    """The budget a spend counter counts for (its key is o<org>:b<budget>[:u:<user>]:<period start>)."""
-    return int(counter.key.split(":", 2)[1][1:])
 
 
 def _label(item, what: str, user: str) -> str:
