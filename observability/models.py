@@ -317,6 +317,9 @@ class RecordRollup(models.Model):
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+    # Requests answered from the response cache, and what their originals cost (not in `cost`: a hit bills $0).
+    cache_hits = models.PositiveIntegerField(default=0)
+    cost_saved = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
     latency = models.JSONField(default=list, blank=True)
 
     class Meta:

@@ -29,6 +29,8 @@ class _Sums:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: Decimal = _ZERO
+    cache_hits: int = 0
+    cost_saved: Decimal = _ZERO
     latency: list[int] = field(default_factory=list)
 
     def add(self, other: _Sums) -> None:
@@ -39,6 +41,8 @@ class _Sums:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cost += other.cost
+        self.cache_hits += other.cache_hits
+        self.cost_saved += other.cost_saved
 
 
 # The dimensions a record is counted in, in the order of apply's key after the hour.
@@ -107,6 +111,11 @@ def apply(records: list) -> None:
         sums.input_tokens += row.get("input_tokens") or 0
         sums.output_tokens += row.get("output_tokens") or 0
         sums.cost += value
+        if row.get("cache_hit"):
+            sums.cache_hits += 1
+            saved = row.get("cost_saved")
+            if saved is not None:
+                sums.cost_saved += Decimal(saved)
         sums.latency[bisect.bisect_left(bounds, row["total_ms"])] += 1
         if row.get("session_id"):
             session = sessions.get((row["org_id"], row["session_id"]))
@@ -178,10 +187,23 @@ def _write_rollups(sums: dict[tuple, _Sums]) -> None:
         row.input_tokens += delta.input_tokens
         row.output_tokens += delta.output_tokens
         row.cost += delta.cost
+        row.cache_hits += delta.cache_hits
+        row.cost_saved += delta.cost_saved
         if delta.latency:
             row.latency = [a + b for a, b in zip(row.latency or [0] * len(delta.latency), delta.latency, strict=False)]
         (changed if key in existing else new).append(row)
-    fields = ["requests", "errors", "unpriced", "priced", "input_tokens", "output_tokens", "cost", "latency"]
+    fields = [
+        "requests",
+        "errors",
+        "unpriced",
+        "priced",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "cache_hits",
+        "cost_saved",
+        "latency",
+    ]
     _update_locked(RecordRollup, changed, ["org_id", "dimension", "bucket", "value"], fields)
     RecordRollup.objects.bulk_create(new, batch_size=500)
 
@@ -301,6 +323,8 @@ def rebuild(org_id: int) -> int:
         "input": Coalesce(Sum("input_tokens"), 0),
         "output": Coalesce(Sum("output_tokens"), 0),
         "spent": Coalesce(Sum("cost_total"), _ZERO),
+        "hits": Count("id", filter=Q(cache_hit=True)),
+        "saved": Coalesce(Sum("cost_saved", filter=Q(cache_hit=True)), _ZERO),
     }
     fields = {
         "model": "filed_model",
@@ -388,5 +412,7 @@ def _rollup(org_id, dimension, hour, value, row, histogram) -> RecordRollup:
         input_tokens=row["input"],
         output_tokens=row["output"],
         cost=row["spent"],
+        cache_hits=row["hits"],
+        cost_saved=row["saved"],
         latency=histogram,
     )

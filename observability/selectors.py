@@ -197,10 +197,14 @@ def totals(queryset: QuerySet) -> dict[str, Any]:
         cost=Sum("cost_total"),
         unpriced=Count("id", filter=UNPRICED),
         priced=Count("id", filter=Q(cost_total__isnull=False)),
+        cache_hits=Count("id", filter=Q(cache_hit=True)),
+        cost_saved=Sum("cost_saved", filter=Q(cache_hit=True)),
         first=Min("created_at"),
         last=Max("created_at"),
     )
     found["cost"] = found["cost"] or Decimal(0)
+    found["cost_saved"] = found["cost_saved"] or Decimal(0)
+    found["hit_rate"] = hit_rate(found)
     return found
 
 
@@ -217,6 +221,8 @@ def series(queryset: QuerySet, *, bucket: str = "hour", group_by: str | None = N
             input_tokens=Sum("input_tokens"),
             output_tokens=Sum("output_tokens"),
             cost=Sum("cost_total"),
+            cache_hits=Count("id", filter=Q(cache_hit=True)),
+            cost_saved=Sum("cost_saved", filter=Q(cache_hit=True)),
             avg_ms=Avg("total_ms"),
         )
         .order_by(*keys)
@@ -230,6 +236,8 @@ def series(queryset: QuerySet, *, bucket: str = "hour", group_by: str | None = N
             "input_tokens": row["input_tokens"] or 0,
             "output_tokens": row["output_tokens"] or 0,
             "cost": row["cost"] or Decimal(0),
+            "cache_hits": row["cache_hits"],
+            "cost_saved": row["cost_saved"] or Decimal(0),
             "avg_ms": row["avg_ms"],
         }
         for row in rows
@@ -297,9 +305,17 @@ _ROLLUP_SUMS = {
     "unpriced": Sum("unpriced"),
     "priced": Sum("priced"),
     "cost": Sum("cost"),
+    "cache_hits": Sum("cache_hits"),
+    "cost_saved": Sum("cost_saved"),
 }
 _TOKENS = Sum(F("input_tokens") + F("output_tokens"))
-_COUNTS = ("requests", "errors", "unpriced", "priced", "tokens")
+_COUNTS = ("requests", "errors", "unpriced", "priced", "tokens", "cache_hits")
+_AMOUNTS = ("cost", "cost_saved")
+
+
+def hit_rate(row: dict[str, Any]) -> float:
+    """The share of a row's requests answered from the response cache, in percent."""
+    return row["cache_hits"] / row["requests"] * 100 if row["requests"] else 0.0
 
 
 def rollup_totals(org_id: int, since: datetime.datetime) -> dict[str, Any]:
@@ -308,8 +324,9 @@ def rollup_totals(org_id: int, since: datetime.datetime) -> dict[str, Any]:
         output_tokens=Sum("output_tokens"),
         **_ROLLUP_SUMS,
     )
-    found = {name: value or 0 for name, value in found.items()} | {"cost": found["cost"] or Decimal(0)}
-    return found | {"tokens": found["input_tokens"] + found["output_tokens"]}
+    found = {name: value or 0 for name, value in found.items()} | {name: found[name] or Decimal(0) for name in _AMOUNTS}
+    found["tokens"] = found["input_tokens"] + found["output_tokens"]
+    return found | {"hit_rate": hit_rate(found)}
 
 
 def bucket_starts(since: datetime.datetime, until: datetime.datetime, bucket: str) -> list[datetime.datetime]:
@@ -375,11 +392,13 @@ _WITHOUT = {
 
 
 def _sum_row(found: dict[str, Any], **extra) -> dict[str, Any]:
-    return {name: found.get(name) or 0 for name in _COUNTS} | {"cost": found.get("cost") or Decimal(0)} | extra
+    row = {name: found.get(name) or 0 for name in _COUNTS} | {name: found.get(name) or Decimal(0) for name in _AMOUNTS}
+    return row | {"hit_rate": hit_rate(row)} | extra
 
 
 def _minus(whole: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
-    return {name: whole[name] - part[name] for name in (*_COUNTS, "cost")}
+    row = {name: whole[name] - part[name] for name in (*_COUNTS, *_AMOUNTS)}
+    return row | {"hit_rate": hit_rate(row)}
 
 
 def rollup_breakdown(
@@ -401,7 +420,7 @@ def rollup_breakdown(
     ]
     whole = rollups.aggregate(values=Count("value", distinct=True), tokens=_TOKENS, **_ROLLUP_SUMS)
     rows = _named(dimension, top)
-    shown = {name: sum(row[name] for row in top) for name in (*_COUNTS, "cost")}
+    shown = {name: sum(row[name] for row in top) for name in (*_COUNTS, *_AMOUNTS)}
     if whole["values"] > len(top):
         more = whole["values"] - len(top)
         rows.append(

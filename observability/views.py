@@ -24,6 +24,8 @@ WINDOWS = {
     "30d": (datetime.timedelta(days=30), "day"),
 }
 BREAKDOWNS = ["model", "provider", "app", "key", "user"]
+# The breakdowns that show response cache hits, hit rate and money saved (the cache is set per org and app).
+CACHE_BREAKDOWNS = ("app", "key")
 
 
 class PeekPage:
@@ -103,6 +105,7 @@ def overview(request):
         totals=totals,
         chart=_chart_data(points, bucket),
         breakdowns={name: selectors.rollup_breakdown(ctx.org.pk, since, name, totals=totals) for name in BREAKDOWNS},
+        cache_breakdowns=CACHE_BREAKDOWNS,
         since=since.isoformat(),  # a breakdown row's logs link selects the same window
     )
 

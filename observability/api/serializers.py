@@ -32,6 +32,10 @@ class SeriesPointSerializer(serializers.Serializer):
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=18, decimal_places=10)
+    cache_hits = serializers.IntegerField(help_text="Requests answered from the response cache")
+    cost_saved = serializers.DecimalField(
+        max_digits=18, decimal_places=10, help_text="What the cache hits' original answers cost"
+    )
     avg_ms = serializers.FloatField(allow_null=True, required=False)
     p50_ms = serializers.FloatField(allow_null=True)
     p95_ms = serializers.FloatField(allow_null=True)

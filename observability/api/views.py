@@ -95,7 +95,8 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     def totals(self, request):
         """Totals over the filtered records. `errors` counts failed requests; `unpriced` counts requests that did
         not fail, of a kind billed by the token, whose cost is unknown (not in `cost`); `priced` those whose cost is
-        known."""
+        known; `cache_hits` those answered from the response cache (cost 0), `hit_rate` their share in percent and
+        `cost_saved` what their original answers cost."""
         return response.Response(selectors.totals(self.filter_queryset(self.get_queryset())))
 
     @extend_schema(responses={200: s.SessionSerializer(many=True)})

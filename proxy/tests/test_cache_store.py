@@ -14,7 +14,6 @@ import orjson
 import pytest
 import redis
 from django.conf import settings as django_settings
-from redis.connection import parse_url
 
 from proxy.response_cache import cache_key, store
 from proxy.response_cache.store import MAX_ENTRY_BYTES, MemoryStore, RedisStore, redis_key, store_for
@@ -45,12 +44,17 @@ def digest(n: int | str, org: int = 1) -> str:
 def redis_url():
     if not django_settings.REDIS_URL:
         pytest.skip("needs REDIS_URL (set in CI)")
-    parts = parse_url(django_settings.REDIS_URL)
-    url = f"redis://{parts.get('host', '127.0.0.1')}:{parts.get('port', 6379)}/3"
+    # The configured database, of which only the cache's own keys are dropped: the Redis may be shared.
+    url = django_settings.REDIS_URL
     client = redis.Redis.from_url(url)
-    client.flushdb()
+
+    def drop_entries():
+        for found in client.scan_iter(match=f"{store.PREFIX}*", count=1000):
+            client.unlink(found)
+
+    drop_entries()
     yield url
-    client.flushdb()
+    drop_entries()
     client.close()
 
 
