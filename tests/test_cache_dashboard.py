@@ -22,6 +22,7 @@ from tenancy.audit import Actor
 from tenancy.cache import cache_settings_create
 from tenancy.models import Role
 from tenancy.tests.factories import MembershipFactory, UserFactory
+from tests.test_cache_proxy import no_entries_left  # noqa: F401  (autouse: no entry of an earlier run answers)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHAT = {"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "what is 2 + 2?"}]}

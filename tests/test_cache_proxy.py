@@ -10,7 +10,9 @@ import anthropic
 import httpx
 import openai
 import pytest
+import redis
 
+from proxy.response_cache.store import PREFIX
 from tenancy.audit import Actor
 from tenancy.cache import cache_settings_create
 from tenancy.tests.factories import AppFactory, OrganizationFactory, make_key
@@ -18,6 +20,17 @@ from tests.fake_provider.options import DEFAULT_TEXT
 
 CHAT = {"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "what is 2 + 2?"}]}
 MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "what is 2 + 2?"}]}
+
+
+@pytest.fixture(autouse=True)
+def no_entries_left(settings):
+    """With Redis, entries outlive a test and org ids repeat in a fresh test database: drop the cache's keys so an
+    earlier run's entries never answer this one's requests (the in-process store is new with each test)."""
+    if settings.REDIS_URL:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for found in client.scan_iter(match=f"{PREFIX}*", count=1000):
+            client.unlink(found)
+        client.close()
 
 
 @pytest.fixture
