@@ -4,6 +4,7 @@ an entry, the per-request controls work, and a hit's record costs nothing and na
 
 from __future__ import annotations
 
+import json
 import time
 
 import anthropic
@@ -15,8 +16,12 @@ import redis
 from proxy.response_cache.store import PREFIX
 from tenancy.audit import Actor
 from tenancy.cache import cache_settings_create
-from tenancy.tests.factories import AppFactory, OrganizationFactory, make_key
+from tenancy.models import Role
+from tenancy.tests.factories import AppFactory, MembershipFactory, OrganizationFactory, UserFactory, make_key
 from tests.fake_provider.options import DEFAULT_TEXT
+from tests.test_routing import ANTHROPIC_TOOL_USE, OPENAI_TOOL_CALLS, WEATHER
+
+PURGE = "/ingate/api/v1/cache-purge/"
 
 CHAT = {"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "what is 2 + 2?"}]}
 MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "what is 2 + 2?"}]}
@@ -159,3 +164,90 @@ def test_a_namespace_header_cannot_reach_another_apps_entries(gateway, gateway_k
         **CHAT, extra_headers={"x-ingate-cache-namespace": f"app:{key.app_id}"}
     )
     assert probe.headers["x-ingate-cache"] == "MISS" and len(fake.requests) == 2
+
+
+def test_tool_calls_replay_as_streams_the_sdks_put_back_together(gateway, gateway_key, fake, cached):
+    client = oai(gateway, gateway_key[1])
+    tools = [{"type": "function", "function": WEATHER}]
+    fake.replay(json.dumps(OPENAI_TOOL_CALLS))
+    whole = client.chat.completions.create(**CHAT, tools=tools)
+    with client.chat.completions.stream(**CHAT, tools=tools) as stream:
+        for _ in stream:
+            pass
+        streamed = stream.get_final_completion()
+    [call] = streamed.choices[0].message.tool_calls
+    assert streamed.choices[0].finish_reason == whole.choices[0].finish_reason == "tool_calls"
+    assert (call.id, call.function.name, json.loads(call.function.arguments)) == (
+        "call_abc",
+        "get_weather",
+        {"city": "Paris"},
+    )
+
+    anthropic_client = anthropic.Anthropic(
+        api_key=gateway_key[1], base_url=gateway.url, max_retries=0, default_headers={"x-ingate-cache": "on"}
+    )
+    tool = {"name": WEATHER["name"], "description": WEATHER["description"], "input_schema": WEATHER["parameters"]}
+    fake.replay(json.dumps(ANTHROPIC_TOOL_USE))
+    first = anthropic_client.messages.create(**MESSAGE, tools=[tool])
+    with anthropic_client.messages.stream(**MESSAGE, tools=[tool]) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == first.stop_reason == "tool_use"
+    assert [b.model_dump() for b in final.content] == [b.model_dump() for b in first.content]
+    assert final.usage.output_tokens == 48
+    assert len(fake.requests) == 2  # one upstream call per format: each stream was a hit
+
+
+def test_an_entry_expires_after_the_time_to_live_of_the_settings(gateway, gateway_key, fake):
+    cache_settings_create(actor=Actor.system("test"), org=gateway_key[0].org, enabled=True, ttl_seconds=1)
+    client = oai(gateway, gateway_key[1])
+    client.chat.completions.create(**CHAT)
+    assert client.chat.completions.with_raw_response.create(**CHAT).headers["x-ingate-cache"] == "HIT"
+    time.sleep(1.2)
+    assert client.chat.completions.with_raw_response.create(**CHAT).headers["x-ingate-cache"] == "MISS"
+    assert len(fake.requests) == 2
+
+
+def test_a_purge_from_the_api_empties_the_cache_the_gateway_answers_from(
+    gateway, gateway_key, fake, cached, client_for
+):
+    key = gateway_key[0]
+    admin = MembershipFactory(org=key.org, role=Role.ADMIN, user=UserFactory(username="ops")).user
+    client = oai(gateway, gateway_key[1])
+    client.chat.completions.create(**CHAT)
+    assert client.chat.completions.with_raw_response.create(**CHAT).headers["x-ingate-cache"] == "HIT"
+    other_namespace = client_for(user=admin).post(PURGE, {"org": key.org_id, "namespace": "elsewhere"}, format="json")
+    assert other_namespace.json()["dropped"] == 0
+    assert client.chat.completions.with_raw_response.create(**CHAT).headers["x-ingate-cache"] == "HIT"
+    purged = client_for(user=admin).post(PURGE, {"org": key.org_id}, format="json")
+    assert purged.status_code == 200 and purged.json()["dropped"] == 1
+    assert client.chat.completions.with_raw_response.create(**CHAT).headers["x-ingate-cache"] == "MISS"
+    assert len(fake.requests) == 2
+
+
+def test_a_body_that_is_not_json_bypasses_the_cache_and_goes_upstream(gateway, gateway_key, fake, cached):
+    auth = {"authorization": f"Bearer {gateway_key[1]}", "content-type": "text/plain"}
+    url = gateway.url + "/v1/chat/completions"
+    for _ in range(2):
+        reply = httpx.post(url, content=b"what is 2 + 2?", headers={**auth, "x-ingate-cache": "on"})
+        assert reply.headers["x-ingate-cache"] == "BYPASS"
+    assert len(fake.requests) == 2
+
+
+def test_a_malformed_cache_header_is_an_error_in_the_anthropic_shape_for_anthropic_clients(
+    gateway, gateway_key, fake, cached
+):
+    client = anthropic.Anthropic(
+        api_key=gateway_key[1], base_url=gateway.url, max_retries=0, default_headers={"x-ingate-cache": "sometimes"}
+    )
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.create(**MESSAGE)
+    assert refused.value.body["type"] == "error" and "X-Ingate-Cache" in refused.value.body["error"]["message"]
+    assert not fake.requests
+
+
+def test_embeddings_are_answered_from_the_cache(gateway, gateway_key, fake, cached):
+    client = oai(gateway, gateway_key[1])
+    first = client.embeddings.create(model="text-embedding-3-small", input=["cached vectors"])
+    again = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["cached vectors"])
+    assert again.headers["x-ingate-cache"] == "HIT" and again.parse().model_dump() == first.model_dump()
+    assert len(fake.requests) == 1
