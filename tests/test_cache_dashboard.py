@@ -63,6 +63,11 @@ def test_hits_and_the_money_they_saved_reach_the_overview_and_the_records_api(
     assert page.count(f'data-cache="saved">{_usd(saved)}<') == 2
     assert page.count('<th class="num">Cache hits</th>') == 2  # only the app and key breakdowns have them
 
+    detail = overview.get(f"/ingate/logs/{hits[0].pk}/").content.decode()
+    assert f"saved {_usd(miss.cost_total)}" in detail
+    assert f'href="/ingate/logs/{miss.pk}/" data-testid="cache-source">request {miss.pk}<' in detail
+    assert 'data-testid="record-cost">$0<' in detail
+
     api = client_for(user=member)
     totals = api.get("/ingate/api/v1/records/totals/", {"org": "acme", "app": "acme-app"}).json()
     assert totals["cache_hits"] == 2 and round(totals["hit_rate"], 1) == 66.7
