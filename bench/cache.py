@@ -1,7 +1,10 @@
 """Response cache benchmark: what a cache hit adds over calling the provider directly, against a miss, at
 concurrency 1 (interleaved rounds) and req/s at concurrency 32 (wrk); and the in-process store's memory with 100k
 distinct entries against its byte cap (in a separate process, no server).
-Run from the repo root: `.venv/bin/python bench/cache.py [--rounds 20] [--requests 200] [--redis] [--json out.json]`."""
+Run from the repo root: `.venv/bin/python bench/cache.py [--rounds 20] [--requests 200] [--redis] [--json out.json]`.
+`--only profile [--hits N]`: where a hit's time goes, in process (the gateway's ASGI app called directly, no HTTP
+server or client socket), timed and then under cProfile; with `--redis`, also the store's GET through its client
+against a bare RESP GET on one socket (what a leaner client would save)."""
 
 from __future__ import annotations
 
@@ -349,13 +352,13 @@ def memory_run(entries: int, pin: list[str]) -> dict:
 # --- gateway ------------------------------------------------------------------------------------------------------
 
 
-def fresh_database(server: str, drop_only: bool = False) -> None:
+def fresh_database(server: str, name: str, drop_only: bool = False) -> None:
     import psycopg
 
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not drop_only:
-            conn.execute(f"CREATE DATABASE {DATABASE}")
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def gateway_run(env: dict, tmp: Path, fake, fake_port: int, pin_gw: list[str], pin_rest: list[str], args) -> dict:
@@ -401,6 +404,135 @@ def gateway_run(env: dict, tmp: Path, fake, fake_port: int, pin_gw: list[str], p
         "hit_miss": [h - m for h, m in zip(c1["hit"]["round_p50"], c1["miss"]["round_p50"], strict=True)],
     }
     return {"c1": c1, "per_round": per_round, "c32": wrk}
+
+
+# --- profile: where a hit's time goes ------------------------------------------------------------------------------
+
+
+def profile_run(env: dict, pin_gw: list[str], hits: int) -> None:
+    manage(["migrate", "--no-input"], env)
+    key = manage(["create_gateway_key", "--org", "bench", "--app", "bench"], env).strip().splitlines()[-1]
+    manage(["shell", "-c", SETUP], env)
+    cmd = [*pin_gw, PY, str(Path(__file__).resolve()), "--profile-child", "--hits", str(hits), "--key", key]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if res.returncode:
+        sys.exit(f"the profile failed:\n{res.stdout}{res.stderr}")
+    print(res.stdout)
+
+
+def profile_child(hits: int, key: str) -> None:
+    import cProfile
+    import io
+    import pstats
+
+    import django
+    import uvloop
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ingate.settings")
+    django.setup()
+    from django.conf import settings
+
+    from proxy.relay import ProxyApp
+
+    app = ProxyApp()
+    body = json.dumps(HIT_BODY).encode()
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {key}".encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+
+    async def one() -> bytes:
+        sent, status = False, []
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client never goes away
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                status.append(dict(message["headers"]).get(b"x-ingate-cache", b""))
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": PATH,
+            "raw_path": PATH.encode(),
+            "query_string": b"",
+            "headers": headers,
+            "http_version": "1.1",
+            "scheme": "http",
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 2),
+        }
+        await app(scope, receive, send)
+        return status[0]
+
+    async def client_against_bare_resp() -> dict:
+        from redis.connection import parse_url
+
+        from proxy.response_cache.store import PREFIX
+
+        probe = f"{PREFIX}bench-probe".encode()
+        client = app.cache_store._async_client()
+        await client.set(probe, b"x" * 500, px=60_000)
+        parts = parse_url(settings.REDIS_URL)
+        reader, writer = await asyncio.open_connection(parts.get("host", "127.0.0.1"), parts.get("port", 6379))
+        db = str(parts.get("db", 0)).encode()
+        writer.write(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%s\r\n" % (len(db), db))
+        await reader.readline()
+        command = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(probe), probe)
+
+        async def bare():
+            writer.write(command)
+            head = await reader.readline()
+            await reader.readexactly(int(head[1:-2]) + 2)
+
+        times = {"store client GET": [], "bare RESP GET": []}
+        for _ in range(10):
+            for name, call in (("store client GET", lambda: client.get(probe)), ("bare RESP GET", bare)):
+                t0 = time.perf_counter()
+                for _ in range(300):
+                    await call()
+                times[name].append((time.perf_counter() - t0) / 300 * 1e6)
+        writer.close()
+        return {name: statistics.median(values) for name, values in times.items()}
+
+    async def main():
+        if await one() != b"MISS":
+            sys.exit("the first request was not a miss: is the cache empty?")
+        await asyncio.sleep(0.3)  # stored when the request is over, in the background
+        for _ in range(200):
+            if await one() != b"HIT":
+                sys.exit("the repeated request was not a hit")
+        t0 = time.perf_counter()
+        for _ in range(hits):
+            await one()
+        plain = (time.perf_counter() - t0) / hits * 1e6
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(hits):
+            await one()
+        profiler.disable()
+        resp = await client_against_bare_resp() if settings.REDIS_URL else None
+        return plain, profiler, resp
+
+    plain, profiler, resp = uvloop.run(main())
+    app.sink.close()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+    store = type(app.cache_store).__name__
+    print(f"a hit, in process, {hits} in a row: {plain:.1f} µs each without the profiler ({store})")
+    if resp:
+        print(
+            "Redis GET of a 500-byte value, median of 10 x 300: "
+            + ", ".join(f"{k} {v:.1f} µs" for k, v in resp.items())
+        )
+    print(out.getvalue())
 
 
 # --- report -------------------------------------------------------------------------------------------------------
@@ -525,20 +657,27 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200, help="warm-up requests per kind (default 200)")
     ap.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run at c32, 0 to skip (default 6)")
     ap.add_argument("--entries", type=int, default=100_000, help="distinct entries for the memory part")
-    ap.add_argument("--only", choices=("gateway", "memory"), help="run one part only")
+    ap.add_argument("--only", choices=("gateway", "memory", "profile"), help="run one part only")
+    ap.add_argument("--hits", type=int, default=3000, help="hits per pass of --only profile (default 3000)")
     ap.add_argument("--redis", action="store_true", help="gateway on PostgreSQL + Redis, the cache in Redis")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/2", help="Redis db to use and flush (default 2)")
     ap.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="server for a throw-away db")
+    ap.add_argument("--database", default=DATABASE, help=f"the throw-away db, dropped at the end (default {DATABASE})")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--memory-child", choices=("RSS", "tracemalloc"), help=argparse.SUPPRESS)
+    ap.add_argument("--profile-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--key", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
         print(json.dumps(memory_child(args.entries, args.memory_child == "tracemalloc")))
         return
+    if args.profile_child:
+        profile_child(args.hits, args.key)
+        return
     if args.rounds < 1 or args.requests < 1 or args.warmup < 0 or args.entries < 1 or args.duration < 0:
         ap.error("--rounds, --requests and --entries must be ≥ 1, --warmup and --duration ≥ 0")
-    if args.only != "memory" and args.duration > 0 and not shutil.which("wrk"):
+    if args.only not in ("memory", "profile") and args.duration > 0 and not shutil.which("wrk"):
         sys.exit("wrk not found on PATH (Debian/Ubuntu: apt-get install wrk), or pass --duration 0")
     # Gateway alone on CPU 0; the fake provider, the Celery worker, wrk, our client and the memory children on CPU 1.
     pinned = not args.no_pin and bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2
@@ -563,14 +702,17 @@ def main() -> None:
         info = machine_info("uvicorn", pinned)
         if args.only != "memory":
             if args.redis:
-                env |= {"DATABASE_URL": f"{args.postgres}/{DATABASE}", "REDIS_URL": args.redis_url}
-                fresh_database(args.postgres)
+                env |= {"DATABASE_URL": f"{args.postgres}/{args.database}", "REDIS_URL": args.redis_url}
+                fresh_database(args.postgres, args.database)
                 database_made = True
                 flush_redis(args.redis_url)
             fake = spawn(
                 [*pin_rest, PY, "-m", "tests.fake_provider", "--port", str(fake_port)], tmp / "fake.log", env=env
             )
             wait_ready(fake, fake_port, tmp / "fake.log", "fake provider")
+            if args.only == "profile":
+                profile_run(env, pin_gw, args.hits)
+                return
             run = gateway_run(env, tmp, fake, fake_port, pin_gw, pin_rest, args)
             stop(fake)
         if args.only != "gateway":
@@ -587,10 +729,10 @@ def main() -> None:
         cleanup()
         if database_made:
             try:
-                fresh_database(args.postgres, drop_only=True)
+                fresh_database(args.postgres, args.database, drop_only=True)
                 flush_redis(args.redis_url)
             except Exception as exc:  # noqa: BLE001  (say so; the rest of the cleanup still runs)
-                print(f"warning: could not drop {DATABASE} / flush {args.redis_url}: {exc}", file=sys.stderr)
+                print(f"warning: could not drop {args.database} / flush {args.redis_url}: {exc}", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
