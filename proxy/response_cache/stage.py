@@ -8,7 +8,7 @@ other and usage is replayed only to clients that ask for it.
 Per request: `Cache-Control: no-cache` (skip the lookup, refresh the entry), `no-store`, `max-age=N` (only an
 entry at most N seconds old answers); `X-Ingate-Cache: on | off | refresh | read-only`; `Helicone-Cache-Enabled:
 true` (= on); `X-Ingate-Cache-Namespace`. Response: `X-Ingate-Cache: HIT | MISS | BYPASS | REFRESH`, `Age` on a
-hit. An org without the cache costs one attribute check."""
+hit. An org without the cache costs one attribute check and one header lookup (X-Ingate-Cache, answered BYPASS)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ _MODES = {b"on": "on", b"off": "off", b"refresh": "refresh", b"read-only": "read
 _HEADER = b"x-ingate-cache"
 _NAMESPACE = b"x-ingate-cache-namespace"
 _HELICONE = b"helicone-cache-enabled"
+_CACHE_CONTROL = b"cache-control"
 
 
 class Capture(Editor):
@@ -76,9 +77,19 @@ class Lookup:
         self.source = ""
 
 
-def _cache_control(ex: Exchange) -> tuple[bool, bool, float | None]:
+def _controls(forward: list[tuple[bytes, bytes]]) -> tuple[bool, bytes | None]:
+    """(Helicone-Cache-Enabled is true, the Cache-Control value) in one pass over the forwarded headers."""
+    helicone, cache_control = False, None
+    for name, value in forward:
+        if name == _CACHE_CONTROL:
+            cache_control = value
+        elif name == _HELICONE:
+            helicone = value.strip().lower() == b"true"
+    return helicone, cache_control
+
+
+def _cache_control(value: bytes | None) -> tuple[bool, bool, float | None]:
     """(no-cache, no-store, max-age) from the request's Cache-Control."""
-    value = next((v for name, v in ex.incoming.forward if name == b"cache-control"), None)
     if value is None:
         return False, False, None
     no_cache = no_store = False
@@ -123,12 +134,13 @@ class ResponseCache(Stage):
                     ErrorCode.INVALID_CACHE_HEADER,
                     f"X-Ingate-Cache must be on, off, refresh or read-only, not {asked.decode('latin-1')!r}.",
                 )
-        elif _helicone(ex):
-            mode = "on"
         if config is None:
             if mode is not None:
                 ex.cache_status = b"BYPASS"  # asked for, but this organization has no cache
             return
+        helicone, cache_control = _controls(ex.incoming.forward)
+        if mode is None and helicone:
+            mode = "on"
         settings = config.for_app(ex.principal.app_id)
         if settings is None or mode == "off":
             if mode is not None:
@@ -149,7 +161,7 @@ class ResponseCache(Stage):
         ):
             ex.cache_status = b"BYPASS"
             return
-        no_cache, no_store, max_age = _cache_control(ex)
+        no_cache, no_store, max_age = _cache_control(cache_control)
         namespace = ingate.get(_NAMESPACE, b"").decode("latin-1")[:200]
         if settings.namespace_per_app and ex.principal.app_id is not None:
             # The header narrows within the app's own namespace; it never reaches another app's entries.
@@ -277,8 +289,3 @@ _OPENAI_USAGE = (
     "prompt_tokens_details",
     "completion_tokens_details",
 )
-
-
-def _helicone(ex: Exchange) -> bool:
-    value = next((v for name, v in ex.incoming.forward if name == _HELICONE), None)
-    return value is not None and value.strip().lower() == b"true"
