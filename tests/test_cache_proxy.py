@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 import redis
+from google import genai
 
 from proxy.response_cache.store import PREFIX
 from tenancy.audit import Actor
@@ -251,3 +252,26 @@ def test_embeddings_are_answered_from_the_cache(gateway, gateway_key, fake, cach
     again = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["cached vectors"])
     assert again.headers["x-ingate-cache"] == "HIT" and again.parse().model_dump() == first.model_dump()
     assert len(fake.requests) == 1
+
+
+def test_gemini_and_ollama_answers_replay_in_their_own_formats(gateway, gateway_key, fake, cached):
+    asked = {"x-ingate-cache": "on"}  # no temperature: the providers' defaults sample, so the client asks
+    client = genai.Client(
+        api_key=gateway_key[1], http_options=genai.types.HttpOptions(base_url=gateway.url, headers=asked)
+    )
+    whole = client.models.generate_content(model="gemini-2.0-flash", contents="Why is the sky blue")
+    chunks = list(client.models.generate_content_stream(model="gemini-2.0-flash", contents="Why is the sky blue"))
+    assert "".join(c.text or "" for c in chunks) == whole.text == DEFAULT_TEXT
+    assert chunks[-1].usage_metadata.candidates_token_count == whole.usage_metadata.candidates_token_count
+    assert len(fake.requests) == 1
+
+    headers = {"authorization": f"Bearer {gateway_key[1]}", **asked}
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hello"}]}
+    first = httpx.post(gateway.url + "/api/chat", json={**body, "stream": False}, headers=headers)
+    with httpx.stream("POST", gateway.url + "/api/chat", json=body, headers=headers) as response:
+        assert response.headers["x-ingate-cache"] == "HIT"
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert "".join(line["message"]["content"] for line in lines) == first.json()["message"]["content"]
+    assert lines[-1]["done"] is True and lines[-1]["eval_count"] == first.json()["eval_count"]
+    assert len(fake.requests) == 2
