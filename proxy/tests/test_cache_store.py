@@ -190,7 +190,7 @@ def test_the_value_is_kept_compressed_behind_a_header(redis_url):
 def test_an_incompressible_answer_is_kept_as_is_and_comes_back():
     s = MemoryStore(1 << 20)
     key = redis_key(1, "", digest(1))
-    noise = hashlib.sha256(b"a").digest() + bytes(range(256))
+    noise = b"".join(hashlib.sha256(bytes([i])).digest() for i in range(64))  # 2 KiB zlib cannot shrink
 
     async def go():
         await s.put(key, noise, 60)
@@ -198,6 +198,21 @@ def test_an_incompressible_answer_is_kept_as_is_and_comes_back():
 
     assert run(go()) == noise
     assert s._entries[key][1][:2] == b"\x01r"
+
+
+def test_a_small_answer_is_kept_as_is_so_a_hit_need_not_inflate_it():
+    s = MemoryStore(1 << 20)
+    small, large = redis_key(1, "", digest("s")), redis_key(1, "", digest("l"))
+    answer = b'{"choices": [{"message": {"content": "' + b"four " * 100 + b'"}}]}'
+    assert len(answer) < store.COMPRESS_FROM
+
+    async def go():
+        await s.put(small, answer, 60)
+        await s.put(large, answer * 4, 60)
+        return await s.get(small), await s.get(large)
+
+    assert run(go()) == (answer, answer * 4)
+    assert s._entries[small][1][:2] == b"\x01r" and s._entries[large][1][:2] == b"\x01z"
 
 
 def test_a_key_needs_the_org_and_a_hex_digest():
