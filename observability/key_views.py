@@ -22,7 +22,7 @@ from tenancy import services
 from tenancy.audit import Actor
 from tenancy.models import APIKey, App, Organization, Scope
 from tenancy.pages import OrgContext
-from tenancy.permissions import CHANGE, VIEW, Principal, can, can_add, creator_role_subquery, grantable_scopes, restrict
+from tenancy.permissions import CHANGE, VIEW, Principal, can_add, creator_role_subquery, grantable_scopes, restrict
 
 from .models import RecordRollup
 
@@ -35,9 +35,11 @@ class KeyForm(forms.Form):
         required=False, label="Expires (optional)", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
 
-    def __init__(self, *args, apps, **kwargs):
+    def __init__(self, *args, apps, grantable: frozenset[str], **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["app"].queryset = apps
+        # Only the scopes the maker may grant are offered; the service checks again when the key is made.
+        self.fields["scopes"].choices = [(v, f"{v}: {label}") for v, label in Scope.choices if v in grantable]
 
 
 def month_start(now: datetime.datetime) -> datetime.datetime:
@@ -58,6 +60,7 @@ def spend_this_month(org: Organization, key_ids: list[int]) -> dict[int, dict]:
 
 
 def _keys(ctx: OrgContext) -> list[APIKey]:
+    actor = Actor(principal=ctx.principal)
     keys = list(
         restrict(APIKey.objects.filter(org=ctx.org), ctx.principal, VIEW)
         .select_related("app", "created_by")
@@ -67,7 +70,7 @@ def _keys(ctx: OrgContext) -> list[APIKey]:
     spend = spend_this_month(ctx.org, [k.pk for k in keys])
     for key in keys:
         key.spend = spend.get(key.pk, {"cost": None, "requests": 0, "unpriced": 0, "priced": 0})
-        key.may_revoke = key.revoked_at is None and can(ctx.principal, CHANGE, key)
+        key.may_revoke = key.revoked_at is None and services.api_key_may_change(actor=actor, key=key)
     return keys
 
 
@@ -80,13 +83,13 @@ def _apps(ctx: OrgContext):
     return restrict(apps, ctx.principal, CHANGE)
 
 
+def _form(ctx: OrgContext, data=None) -> KeyForm:
+    return KeyForm(data, apps=_apps(ctx), grantable=grantable_scopes(ctx.principal, ctx.org))
+
+
 def _page(request, ctx: OrgContext, form: KeyForm | None = None, created: tuple[APIKey, str] | None = None, status=200):
     apps = _apps(ctx)
-    grantable = grantable_scopes(ctx.principal, ctx.org)
-    form = form or KeyForm(apps=apps)
-    form.fields["scopes"].choices = [
-        (value, f"{value}: {label}") for value, label in Scope.choices if value in grantable
-    ]
+    form = form or _form(ctx)
     response = render(
         request,
         "tenancy/keys.html",
@@ -113,7 +116,7 @@ def key_list(request):
         return render(request, "tenancy/keys.html", {"orgs": ctx.orgs, "org": None})
     if request.method != "POST":
         return _page(request, ctx)
-    form = KeyForm(request.POST, apps=_apps(ctx))
+    form = _form(ctx, request.POST)
     if not form.is_valid():
         return _page(request, ctx, form, status=400)
     try:

@@ -92,7 +92,10 @@ def test_in_full_mode_the_bodies_are_shown_with_the_shape(browser, world):
     )
     page = page_of(browser, record)
     assert "Body mode of Own Org: <b>full</b>: request and response bodies are kept, size-capped." in page
-    assert '<pre class="body" id="request-json" data-testid="request-json">{\n  "messages": "Weather in Oslo?"\n}</pre>' in page
+    assert (
+        '<pre class="body" id="request-json" data-testid="request-json">{\n  "messages": "Weather in Oslo?"\n}</pre>'
+        in page
+    )
     assert "Sunny, 21 °C." in page
 
 
