@@ -1,0 +1,173 @@
+"""In Debian's headless Chromium: a request proxied with a hostile message shows as chat bubbles, the script as
+text and never run, its body copied with one click and replayed in the playground; a session with nested paths
+draws its timeline; an admin makes a key on the keys page, uses it, revokes it, and the gateway refuses it.
+
+Set INGATE_SCREENSHOT_DIR to keep screenshots of these pages at 1,280 and 390 px wide."""
+
+import os
+import shutil
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from observability.models import ObservabilitySettings
+from tenancy.models import Role
+from tenancy.tests.factories import MembershipFactory, UserFactory
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)"
+)
+ATTACK = '<script>window.owned = true</script><img src=x onerror="window.owned = true">'
+PIXEL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+@pytest.fixture
+def admin(gateway_key):
+    """An admin of the key's org, whose bodies are kept in full. Made before the browser starts (Playwright's
+    sync API runs an event loop in this thread, after which Django refuses ORM calls here)."""
+    key, _ = gateway_key
+    ObservabilitySettings.objects.create(org=key.org, body_mode="full")
+    return MembershipFactory(org=key.org, role=Role.ADMIN, user=UserFactory(username="ada")).user
+
+
+@pytest.fixture
+def browser(admin):
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    yield context.new_page()
+    context.close()
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/ingate/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "correct horse battery staple")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/ingate/")
+
+
+def screenshots(page, name: str) -> None:
+    """Full-page screenshots at a laptop's and a phone's width, when INGATE_SCREENSHOT_DIR asks for them."""
+    folder = os.environ.get("INGATE_SCREENSHOT_DIR")
+    if not folder:
+        return
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(Path(folder) / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_a_conversation_shows_as_chat_bubbles_with_the_script_as_text(recording, gateway_key, fake, page):
+    _, plaintext = gateway_key
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": "You describe pictures."},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": ATTACK}, {"type": "image_url", "image_url": {"url": PIXEL}}],
+            },
+        ],
+    )
+    request_id = raw.headers["x-ingate-request-id"]
+    recording.app.sink.close()
+    sign_in(page, recording.url, "ada")
+    page.goto(f"{recording.url}/ingate/logs/{request_id}/")
+    chat = page.get_by_test_id("chat")
+    expect(chat.locator(".bubble")).to_have_count(3)
+    expect(chat.locator('.bubble[data-role="user"] .chat-text')).to_have_text(ATTACK)  # shown, as text
+    assert page.evaluate("() => window.owned === undefined")  # and never run
+    thumbnail = chat.locator("img.chat-image")
+    expect(thumbnail).to_have_attribute("src", PIXEL)
+    assert page.evaluate("img => img.complete && img.naturalWidth", thumbnail.element_handle()) == 1
+    expect(page.get_by_test_id("answer")).to_be_visible()
+
+    page.locator('[data-copy="request-json"]').click()
+    expect(page.locator('[data-copy="request-json"]')).to_have_text("Copied")
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert '"model": "gpt-4o-mini"' in copied and "\n  " in copied  # the pretty-printed body
+    screenshots(page, "request")
+
+    page.get_by_test_id("replay").click()
+    expect(page.locator("textarea[name=system]")).to_have_value("You describe pictures.")
+    expect(page.get_by_test_id("user")).to_have_value(ATTACK)
+    expect(page.get_by_test_id("model-0")).to_have_value("gpt-4o-mini")
+
+
+def test_a_session_draws_its_requests_on_a_timeline_nested_by_path(recording, gateway_key, fake, page):
+    _, plaintext = gateway_key
+    client = anthropic.Anthropic(api_key=plaintext, base_url=recording.url, max_retries=0)
+    for path in ("/agent", "/agent/research", "/agent/research", "/agent/write"):
+        client.messages.create(
+            model="claude-3-5-haiku-latest",
+            max_tokens=50,
+            messages=[{"role": "user", "content": f"step {path}"}],
+            extra_headers={
+                "x-ingate-session-id": "agent-run",
+                "x-ingate-session-path": path,
+                "x-ingate-session-name": "Nightly report",
+                "x-ingate-property-env": "staging",
+            },
+        )
+    recording.app.sink.close()
+    sign_in(page, recording.url, "ada")
+    page.goto(f"{recording.url}/ingate/sessions/agent-run/?org=acme")
+    expect(page.locator("h1")).to_contain_text("Nightly report")
+    expect(page.get_by_test_id("session-requests")).to_have_text("4")
+    expect(page.get_by_test_id("session-duration")).to_contain_text(" s")
+    expect(page.get_by_test_id("session-properties")).to_have_text("env=staging")
+    groups = page.get_by_test_id("gantt-group")
+    expect(groups).to_have_count(3)
+    assert [groups.nth(n).get_attribute("data-path") for n in range(3)] == [
+        "/agent",
+        "/agent/research",
+        "/agent/write",
+    ]
+    rows = page.get_by_test_id("gantt-row")
+    expect(rows).to_have_count(4)
+    track = rows.nth(0).locator(".gantt-track").bounding_box()
+    bars = [rows.nth(n).locator(".gantt-bar").bounding_box() for n in range(4)]
+    assert all(bar["width"] >= 1 and track["x"] <= bar["x"] <= track["x"] + track["width"] for bar in bars)
+    assert bars[0]["x"] < bars[3]["x"]  # later requests start further right
+    screenshots(page, "session")
+    rows.nth(0).locator(".gantt-bar").click()
+    expect(page.get_by_test_id("chat")).to_contain_text("step /agent")
+
+
+def test_an_admin_makes_a_key_uses_it_and_revokes_it(recording, gateway_key, fake, page):
+    sign_in(page, recording.url, "ada")
+    page.goto(f"{recording.url}/ingate/?org=acme")
+    page.click("header nav >> text=Keys")
+    page.fill("input[name=name]", "reporting job")
+    page.check("input[name=scopes][value=logs\\:read]")
+    page.get_by_test_id("create-key").click()
+    plaintext = page.get_by_test_id("new-key-value").inner_text()
+    screenshots(page, "keys")
+
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices
+
+    page.goto(f"{recording.url}/ingate/keys/?org=acme")  # shown once: the page read again does not have it
+    expect(page.get_by_test_id("new-key-value")).to_have_count(0)
+    row = page.locator("tr", has_text="reporting job")
+    expect(row.get_by_test_id("last-used")).to_contain_text("ago")
+    expect(row).to_contain_text("proxy, logs:read")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.locator(".flash")).to_contain_text("reporting job")
+    expect(page.locator("tr", has_text="reporting job").get_by_test_id("status")).to_have_text("revoked")
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
