@@ -37,6 +37,15 @@ def duration_text(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
+def _tick(seconds: float, span: float) -> str:
+    """A mark on the timeline's axis, precise enough that the five marks of a short session differ."""
+    if span < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if span < 10:
+        return f"{seconds:.1f} s"
+    return duration_text(seconds)
+
+
 def record_replay(principal: Principal, org: Organization, record_id: str) -> dict[str, str] | None:
     """The playground's inputs from a record the principal may read: system prompt, last user message, model
     and provider. None when the record is unknown to them or kept no readable conversation."""
@@ -157,7 +166,7 @@ def session_trace(records: list[RequestRecord]) -> dict[str, Any]:
         "duration": duration_text(span if len(records) > 1 or records[0].total_ms else 0),
         "input_tokens": sum(r.input_tokens or 0 for r in records),
         "output_tokens": sum(r.output_tokens or 0 for r in records),
-        "ticks": [duration_text(span * n / 4) for n in range(5)],
+        "ticks": [_tick(span * n / 4, span) for n in range(5)],
         "place": place,
     }
 
