@@ -19,8 +19,8 @@ class BarGeometry:
 
 
 def _shown(value: float, money: bool) -> str:
-    if money:
-        return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    if money:  # small sums keep their digits: an end user's day is often a fraction of a cent
+        return f"${value:,.2f}" if value >= 1 else "$" + (f"{value:.7f}".rstrip("0").rstrip(".") or "0")
     return f"{value:,.0f}"
 
 

@@ -120,6 +120,7 @@ def test_a_session_draws_its_requests_on_a_timeline_nested_by_path(recording, ga
                 "x-ingate-session-path": path,
                 "x-ingate-session-name": "Nightly report",
                 "x-ingate-property-env": "staging",
+                "x-ingate-user-id": "u-42",
             },
         )
     recording.app.sink.close()
@@ -145,6 +146,14 @@ def test_a_session_draws_its_requests_on_a_timeline_nested_by_path(recording, ga
     screenshots(page, "session")
     rows.nth(0).locator(".gantt-bar").click()
     expect(page.get_by_test_id("chat")).to_contain_text("step /agent")
+
+    page.go_back()
+    page.get_by_test_id("session-facts").get_by_role("link", name="u-42").click()
+    expect(page.get_by_test_id("user-requests")).to_have_text("4")
+    expect(page.get_by_test_id("user-sessions")).to_have_text("1")
+    today = page.get_by_test_id("chart-requests").locator("rect").last
+    assert today.bounding_box()["height"] > 50  # today's bar, the peak, fills the chart
+    screenshots(page, "end-user")
 
 
 def test_an_admin_makes_a_key_uses_it_and_revokes_it(recording, gateway_key, fake, page):
