@@ -185,7 +185,7 @@ def _last_turn(request: str, provider: str, endpoint: str) -> tuple[bool, str] |
     own = ""
     if last is not None and last["role"] == "user":
         own = "\n".join(p["text"] for p in last["parts"] if p["kind"] == "text").strip()
-    return bool(fmt.tools(body)), own
+    return bool(fmt.tools(body)), own[:300]
 
 
 def claude_code_turns(records: list[RequestRecord], place) -> list[Turn]:
@@ -194,28 +194,28 @@ def claude_code_turns(records: list[RequestRecord], place) -> list[Turn]:
     the turn; a request offering no tools is a side request (titles, topics, quota checks on a small model),
     listed in the turn it happens in. Read from kept bodies (body mode `full`): a request whose body was not
     kept, or was cut at the size cap, joins the turn before it. Empty when no turn start can be read."""
-    wanted = [r.pk for r in records[:TURN_BODIES_LIMIT]]
-    kept = dict(
-        RequestBody.objects.filter(record_id__in=wanted).exclude(request="").values_list("record_id", "request")
-    )
+    shown = records[:TURN_BODIES_LIMIT]
+    by_id = {r.pk: r for r in shown}
+    # One body at a time (each up to the org's size cap): only what the rule needs stays in memory.
+    bodies = RequestBody.objects.filter(record_id__in=list(by_id)).exclude(request="")
+    reads = {
+        pk: _last_turn(request, by_id[pk].provider, by_id[pk].endpoint)
+        for pk, request in bodies.values_list("record_id", "request").iterator(chunk_size=20)
+    }
     turns: list[Turn] = []
-    for record in records[:TURN_BODIES_LIMIT]:
-        read = _last_turn(kept[record.pk], record.provider, record.endpoint) if record.pk in kept else None
+    for record in shown:
+        read = reads.get(record.pk)
         bar = place(record, 0)
         if read is not None:
             tools, own = read
             bar.side = not tools
             if tools and own:
-                turns.append(Turn(len(turns) + 1, own[:300]))
+                turns.append(Turn(len(turns) + 1, own))
         if turns:
             turns[-1].bars.append(bar)
         elif read is not None:
             turns.append(Turn(0, "", [bar]))  # before the first readable user message (a resumed session)
     return turns if any(t.number for t in turns) else []
-
-
-def session_summary(org: Organization, session_id: str) -> SessionRollup | None:
-    return SessionRollup.objects.filter(org=org, session_id=session_id).first()
 
 
 # --- an end user ------------------------------------------------------------------------------------

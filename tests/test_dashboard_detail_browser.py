@@ -6,6 +6,8 @@ Set INGATE_SCREENSHOT_DIR to keep screenshots of these pages at 1,280 and 390 px
 
 import os
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anthropic
@@ -50,6 +52,33 @@ def page(browser):
     context.close()
 
 
+@pytest.fixture
+def image_host():
+    """A real image server on loopback that counts what it is asked for: whether the page fetched a remote image."""
+    fetched: list[str] = []
+
+    class Images(BaseHTTPRequestHandler):
+        def do_GET(self):
+            fetched.append(self.path)
+            png = bytes.fromhex(
+                "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                "1f15c4890000000d4944415478da63fccf1400000f0003010001d8b5c4ca0000000049454e44ae426082"
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Images)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", fetched
+    server.shutdown()
+
+
 def sign_in(page, base: str, username: str) -> None:
     page.goto(f"{base}/ingate/")
     page.fill("#id_username", username)
@@ -69,8 +98,9 @@ def screenshots(page, name: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
-def test_a_conversation_shows_as_chat_bubbles_with_the_script_as_text(recording, gateway_key, fake, page):
+def test_a_conversation_shows_as_chat_bubbles_with_the_script_as_text(recording, gateway_key, fake, page, image_host):
     _, plaintext = gateway_key
+    host, fetched = image_host
     client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini",
@@ -78,7 +108,11 @@ def test_a_conversation_shows_as_chat_bubbles_with_the_script_as_text(recording,
             {"role": "system", "content": "You describe pictures."},
             {
                 "role": "user",
-                "content": [{"type": "text", "text": ATTACK}, {"type": "image_url", "image_url": {"url": PIXEL}}],
+                "content": [
+                    {"type": "text", "text": ATTACK},
+                    {"type": "image_url", "image_url": {"url": PIXEL}},
+                    {"type": "image_url", "image_url": {"url": f"{host}/cat.png"}},
+                ],
             },
         ],
     )
@@ -93,6 +127,11 @@ def test_a_conversation_shows_as_chat_bubbles_with_the_script_as_text(recording,
     thumbnail = chat.locator("img.chat-image")
     expect(thumbnail).to_have_attribute("src", PIXEL)
     assert page.evaluate("img => img.complete && img.naturalWidth", thumbnail.element_handle()) == 1
+    page.wait_for_load_state("networkidle")
+    assert fetched == []  # the remote image waits for the reader
+    chat.get_by_role("button", name="Show image").click()
+    expect(chat.locator(f'img.chat-image[src="{host}/cat.png"]')).to_be_visible()
+    assert fetched == ["/cat.png"]
     expect(page.get_by_test_id("answer")).to_be_visible()
 
     page.locator('[data-copy="request-json"]').click()
