@@ -218,6 +218,8 @@ def end_user(request, user_id):
     """One end user of the org's applications (`X-Ingate-User-Id`, OpenAI's `user`, Anthropic's metadata): spend,
     requests and sessions per day over a window, from the rollups; their latest requests and sessions."""
     ctx = OrgContext(request, RequestRecord)
+    if ctx.org is None:
+        raise Http404("No requests from this user.")
     window = request.GET.get("window", "30d") if request.GET.get("window") in ("7d", "30d") else "30d"
     since = timezone.now() - WINDOWS[window][0]
     days = traces.end_user_series(ctx.org.pk, user_id, since)

@@ -728,6 +728,9 @@ def test_the_dashboards_detail_pages_are_shown_to_the_orgs_people_only(world, pa
             assert reply.status_code == 404, (who, url, reply.status_code)
     replay = client.get(f"/ingate/evals/playground/?org=own-org&record={record.pk}")
     assert ("Secret question" in replay.content.decode()) == (who in READERS), who
+    if who == "outsider":  # with no org picked, as much as with one that is not theirs
+        for url in ("/ingate/sessions/page-session/", "/ingate/users/page-user/"):
+            assert client.get(url).status_code == 404, url
     assert Client().get(f"/ingate/logs/{record.pk}/").status_code == 302  # signed out: to the sign-in page
 
 
