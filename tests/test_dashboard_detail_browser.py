@@ -219,3 +219,39 @@ def test_an_admin_makes_a_key_uses_it_and_revokes_it(recording, gateway_key, fak
     expect(page.locator("tr", has_text="reporting job").get_by_test_id("status")).to_have_text("revoked")
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_claude_code_session_shows_its_turns(recording, gateway_key, fake, page):
+    _, plaintext = gateway_key
+    client = anthropic.Anthropic(
+        api_key=plaintext,
+        base_url=recording.url,
+        max_retries=0,
+        default_headers={"user-agent": "claude-cli/2.0.14 (external, cli)", "x-claude-code-session-id": "cc-1"},
+    )
+    tools = [{"name": "Bash", "description": "Run a command", "input_schema": {"type": "object", "properties": {}}}]
+    ask = {"role": "user", "content": "Why does the build fail?"}
+    call = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}]}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "exit 1"}]}
+    model = "claude-3-5-haiku-latest"
+    client.messages.create(model=model, max_tokens=50, tools=tools, messages=[ask])
+    client.messages.create(model=model, max_tokens=20, messages=[{"role": "user", "content": "Title for: build"}])
+    client.messages.create(model=model, max_tokens=50, tools=tools, messages=[ask, call, result])
+    follow_up = [
+        ask,
+        call,
+        result,
+        {"role": "assistant", "content": "A missing file."},
+        {"role": "user", "content": "Fix it"},
+    ]
+    client.messages.create(model=model, max_tokens=50, tools=tools, messages=follow_up)
+    recording.app.sink.close()
+
+    sign_in(page, recording.url, "ada")
+    page.goto(f"{recording.url}/ingate/sessions/cc-1/?org=acme")
+    turns = page.get_by_test_id("turn")
+    expect(turns).to_have_count(2)
+    expect(turns.nth(0)).to_contain_text("Turn 1: Why does the build fail? (3 requests)")
+    expect(turns.nth(1)).to_contain_text("Turn 2: Fix it (1 request)")
+    expect(page.get_by_test_id("turns").locator(".badge", has_text="side")).to_have_count(1)
+    screenshots(page, "claude-code-session")
