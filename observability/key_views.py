@@ -63,7 +63,7 @@ def _keys(ctx: OrgContext) -> list[APIKey]:
     actor = Actor(principal=ctx.principal)
     keys = list(
         restrict(APIKey.objects.filter(org=ctx.org), ctx.principal, VIEW)
-        .select_related("app", "created_by")
+        .select_related("app", "org", "created_by")
         .annotate(creator_role=creator_role_subquery())
         .order_by("revoked_at", "-created_at")
     )
