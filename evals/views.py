@@ -17,6 +17,7 @@ from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from observability.traces import record_replay
 from prompts.models import Prompt, PromptVersion
 from prompts.render import RenderError
 from proxy.providers import REGISTRY
@@ -379,6 +380,15 @@ def playground(request):
         datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = prompts.select_related("namespace")
+    columns = [("", "gpt-4o-mini"), ("", "claude-3-5-haiku-latest"), ("", ""), ("", "")]
+    # "Replay in playground" on a request's page: its system prompt, last user message and model, prefilled.
+    replay = (
+        record_replay(ctx.principal, ctx.org, request.GET["record"])
+        if ctx.org and _is_uuid(request.GET.get("record"))
+        else None
+    )
+    if replay:
+        columns[0] = (replay["provider"], replay["model"])
     return render(
         request,
         "evals/playground.html",
@@ -389,11 +399,18 @@ def playground(request):
             "datasets": datasets,
             "prompts": prompts,
             "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
-            "columns": [
-                {"n": n, "model": model} for n, model in enumerate(["gpt-4o-mini", "claude-3-5-haiku-latest", "", ""])
-            ],
+            "replay": replay,
+            "columns": [{"n": n, "model": model, "provider": provider} for n, (provider, model) in enumerate(columns)],
         },
     )
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(value or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _org_for(user, slug: str, action: str, model):

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from proxy import formats
-from proxy.formats import WireFormat
+from proxy.formats import WireFormat, parts
 
 _PARAMETERS = (
     "temperature",
@@ -110,3 +110,42 @@ def stored_bodies(
         "response": reassemble(response, fmt) if streamed else response.decode("utf-8", errors="replace"),
         "truncated": truncated,
     }
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None  # cut by the size cap, or not JSON at all: shown as it was kept
+
+
+def conversation(*, provider: str, endpoint: str, streamed: bool, request: str, response: str) -> dict[str, Any]:
+    """What the request page shows of kept bodies: the conversation as turns of parts (proxy/formats/parts.py),
+    read by the wire format the request spoke, the answer's turns, and both bodies pretty-printed."""
+    fmt = formats.of_provider(provider, endpoint)
+    asked, answered = _parsed(request), _parsed(response)
+    turns = fmt.transcript(asked) if isinstance(asked, dict) else []
+    if isinstance(answered, dict):
+        answer = fmt.answer_transcript(answered)
+    elif response and streamed:  # kept reassembled: the text the stream spelled out
+        answer = [parts.turn("assistant", [parts.text(response)])]
+    else:
+        answer = []
+    return {
+        "turns": turns,
+        "answer": answer,
+        "request": json.dumps(asked, indent=2, ensure_ascii=False) if asked is not None else request,
+        "response": json.dumps(answered, indent=2, ensure_ascii=False) if answered is not None else response,
+    }
+
+
+def _plain(turn: dict) -> str:
+    return "\n\n".join(p["text"] for p in turn["parts"] if p["kind"] == "text")
+
+
+def playground_fields(turns: list[dict]) -> dict[str, str]:
+    """The playground's inputs for a kept conversation: its system prompt and its last user message (the
+    playground sends one system prompt and one message; earlier turns are not carried)."""
+    system = "\n\n".join(_plain(t) for t in turns if t["role"] in ("system", "developer"))
+    users = [_plain(t) for t in turns if t["role"] == "user" and _plain(t)]
+    return {"system": system, "user": users[-1] if users else ""}

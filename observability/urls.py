@@ -9,5 +9,6 @@ urlpatterns = [
     path("logs/<uuid:pk>/", views.record_detail, name="record"),
     path("sessions/", views.sessions, name="sessions"),
     path("sessions/<path:session_id>/", views.session_detail, name="session"),
+    path("users/<path:user_id>/", views.end_user, name="end_user"),
     path("live/", views.live, name="live"),
 ]

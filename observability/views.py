@@ -9,13 +9,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 
 from tenancy.pages import OrgContext
 from tenancy.permissions import CHANGE, restrict
 
-from . import selectors
-from .bodies import metadata_rows
+from . import charts, selectors, traces
+from .bodies import conversation, metadata_rows
 from .models import RequestBody, RequestRecord
 
 WINDOWS = {
@@ -148,6 +149,16 @@ def record_detail(request, pk):
     ]
     ctx.org = record.org
     body = RequestBody.objects.filter(record=record).first()
+    shown = None
+    if body is not None and (body.request or body.response):
+        shown = conversation(
+            provider=record.provider,
+            endpoint=record.endpoint,
+            streamed=record.stream,
+            request=body.request,
+            response=body.response,
+        )
+    replay = shown is not None and any(t["role"] == "user" for t in shown["turns"])
     return _page(
         request,
         "observability/detail.html",
@@ -155,6 +166,8 @@ def record_detail(request, pk):
         record=record,
         timing=timing,
         body=body,
+        conversation=shown,
+        replay_url=f"{reverse('evals:playground')}?org={record.org.slug}&record={record.pk}" if replay else "",
         body_mode=selectors.body_mode(record.org_id),
         metadata=metadata_rows(body.metadata) if body and body.metadata else [],
     )
@@ -171,18 +184,69 @@ def sessions(request):
 @login_required
 def session_detail(request, session_id):
     ctx = OrgContext(request, RequestRecord)
-    records = list(_records(ctx).filter(session_id=session_id).order_by("created_at")[:2000])
+    records = traces.session_records(ctx.principal, ctx.org, session_id) if ctx.org else []
     if not records:
         raise Http404("No requests in this session.")
+    trace = traces.session_trace(records)
+    claude_code = any(r.client == "claude-code" for r in records)
     return _page(
         request,
         "observability/session.html",
         ctx,
         session_id=session_id,
         records=records,
-        sums=selectors.record_sums(records),
-        started=records[0].created_at,
-        ended=records[-1].created_at,
+        trace=trace,
+        name=next((r.session_name for r in reversed(records) if r.session_name), ""),
+        properties=_merged_properties(records),
+        users=sorted({r.user_id for r in records if r.user_id}),
+        claude_code=claude_code,
+        turns=traces.claude_code_turns(records, trace["place"]) if claude_code else [],
+        limited=len(records) >= traces.SESSION_LIMIT,
+        body_mode=selectors.body_mode(ctx.org.pk),
+    )
+
+
+def _merged_properties(records) -> list[tuple[str, str]]:
+    """A session's properties: each name with the values its requests carried (most sessions: one each)."""
+    seen: dict[str, list[str]] = {}
+    for record in records:
+        for name, value in (record.properties or {}).items():
+            if str(value) not in seen.setdefault(name, []):
+                seen[name].append(str(value))
+    return [(name, ", ".join(values)) for name, values in sorted(seen.items())]
+
+
+@login_required
+def end_user(request, user_id):
+    """One end user of the org's applications (`X-Ingate-User-Id`, OpenAI's `user`, Anthropic's metadata): spend,
+    requests and sessions per day over a window, from the rollups; their latest requests and sessions."""
+    ctx = OrgContext(request, RequestRecord)
+    if ctx.org is None:
+        raise Http404("No requests from this user.")
+    window = request.GET.get("window", "30d") if request.GET.get("window") in ("7d", "30d") else "30d"
+    since = timezone.now() - WINDOWS[window][0]
+    days = traces.end_user_series(ctx.org.pk, user_id, since)
+    per_day = traces.end_user_sessions_per_day(ctx.org.pk, user_id, since)
+    for day in days:
+        day["sessions"] = per_day.get(day["at"].date(), 0)
+    recent = traces.end_user_recent(ctx.principal, ctx.org, user_id)
+    if not recent and not any(d["requests"] for d in days):
+        raise Http404("No requests from this user.")
+    return _page(
+        request,
+        "observability/end_user.html",
+        ctx,
+        user_id=user_id,
+        window=window,
+        totals=traces.end_user_totals(ctx.org.pk, user_id, since),
+        charts=[
+            ("Spend (USD)", "spend", charts.bars([(d["at"], float(d["cost"])) for d in days], money=True)),
+            ("Requests", "requests", charts.bars([(d["at"], d["requests"]) for d in days])),
+            ("Sessions started", "sessions", charts.bars([(d["at"], d["sessions"]) for d in days])),
+        ],
+        sessions=traces.end_user_sessions(ctx.org.pk, user_id)[:20],
+        recent=recent,
+        session_count=traces.end_user_sessions(ctx.org.pk, user_id).count(),
     )
 
 

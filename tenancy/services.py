@@ -389,6 +389,15 @@ def _check_may_change_key(*, actor: Actor, key: APIKey) -> None:
     raise PermissionDenied("Only admins and owners change gateway keys made by others; change the keys you made.")
 
 
+def api_key_may_change(*, actor: Actor, key: APIKey) -> bool:
+    """Whether `api_key_update`/`api_key_revoke` would let the actor change the key (the keys page's buttons)."""
+    try:
+        _check_may_change_key(actor=actor, key=key)
+    except PermissionDenied:
+        return False
+    return True
+
+
 @transaction.atomic
 def api_key_update(*, actor: Actor, key: APIKey, **fields) -> APIKey:
     _check_may_change_key(actor=actor, key=key)

@@ -88,7 +88,7 @@ def test_full_bodies_keep_the_request_and_the_reassembled_stream(recording, gate
     browser = Client()
     browser.force_login(MembershipFactory(org=key.org, user=UserFactory(username="reader")).user)
     page = browser.get(f"/ingate/logs/{request_id}/").content.decode()
-    assert f'<pre class="body">{DEFAULT_TEXT}</pre>' in page and "Say hello to me" in page
+    assert f'data-testid="response-json">{DEFAULT_TEXT}</pre>' in page and "Say hello to me" in page
 
 
 def test_full_bodies_are_capped_at_the_orgs_limit(recording, gateway_key, fake):

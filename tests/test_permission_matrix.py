@@ -13,10 +13,12 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.utils import timezone
 
 from evals import services as evals
 from evals.transfer import clean_item
+from observability import rollups
 from observability import services as observability
 from observability.models import RequestBody, RequestRecord
 from prompts import services as prompts
@@ -672,3 +674,74 @@ def test_another_orgs_id_in_the_org_filter_gives_nothing(world, client_for, endp
         found = response.json()["results"] if isinstance(response.json(), dict) else response.json()
         assert all(row.get("org", world.own.org.pk) != world.other.org.pk for row in found)
         assert all(row.get("id") != world.other.org.pk for row in found) if endpoint == "organizations" else True
+
+
+# --- dashboard pages of issue 19 (request detail, session trace, end user, keys): signed-in people only, each
+# in the orgs they belong to; reading is for every role, making keys for members and up (as the API), revoking
+# another's key for admins and owners (tenancy.services). Another org's objects are not found. ------------------
+
+PAGE_WHO = ("viewer", "member", "admin", "owner", "staff", "outsider", "other-owner")
+READERS = {"viewer", "member", "admin", "owner", "staff"}
+
+
+def _page_client(world, who):
+    user = {"staff": world.staff, "outsider": world.outsider, "other-owner": world.other.users["owner"]}.get(who)
+    client = Client()
+    client.force_login(user or world.own.users[who])
+    return client
+
+
+@pytest.fixture
+def page_world(world):
+    record = RequestRecord.objects.create(
+        org=world.own.org,
+        provider="openai",
+        endpoint="chat.completions",
+        model="gpt-4o-mini",
+        status=200,
+        session_id="page-session",
+        user_id="page-user",
+    )
+    RequestBody.objects.create(
+        record=record,
+        request=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Secret question"}]}),
+    )
+    rollups.apply([record])  # as the record writer does: the end-user page reads the rollups
+    return record
+
+
+@pytest.mark.parametrize("who", PAGE_WHO)
+def test_the_dashboards_detail_pages_are_shown_to_the_orgs_people_only(world, page_world, who):
+    client = _page_client(world, who)
+    record = page_world
+    pages = {
+        f"/ingate/logs/{record.pk}/": "Secret question",
+        "/ingate/sessions/page-session/?org=own-org": "page-session",
+        "/ingate/users/page-user/?org=own-org": "page-user",
+        "/ingate/keys/?org=own-org": world.own.key.prefix,
+    }
+    for url, shown in pages.items():
+        reply = client.get(url)
+        if who in READERS:
+            assert reply.status_code == 200 and shown in reply.content.decode(), (who, url, reply.status_code)
+        else:
+            assert reply.status_code == 404, (who, url, reply.status_code)
+    replay = client.get(f"/ingate/evals/playground/?org=own-org&record={record.pk}")
+    assert ("Secret question" in replay.content.decode()) == (who in READERS), who
+    if who == "outsider":  # with no org picked, as much as with one that is not theirs
+        for url in ("/ingate/sessions/page-session/", "/ingate/users/page-user/"):
+            assert client.get(url).status_code == 404, url
+    assert Client().get(f"/ingate/logs/{record.pk}/").status_code == 302  # signed out: to the sign-in page
+
+
+@pytest.mark.parametrize("who", PAGE_WHO)
+def test_making_and_revoking_keys_on_the_keys_page_follows_the_api_rules(world, who):
+    client = _page_client(world, who)
+    made = client.post("/ingate/keys/?org=own-org", {"app": world.own.app.pk, "name": f"by {who}", "scopes": ["proxy"]})
+    expected = {"member": 201, "admin": 201, "owner": 201, "staff": 201, "viewer": 400}.get(who, 404)
+    assert made.status_code == expected, (who, made.status_code)
+    key = world.own.key  # made by the system: only admins, owners and staff may revoke it
+    revoked = client.post(f"/ingate/keys/{key.pk}/revoke/")
+    key.refresh_from_db()
+    assert revoked.status_code == (302 if who in READERS else 404)
+    assert (key.revoked_at is not None) == (who in {"admin", "owner", "staff"}), who

@@ -91,7 +91,7 @@ def test_sessions_list_and_timeline(browser, world):
     listing = browser.get("/ingate/sessions/", {"org": "own-org"}).content.decode()
     assert "sess-9" in listing
     timeline = browser.get("/ingate/sessions/sess-9/", {"org": "own-org"}).content.decode()
-    assert timeline.count("<li>") == 2 and 'data-testid="session-cost">$0.01036<' in timeline
+    assert timeline.count('data-testid="gantt-row"') == 2 and 'data-testid="session-cost">$0.01036<' in timeline
 
 
 def test_bad_filter_input_is_reported_not_a_crash(browser, world):

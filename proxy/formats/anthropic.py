@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..records import Outcome
+from . import parts
 from .base import (
     Tokens,
     UnfinishedStream,
@@ -90,6 +91,21 @@ class AnthropicMessages(WireFormat):
         if isinstance(system, str) and system:
             messages.insert(0, {"role": "system", "content": system})
         return messages
+
+    def transcript(self, body: dict) -> list[dict]:
+        turns = []
+        system = body.get("system")
+        if system:
+            turns.append(parts.turn("system", _blocks(system)))
+        for message in self.messages(body):
+            if isinstance(message, dict):
+                turns.append(parts.turn(message.get("role"), _blocks(message.get("content"))))
+        return turns
+
+    def answer_transcript(self, data: Any) -> list[dict]:
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            return []
+        return [parts.turn(data.get("role") or "assistant", _blocks(data["content"]))]
 
     def prompt_fields(self, messages: list[dict], text: str) -> dict[str, Any]:
         system = [m["content"] for m in messages if m.get("role") == "system"]
@@ -239,6 +255,32 @@ class AnthropicMessages(WireFormat):
         out.append(self.stream_event({"type": "message_delta", "delta": delta, "usage": end_usage}))
         out.append(self.stream_event({"type": "message_stop"}))
         return b"".join(out)
+
+
+def _blocks(content: Any) -> list[dict]:
+    """Messages content (a string, or blocks) as transcript parts (proxy/formats/parts.py)."""
+    if isinstance(content, str):
+        return [parts.text(content)] if content else []
+    shown = []
+    for block in content if isinstance(content, list) else [content]:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            shown.append(parts.text(block.get("text") or ""))
+        elif kind == "image":
+            source = block.get("source") if isinstance(block.get("source"), dict) else {}
+            if source.get("type") == "url":
+                shown.append(parts.image(source.get("url")))
+            else:
+                shown.append(parts.image_data(source.get("media_type"), source.get("data")))
+        elif kind in INPUT_BLOCKS:
+            shown.append(parts.tool_call(block.get("name"), block.get("id"), block.get("input")))
+        elif kind == "tool_result" or (isinstance(kind, str) and kind.endswith("_tool_result")):
+            shown.append(parts.tool_result(block.get("tool_use_id"), _blocks(block.get("content"))))
+        elif kind == "thinking":
+            shown.append(parts.reasoning(block.get("thinking") or ""))
+        elif block is not None:
+            shown.append(parts.other(kind, block))
+    return shown
 
 
 def _carried_files(content: Any) -> str:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..records import Outcome
+from . import parts
 
 # Kept beside a response's own usage fields, for what a provider bills by but reports outside its usage object:
 # the service tier (OpenAI reports it at the top level) and server-side tool calls counted from output items.
@@ -192,6 +193,35 @@ class WireFormat:
             for m in self.messages(body)
             if isinstance(m, dict)
         ]
+
+    def transcript(self, body: dict) -> list[dict]:
+        """The request's conversation for a person to read (proxy/formats/parts.py): OpenAI's chat shape here,
+        which Azure, the OpenAI-compatible providers and Ollama's chat share."""
+        return [self._turn(m) for m in self.messages(body) if isinstance(m, dict)]
+
+    def answer_transcript(self, data: Any) -> list[dict]:
+        """A whole (not streamed) answer's turns: each choice's message, or a completion's text."""
+        turns = []
+        for choice in (data.get("choices") if isinstance(data, dict) else None) or []:
+            if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                turns.append(self._turn({"role": "assistant", **choice["message"]}))
+            elif isinstance(choice, dict) and isinstance(choice.get("text"), str):
+                turns.append(parts.turn("assistant", [parts.text(choice["text"])]))
+        return turns
+
+    def _turn(self, message: dict) -> dict:
+        role = message.get("role") or "user"
+        shown = parts.openai_content(message.get("content"))
+        if role in ("tool", "function"):
+            shown = [parts.tool_result(message.get("tool_call_id"), shown, message.get("name"))]
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                shown.append(parts.tool_call(function.get("name"), call.get("id"), function.get("arguments")))
+        legacy = message.get("function_call")
+        if isinstance(legacy, dict):
+            shown.append(parts.tool_call(legacy.get("name"), "", legacy.get("arguments")))
+        return parts.turn(role, shown)
 
     def prompt_fields(self, messages: list[dict], text: str) -> dict[str, Any]:
         """The request fields a rendered prompt becomes: `messages` OpenAI-style, or `text` when the prompt is a

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..records import Outcome
+from . import parts
 from .base import TIER_FIELD, Tokens, UnfinishedStream, WireFormat, count, dumps, keep_model, keep_usage, tier_of
 
 _STATUS = {
@@ -69,6 +70,22 @@ class Gemini(WireFormat):
                 text = " ".join(p.get("text", "") for p in turn.get("parts", []) if isinstance(p, dict))
                 messages.append({"role": "assistant" if turn.get("role") == "model" else "user", "content": text})
         return messages
+
+    def transcript(self, body: dict) -> list[dict]:
+        turns = []
+        system = self.system(body)
+        if isinstance(system, dict):
+            turns.append(parts.turn("system", _shown(system.get("parts"))))
+        for content in self.messages(body):
+            if isinstance(content, dict):
+                turns.append(_turn(content))
+        return turns
+
+    def answer_transcript(self, data: Any) -> list[dict]:
+        candidates = data.get("candidates") if isinstance(data, dict) else None
+        return [
+            _turn(c["content"]) for c in candidates or [] if isinstance(c, dict) and isinstance(c.get("content"), dict)
+        ]
 
     def with_prompt(self, body: dict, messages: list[dict], text: str) -> dict:
         merged = dict(body)
@@ -232,6 +249,35 @@ class Gemini(WireFormat):
         if not alt_sse:
             return b"[" + b",\r\n".join(chunks) + b"]"
         return b"".join(b"data: " + chunk + b"\r\n\r\n" for chunk in chunks)
+
+
+def _turn(content: dict) -> dict:
+    role = content.get("role")
+    return parts.turn("assistant" if role == "model" else role or "user", _shown(content.get("parts")))
+
+
+def _shown(given: Any) -> list[dict]:
+    """Gemini parts as transcript parts (proxy/formats/parts.py)."""
+    shown = []
+    for part in given if isinstance(given, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            shown.append((parts.reasoning if part.get("thought") else parts.text)(part["text"]))
+        elif isinstance(inline := part.get("inlineData") or part.get("inline_data"), dict):
+            shown.append(parts.image_data(inline.get("mimeType") or inline.get("mime_type"), inline.get("data")))
+        elif isinstance(file := part.get("fileData") or part.get("file_data"), dict):
+            mime = str(file.get("mimeType") or file.get("mime_type") or "")
+            uri = file.get("fileUri") or file.get("file_uri")
+            shown.append(parts.image(uri) if mime.startswith("image/") else parts.other("file", file))
+        elif isinstance(call := part.get("functionCall") or part.get("function_call"), dict):
+            shown.append(parts.tool_call(call.get("name"), call.get("id"), call.get("args")))
+        elif isinstance(result := part.get("functionResponse") or part.get("function_response"), dict):
+            answer = [parts.text(parts.pretty(result.get("response")))]
+            shown.append(parts.tool_result(result.get("id"), answer, result.get("name")))
+        else:
+            shown.append(parts.other(next(iter(part), "part"), part))
+    return shown
 
 
 def _parts(candidate: dict) -> list:

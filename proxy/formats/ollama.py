@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..records import Outcome
+from . import parts
 from .base import Tokens, UnfinishedStream, WireFormat, count, dumps, keep_model
 
 
@@ -20,6 +21,29 @@ class Ollama(WireFormat):
 
     def system(self, body: dict) -> Any:
         return body.get("system")
+
+    def transcript(self, body: dict) -> list[dict]:
+        if "prompt" in body and "messages" not in body:  # /api/generate
+            turns = [parts.turn("system", [parts.text(body["system"])])] if body.get("system") else []
+            shown = [parts.text(body.get("prompt") or "")] + [_image(i) for i in body.get("images") or []]
+            return [*turns, parts.turn("user", shown)]
+        return super().transcript(body)
+
+    def answer_transcript(self, data: Any) -> list[dict]:
+        if not isinstance(data, dict):
+            return []
+        if isinstance(data.get("message"), dict):
+            return [self._turn({"role": "assistant", **data["message"]})]
+        return (
+            [parts.turn("assistant", [parts.text(data["response"])])] if isinstance(data.get("response"), str) else []
+        )
+
+    def _turn(self, message: dict) -> dict:
+        shown = super()._turn(message)  # Ollama's tool calls carry their arguments as an object: shown alike
+        if message.get("thinking"):
+            shown["parts"].insert(0, parts.reasoning(message["thinking"]))
+        shown["parts"].extend(_image(i) for i in message.get("images") or [])
+        return shown
 
     def chat_request(self, model, messages, params, stream, *, provider, azure_api_version=""):
         options = {k: params.pop(k) for k in ("temperature", "top_p", "seed") if k in params}
@@ -112,6 +136,13 @@ class Ollama(WireFormat):
             final = {**answer, "response": ""}
             final.pop("thinking", None)
         return b"".join(self.event({**line, "done": False}) for line in lines) + self.event(final)
+
+
+def _image(data: Any) -> dict:
+    """Ollama sends images as bare base64 (no media type): PNG and JPEG alike render as an image/png data URL."""
+    return (
+        parts.image(data) if isinstance(data, str) and data.startswith("data:") else parts.image_data("image/png", data)
+    )
 
 
 def _joined(parts: list[dict], name: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..records import Outcome
+from . import parts
 from .base import (
     TIER_FIELD,
     TOOL_CALLS_FIELD,
@@ -55,6 +56,17 @@ class OpenAIResponses(OpenAIChat):
         if isinstance(instructions, str) and instructions:
             messages.insert(0, {"role": "system", "content": instructions})
         return messages
+
+    def transcript(self, body: dict) -> list[dict]:
+        turns = []
+        instructions = body.get("instructions")
+        if isinstance(instructions, str) and instructions:
+            turns.append(parts.turn("system", [parts.text(instructions)]))
+        return turns + [_item_turn(item) for item in self.messages(body) if isinstance(item, dict)]
+
+    def answer_transcript(self, data: Any) -> list[dict]:
+        output = data.get("output") if isinstance(data, dict) else None
+        return [_item_turn(item) for item in output or [] if isinstance(item, dict)]
 
     def with_prompt(self, body: dict, messages: list[dict], text: str) -> dict:
         merged = dict(body)
@@ -170,6 +182,26 @@ class OpenAIResponses(OpenAIChat):
 
     def strip_usage(self, stream: bytes) -> bytes:
         return stream  # a Responses stream always reports usage: clients do not ask for it
+
+
+def _item_turn(item: dict) -> dict:
+    """One input or output item as a transcript turn (proxy/formats/parts.py)."""
+    kind = item.get("type")
+    if "role" in item and kind in (None, "message"):
+        return parts.turn(item["role"], parts.openai_content(item.get("content")))
+    if kind in ("function_call", "custom_tool_call"):
+        arguments = item.get("arguments") if kind == "function_call" else item.get("input")
+        return parts.turn("assistant", [parts.tool_call(item.get("name"), item.get("call_id"), arguments)])
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        output = item.get("output")
+        shown = parts.openai_content(output) if isinstance(output, str | list) else [parts.other("output", output)]
+        return parts.turn("tool", [parts.tool_result(item.get("call_id"), shown)])
+    if kind == "reasoning":
+        summary = [s.get("text") for s in item.get("summary") or [] if isinstance(s, dict)]
+        return parts.turn(
+            "assistant", [parts.reasoning("\n\n".join(t for t in summary if t) or "(reasoning kept hidden)")]
+        )
+    return parts.turn("assistant" if kind and kind.endswith("_call") else "user", [parts.other(kind, item)])
 
 
 def _item_events(index: int, item: dict) -> list[dict]:
