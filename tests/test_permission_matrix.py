@@ -381,6 +381,32 @@ MATRIX.register(
 )
 
 
+# Scores (README "Feedback: scores and the review queue"; observability/apps.py): everyone who reads records reads
+# scores; members and up add them. Keys: `logs:read` reads them, `scores:write` adds and reads them.
+def _score(world, tenant):
+    record = _record(world, tenant).obj
+    score = observability.score_create(actor=SYSTEM, record=record, name="helpful", value=1)
+    return Target(tenant, score, extra={"record": str(record.pk)})
+
+
+MATRIX.register(
+    Endpoint(
+        "scores",
+        _score,
+        read_scopes=frozenset({"logs:read", "scores:write"}),
+        write_scopes=frozenset({"scores:write"}),
+        actions=(
+            list_(),
+            retrieve(),
+            # Another org's request id is unknown: a 400 on request_id.
+            create(
+                lambda t, who: {"request_id": t.record, "name": "tone", "label": "kind"}, roles=MEMBERS, elsewhere=400
+            ),
+        ),
+    )
+)
+
+
 def _settings(world, tenant):
     row = observability.observability_settings_set(actor=SYSTEM, org=tenant.org, body_mode="metadata")
     return Target(tenant, row, lookup=tenant.org.pk, row_field="org", row_id=tenant.org.pk)
