@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from prompts.models import Prompt, PromptVersion
-from prompts.render import RenderError
+from prompts.render import RenderError, placeholders
 from proxy.providers import REGISTRY
 from tenancy.audit import Actor
 from tenancy.pages import OrgContext
@@ -379,6 +379,16 @@ def playground(request):
         datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = prompts.select_related("namespace")
+    versions = _prompt_versions(ctx.org) if ctx.org else []
+    wanted = request.GET.get("prompt_version", "")
+    picked = next((v for v in versions if str(v.pk) == wanted), None) if wanted else None
+    if wanted and picked is None and ctx.org is not None:
+        picked = (
+            PromptVersion.objects.filter(pk=int(wanted) if _is_id(wanted) else 0, prompt__in=prompts)
+            .select_related("prompt__namespace")
+            .first()
+        )
+        versions = [picked, *versions] if picked else versions
     return render(
         request,
         "evals/playground.html",
@@ -388,12 +398,24 @@ def playground(request):
             "providers": sorted(REGISTRY),
             "datasets": datasets,
             "prompts": prompts,
-            "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
+            "prompt_versions": versions,
+            "picked": picked,
+            # A version opened from its prompt page: its variables to fill in, its model in the first column.
+            "picked_variables": json.dumps(dict.fromkeys(placeholders(picked.messages, picked.template), ""))
+            if picked
+            else "{}",
             "columns": [
-                {"n": n, "model": model} for n, model in enumerate(["gpt-4o-mini", "claude-3-5-haiku-latest", "", ""])
+                {"n": n, "model": model}
+                for n, model in enumerate(
+                    [picked.model if picked and picked.model else "gpt-4o-mini", "claude-3-5-haiku-latest", "", ""]
+                )
             ],
         },
     )
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) < 16
 
 
 def _org_for(user, slug: str, action: str, model):
