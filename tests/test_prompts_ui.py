@@ -157,7 +157,7 @@ def test_a_version_page_shows_its_content_escaped(world, prompt):
     page = browser(world.own.users["viewer"]).get(f"/ingate/prompts/{prompt.pk}/v2/").content.decode()
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page and "<script>alert" not in page
     assert 'data-role="user"' in page and 'data-variable="q"' in page
-    assert f"?from=1&amp;to=2" in page  # changes since the previous version
+    assert "?from=1&amp;to=2" in page  # changes since the previous version
     assert browser(world.own.users["viewer"]).get(f"/ingate/prompts/{prompt.pk}/v9/").status_code == 404
 
 
