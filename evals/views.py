@@ -15,8 +15,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from observability.scores import ScoreMatch
 from prompts.models import Prompt, PromptVersion
 from prompts.render import RenderError, placeholders
 from proxy.providers import REGISTRY
@@ -191,6 +193,39 @@ def add_from_records(request):
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
     messages.success(request, f"Added {len(ids)} record(s) to {dataset.name} (version {version.number}).")
     return redirect("evals:dataset", pk=dataset.pk)
+
+
+@login_required
+@require_POST
+def dataset_from_scores(request):
+    """The review queue's "build a dataset": scored requests of the org become a dataset version."""
+    ctx = OrgContext(request, Dataset)
+    if ctx.org is None or not can_add(ctx.principal, Dataset, ctx.org):
+        raise PermissionDenied("Your role does not allow you to add datasets here.")
+    back = f"{reverse('observability:review')}?org={ctx.org.slug}"
+    name, score_name = request.POST.get("dataset", "").strip(), request.POST.get("score_name", "").strip()
+    if not name or not score_name:
+        messages.error(request, "Name the dataset and the score.")
+        return redirect(back)
+    try:
+        match = ScoreMatch.parse(request.POST.get("score", "")) if request.POST.get("score", "").strip() else None
+        version, left_out = services.dataset_from_scores(
+            actor=Actor.from_request(request, via="web"),
+            org=ctx.org,
+            dataset_name=name,
+            score_name=score_name,
+            score=match,
+            limit=max(1, min(_number(request.POST.get("limit"), 500), 5000)),
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect(back)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(back)
+    skipped = f" ({left_out} left out: their text is not kept)" if left_out else ""
+    messages.success(request, f"{version.dataset.name} version {version.number}: {version.item_count} items{skipped}.")
+    return redirect("evals:dataset", pk=version.dataset_id)
 
 
 # --- runs --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -378,7 +379,11 @@ class Score(models.Model):
     record = models.ForeignKey(
         RequestRecord, on_delete=models.CASCADE, related_name="scores", db_constraint=False, db_index=False
     )
-    name = models.CharField(max_length=100)
+    name = models.CharField(
+        max_length=100,
+        validators=[RegexValidator(r"^[\w.:/-]+$", "Name a score in one word: helpful, correct, tone/polite, …")],
+        help_text="What is scored: helpful, correct, tone, … (no spaces).",
+    )
     value = models.FloatField(null=True, blank=True)
     label = models.CharField(max_length=100, blank=True)
     comment = models.TextField(blank=True)

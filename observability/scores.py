@@ -44,15 +44,16 @@ class ScoreMatch:
     label: str = ""
     lookup: str = "exact"
     number: float | None = None
+    text: str = ""  # as written
 
     @classmethod
     def parse(cls, text: str) -> ScoreMatch:
         found = _COMPARISON.match(text)
         if found:
-            return cls(lookup=_LOOKUPS[found.group(1)], number=float(found.group(2)))
+            return cls(lookup=_LOOKUPS[found.group(1)], number=float(found.group(2)), text=text.strip())
         if text.strip()[:1] in "<>=" and text.strip():
             raise ValueError(f"{text.strip()!r} is not a score: write {SCORE_HELP}.")
-        return cls(label=text.strip())
+        return cls(label=text.strip(), text=text.strip())
 
     def condition(self) -> Q:
         if self.number is None:

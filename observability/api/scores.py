@@ -24,9 +24,6 @@ class ScoreSerializer(serializers.ModelSerializer):
     request_id = serializers.UUIDField(
         source="record_id", help_text="The X-Ingate-Request-Id of the request being scored."
     )
-    name = serializers.RegexField(
-        r"^[\w.:/-]+$", max_length=100, help_text="What is scored: helpful, correct, tone, … (no spaces)."
-    )
     value = serializers.FloatField(
         required=False, allow_null=True, default=None, min_value=-_MAX_VALUE, max_value=_MAX_VALUE
     )
