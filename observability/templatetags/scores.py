@@ -13,6 +13,8 @@ register = template.Library()
 
 @register.inclusion_tag("observability/_scores.html", takes_context=True)
 def record_scores(context, record, form: bool = True):
+    """`form=False`: the scores alone, and nothing at all while there are none (the review queue scores the
+    record right above them)."""
     request = context.get("request")
     user = getattr(request, "user", None)
     may_add = bool(
@@ -22,6 +24,7 @@ def record_scores(context, record, form: bool = True):
         "record": record,
         "scores": list(scores_of(record)[:100]),
         "may_add": may_add,
+        "show_empty": form,
         "csrf_token": context.get("csrf_token"),
         "here": request.get_full_path() if request is not None else "",
     }
