@@ -3,6 +3,7 @@ person scores with a label and a comment, bad input gets DRF field errors, score
 and the records API (the logs) filters records by their scores."""
 
 import datetime
+import time
 import uuid
 
 import httpx
@@ -11,7 +12,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from observability import retention
 from observability.models import RequestRecord, Score
+from observability.services import score_create
+from tenancy.audit import Actor
 from tenancy.tests.factories import make_key
 
 SCORES = "/ingate/api/v1/scores/"
@@ -43,7 +47,10 @@ def test_an_application_scores_the_request_it_just_made_with_its_gateway_key(rec
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Was this helpful?"}]
     )
     request_id = raw.headers["x-ingate-request-id"]
-    recording.app.sink.close()  # the record is stored now
+    recording.app.sink.close()  # handed on; with Redis, the stream's consumer stores it a moment later
+    deadline = time.monotonic() + 10
+    while not RequestRecord.objects.filter(pk=request_id).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     sent = httpx.post(
         recording.url + SCORES,
@@ -188,3 +195,15 @@ def test_the_scores_api_is_in_the_openapi_schema(client_for, world):
     assert {"request_id", "name"} <= set(fields["required"])
     params = {p["name"] for p in schema["paths"]["/ingate/api/v1/records/"]["get"]["parameters"]}
     assert {"score_name", "score"} <= params
+
+
+def test_retention_takes_a_records_scores_with_it(world, settings):
+    settings.INGATE_RECORD_RETENTION_DAYS = 30
+    old, recent = make_record(world.own.org, minutes_ago=45 * 24 * 60), make_record(world.own.org, minutes_ago=5)
+    for record in (old, recent):
+        score_create(actor=Actor.system("test"), record=record, name="helpful", value=1)
+    if retention.is_partitioned():  # PostgreSQL: the old record's day goes as a whole partition
+        day = old.created_at.date()
+        retention._create_partition(day, retention.partition_name(day))
+    retention.enforce_retention()
+    assert list(Score.objects.values_list("record_id", flat=True)) == [recent.pk]
