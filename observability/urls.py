@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import review, views
+from . import review_views, views
 
 app_name = "observability"
 urlpatterns = [
@@ -10,6 +10,6 @@ urlpatterns = [
     path("sessions/", views.sessions, name="sessions"),
     path("sessions/<path:session_id>/", views.session_detail, name="session"),
     path("live/", views.live, name="live"),
-    path("review/", review.review_queue, name="review"),
-    path("review/score/", review.review_score, name="review_score"),
+    path("review/", review_views.review_queue, name="review"),
+    path("review/score/", review_views.review_score, name="review_score"),
 ]

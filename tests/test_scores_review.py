@@ -5,7 +5,7 @@ import datetime
 import json
 
 import pytest
-from django.template import Context, Template
+from django.template import RequestContext, Template
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
@@ -148,12 +148,14 @@ def test_a_records_scores_partial_lists_them_and_offers_the_form_to_members(worl
     def rendered(user) -> str:
         request = RequestFactory().get(f"/ingate/logs/{records[0].pk}/")
         request.user = user
-        return template.render(Context({"record": records[0], "request": request, "csrf_token": "t"}))
+        return template.render(RequestContext(request, {"record": records[0]}))  # as a page renders it
 
     shown = rendered(world.own.users["member"])
     assert 'data-score="helpful"' in shown and 'data-score="tone"' in shown and ">polite<" in shown
     assert "&lt;b&gt;ok&lt;/b&gt;" in shown
-    assert 'data-testid="add-score"' in shown
+    assert 'data-testid="add-score"' in shown and 'name="csrfmiddlewaretoken" value="' in shown
+    assert 'name="csrfmiddlewaretoken" value=""' not in shown
+    assert f'name="back" value="/ingate/logs/{records[0].pk}/"' in shown
     assert 'data-testid="add-score"' not in rendered(world.own.users["viewer"])
 
 

@@ -25,8 +25,8 @@ from tenancy.permissions import can_add
 from . import scores, selectors, services
 from .models import RequestBody, RequestRecord, Score
 
-# Query parameters of the queue itself; every other one is a logs filter (selectors.RecordFilter).
-QUEUE_PARAMS = ("org", "name", "labels", "scale")
+# The queue's own parameters are `name`, `labels` and `scale`; the others are logs filters (selectors.RecordFilter),
+# of which the setup form offers these.
 FILTERS_SHOWN = ("search", "model", "since", "until", "prompt_version", "user", "session", "score_name", "score")
 _SKIPPED = "review_skipped"
 _MAX_SKIPPED = 500
