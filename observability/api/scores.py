@@ -41,7 +41,9 @@ class ScoreSerializer(serializers.ModelSerializer):
         return data
 
 
-class ScoreFilter(django_filters.FilterSet):
+class ScoreListFilter(django_filters.FilterSet):
+    """The filters of /scores/ (query parameters)."""
+
     org = django_filters.ModelChoiceFilter(queryset=Organization.objects.all(), label="Organization (id)")
     request_id = django_filters.UUIDFilter(field_name="record_id")
     name = django_filters.CharFilter()
@@ -63,7 +65,7 @@ class ScoreViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
     model = Score
     queryset = Score.objects.all()
     serializer_class = ScoreSerializer
-    filterset_class = ScoreFilter
+    filterset_class = ScoreListFilter
 
     @property
     def required_scope(self):
