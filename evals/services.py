@@ -15,6 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from observability.models import RequestRecord
+from observability.scores import ScoreMatch, with_score
 from prompts.selectors import PromptRefError, prompt_version_by_ref
 from proxy import formats
 from proxy.providers import PROVIDER_NAMES
@@ -208,6 +209,43 @@ def items_from_records(*, actor: Actor, dataset: Dataset, record_ids: list[str])
     return items_add(
         actor=actor, dataset=dataset, items=items, message=f"Added {len(items)} item(s) from request records"
     )
+
+
+@transaction.atomic
+def dataset_from_scores(
+    *,
+    actor: Actor,
+    org: Organization,
+    dataset_name: str,
+    score_name: str,
+    score: ScoreMatch | None = None,
+    limit: int = 500,
+) -> tuple[DatasetVersion, int]:
+    """A dataset version made from the newest `limit` records of `org` the actor may read that carry a score
+    `score_name` matching `score` (any value when None): each record's messages as input, its answer as the
+    expected output. The dataset is created when no dataset has that name, else it gets a new version with
+    the items added. Records without a usable body are left out and counted: (version, left out). Nothing
+    is made when no record can be used (a field error on `score_name` says why)."""
+    readable = restrict(RequestRecord.objects.filter(org=org), actor.principal, VIEW)
+    records = list(
+        with_score(readable, name=score_name, match=score).select_related("body").order_by("-created_at")[:limit]
+    )
+    items, left_out = [], 0
+    for record in records:
+        try:
+            items.append(item_from_record(record))
+        except ValueError:
+            left_out += 1
+    if not items:
+        why = "its text is not kept (body mode full)" if records else "none carries that score"
+        raise ValidationError({"score_name": f"No request of {org.name} can be used: {why}."})
+    items.reverse()  # oldest first, as they happened
+    message = f"{len(items)} request(s) scored {score_name}" + (f" {score.text}" if score else "")
+    dataset = Dataset.objects.filter(org=org, name=dataset_name.strip()).first()
+    if dataset is None:
+        dataset = dataset_create(actor=actor, org=org, name=dataset_name, items=items, message=message)
+        return dataset.latest, left_out
+    return items_add(actor=actor, dataset=dataset, items=items, message=message), left_out
 
 
 # --- runs -------------------------------------------------------------------------------------------

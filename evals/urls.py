@@ -9,6 +9,7 @@ urlpatterns = [
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
     path("datasets/<int:pk>/change/", views.dataset_change, name="dataset_change"),
     path("datasets/from-records/", views.add_from_records, name="add_records"),
+    path("datasets/from-scores/", views.dataset_from_scores, name="dataset_from_scores"),
     path("runs/new/", views.run_new, name="run_new"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),

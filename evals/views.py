@@ -15,11 +15,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from observability.scores import ScoreMatch
 from observability.traces import record_replay
 from prompts.models import Prompt, PromptVersion
-from prompts.render import RenderError
+from prompts.render import RenderError, placeholders
 from proxy.providers import REGISTRY
 from tenancy.audit import Actor
 from tenancy.pages import OrgContext
@@ -192,6 +194,39 @@ def add_from_records(request):
         return redirect(request.META.get("HTTP_REFERER") or "observability:logs")
     messages.success(request, f"Added {len(ids)} record(s) to {dataset.name} (version {version.number}).")
     return redirect("evals:dataset", pk=dataset.pk)
+
+
+@login_required
+@require_POST
+def dataset_from_scores(request):
+    """The review queue's "build a dataset": scored requests of the org become a dataset version."""
+    ctx = OrgContext(request, Dataset)
+    if ctx.org is None or not can_add(ctx.principal, Dataset, ctx.org):
+        raise PermissionDenied("Your role does not allow you to add datasets here.")
+    back = f"{reverse('observability:review')}?org={ctx.org.slug}"
+    name, score_name = request.POST.get("dataset", "").strip(), request.POST.get("score_name", "").strip()
+    if not name or not score_name:
+        messages.error(request, "Name the dataset and the score.")
+        return redirect(back)
+    try:
+        match = ScoreMatch.parse(request.POST.get("score", "")) if request.POST.get("score", "").strip() else None
+        version, left_out = services.dataset_from_scores(
+            actor=Actor.from_request(request, via="web"),
+            org=ctx.org,
+            dataset_name=name,
+            score_name=score_name,
+            score=match,
+            limit=max(1, min(_number(request.POST.get("limit"), 500), 5000)),
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect(back)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(back)
+    skipped = f" ({left_out} left out: their text is not kept)" if left_out else ""
+    messages.success(request, f"{version.dataset.name} version {version.number}: {version.item_count} items{skipped}.")
+    return redirect("evals:dataset", pk=version.dataset_id)
 
 
 # --- runs --------------------------------------------------------------------------------------------
@@ -380,7 +415,18 @@ def playground(request):
         datasets = restrict(Dataset.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = restrict(Prompt.objects.filter(org=ctx.org, archived_at__isnull=True), ctx.principal, VIEW)
         prompts = prompts.select_related("namespace")
-    columns = [("", "gpt-4o-mini"), ("", "claude-3-5-haiku-latest"), ("", ""), ("", "")]
+    versions = _prompt_versions(ctx.org) if ctx.org else []
+    wanted = request.GET.get("prompt_version", "")
+    picked = next((v for v in versions if str(v.pk) == wanted), None) if wanted else None
+    if wanted and picked is None and ctx.org is not None:
+        picked = (
+            PromptVersion.objects.filter(pk=int(wanted) if _is_id(wanted) else 0, prompt__in=prompts)
+            .select_related("prompt__namespace")
+            .first()
+        )
+        versions = [picked, *versions] if picked else versions
+    columns = [("", picked.model if picked and picked.model else "gpt-4o-mini"), ("", "claude-3-5-haiku-latest")]
+    columns += [("", ""), ("", "")]
     # "Replay in playground" on a request's page: its system prompt, last user message and model, prefilled.
     replay = (
         record_replay(ctx.principal, ctx.org, request.GET["record"])
@@ -398,7 +444,12 @@ def playground(request):
             "providers": sorted(REGISTRY),
             "datasets": datasets,
             "prompts": prompts,
-            "prompt_versions": _prompt_versions(ctx.org) if ctx.org else [],
+            "prompt_versions": versions,
+            "picked": picked,
+            # A version opened from its prompt page: its variables to fill in, its model in the first column.
+            "picked_variables": json.dumps(dict.fromkeys(placeholders(picked.messages, picked.template), ""))
+            if picked
+            else "{}",
             "replay": replay,
             "columns": [{"n": n, "model": model, "provider": provider} for n, (provider, model) in enumerate(columns)],
         },
@@ -411,6 +462,10 @@ def _is_uuid(value: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) < 16
 
 
 def _org_for(user, slug: str, action: str, model):

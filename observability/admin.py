@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from tenancy.admin import AuditedAdmin, ReadOnlyScopedAdmin, admin_actor
 
 from . import services
-from .models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
+from .models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord, Score
 
 
 @admin.register(RequestRecord)
@@ -88,3 +88,14 @@ class DeadRecordAdmin(ReadOnlyScopedAdmin):
             self.message_user(
                 request, f"{failed} record(s) still could not be stored: see their error.", messages.WARNING
             )
+
+
+@admin.register(Score)
+class ScoreAdmin(ReadOnlyScopedAdmin):
+    """Scores are added by applications and people (the API, the review queue); staff read them here."""
+
+    list_display = ["created_at", "org", "name", "shown", "source", "author_name", "record_id"]
+    list_filter = ["source", "name", "org"]
+    search_fields = ["name", "label", "comment", "author_name"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Score._meta.fields]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -362,3 +364,61 @@ class SessionRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.org_id}/{self.session_id}"
+
+
+class ScoreSource(models.TextChoices):
+    API = "api", "An application, with a gateway key"
+    PERSON = "person", "A person, in the dashboard or the API"
+
+
+class Score(models.Model):
+    """Feedback on one production request: a number (`value`) or a word (`label`) under a name (`helpful`,
+    `correct`, …), with an optional comment, from an application or a person. A record may carry many, of
+    many names; re-scoring adds a row, so the history of opinions stays."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No database constraint (records live in partitions on PostgreSQL); the ORM still deletes a record's scores
+    # with it (retention deletes records through the ORM).
+    record = models.ForeignKey(
+        RequestRecord, on_delete=models.CASCADE, related_name="scores", db_constraint=False, db_index=False
+    )
+    name = models.CharField(
+        max_length=100,
+        validators=[RegexValidator(r"^[\w.:/-]+$", "Name a score in one word: helpful, correct, tone/polite, …")],
+        help_text="What is scored: helpful, correct, tone, … (no spaces).",
+    )
+    value = models.FloatField(null=True, blank=True)
+    label = models.CharField(max_length=100, blank=True)
+    comment = models.TextField(blank=True)
+    source = models.CharField(max_length=8, choices=ScoreSource.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    key = models.ForeignKey(APIKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    author_name = models.CharField(max_length=200, blank=True, help_text="Who scored, as text (survives the user).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(value__isnull=False) & models.Q(label=""))
+                | (models.Q(value__isnull=True) & ~models.Q(label="")),
+                name="score_value_or_label",
+            )
+        ]
+        indexes = [
+            # "records with a score named X (of value Y)": the logs filter and the review queue's "not yet scored".
+            models.Index(fields=["record", "name"], name="score_record_name"),
+            models.Index(fields=["org", "name", "-created_at"], name="score_org_name_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.shown} on {self.record_id}"
+
+    @property
+    def shown(self) -> str:
+        """The value as pages show it: the label, or the number without a needless `.0`."""
+        if self.label:
+            return self.label
+        return f"{self.value:g}" if self.value is not None else ""

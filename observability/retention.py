@@ -13,12 +13,12 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from tenancy.models import Organization
 
-from .models import ObservabilitySettings, RequestBody, RequestRecord
+from .models import ObservabilitySettings, RequestBody, RequestRecord, Score
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,17 @@ def _delete_bodies_before(cutoff: datetime.datetime) -> None:
         RequestBody.objects.filter(pk__in=ids).delete()
 
 
+def _delete_orphan_scores() -> None:
+    """Scores of records that went with a dropped partition (deleting records through the ORM takes their
+    scores with them; dropping a partition does not)."""
+    gone = ~Exists(RequestRecord.objects.filter(pk=OuterRef("record_id")))
+    while True:
+        ids = list(Score.objects.filter(gone).values_list("pk", flat=True)[:_DELETE_BATCH])
+        if not ids:
+            return
+        Score.objects.filter(pk__in=ids).delete()
+
+
 def enforce_retention(now: datetime.datetime | None = None) -> dict[str, int]:
     """Drop partitions no org still needs; delete the older rows of orgs that keep less. Idempotent."""
     now = now or timezone.now()
@@ -125,6 +136,8 @@ def enforce_retention(now: datetime.datetime | None = None) -> dict[str, int]:
                     cursor.execute(f'DROP TABLE "{name}"')
                 dropped += 1
         _delete_bodies_before(datetime.datetime.combine(oldest_kept, datetime.time(), datetime.UTC))
+        if dropped:
+            _delete_orphan_scores()
     deleted = 0
     newest = RequestRecord.objects.aggregate(newest=Max("created_at"))["newest"]
     if newest is not None:

@@ -37,6 +37,7 @@ from tenancy.api.permissions import principal_of
 from tenancy.models import APIKey, App, Organization
 from tenancy.permissions import VIEW, Principal, orgs_where, restrict
 
+from . import scores
 from .models import (
     FAILED,
     UNPRICED,
@@ -48,6 +49,7 @@ from .models import (
     SessionRollup,
 )
 from .rollups import percentile
+from .scores import SCORE_HELP, ScoreMatch
 
 GROUPS = {
     "model": "model",
@@ -86,6 +88,24 @@ class PromptVersionFilter(django_filters.Filter):
     field_class = PromptVersionRefField
 
 
+class ScoreField(forms.CharField):
+    """`score=` cleaned to a ScoreMatch (a bad comparison is a field error, never a failed query)."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value in self.empty_values:
+            return None
+        try:
+            return ScoreMatch.parse(value)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc), code="invalid") from None
+
+
+@extend_schema_field({"type": "string", "description": f"Records with a score that is {SCORE_HELP}."})
+class ScoreFilter(django_filters.Filter):
+    field_class = ScoreField
+
+
 class RecordFilter(django_filters.FilterSet):
     """The filters of the logs table and of /records/ (query parameters)."""
 
@@ -106,6 +126,8 @@ class RecordFilter(django_filters.FilterSet):
     prompt_version = PromptVersionFilter(field_name="prompt_version", lookup_expr="in", label="Prompt version")
     property = django_filters.CharFilter(method="filter_property", label="name:value")
     unpriced = django_filters.BooleanFilter(method="filter_unpriced", label="Only unpriced requests")
+    score_name = django_filters.CharFilter(method="filter_score", label="Scored as (score name)")
+    score = ScoreFilter(method="filter_score", label="Score")
     search = django_filters.CharFilter(
         method="filter_search",
         label="Search",
@@ -149,6 +171,13 @@ class RecordFilter(django_filters.FilterSet):
     def filter_ingate(self, queryset, name, value):
         # Ingate's own calls (playground, prompt tests, eval runs, judges) go out with no gateway key.
         return queryset.filter(key__isnull=value)
+
+    def filter_score(self, queryset, name, value):
+        # `score_name` and `score` are one condition on the same score: both are read here, once.
+        if name == "score" and self.form.cleaned_data.get("score_name"):
+            return queryset
+        given = self.form.cleaned_data
+        return scores.with_score(queryset, name=given.get("score_name") or "", match=given.get("score"))
 
     def filter_property(self, queryset, name, value):
         prop, _, wanted = value.partition(":")

@@ -1,15 +1,16 @@
-"""Writes to an org's observability settings and price overrides, and replays of dead records, each with its
-audit entry."""
+"""Writes to an org's observability settings and price overrides, scores on records, and replays of dead
+records, each with its audit entry."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from tenancy.audit import Actor, audit_record
 from tenancy.models import Organization
 from tenancy.services import audited_create, audited_delete, audited_update
 
-from .models import DeadRecord, ObservabilitySettings, PriceOverride
+from .models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord, Score, ScoreSource
 
 
 @transaction.atomic
@@ -34,6 +35,31 @@ def price_override_update(*, actor: Actor, override: PriceOverride, **fields) ->
 @transaction.atomic
 def price_override_delete(*, actor: Actor, override: PriceOverride) -> None:
     audited_delete(actor=actor, obj=override)
+
+
+@transaction.atomic
+def score_create(
+    *, actor: Actor, record: RequestRecord, name: str, value: float | None = None, label: str = "", comment: str = ""
+) -> Score:
+    """A score on a record the caller may score (callers find it through `selectors.scorable_record`): a number
+    or a label, never both (a ValidationError on `value` otherwise). From a key it counts as the application's, from a user as a person's."""
+    if (value is None) == (not label.strip()):
+        raise ValidationError({"value": "Give a numeric value or a label, not both."})
+    score = Score(
+        org_id=record.org_id,
+        record=record,
+        name=name.strip(),
+        value=value,
+        label=label.strip(),
+        comment=comment,
+        source=ScoreSource.API if actor.key is not None else ScoreSource.PERSON,
+        author=actor.user if actor.user is not None and actor.user.pk else None,
+        key=actor.key,
+        author_name=str(actor.principal)[:200],
+    )
+    score.full_clean(exclude=["record"])
+    score.save()  # not audited: a score is data about a record, like the record itself, and names its author
+    return score
 
 
 def dead_record_replay(*, actor: Actor, dead: DeadRecord) -> bool:

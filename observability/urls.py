@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import review_views, views
 
 app_name = "observability"
 urlpatterns = [
@@ -11,4 +11,6 @@ urlpatterns = [
     path("sessions/<path:session_id>/", views.session_detail, name="session"),
     path("users/<path:user_id>/", views.end_user, name="end_user"),
     path("live/", views.live, name="live"),
+    path("review/", review_views.review_queue, name="review"),
+    path("review/score/", review_views.review_score, name="review_score"),
 ]

@@ -96,3 +96,106 @@ class RenderForm(forms.Form):
         if data.get("send") and not data["model"]:
             self.add_error("model", "Name a model to send the prompt to.")
         return data
+
+
+# --- authoring: prompts, namespaces and new versions from the pages -------------------------------------------
+
+ROLES = ("system", "developer", "user", "assistant")
+VARIABLE_TYPES = ("string", "number", "integer", "boolean", "json")
+
+
+class NamespaceForm(forms.Form):
+    path = forms.CharField(max_length=200, help_text="Lower-case words separated by '/', e.g. support/billing.")
+    description = forms.CharField(required=False, widget=forms.TextInput)
+
+
+class PromptCreateForm(forms.Form):
+    namespace = forms.CharField(max_length=200, help_text="An existing namespace, or a new one (made with it).")
+    name = forms.CharField(max_length=100, help_text="Lower-case letters, digits, '-' and '_'.")
+    description = forms.CharField(required=False, widget=forms.TextInput)
+    tags = forms.CharField(required=False, help_text="Comma-separated.")
+
+    def clean_tags(self) -> list[str]:
+        return [tag.strip() for tag in self.cleaned_data["tags"].split(",") if tag.strip()]
+
+
+def _json_object(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        raise forms.ValidationError(f"{what} are not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise forms.ValidationError(f'{what} are a JSON object: {{"name": value}}.')
+    return value
+
+
+class VersionForm(forms.Form):
+    """A new version as the editor posts it: messages as parallel `role` / `content` lists (one row each;
+    rows left empty are dropped), a text template, a type per detected variable (`var-<name>`, optional),
+    the model, temperature and max tokens, and any other parameters as JSON."""
+
+    template = forms.CharField(required=False, widget=forms.Textarea)
+    model = forms.CharField(required=False, max_length=200)
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
+    max_tokens = forms.IntegerField(required=False, min_value=1, max_value=10_000_000)
+    parameters = forms.CharField(required=False, widget=forms.Textarea, label="Other parameters (JSON)")
+    commit_message = forms.CharField(required=False, max_length=500)
+
+    def __init__(self, data=None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.rows: list[dict] = []
+        self.types: dict[str, str] = {}
+        if data is not None:
+            roles, contents = data.getlist("role"), data.getlist("content")
+            self.rows = [{"role": r, "content": c} for r, c in zip(roles, contents, strict=False)]
+            self.types = {k[4:]: v for k, v in data.items() if k.startswith("var-") and v}
+
+    @classmethod
+    def initial_from(cls, version) -> dict:
+        """What the editor starts from: a copy of `version` (or an empty system + user pair)."""
+        if version is None:
+            return {"rows": [{"role": "system", "content": ""}, {"role": "user", "content": ""}], "initial": {}}
+        parameters = dict(version.parameters)
+        initial = {
+            "template": version.template,
+            "model": version.model,
+            "temperature": parameters.pop("temperature", None),
+            "max_tokens": parameters.pop("max_tokens", None),
+            "parameters": json.dumps(parameters, indent=2) if parameters else "",
+        }
+        rows = [
+            {"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])}
+            for m in version.messages
+        ]
+        return {"rows": rows, "initial": initial, "types": dict(version.variables)}
+
+    def clean_parameters(self) -> dict:
+        return _json_object(self.cleaned_data["parameters"], "Other parameters")
+
+    def clean(self):
+        data = super().clean()
+        messages = []
+        for n, row in enumerate(self.rows, 1):
+            if not row["content"].strip():
+                continue
+            if row["role"] not in ROLES:
+                self.add_error(None, f"Message {n}: the role is one of {', '.join(ROLES)}.")
+            messages.append({"role": row["role"], "content": row["content"]})
+        data["messages"] = messages
+        bad = {name: kind for name, kind in self.types.items() if kind not in VARIABLE_TYPES}
+        if bad:
+            self.add_error(None, f"Variable types are one of {', '.join(VARIABLE_TYPES)}.")
+        data["variables"] = self.types
+        parameters = data.get("parameters") or {}
+        for name in ("temperature", "max_tokens"):
+            if data.get(name) is not None:
+                parameters[name] = data[name]
+        data["parameters"] = parameters
+        return data
+
+    def service_fields(self) -> dict:
+        """The cleaned form as `services.version_create` takes it."""
+        data = self.cleaned_data
+        return {
+            name: data[name] for name in ("messages", "template", "variables", "model", "parameters", "commit_message")
+        }

@@ -131,7 +131,9 @@ def scope_permissions(scope: str) -> dict[type[Model], set[str]]:
 ALL_SCOPES: frozenset[str] = frozenset(Scope.values)
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     Role.VIEWER: frozenset({Scope.PROXY, Scope.LOGS_READ, Scope.PROMPTS_READ}),
-    Role.MEMBER: frozenset({Scope.PROXY, Scope.LOGS_READ, Scope.PROMPTS_READ, Scope.PROMPTS_WRITE, Scope.EVALS_RUN}),
+    Role.MEMBER: frozenset(
+        {Scope.PROXY, Scope.LOGS_READ, Scope.PROMPTS_READ, Scope.PROMPTS_WRITE, Scope.EVALS_RUN, Scope.SCORES_WRITE}
+    ),
     Role.ADMIN: ALL_SCOPES,
     Role.OWNER: ALL_SCOPES,
 }

@@ -70,6 +70,7 @@ PRINCIPALS: tuple[Who, ...] = (
     _key("prompts:write"),
     _key("evals:run"),
     _key("evals:run", "logs:read"),
+    _key("scores:write"),
     _key("admin"),
     _key("admin", "prompts:write"),
 )

@@ -134,6 +134,7 @@ def known_ids(world):
         "observability-settings": observability_services.observability_settings_set(actor=SYSTEM, org=org).org_id,
         "price-overrides": observability_services.price_override_create(actor=SYSTEM, org=org, model="fuzz-model").pk,
         "records": str(record.pk),
+        "scores": observability_services.score_create(actor=SYSTEM, record=record, name="fuzz", value=1).pk,
         "prompt-namespaces": prompt.namespace_id,
         "prompts": prompt.pk,
         "datasets": dataset.pk,

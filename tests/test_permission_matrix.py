@@ -9,19 +9,25 @@ evals sections (keys: `logs:read`, `prompts:read`/`prompts:write`, `evals:run`, 
 import datetime
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
 from evals import services as evals
+from evals.models import Dataset
 from evals.transfer import clean_item
 from observability import rollups
 from observability import services as observability
-from observability.models import RequestBody, RequestRecord
+from observability.models import RequestBody, RequestRecord, Score
 from prompts import services as prompts
+from prompts.models import Label, Namespace, Prompt
 from tenancy import cache, limits, routes
 from tenancy.audit import Actor
 from tenancy.models import AuditLog, BudgetEvent, Role, TeamMembership
@@ -29,9 +35,11 @@ from tenancy.tests.factories import MembershipFactory, UserFactory, make_credent
 from tests.matrix import (
     ADMINS,
     API,
+    EVERYONE,
     MEMBERS,
     NOBODY,
     OWNERS,
+    ROLES,
     Action,
     Endpoint,
     Matrix,
@@ -377,6 +385,32 @@ MATRIX.register(
                 detail=False,
                 query=_of_session(export_format="jsonl"),
                 shows=lambda data, t: t.row_id.encode() in data,
+            ),
+        ),
+    )
+)
+
+
+# Scores (README "Feedback: scores and the review queue"; observability/apps.py): everyone who reads records reads
+# scores; members and up add them. Keys: `logs:read` reads them, `scores:write` adds and reads them.
+def _score(world, tenant):
+    record = _record(world, tenant).obj
+    score = observability.score_create(actor=SYSTEM, record=record, name="helpful", value=1)
+    return Target(tenant, score, extra={"record": str(record.pk)})
+
+
+MATRIX.register(
+    Endpoint(
+        "scores",
+        _score,
+        read_scopes=frozenset({"logs:read", "scores:write"}),
+        write_scopes=frozenset({"scores:write"}),
+        actions=(
+            list_(),
+            retrieve(),
+            # Another org's request id is unknown: a 400 on request_id.
+            create(
+                lambda t, who: {"request_id": t.record, "name": "tone", "label": "kind"}, roles=MEMBERS, elsewhere=400
             ),
         ),
     )
@@ -745,3 +779,138 @@ def test_making_and_revoking_keys_on_the_keys_page_follows_the_api_rules(world, 
     key.refresh_from_db()
     assert revoked.status_code == (302 if who in READERS else 404)
     assert (key.revoked_at is not None) == (who in {"admin", "owner", "staff"}), who
+# --- pages that change things (issue 19: prompts in the UI, the review queue) --------------------------------
+#
+# The same rules as the API rows above, asked through the pages: what a role may do there it may do here, and
+# nothing more. Each case is judged by its effect (a prompt made, a label moved, a score stored), not by the
+# page's wording; another org's objects are never found (404), or the change does not happen.
+
+
+@dataclass(frozen=True)
+class PageCase:
+    name: str
+    method: str
+    url: Callable[[Any], str]
+    roles: frozenset[str]
+    body: Callable[[Any], dict] | None = None
+    done: Callable[[Any], bool] | None = None  # for a POST: did the change happen?
+
+
+def _page_world(world):
+    """In the own org: a prompt with v1 and v2 (staging at v2, production at v1), and a request with its
+    bodies scored `helpful` = 5."""
+    org = world.own.org
+    prompt = prompts.prompt_create(actor=SYSTEM, org=org, namespace="support", name="greeter")
+    first, second = (prompts.version_create(actor=SYSTEM, prompt=prompt, template=t) for t in ("v1", "v2"))
+    prompts.label_set(actor=SYSTEM, prompt=prompt, name="staging", version=second)
+    prompts.label_set(actor=SYSTEM, prompt=prompt, name="production", version=first)
+    record = RequestRecord.objects.get(pk=_dataset(world, world.own).record)  # a record with its bodies
+    observability.score_create(actor=SYSTEM, record=record, name="helpful", value=5)
+
+    class W:
+        pass
+
+    w = W()
+    w.org, w.prompt, w.record = org, prompt, record
+    w.label = lambda name: (
+        Label.objects.filter(prompt=prompt, name=name).values_list("version__number", flat=True).first()
+    )
+    w.prompts, w.namespaces = Prompt.objects, Namespace.objects
+    w.scores, w.datasets = Score.objects, Dataset.objects
+    return w
+
+
+PAGE_CASES = (
+    PageCase("prompt list", "get", lambda w: f"/ingate/prompts/?org={w.org.slug}", EVERYONE),
+    PageCase(
+        "new prompt",
+        "post",
+        lambda w: f"/ingate/prompts/new/?org={w.org.slug}",
+        MEMBERS,
+        body=lambda w: {"namespace": "pages", "name": "fresh"},
+        done=lambda w: w.prompts.filter(name="fresh").exists(),
+    ),
+    PageCase(
+        "new namespace",
+        "post",
+        lambda w: f"/ingate/prompts/namespaces/new/?org={w.org.slug}",
+        MEMBERS,
+        body=lambda w: {"path": "legal"},
+        done=lambda w: w.namespaces.filter(path="legal").exists(),
+    ),
+    PageCase("version editor", "get", lambda w: f"/ingate/prompts/{w.prompt.pk}/versions/new/", MEMBERS),
+    PageCase(
+        "new version",
+        "post",
+        lambda w: f"/ingate/prompts/{w.prompt.pk}/versions/new/",
+        MEMBERS,
+        body=lambda w: {"role": "user", "content": "Hello {{name}}"},
+        done=lambda w: w.prompt.versions.count() == 3,
+    ),
+    PageCase("version page", "get", lambda w: f"/ingate/prompts/{w.prompt.pk}/v2/", EVERYONE),
+    PageCase(
+        "set development",
+        "post",
+        lambda w: f"/ingate/prompts/{w.prompt.pk}/labels/",
+        MEMBERS,
+        body=lambda w: {"action": "set", "label": "development", "version": "1"},
+        done=lambda w: w.label("development") == 1,
+    ),
+    PageCase(
+        "promote to production",
+        "post",
+        lambda w: f"/ingate/prompts/{w.prompt.pk}/labels/",
+        ADMINS,
+        body=lambda w: {"action": "promote", "source": "staging", "label": "production"},
+        done=lambda w: w.label("production") == 2,
+    ),
+    PageCase("review queue", "get", lambda w: f"/ingate/review/?org={w.org.slug}&name=tone", EVERYONE),
+    PageCase(
+        "score in the queue",
+        "post",
+        lambda w: "/ingate/review/score/",
+        MEMBERS,
+        body=lambda w: {"record": str(w.record.pk), "queue": f"org={w.org.slug}&name=tone", "score": "l:kind"},
+        done=lambda w: w.scores.filter(name="tone").exists(),
+    ),
+    PageCase(
+        "dataset from scores",
+        "post",
+        lambda w: f"/ingate/evals/datasets/from-scores/?org={w.org.slug}",
+        MEMBERS,
+        body=lambda w: {"dataset": "from scores", "score_name": "helpful", "score": ">=4"},
+        done=lambda w: w.datasets.filter(name="from scores").exists(),
+    ),
+)
+
+PAGE_USERS = ("viewer", "member", "admin", "owner", "staff", "outsider", "other owner")
+
+
+def _page_user(world, who: str):
+    return {"staff": world.staff, "outsider": world.outsider, "other owner": world.other.users["owner"]}.get(
+        who
+    ) or world.own.users[who]
+
+
+@pytest.mark.parametrize("case", PAGE_CASES, ids=[c.name for c in PAGE_CASES])
+def test_every_user_gets_what_the_rules_say_on_the_pages(world, case):
+    w = _page_world(world)
+    failures = []
+    for who in PAGE_USERS:
+        allowed = who == "staff" or who in case.roles
+        client = Client()
+        client.force_login(_page_user(world, who))
+        with transaction.atomic():
+            url = case.url(w)
+            reply = client.get(url) if case.method == "get" else client.post(url, case.body(w))
+            status, happened = reply.status_code, case.done(w) if case.done else None
+            transaction.set_rollback(True)
+        if case.method == "get":
+            wanted = 200 if allowed else (403 if who in ROLES else 404)
+            if status != wanted:
+                failures.append(f"{who}: got {status}, expected {wanted}")
+        elif happened != allowed or status >= 500:
+            failures.append(f"{who}: {'did not happen' if allowed else 'happened'} ({status})")
+        elif not allowed and who not in ROLES and status not in (302, 404):
+            failures.append(f"{who} (not of the org): got {status}, expected 404 or a redirect with a message")
+    assert not failures, "\n".join(failures)

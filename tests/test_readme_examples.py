@@ -126,8 +126,12 @@ def test_the_readmes_examples_work_as_written_with_what_up_prints(tmp_path, fake
             f"{ran.stderr[-3000:]}\n--- stdout ---\n{ran.stdout[-3000:]}\n--- server ---\n{server[-2000:]}"
         )
 
-    # What a user would look at afterwards: the dataset export holds both items, and the SDK call went out with
-    # the prompt version `production` points at after the rollback (v1).
+    # What a user would look at afterwards: the dataset export holds both items, the SDK call went out with the
+    # prompt version `production` points at after the rollback (v1), and the scored one as written.
     assert (work / "refunds.csv").read_text().count("Acme") == 2
     sdk_calls = [r.json() for r in fake.requests if (r.header("user-agent") or "").startswith("OpenAI/Python")]
-    assert [call["messages"][0]["content"] for call in sdk_calls] == ["You help Acme customers with refunds."]
+    assert [call["messages"][0]["content"] for call in sdk_calls] == [
+        "You help Acme customers with refunds.",
+        "Is 7 a prime number?",
+    ]
+    assert "api thumbs 1.0" in ran.stdout

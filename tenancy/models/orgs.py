@@ -119,6 +119,7 @@ class Scope(models.TextChoices):
     PROMPTS_READ = "prompts:read", "Read prompts"
     PROMPTS_WRITE = "prompts:write", "Write prompts"
     EVALS_RUN = "evals:run", "Run evals"
+    SCORES_WRITE = "scores:write", "Score request records (feedback from an application)"
     ADMIN = "admin", "Manage the organization through the API"
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from evals import services as eval_services
 from evals.models import EvalResult
 from evals.transfer import clean_item
+from observability import services as observability_services
 from observability.models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord
 from prompts import services as prompt_services
 from proxy.response_cache import cache_key
@@ -80,7 +81,10 @@ def every_model_populated(world):
         amount_usd=10,
     )
     tenancy_cache.cache_settings_create(actor=Actor.system("test"), org=world.own.org, enabled=True)
-    RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
+    record = RequestRecord.objects.create(
+        org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x"
+    )
+    observability_services.score_create(actor=Actor.system("test"), record=record, name="helpful", value=1)
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
     DeadRecord.objects.create(record_id="x-dead", org=world.own.org, stage="insert", payload="{}", error="DataError: x")

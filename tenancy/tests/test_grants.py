@@ -20,7 +20,7 @@ MEMBERSHIPS = "/ingate/api/v1/memberships/"
 # role -> scopes it may put on a key (and keep on its keys at use time)
 MAY_HOLD = {
     "viewer": {"proxy", "logs:read", "prompts:read"},
-    "member": {"proxy", "logs:read", "prompts:read", "prompts:write", "evals:run"},
+    "member": {"proxy", "logs:read", "prompts:read", "prompts:write", "evals:run", "scores:write"},
     "admin": set(Scope.values),
     "owner": set(Scope.values),
 }
