@@ -779,6 +779,8 @@ def test_making_and_revoking_keys_on_the_keys_page_follows_the_api_rules(world, 
     key.refresh_from_db()
     assert revoked.status_code == (302 if who in READERS else 404)
     assert (key.revoked_at is not None) == (who in {"admin", "owner", "staff"}), who
+
+
 # --- pages that change things (issue 19: prompts in the UI, the review queue) --------------------------------
 #
 # The same rules as the API rows above, asked through the pages: what a role may do there it may do here, and
