@@ -6,6 +6,7 @@ channel layer); `DATABASE_URL` and `REDIS_URL` switch on PostgreSQL and Redis. S
 
 import secrets
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from cryptography.fernet import Fernet
@@ -325,6 +326,20 @@ INGATE_PROXY_STAGES = [
     "proxy.response_cache.stage.ResponseCache",
     "proxy.limits.stage.Limits",
 ]
+# OpenTelemetry: with an OTLP/HTTP endpoint (a collector's base URL; /v1/traces is added), one span per proxied
+# request, built off the request path (observability/otel.py). Unset: the stage is not even in the list.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_HEADERS = {
+    unquote(name.strip()): unquote(value.strip())
+    for name, _, value in (
+        pair.partition("=") for pair in env.str("OTEL_EXPORTER_OTLP_HEADERS", default="").split(",") if "=" in pair
+    )
+}
+OTEL_EXPORTER_OTLP_TIMEOUT = env.float("OTEL_EXPORTER_OTLP_TIMEOUT", default=10000.0) / 1000  # ms, as the spec has it
+OTEL_BSP_SCHEDULE_DELAY = env.float("OTEL_BSP_SCHEDULE_DELAY", default=5000.0)  # ms between batches
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="ingate")
+if OTEL_EXPORTER_OTLP_ENDPOINT:
+    INGATE_PROXY_STAGES.append("observability.otel.Tracing")
 # Where the proxy hands each finished request's record (a dotted path to a class with submit(record)).
 INGATE_RECORD_SINK = env.str("INGATE_RECORD_SINK", default="observability.pipeline.RecordPipeline")
 # The record writer: rows per insert, seconds between flushes (records reach the dashboard within this), the
