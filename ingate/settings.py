@@ -364,6 +364,8 @@ INGATE_PROMPT_PROTECTED_ROLES = env.list("INGATE_PROMPT_PROTECTED_ROLES", defaul
 # How often budgets are reconciled against recorded spend (celery beat; without Redis, the embedded writer).
 INGATE_BUDGET_RECONCILE_SECONDS = env.float("INGATE_BUDGET_RECONCILE_SECONDS", default=60.0)
 
+# How often the bucket export looks for orgs whose next hours are due (beat; without Redis, the record writer).
+INGATE_STORAGE_EXPORT_SECONDS = env.float("INGATE_STORAGE_EXPORT_SECONDS", default=300.0)
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
@@ -373,6 +375,8 @@ CELERY_BEAT_SCHEDULE = {
     "evals-resume": {"task": "evals.resume_stalled", "schedule": env.float("INGATE_EVAL_RESUME_SECONDS", default=15.0)},
     # Budgets: spend recomputed from the records, drift against the limits counters logged, threshold alerts recorded.
     "budgets-reconcile": {"task": "observability.reconcile_budgets", "schedule": INGATE_BUDGET_RECONCILE_SECONDS},
+    # Each org's own bucket: the hours due (hourly by default, per org) written as Parquet (observability/export).
+    "storage-export": {"task": "observability.export_storage", "schedule": INGATE_STORAGE_EXPORT_SECONDS},
 }
 
 # Eval runs: at most this many calls in flight per run, and targets per run; a running run whose worker has

@@ -23,5 +23,6 @@ urlpatterns = [
     path("ingate/evals/", include("evals.urls")),
     path("ingate/routes/", include("tenancy.urls")),
     path("ingate/", include("observability.limit_urls")),
+    path("ingate/", include("observability.export.urls")),
     path("ingate/", include("observability.urls")),
 ]

@@ -94,7 +94,7 @@ class Authenticate(Stage):
             self.app.keys.invalidate(prefix=value)
         elif kind == "org":
             self.app.keys.invalidate(org_id=int(value))
-        elif kind not in ("credentials", "prompts", "routes", "limits", "cache"):
+        elif kind not in ("credentials", "prompts", "routes", "limits", "cache", "storage"):
             self.app.keys.invalidate()
 
 
@@ -116,7 +116,7 @@ class Upstream(Stage):
     def invalidate(self, kind: str, value: str) -> None:
         if kind in ("credentials", "org", "routes", "limits", "cache"):  # cached with the org's credentials
             self.app.credentials.invalidate(int(value))
-        elif kind not in ("key", "prompts"):
+        elif kind not in ("key", "prompts", "storage"):
             self.app.credentials.invalidate()
 
 
