@@ -366,6 +366,8 @@ INGATE_BUDGET_RECONCILE_SECONDS = env.float("INGATE_BUDGET_RECONCILE_SECONDS", d
 
 # How often the bucket export looks for orgs whose next hours are due (beat; without Redis, the record writer).
 INGATE_STORAGE_EXPORT_SECONDS = env.float("INGATE_STORAGE_EXPORT_SECONDS", default=300.0)
+# An org's bucket endpoint may be a private or loopback address (a MinIO next to Ingate) only when this is set.
+INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS = env.bool("INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS", default=False)
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},

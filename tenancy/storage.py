@@ -3,6 +3,11 @@ saves and writes one audit entry in the same transaction. The export itself (obs
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -24,11 +29,35 @@ FIELDS = (
 )
 
 
+def _private_endpoint(url: str) -> str | None:
+    """Why an endpoint is refused: it names (or resolves to) a private, loopback or link-local address, which an
+    org admin must not be able to make Ingate's workers write to. None when it is public."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return f"The endpoint's host {host!r} does not resolve."
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            return (
+                f"The endpoint's host {host!r} is a private or local address ({ip}). Use a public endpoint, or ask "
+                "your Ingate administrator to set INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS."
+            )
+    return None
+
+
 def check(obj: StorageExport) -> None:
     """Validate unsaved or changed settings as the services will (forms, serializers). ValidationError by field."""
     if obj.org_id is None:
         raise ValidationError({"org": ["Choose the organization."]})
     obj.full_clean(exclude=["org"], validate_unique=False, validate_constraints=False)
+    if obj.endpoint_url and urlsplit(obj.endpoint_url).scheme not in ("http", "https"):
+        raise ValidationError({"endpoint_url": ["The endpoint is an http:// or https:// URL."]})
+    if obj.endpoint_url and not settings.INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS:
+        refused = _private_endpoint(obj.endpoint_url)
+        if refused:
+            raise ValidationError({"endpoint_url": [refused]})
     taken = StorageExport.objects.filter(org_id=obj.org_id).exclude(pk=obj.pk)
     if taken.exists():
         raise ValidationError({"org": ["This organization already has its bucket; change that one instead."]})

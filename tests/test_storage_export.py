@@ -29,6 +29,11 @@ from tenancy.tests.factories import AppFactory, MembershipFactory, OrganizationF
 LATER = datetime.timedelta(hours=2)  # runs look at hours that ended (and settled); the records are from now
 
 
+@pytest.fixture(autouse=True)
+def _loopback_endpoints_allowed(settings):
+    settings.INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS = True  # the S3 server of these tests is on loopback
+
+
 @pytest.fixture(scope="module")
 def s3_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

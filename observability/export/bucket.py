@@ -39,6 +39,14 @@ class Bucket:
     def key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
 
+    def check(self) -> None:
+        """Is the bucket there and ours to use? Every run asks first, so wrong settings fail the run visibly even
+        when there is nothing to write yet."""
+        try:
+            self._client.head_bucket(Bucket=self.name)
+        except (BotoCoreError, ClientError) as exc:
+            raise BucketError(f"Cannot use bucket {self.name!r}: {_reason(exc)}") from None
+
     def put(self, key: str, body: bytes, content_type: str) -> None:
         try:
             self._client.put_object(Bucket=self.name, Key=key, Body=body, ContentType=content_type)
@@ -57,8 +65,12 @@ class Bucket:
             raise BucketError(f"Could not read s3://{self.name}/{key}: {_reason(exc)}") from None
 
 
+_CODES = {"404": "NoSuchBucket", "403": "AccessDenied", "301": "PermanentRedirect (another region?)"}
+
+
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()[:300]
+        code = str(error.get("Code", "error"))
+        return f"{_CODES.get(code, code)}: {error.get('Message', '') or 'no details'}".strip()[:300]
     return f"{type(exc).__name__}: {exc}"[:300]

@@ -87,6 +87,7 @@ def export_org(org_id: int, *, trigger: str = "schedule", now: datetime.datetime
     hour = start
     try:
         bucket = Bucket(export)
+        bucket.check()
         while hour < end and hour < start + MAX_HOURS_PER_RUN * HOUR:
             records, bodies, written = _write_hour(bucket, export, hour)
             hour += HOUR
