@@ -4,14 +4,25 @@ of its export runs (read-only). Admins and owners only (tenancy.permissions)."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import mixins, serializers
+from rest_framework import exceptions, mixins, serializers
 
 from .. import storage
 from ..models import Organization, StorageExport, StorageExportRun
+from ..permissions import VIEW, allowed_anywhere
 from .serializers import ScopedPrimaryKeyField
 from .views import CrudViewSet, ScopedViewSet
 
 _KEY_HELP = 'Write-only: only its hint is ever returned. Leave it out to keep the stored one; "" clears it.'
+
+
+class AdminsOnly:
+    """The bucket and its runs are for the org's admins and owners: anyone else is told so (403), as for the
+    audit log, rather than shown an empty list."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if not allowed_anywhere(self.principal, self.model, VIEW):
+            raise exceptions.PermissionDenied("Only organization admins and owners manage the org's bucket.")
 
 
 class StorageExportSerializer(serializers.ModelSerializer):
@@ -96,7 +107,7 @@ class StorageExportRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class StorageExportViewSet(CrudViewSet):
+class StorageExportViewSet(AdminsOnly, CrudViewSet):
     """The org's own S3-compatible bucket, where its records go hour by hour as Parquet (one per org)."""
 
     model = StorageExport
@@ -131,7 +142,7 @@ class StorageExportViewSet(CrudViewSet):
         storage.storage_export_delete(actor=self.actor, export=export)
 
 
-class StorageExportRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class StorageExportRunViewSet(AdminsOnly, ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     """Runs of the bucket export, newest first: what each wrote, or why it failed (read-only)."""
 
     model = StorageExportRun
