@@ -147,8 +147,9 @@ def test_the_admin_saves_the_keys_encrypted_and_write_only(world):
 
 
 def test_the_storage_page_runs_the_export_now_for_an_admin_and_not_for_a_viewer(
-    world, django_capture_on_commit_callbacks
+    world, django_capture_on_commit_callbacks, settings
 ):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default, also when the tests run with Redis
     export = StorageExport.objects.create(org=world.own.org, bucket="acme-ingate", endpoint_url="http://127.0.0.1:9")
     admin = Client()
     admin.force_login(world.own.users["admin"])
