@@ -217,3 +217,19 @@ def test_bodies_only_in_my_bucket_keeps_no_bodies_in_the_database(recording, gat
     bodies = parquet_rows(s3, "acme-bodies", hour_key("bodies"))
     assert sorted(row["record_id"] for row in bodies) == sorted([first, second])  # merged, nothing doubled
     assert not RequestBody.objects.exists()
+
+
+def test_without_celery_beat_the_record_writer_runs_the_export(recording, gateway_key, fake, s3, settings):
+    settings.INGATE_STORAGE_EXPORT_SECONDS = 0.05  # what beat would ask every 5 minutes
+    key, plaintext = gateway_key
+    ObservabilitySettings.objects.create(org=key.org, body_mode=BodyMode.FULL)
+    bucket_export(key.org, s3, new_bucket(s3, "acme-embedded"), bodies_only_in_bucket=True)
+    request_id = chat(recording, plaintext, "kept only in the bucket")
+    stored(request_id)
+    deadline = time.monotonic() + 10
+    while hour_key("bodies") not in keys_in(s3, "acme-embedded"):
+        assert time.monotonic() < deadline, "no run wrote the bodies"
+        time.sleep(0.05)
+    assert [row["record_id"] for row in parquet_rows(s3, "acme-embedded", hour_key("bodies"))] == [request_id]
+    assert StorageExportRun.objects.filter(org=key.org, status=RunStatus.SUCCEEDED).exists()
+    assert not PendingBody.objects.exists()
