@@ -43,6 +43,8 @@ MAX_HOURS_PER_RUN = 168
 MAX_BODIES_PER_RUN = 20_000
 # A run still marked running after this long died with its process; another may start.
 _STALE_RUN = datetime.timedelta(hours=1)
+# Runs older than this are deleted (the page and the API list the recent ones).
+RUNS_KEPT = datetime.timedelta(days=30)
 _CHUNK = 500
 _BODY_COLUMNS = ("record_id", "created_at", "metadata", "request", "response", "truncated")
 
@@ -103,12 +105,14 @@ def export_org(org_id: int, *, trigger: str = "schedule", now: datetime.datetime
     except BucketError as exc:
         run.status, run.error = RunStatus.FAILED, str(exc)
         log.warning("Export of org %s to its bucket failed: %s", org_id, exc)
-    except Exception as exc:
+    except Exception as exc:  # whatever went wrong, the run is marked failed and says why
         run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"[:1000]
         log.exception("Export of org %s failed", org_id)
     run.window_end = hour
     run.finished_at = timezone.now()
     run.save()
+    # A bucket down for a week leaves a failed run every few minutes: the page shows the last ones.
+    StorageExportRun.objects.filter(org_id=org_id, started_at__lt=now - RUNS_KEPT).delete()
     return run
 
 
@@ -213,10 +217,10 @@ def maybe_export() -> None:
     def run() -> None:
         try:
             export_due()
-        except Exception:
+            close_old_connections()
+        except Exception:  # tried again next round
             log.exception("Storage export round failed")
         finally:
-            close_old_connections()
             _embedded_lock.release()
 
     threading.Thread(target=run, name="ingate-storage-export", daemon=True).start()
