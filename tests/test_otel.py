@@ -198,3 +198,17 @@ def test_nothing_is_traced_without_an_endpoint(gateway, settings):
     assert settings.OTEL_EXPORTER_OTLP_ENDPOINT == ""
     assert STAGES_WITH_TRACING not in settings.INGATE_PROXY_STAGES
     assert not any(isinstance(stage, Tracing) for stage in gateway.app.stages)
+
+
+def test_a_malformed_traceparent_starts_a_new_trace_and_the_request_goes_through(traced, gateway_key, receiver):
+    client = openai.OpenAI(
+        api_key=gateway_key[1],
+        base_url=traced.url + "/v1",
+        max_retries=0,
+        default_headers={"traceparent": "00-not-a-trace-01"},
+    )
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert answer.choices[0].message.content
+    tracing_stage(traced).flush()
+    (span,) = wait_for_spans(receiver, 1)
+    assert not span.parent_span_id and len(span.trace_id) == 16
