@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from observability.export import runs
 from observability.export.models import PendingBody
 from observability.models import BodyMode, ObservabilitySettings, RequestBody, RequestRecord
+from observability.retention import enforce_retention
 from tenancy.audit import Actor
 from tenancy.models import RunStatus, StorageExport, StorageExportRun
 from tenancy.storage import storage_export_create
@@ -233,3 +234,15 @@ def test_without_celery_beat_the_record_writer_runs_the_export(recording, gatewa
     assert [row["record_id"] for row in parquet_rows(s3, "acme-embedded", hour_key("bodies"))] == [request_id]
     assert StorageExportRun.objects.filter(org=key.org, status=RunStatus.SUCCEEDED).exists()
     assert not PendingBody.objects.exists()
+
+
+def test_bodies_waiting_for_a_bucket_that_never_takes_them_go_with_the_orgs_retention(gateway_key):
+    key, _ = gateway_key
+    ObservabilitySettings.objects.create(org=key.org, retention_days=7)
+    old, recent = timezone.now() - datetime.timedelta(days=8), timezone.now() - datetime.timedelta(days=1)
+    PendingBody.objects.create(record_id="00000000-0000-4000-8000-000000000001", org=key.org, created_at=old)
+    PendingBody.objects.create(record_id="00000000-0000-4000-8000-000000000002", org=key.org, created_at=recent)
+    enforce_retention()
+    assert [str(pk) for pk in PendingBody.objects.values_list("pk", flat=True)] == [
+        "00000000-0000-4000-8000-000000000002"
+    ]
