@@ -246,3 +246,21 @@ def test_bodies_waiting_for_a_bucket_that_never_takes_them_go_with_the_orgs_rete
     assert [str(pk) for pk in PendingBody.objects.values_list("pk", flat=True)] == [
         "00000000-0000-4000-8000-000000000002"
     ]
+
+
+def test_a_busy_hour_is_written_in_chunks_into_one_object_per_hour(recording, gateway_key, fake, s3, monkeypatch):
+    monkeypatch.setattr(runs, "_CHUNK", 2)  # as if the hour held many thousands of records
+    key, plaintext = gateway_key
+    ObservabilitySettings.objects.create(org=key.org, body_mode=BodyMode.FULL)
+    ids = [chat(recording, plaintext, f"question {n}") for n in range(5)]
+    stored(*ids)
+    bucket_export(key.org, s3, new_bucket(s3, "acme-busy"), formats="parquet+jsonl")
+    run = runs.export_org(key.org_id, now=timezone.now() + LATER)
+    assert run.status == RunStatus.SUCCEEDED and (run.records, run.bodies) == (5, 5)
+    data = s3.get_object(Bucket="acme-busy", Key=hour_key("records"))["Body"].read()
+    assert pq.ParquetFile(io.BytesIO(data)).num_row_groups == 3
+    expected = [str(pk) for pk in RequestRecord.objects.order_by("created_at", "id").values_list("pk", flat=True)]
+    assert [row["id"] for row in parquet_rows(s3, "acme-busy", hour_key("records"))] == expected
+    assert sorted(row["record_id"] for row in parquet_rows(s3, "acme-busy", hour_key("bodies"))) == sorted(ids)
+    lines = s3.get_object(Bucket="acme-busy", Key=hour_key("bodies", "jsonl"))["Body"].read().splitlines()
+    assert len(lines) == 5

@@ -70,14 +70,6 @@ def normalise(model: type[Model], rows: list[dict[str, Any]]) -> list[dict[str, 
     return [{name: _plain(value, name in json_columns) for name, value in row.items()} for row in rows]
 
 
-def parquet(model: type[Model], rows: list[dict[str, Any]]) -> bytes:
-    """Normalised rows of `model` as one Parquet file (zstd-compressed)."""
-    table = pa.Table.from_pylist(rows, schema=schema_of(model))
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
-
-
 def read_parquet(data: bytes) -> list[dict[str, Any]]:
     return pq.read_table(io.BytesIO(data)).to_pylist()
 
@@ -98,3 +90,29 @@ def jsonl(rows: list[dict[str, Any]]) -> bytes:
         + b"\n"
         for row in rows
     )
+
+
+class HourFile:
+    """One hour's object being built chunk by chunk (a row group per chunk), so an hour of a busy org is never
+    held as Python rows all at once; JSON Lines alongside when asked for."""
+
+    def __init__(self, model: type[Model], *, with_jsonl: bool):
+        self.model = model
+        self.rows = 0
+        self._parquet = io.BytesIO()
+        self._writer = pq.ParquetWriter(self._parquet, schema_of(model), compression="zstd")
+        self._jsonl = io.BytesIO() if with_jsonl else None
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Normalised rows, in the order they go in the file."""
+        if not rows:
+            return
+        self._writer.write_table(pa.Table.from_pylist(rows, schema=schema_of(self.model)))
+        if self._jsonl is not None:
+            self._jsonl.write(jsonl(rows))
+        self.rows += len(rows)
+
+    def finish(self) -> tuple[bytes, bytes | None]:
+        """The Parquet file's bytes, and the JSON Lines' (None when not asked for)."""
+        self._writer.close()
+        return self._parquet.getvalue(), self._jsonl.getvalue() if self._jsonl is not None else None

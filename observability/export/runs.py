@@ -122,42 +122,56 @@ def _first_hour(org_id: int) -> datetime.datetime | None:
     return floor_hour(oldest) if oldest else None
 
 
-def _put(bucket: Bucket, export: StorageExport, kind: str, hour, model, rows) -> list[str]:
-    """Write rows of `model` for an hour in the export's formats; returns the object keys written."""
+def _put(bucket: Bucket, kind: str, hour: datetime.datetime, built: files.HourFile) -> list[str]:
+    """Upload an hour's object (and its JSON Lines); returns the object keys written."""
+    parquet, lines = built.finish()
     key = object_key(bucket, kind, hour, "parquet")
-    bucket.put(key, files.parquet(model, rows), "application/vnd.apache.parquet")
+    bucket.put(key, parquet, "application/vnd.apache.parquet")
     keys = [key]
-    if export.formats == ExportFormat.PARQUET_JSONL:
+    if lines is not None:
         key = object_key(bucket, kind, hour, "jsonl")
-        bucket.put(key, files.jsonl(rows), "application/x-ndjson")
+        bucket.put(key, lines, "application/x-ndjson")
         keys.append(key)
     return keys
 
 
 def _write_hour(bucket: Bucket, export: StorageExport, hour: datetime.datetime) -> tuple[int, int, list[str]]:
-    """An hour's records (and the bodies Ingate keeps of them), rewritten whole. An hour without records writes
-    nothing."""
-    rows = files.normalise(
-        RequestRecord,
-        list(
-            RequestRecord.objects.filter(org_id=export.org_id, created_at__gte=hour, created_at__lt=hour + HOUR)
-            .order_by("created_at", "id")
-            .values(*files.columns_of(RequestRecord))
-        ),
+    """An hour's records (and the bodies Ingate keeps of them), rewritten whole, read and written _CHUNK rows at a
+    time. An hour without records writes nothing."""
+    jsonl = export.formats == ExportFormat.PARQUET_JSONL
+    records = files.HourFile(RequestRecord, with_jsonl=jsonl)
+    with_bodies = export.include_bodies and not export.bodies_only_in_bucket
+    bodies = files.HourFile(PendingBody, with_jsonl=jsonl) if with_bodies else None
+    query = (
+        RequestRecord.objects.filter(org_id=export.org_id, created_at__gte=hour, created_at__lt=hour + HOUR)
+        .order_by("created_at", "id")
+        .values_list(*files.columns_of(RequestRecord))
     )
-    if not rows:
+    columns = files.columns_of(RequestRecord)
+    chunk: list[tuple] = []
+    for values in query.iterator(chunk_size=_CHUNK):
+        chunk.append(values)
+        if len(chunk) >= _CHUNK:
+            _add_chunk(export, columns, chunk, records, bodies)
+            chunk = []
+    _add_chunk(export, columns, chunk, records, bodies)
+    if not records.rows:
         return 0, 0, []
-    written = _put(bucket, export, "records", hour, RequestRecord, rows)
-    bodies = []
-    if export.include_bodies and not export.bodies_only_in_bucket:
-        ids = [row["id"] for row in rows]
-        for start in range(0, len(ids), _CHUNK):
-            found = RequestBody.objects.filter(record_id__in=ids[start : start + _CHUNK]).values(*_BODY_COLUMNS)
-            bodies.extend({**row, "org_id": export.org_id} for row in found)
-        if bodies:
-            bodies.sort(key=lambda row: (row["created_at"], str(row["record_id"])))
-            written += _put(bucket, export, "bodies", hour, PendingBody, files.normalise(PendingBody, bodies))
-    return len(rows), len(bodies), written
+    written = _put(bucket, "records", hour, records)
+    if bodies is not None and bodies.rows:
+        written += _put(bucket, "bodies", hour, bodies)
+    return records.rows, bodies.rows if bodies is not None else 0, written
+
+
+def _add_chunk(export, columns, chunk, records: files.HourFile, bodies: files.HourFile | None) -> None:
+    rows = files.normalise(RequestRecord, [dict(zip(columns, values, strict=True)) for values in chunk])
+    records.add(rows)
+    if bodies is not None and rows:
+        found = RequestBody.objects.filter(record_id__in=[row["id"] for row in rows]).values(*_BODY_COLUMNS)
+        kept = sorted(
+            ({**row, "org_id": export.org_id} for row in found), key=lambda r: (r["created_at"], str(r["record_id"]))
+        )
+        bodies.add(files.normalise(PendingBody, kept))
 
 
 def _move_pending_bodies(bucket: Bucket, export: StorageExport) -> tuple[int, list[str]]:
@@ -188,7 +202,9 @@ def _move_pending_bodies(bucket: Bucket, export: StorageExport) -> tuple[int, li
         merged = {row["record_id"]: row for row in (files.read_parquet(existing) if existing else [])}
         merged.update((row["record_id"], row) for row in fresh)
         ordered = sorted(merged.values(), key=lambda row: (row["created_at"], row["record_id"]))
-        written += _put(bucket, export, "bodies", hour, PendingBody, ordered)
+        built = files.HourFile(PendingBody, with_jsonl=export.formats == ExportFormat.PARQUET_JSONL)
+        built.add(ordered)
+        written += _put(bucket, "bodies", hour, built)
         ids = [row["record_id"] for row in rows]
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
