@@ -221,6 +221,7 @@ def test_bodies_only_in_my_bucket_keeps_no_bodies_in_the_database(recording, gat
 
 
 def test_without_celery_beat_the_record_writer_runs_the_export(recording, gateway_key, fake, s3, settings):
+    settings.REDIS_URL = ""  # the embedded mode, also when the tests run with Redis
     settings.INGATE_STORAGE_EXPORT_SECONDS = 0.05  # what beat would ask every 5 minutes
     key, plaintext = gateway_key
     ObservabilitySettings.objects.create(org=key.org, body_mode=BodyMode.FULL)
@@ -264,3 +265,10 @@ def test_a_busy_hour_is_written_in_chunks_into_one_object_per_hour(recording, ga
     assert sorted(row["record_id"] for row in parquet_rows(s3, "acme-busy", hour_key("bodies"))) == sorted(ids)
     lines = s3.get_object(Bucket="acme-busy", Key=hour_key("bodies", "jsonl"))["Body"].read().splitlines()
     assert len(lines) == 5
+
+
+def test_celery_beat_runs_the_due_exports_every_few_minutes(settings):
+    from ingate.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["storage-export"]
+    assert entry["task"] in app.tasks and entry["schedule"] == settings.INGATE_STORAGE_EXPORT_SECONDS == 300
