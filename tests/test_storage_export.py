@@ -268,7 +268,8 @@ def test_a_busy_hour_is_written_in_chunks_into_one_object_per_hour(recording, ga
 
 
 def test_celery_beat_runs_the_due_exports_every_few_minutes(settings):
-    from ingate.celery import app
+    from observability import tasks
 
     entry = settings.CELERY_BEAT_SCHEDULE["storage-export"]
-    assert entry["task"] in app.tasks and entry["schedule"] == settings.INGATE_STORAGE_EXPORT_SECONDS == 300
+    assert entry["task"] == tasks.export_storage.name
+    assert entry["schedule"] == settings.INGATE_STORAGE_EXPORT_SECONDS == 300
