@@ -24,7 +24,7 @@ from observability.models import BodyMode, ObservabilitySettings, RequestBody, R
 from observability.retention import enforce_retention
 from tenancy.audit import Actor
 from tenancy.models import RunStatus, StorageExport, StorageExportRun
-from tenancy.storage import storage_export_create
+from tenancy.storage import storage_export_create, storage_export_update
 from tenancy.tests.factories import AppFactory, MembershipFactory, OrganizationFactory, UserFactory, make_key
 
 LATER = datetime.timedelta(hours=2)  # runs look at hours that ended (and settled); the records are from now
@@ -273,3 +273,24 @@ def test_celery_beat_runs_the_due_exports_every_few_minutes(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["storage-export"]
     assert entry["task"] == tasks.export_storage.name
     assert entry["schedule"] == settings.INGATE_STORAGE_EXPORT_SECONDS == 300
+
+
+def test_turning_bodies_only_in_my_bucket_on_applies_at_once_and_moves_the_bodies_kept_before(
+    recording, gateway_key, fake, s3
+):
+    key, plaintext = gateway_key
+    ObservabilitySettings.objects.create(org=key.org, body_mode=BodyMode.FULL)
+    export = bucket_export(key.org, s3, new_bucket(s3, "acme-switch"))
+    before = chat(recording, plaintext, "said before")
+    stored(before)
+    assert RequestBody.objects.filter(record_id=before).exists()  # kept in Ingate, as the option is off
+
+    storage_export_update(actor=Actor.system("test"), export=export, bodies_only_in_bucket=True)
+    after = chat(recording, plaintext, "said after")  # the writer heard of the change: no 30 s wait
+    stored(after)
+    assert PendingBody.objects.filter(record_id=after).exists() and not RequestBody.objects.filter(record_id=after)
+
+    assert runs.export_org(key.org_id, now=timezone.now() + LATER).status == RunStatus.SUCCEEDED
+    assert not RequestBody.objects.exists() and not PendingBody.objects.exists()
+    bodies = parquet_rows(s3, "acme-switch", hour_key("bodies"))
+    assert sorted(row["record_id"] for row in bodies) == sorted([before, after])
