@@ -51,9 +51,11 @@ class OrgPolicies:
         return self._load(org_id)[3]
 
     def invalidate(self, kind: str, value: str) -> None:
-        """A proxy.invalidation listener: an org's bucket settings changed (kind "storage")."""
+        """A proxy.invalidation listener: an org's bucket settings changed (kind "storage"), or anything may have."""
         if kind == STORAGE and value.isdigit():
             self._cache.pop(int(value), None)
+        elif kind == "all":
+            self._cache.clear()
 
     def _load(self, org_id: int) -> tuple[float, dict[str, Override], str, bool]:
         overrides = {
