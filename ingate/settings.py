@@ -6,6 +6,7 @@ channel layer); `DATABASE_URL` and `REDIS_URL` switch on PostgreSQL and Redis. S
 
 import secrets
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from cryptography.fernet import Fernet
@@ -325,6 +326,20 @@ INGATE_PROXY_STAGES = [
     "proxy.response_cache.stage.ResponseCache",
     "proxy.limits.stage.Limits",
 ]
+# OpenTelemetry: with an OTLP/HTTP endpoint (a collector's base URL; /v1/traces is added), one span per proxied
+# request, built off the request path (observability/otel.py). Unset: the stage is not even in the list.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_HEADERS = {
+    unquote(name.strip()): unquote(value.strip())
+    for name, _, value in (
+        pair.partition("=") for pair in env.str("OTEL_EXPORTER_OTLP_HEADERS", default="").split(",") if "=" in pair
+    )
+}
+OTEL_EXPORTER_OTLP_TIMEOUT = env.float("OTEL_EXPORTER_OTLP_TIMEOUT", default=10000.0) / 1000  # ms, as the spec has it
+OTEL_BSP_SCHEDULE_DELAY = env.float("OTEL_BSP_SCHEDULE_DELAY", default=5000.0)  # ms between batches
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="ingate")
+if OTEL_EXPORTER_OTLP_ENDPOINT:
+    INGATE_PROXY_STAGES.append("observability.otel.Tracing")
 # Where the proxy hands each finished request's record (a dotted path to a class with submit(record)).
 INGATE_RECORD_SINK = env.str("INGATE_RECORD_SINK", default="observability.pipeline.RecordPipeline")
 # The record writer: rows per insert, seconds between flushes (records reach the dashboard within this), the
@@ -349,6 +364,10 @@ INGATE_PROMPT_PROTECTED_ROLES = env.list("INGATE_PROMPT_PROTECTED_ROLES", defaul
 # How often budgets are reconciled against recorded spend (celery beat; without Redis, the embedded writer).
 INGATE_BUDGET_RECONCILE_SECONDS = env.float("INGATE_BUDGET_RECONCILE_SECONDS", default=60.0)
 
+# How often the bucket export looks for orgs whose next hours are due (beat; without Redis, the record writer).
+INGATE_STORAGE_EXPORT_SECONDS = env.float("INGATE_STORAGE_EXPORT_SECONDS", default=300.0)
+# An org's bucket endpoint may be a private or loopback address (a MinIO next to Ingate) only when this is set.
+INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS = env.bool("INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS", default=False)
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
@@ -358,6 +377,8 @@ CELERY_BEAT_SCHEDULE = {
     "evals-resume": {"task": "evals.resume_stalled", "schedule": env.float("INGATE_EVAL_RESUME_SECONDS", default=15.0)},
     # Budgets: spend recomputed from the records, drift against the limits counters logged, threshold alerts recorded.
     "budgets-reconcile": {"task": "observability.reconcile_budgets", "schedule": INGATE_BUDGET_RECONCILE_SECONDS},
+    # Each org's own bucket: the hours due (hourly by default, per org) written as Parquet (observability/export).
+    "storage-export": {"task": "observability.export_storage", "schedule": INGATE_STORAGE_EXPORT_SECONDS},
 }
 
 # Eval runs: at most this many calls in flight per run, and targets per run; a running run whose worker has

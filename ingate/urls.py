@@ -24,5 +24,6 @@ urlpatterns = [
     path("ingate/routes/", include("tenancy.urls")),
     path("ingate/keys/", include("observability.key_urls")),
     path("ingate/", include("observability.limit_urls")),
+    path("ingate/", include("observability.export.urls")),
     path("ingate/", include("observability.urls")),
 ]

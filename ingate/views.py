@@ -70,7 +70,21 @@ def _check_worker() -> dict:
     return {"status": "ok", "workers": sorted(name for reply in replies for name in reply)}
 
 
-CHECKS = {"database": _check_database, "redis": _check_redis, "worker": _check_worker}
+def _check_storage_exports() -> dict:
+    """Orgs whose last export to their own bucket failed: reported, not `down` (one org's bucket is not the
+    instance's health). A count only: this endpoint is unauthenticated; the storage page names them."""
+    from observability.export.selectors import failing_exports
+
+    failing = failing_exports().count()
+    return {"status": "failing", "failing": failing} if failing else {"status": "ok"}
+
+
+CHECKS = {
+    "database": _check_database,
+    "redis": _check_redis,
+    "worker": _check_worker,
+    "storage_exports": _check_storage_exports,
+}
 
 # A check still stuck from an earlier call (a hung dependency can hold a thread for a long time) is not
 # started again: one stuck thread per check, however often a load balancer asks.

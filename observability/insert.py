@@ -136,10 +136,11 @@ def _canonical(pk: Any) -> str:
     return str(uuid.UUID(str(pk)))
 
 
-def insert_bodies(bodies: list[dict[str, Any]]) -> None:
-    """Insert body rows (RequestBody values), skipping records that already have one."""
+def insert_bodies(bodies: list[dict[str, Any]], model: type[Model] = RequestBody) -> None:
+    """Insert body rows (RequestBody values; `model`: PendingBody, for bodies kept only in the org's bucket),
+    skipping records that already have one."""
     if bodies:
-        _insert(_table(RequestBody), bodies, returning=False)
+        _insert(_table(model), bodies, returning=False)
 
 
 def _insert(table: _Table, rows: list[dict[str, Any]], returning: bool) -> list[Any]:

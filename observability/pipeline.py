@@ -38,14 +38,15 @@ from django.db import (
 from django.db.models import F
 from django.utils import timezone
 
-from proxy import formats
+from proxy import formats, invalidation
 from proxy.formats import Tokens
 from proxy.records import ProxyRecord
 from tenancy.models import APIKey, App, Organization, Team
 
 from . import limits, retention, rollups
+from .export import runs as exports
 from .insert import insert_bodies, insert_records
-from .models import DeadRecord
+from .models import DeadRecord, PendingBody
 from .pricing import PriceBook, UnpricedUsage, cost_of
 from .rows import OrgPolicies, build_row, record_cost, slim, unslim
 from .sanitise import clean_error, clean_text
@@ -97,9 +98,13 @@ def store_records(records: Iterable[ProxyRecord], policies: OrgPolicies) -> int:
             by_id[record.request_id] = record
             policy = policies.of(record.org_id)  # a database error here is the database's, not the record's
             try:
-                rows.append(build_row(record, *policy, prices))
+                row = build_row(record, *policy, prices)
             except Exception as exc:  # noqa: BLE001  (one odd record must not stop the others)
                 dead_letter(record, stage="build", error=exc)
+                continue
+            if "body" in row and policies.bodies_in_bucket(record.org_id):
+                row["pending_body"] = {**row.pop("body"), "org_id": record.org_id}  # for the bucket only
+            rows.append(row)
         _drop_dangling(rows, by_id)
         return _insert_splitting(rows, by_id)
 
@@ -169,6 +174,7 @@ def _insert(rows: list[dict[str, Any]]) -> int:
     inserted = insert_records(rows)
     fresh = [row for row in rows if row["id"] in inserted]
     insert_bodies([row["body"] for row in fresh if "body" in row])
+    insert_bodies([row["pending_body"] for row in fresh if "pending_body" in row], model=PendingBody)
     rollups.apply(fresh)  # only what this insert added: nothing counts twice
     return len(fresh)
 
@@ -223,6 +229,7 @@ class RecordPipeline:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._policies = OrgPolicies()
+        invalidation.add_listener(self._policies.invalidate)
         self._redis = None
         # Stream entries per read: one to begin with (an entry may hold a batch), then what brings a batch.
         self._count = 1
@@ -337,6 +344,7 @@ class RecordPipeline:
             retention.enforce_retention()
         if not self.redis_url:
             limits.maybe_reconcile()  # budget alerts without Celery beat (throttled inside)
+            exports.maybe_export()  # each org's bucket, without Celery beat (throttled; on a thread of its own)
         batch = []
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())

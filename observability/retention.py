@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from tenancy.models import Organization
 
-from .models import ObservabilitySettings, RequestBody, RequestRecord, Score
+from .models import ObservabilitySettings, PendingBody, RequestBody, RequestRecord, Score
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,9 @@ def enforce_retention(now: datetime.datetime | None = None) -> dict[str, int]:
     if newest is not None:
         for org_id, keep in days.items():
             deleted += _delete_older(org_id, now - datetime.timedelta(days=keep))
+    if PendingBody.objects.exists():  # bodies waiting for a bucket that never took them: kept no longer than records
+        for org_id, keep in days.items():
+            PendingBody.objects.filter(org_id=org_id, created_at__lt=now - datetime.timedelta(days=keep)).delete()
     if dropped or deleted:
         log.info("Retention: dropped %d partitions, deleted %d records", dropped, deleted)
     return {"partitions_dropped": dropped, "records_deleted": deleted}

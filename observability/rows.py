@@ -15,9 +15,11 @@ import orjson
 from proxy import formats
 from proxy.attribution import attribute
 from proxy.formats import Tokens
+from proxy.invalidation import STORAGE
 from proxy.records import ProxyRecord
 
 from .bodies import request_metadata, stored_bodies
+from .export.selectors import bodies_only_in_bucket
 from .models import PriceOverride, UsageSource
 from .pricing import Cost, Override, PriceBook, UnpricedUsage, cost_of
 from .sanitise import COUNT_MAX, cost_fits, sanitise_row
@@ -30,15 +32,32 @@ _REPORTED = str(UsageSource.REPORTED)
 
 
 class OrgPolicies:
-    """Each org's price overrides and body mode, read at most every 30 s by the writer (edits show up within that)."""
+    """Each org's price overrides, body mode and whether its bodies go only to its bucket, read at most every 30 s
+    by the writer (edits show up within that; in the process that made them, at once: `invalidate`)."""
 
     def __init__(self):
-        self._cache: dict[int, tuple[float, dict[str, Override], str]] = {}
+        self._cache: dict[int, tuple[float, dict[str, Override], str, bool]] = {}
 
     def of(self, org_id: int) -> tuple[dict[str, Override], str]:
         hit = self._cache.get(org_id)
         if hit is not None and time.monotonic() - hit[0] < _OVERRIDE_TTL:
             return hit[1], hit[2]
+        return self._load(org_id)[1:3]
+
+    def bodies_in_bucket(self, org_id: int) -> bool:
+        hit = self._cache.get(org_id)
+        if hit is not None and time.monotonic() - hit[0] < _OVERRIDE_TTL:
+            return hit[3]
+        return self._load(org_id)[3]
+
+    def invalidate(self, kind: str, value: str) -> None:
+        """A proxy.invalidation listener: an org's bucket settings changed (kind "storage"), or anything may have."""
+        if kind == STORAGE and value.isdigit():
+            self._cache.pop(int(value), None)
+        elif kind == "all":
+            self._cache.clear()
+
+    def _load(self, org_id: int) -> tuple[float, dict[str, Override], str, bool]:
         overrides = {
             row.model: Override(
                 row.input_per_mtok,
@@ -50,8 +69,8 @@ class OrgPolicies:
             for row in PriceOverride.objects.filter(org_id=org_id)
         }
         mode = body_mode(org_id)
-        self._cache[org_id] = (time.monotonic(), overrides, mode)
-        return overrides, mode
+        found = self._cache[org_id] = (time.monotonic(), overrides, mode, bodies_only_in_bucket(org_id))
+        return found
 
 
 def slim(record: ProxyRecord) -> bytes:

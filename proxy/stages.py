@@ -10,6 +10,7 @@
 | 5 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
 | 6 | `proxy.response_cache.stage.ResponseCache` | a hit answers here (`ex.answer`); a miss goes on | `X-Ingate-Cache`; stores a clean 2xx when done |
 | 7 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
+| 8 | `observability.otel.Tracing` (only with `OTEL_EXPORTER_OTLP_ENDPOINT`) | — | when done: the record queued for its span (built and exported on threads) |
 | — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client (a routed request: each attempt, proxy/routing/attempts.py) | bytes relayed (translated back for a target of another format), usage read on the side |
 | — | record (proxy/relay.py) | — | a plain record handed to the sink (never blocks) |
 
@@ -94,7 +95,7 @@ class Authenticate(Stage):
             self.app.keys.invalidate(prefix=value)
         elif kind == "org":
             self.app.keys.invalidate(org_id=int(value))
-        elif kind not in ("credentials", "prompts", "routes", "limits", "cache"):
+        elif kind not in ("credentials", "prompts", "routes", "limits", "cache", "storage"):
             self.app.keys.invalidate()
 
 
@@ -116,7 +117,7 @@ class Upstream(Stage):
     def invalidate(self, kind: str, value: str) -> None:
         if kind in ("credentials", "org", "routes", "limits", "cache"):  # cached with the org's credentials
             self.app.credentials.invalidate(int(value))
-        elif kind not in ("key", "prompts"):
+        elif kind not in ("key", "prompts", "storage"):
             self.app.credentials.invalidate()
 
 

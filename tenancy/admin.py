@@ -606,3 +606,6 @@ class AuditedUserAdmin(AuditedWritesMixin, UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, AuditedUserAdmin)
+
+
+from . import admin_storage  # noqa: E402, F401  (the bucket's admin, registered on import)

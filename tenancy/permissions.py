@@ -27,6 +27,8 @@ from .models import (
     Role,
     Route,
     Scope,
+    StorageExport,
+    StorageExportRun,
     Team,
     TeamMembership,
 )
@@ -99,6 +101,9 @@ _ADMIN = {
     BudgetEvent: {VIEW},
     # What the response cache keeps, and purging it, decides what everyone's requests are answered with.
     CacheSettings: ALL,
+    # The org's bucket holds all its records: who may point it elsewhere is who may hold its credentials.
+    StorageExport: ALL,
+    StorageExportRun: {VIEW},
     AuditLog: {VIEW},
 }
 _OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}

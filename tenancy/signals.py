@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from proxy.invalidation import CACHE, LIMITS, ROUTES, publish
+from proxy.invalidation import CACHE, LIMITS, ROUTES, STORAGE, publish
 
 from .audit import Actor, audit_record, client_ip
 from .models import (
@@ -23,6 +23,7 @@ from .models import (
     RateLimit,
     Route,
     RouteTarget,
+    StorageExport,
 )
 from .permissions import Principal
 from .services import api_keys_revoke_made_by
@@ -102,6 +103,12 @@ def limits_changed(sender, instance: Budget | RateLimit, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=CacheSettings, dispatch_uid="proxy-cache-settings-changed")
 def cache_settings_changed(sender, instance: CacheSettings, **kwargs) -> None:
     transaction.on_commit(partial(publish, CACHE, str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=StorageExport, dispatch_uid="records-storage-changed")
+def storage_export_changed(sender, instance: StorageExport, **kwargs) -> None:
+    # The record writer learns at once whether the org's bodies now go only to its bucket.
+    transaction.on_commit(partial(publish, STORAGE, str(instance.org_id)))
 
 
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")

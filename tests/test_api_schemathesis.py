@@ -26,7 +26,7 @@ from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
 from tenancy import services as tenancy_services
 from tenancy.audit import Actor
-from tenancy.models import AuditLog, BudgetEvent, Membership, Scope
+from tenancy.models import AuditLog, BudgetEvent, Membership, Scope, StorageExport, StorageExportRun
 from tenancy.tests.factories import make_credential, make_key
 
 # The exports stream from an async generator, made for ASGI; under this WSGI handler Django reads it on a loop.
@@ -139,6 +139,8 @@ def known_ids(world):
         "prompts": prompt.pk,
         "datasets": dataset.pk,
         "eval-runs": EvalRun.objects.get(pk=run.pk).pk,
+        "storage-exports": StorageExport.objects.create(org=org, bucket="fuzz-bucket").pk,
+        "storage-export-runs": StorageExportRun.objects.create(org=org, status="failed", error="fuzz").pk,
     }
 
 

@@ -18,7 +18,7 @@ def test_health_is_200_with_every_part_listed(client):
         pytest.importorskip("redis")
     response = client.get("/ingate/health")
     body = response.json()
-    assert set(body["checks"]) == {"database", "redis", "worker", "limits"}
+    assert set(body["checks"]) == {"database", "redis", "worker", "limits", "storage_exports"}
     assert body["checks"]["database"]["status"] == "ok"
     if not settings.REDIS_URL:
         assert response.status_code == 200 and body["checks"]["worker"]["status"] == "ok"

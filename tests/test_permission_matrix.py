@@ -28,9 +28,9 @@ from observability import services as observability
 from observability.models import RequestBody, RequestRecord, Score
 from prompts import services as prompts
 from prompts.models import Label, Namespace, Prompt
-from tenancy import cache, limits, routes
+from tenancy import cache, limits, routes, storage
 from tenancy.audit import Actor
-from tenancy.models import AuditLog, BudgetEvent, Role, TeamMembership
+from tenancy.models import AuditLog, BudgetEvent, Role, StorageExport, StorageExportRun, TeamMembership
 from tenancy.tests.factories import MembershipFactory, UserFactory, make_credential
 from tests.matrix import (
     ADMINS,
@@ -318,6 +318,47 @@ MATRIX.register(
         lambda world, tenant: Target(tenant),
         **ADMIN_KEY,
         actions=(Action("purge", method="post", detail=False, body=org_body(namespace="support"), roles=ADMINS),),
+    )
+)
+
+
+# The org's own bucket holds all its records: admins and owners alone see and manage it, like the audit log.
+def _storage_export(world, tenant):
+    export = storage.storage_export_create(actor=SYSTEM, org=tenant.org, bucket=f"{tenant.org.slug}-bucket")
+    return Target(tenant, export)
+
+
+def _new_bucket(t, who):
+    """A create's body, for an org whose bucket is first removed (one per org; rolled back after each case)."""
+    StorageExport.objects.filter(org=t.org).delete()
+    return {"org": t.org.pk, "bucket": "another-bucket", "endpoint_url": ""}
+
+
+MATRIX.register(
+    Endpoint(
+        "storage-exports",
+        _storage_export,
+        **ADMIN_KEY,
+        readers=ADMINS,
+        actions=(
+            list_(),
+            retrieve(),
+            create(_new_bucket, roles=ADMINS),
+            update(fixed({"every_hours": 6, "secret_key": "rotated-secret"}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
+
+MATRIX.register(
+    Endpoint(
+        "storage-export-runs",
+        lambda world, tenant: Target(
+            tenant, StorageExportRun.objects.create(org=tenant.org, status="failed", error="NoSuchBucket")
+        ),
+        **ADMIN_KEY,
+        readers=ADMINS,
+        actions=(list_(), retrieve()),
     )
 )
 
