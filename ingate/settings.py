@@ -349,6 +349,22 @@ INGATE_PROMPT_PROTECTED_ROLES = env.list("INGATE_PROMPT_PROTECTED_ROLES", defaul
 # How often budgets are reconciled against recorded spend (celery beat; without Redis, the embedded writer).
 INGATE_BUDGET_RECONCILE_SECONDS = env.float("INGATE_BUDGET_RECONCILE_SECONDS", default=60.0)
 
+# Webhooks (tenancy/webhooks/). Endpoints on private, loopback, link-local or multicast addresses are refused
+# unless this is on (a receiver inside your own network; tests).
+INGATE_WEBHOOK_ALLOW_PRIVATE = env.bool("INGATE_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Seconds between a failed attempt and the next: about a day in all, then the delivery has failed.
+INGATE_WEBHOOK_RETRY_SCHEDULE = [
+    float(s)
+    for s in env.list(
+        "INGATE_WEBHOOK_RETRY_SCHEDULE", default=["30", "120", "600", "1800", "3600", "10800", "21600", "43200"]
+    )
+]
+INGATE_WEBHOOK_TIMEOUT = env.float("INGATE_WEBHOOK_TIMEOUT", default=10.0)
+# An endpoint whose deliveries all failed for this long (and one ran out of retries) is disabled.
+INGATE_WEBHOOK_DISABLE_AFTER = env.float("INGATE_WEBHOOK_DISABLE_AFTER", default=20 * 3600.0)
+# How often due retries are looked for (celery beat; without Redis, the gateway's webhook thread).
+INGATE_WEBHOOK_SWEEP_SECONDS = env.float("INGATE_WEBHOOK_SWEEP_SECONDS", default=15.0)
+
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
@@ -358,6 +374,8 @@ CELERY_BEAT_SCHEDULE = {
     "evals-resume": {"task": "evals.resume_stalled", "schedule": env.float("INGATE_EVAL_RESUME_SECONDS", default=15.0)},
     # Budgets: spend recomputed from the records, drift against the limits counters logged, threshold alerts recorded.
     "budgets-reconcile": {"task": "observability.reconcile_budgets", "schedule": INGATE_BUDGET_RECONCILE_SECONDS},
+    # Webhooks: retries that are due, budget events not yet sent, deliveries a dead worker left.
+    "webhooks-deliver-due": {"task": "tenancy.webhooks_deliver_due", "schedule": INGATE_WEBHOOK_SWEEP_SECONDS},
 }
 
 # Eval runs: at most this many calls in flight per run, and targets per run; a running run whose worker has

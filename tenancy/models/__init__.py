@@ -58,6 +58,7 @@ from .routing import (
     route_name_validators,
     whole_numbers,
 )
+from .webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 # _positive, _finite and _model_name are named by migrations at their old path (tenancy.models.<name>).
 __all__ = [
@@ -112,4 +113,8 @@ __all__ = [
     "CacheSettings",
     "AuditLogQuerySet",
     "AuditLog",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "DeliveryStatus",
+    "WebhookDelivery",
 ]

@@ -1,0 +1,249 @@
+"""Webhook delivery against a real receiver on loopback: signatures the standardwebhooks library verifies,
+retries with backoff on errors and timeouts, endpoints disabled after persistent failure, "send again" from the
+log, secret rotation, and the SSRF refusals."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from tenancy.audit import Actor
+from tenancy.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from tenancy.tests.factories import OrganizationFactory
+from tenancy.webhooks import outbox
+from tenancy.webhooks.services import (
+    webhook_endpoint_create,
+    webhook_endpoint_rotate_secret,
+    webhook_redeliver,
+    webhook_send_test,
+)
+
+from .webhook_receiver import Answer, start_receiver
+
+SYSTEM = Actor.system("test")
+
+
+@pytest.fixture
+def receiver():
+    r = start_receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.fixture
+def org(transactional_db, settings):
+    settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True  # the receiver is on loopback
+    settings.INGATE_WEBHOOK_TIMEOUT = 1.0
+    settings.INGATE_WEBHOOK_RETRY_SCHEDULE = [60.0, 120.0]
+    yield OrganizationFactory(slug="acme")
+    assert outbox.WORKER.idle.wait(10), "the webhook thread is still sending"
+
+
+def endpoint_for(org, receiver, **fields):
+    return webhook_endpoint_create(actor=SYSTEM, org=org, url=receiver.url, **fields)
+
+
+def wait_status(delivery_id: int, *statuses: str, timeout: float = 10.0) -> WebhookDelivery:
+    deadline = time.monotonic() + timeout
+    while True:
+        delivery = WebhookDelivery.objects.get(pk=delivery_id)
+        if delivery.status in statuses:
+            return delivery
+        if time.monotonic() > deadline:
+            raise AssertionError(f"delivery {delivery_id} is {delivery.status}, expected {statuses}")
+        time.sleep(0.02)
+
+
+def only_delivery() -> WebhookDelivery:
+    (delivery,) = WebhookDelivery.objects.all()
+    return delivery
+
+
+def test_an_event_arrives_signed_so_the_standardwebhooks_verifier_accepts_it(org, receiver):
+    endpoint, secret = endpoint_for(org, receiver)
+    assert secret.startswith("whsec_") and secret not in endpoint.secret_encrypted
+    event = outbox.emit(org_id=org.pk, event_type="key.created", data={"key": {"prefix": "ig_abc"}})
+    (got,) = receiver.wait_for(1)
+    payload = Webhook(secret).verify(got.body, got.headers)
+    assert payload["id"] == event.id == got.headers["webhook-id"]
+    assert payload["type"] == "key.created" and payload["org"] == {"id": org.pk, "slug": "acme"}
+    assert payload["data"] == {"key": {"prefix": "ig_abc"}}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(got.body.replace(b"ig_abc", b"ig_xyz"), got.headers)
+    delivery = wait_status(only_delivery().pk, DeliveryStatus.DELIVERED)
+    assert delivery.attempts == 1 and delivery.response_status == 200 and delivery.response_excerpt == "answered 200"
+    assert delivery.duration_ms is not None
+
+
+def test_an_endpoint_gets_only_the_events_it_lists(org, receiver):
+    endpoint_for(org, receiver, events=["key.revoked"])
+    assert outbox.emit(org_id=org.pk, event_type="key.created", data={}) is None
+    outbox.emit(org_id=org.pk, event_type="key.revoked", data={})
+    (got,) = receiver.wait_for(1)
+    assert json.loads(got.body)["type"] == "key.revoked"
+
+
+def test_a_server_error_is_retried_on_the_backoff_schedule_until_delivered(org, receiver):
+    receiver.answers = [Answer(500), Answer(503)]
+    endpoint_for(org, receiver)
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    first = wait_status(only_delivery().pk, DeliveryStatus.PENDING)
+    while first.attempts == 0:
+        first = wait_status(first.pk, DeliveryStatus.PENDING)
+    assert first.response_status == 500 and "HTTP 500" in first.error
+    assert first.next_attempt_at - first.last_attempt_at == datetime.timedelta(seconds=60)
+    assert outbox.deliver_due(now=first.last_attempt_at + datetime.timedelta(seconds=30)) == 0  # not yet due
+    second_try = first.last_attempt_at + datetime.timedelta(seconds=61)
+    assert outbox.deliver_due(now=second_try) == 1
+    second = WebhookDelivery.objects.get(pk=first.pk)
+    assert second.attempts == 2 and second.response_status == 503
+    assert second.next_attempt_at - second_try == datetime.timedelta(seconds=120)  # backing off
+    outbox.deliver_due(now=second_try + datetime.timedelta(seconds=121))
+    third = WebhookDelivery.objects.get(pk=first.pk)
+    assert third.status == DeliveryStatus.DELIVERED and third.attempts == 3
+    ids = {r.headers["webhook-id"] for r in receiver.wait_for(3)}
+    assert len(ids) == 1  # every attempt is the same message: receivers deduplicate on webhook-id
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_retried_later(org, receiver, settings):
+    settings.INGATE_WEBHOOK_TIMEOUT = 0.3
+    receiver.answers = [Answer(200, delay=1.0)]
+    endpoint_for(org, receiver)
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    delivery = only_delivery()
+    while delivery.attempts == 0:
+        delivery = wait_status(delivery.pk, DeliveryStatus.PENDING)
+    assert "Timed out" in delivery.error and delivery.response_status is None
+    assert delivery.next_attempt_at == delivery.last_attempt_at + datetime.timedelta(seconds=60)
+
+
+def test_an_endpoint_failing_past_its_last_retry_is_disabled_and_the_org_told(org, receiver, settings):
+    settings.INGATE_WEBHOOK_RETRY_SCHEDULE = [60.0]
+    settings.INGATE_WEBHOOK_DISABLE_AFTER = 3600.0
+    receiver.answers = [Answer(500)] * 5
+    failing, _ = endpoint_for(org, receiver, description="failing")
+    watcher_receiver = start_receiver()
+    try:
+        _, watcher_secret = endpoint_for(org, watcher_receiver, events=["webhook.disabled"])
+        outbox.emit(org_id=org.pk, event_type="key.created", data={})
+        delivery = WebhookDelivery.objects.get(endpoint=failing)
+        while delivery.attempts == 0:
+            delivery = wait_status(delivery.pk, DeliveryStatus.PENDING)
+        # The last retry fails, but the endpoint has not been failing for long enough: it stays on.
+        outbox.deliver_due(now=delivery.last_attempt_at + datetime.timedelta(seconds=61))
+        assert WebhookDelivery.objects.get(pk=delivery.pk).status == DeliveryStatus.FAILED
+        failing.refresh_from_db()
+        assert failing.enabled and failing.failing_since is not None
+        # Later events keep failing past INGATE_WEBHOOK_DISABLE_AFTER: the endpoint is disabled.
+        outbox.emit(org_id=org.pk, event_type="key.created", data={})
+        later = WebhookDelivery.objects.filter(endpoint=failing).order_by("-pk").first()
+        while later.attempts == 0:
+            later = wait_status(later.pk, DeliveryStatus.PENDING)
+        outbox.deliver_due(now=failing.failing_since + datetime.timedelta(hours=2))
+        failing.refresh_from_db()
+        assert not failing.enabled and "Disabled automatically" in failing.disabled_reason
+        (notice,) = watcher_receiver.wait_for(1)
+        payload = Webhook(watcher_secret).verify(notice.body, notice.headers)
+        assert payload["type"] == "webhook.disabled" and payload["data"]["endpoint"]["id"] == failing.pk
+        assert outbox.emit(org_id=org.pk, event_type="key.revoked", data={}) is None  # nobody else wants it now
+    finally:
+        watcher_receiver.server.shutdown()
+
+
+def test_send_again_replays_the_same_event_from_the_log(org, receiver):
+    endpoint, secret = endpoint_for(org, receiver)
+    outbox.emit(org_id=org.pk, event_type="key.created", data={"n": 1})
+    first = wait_status(only_delivery().pk, DeliveryStatus.DELIVERED)
+    again = webhook_redeliver(actor=SYSTEM, delivery=first)
+    one, two = receiver.wait_for(2)
+    assert one.body == two.body and one.headers["webhook-id"] == two.headers["webhook-id"]
+    Webhook(secret).verify(two.body, two.headers)
+    assert wait_status(again.pk, DeliveryStatus.DELIVERED).redelivery_of_id == first.pk
+
+
+def test_the_test_event_goes_to_the_one_endpoint_whatever_it_lists(org, receiver):
+    endpoint, secret = endpoint_for(org, receiver, events=["budget.exceeded"])
+    webhook_send_test(actor=SYSTEM, endpoint=endpoint)
+    (got,) = receiver.wait_for(1)
+    assert Webhook(secret).verify(got.body, got.headers)["type"] == "webhook.test"
+
+
+def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends(org, receiver):
+    endpoint, old = endpoint_for(org, receiver)
+    new = webhook_endpoint_rotate_secret(actor=SYSTEM, endpoint=endpoint, overlap=datetime.timedelta(hours=1))
+    assert new != old and new.startswith("whsec_")
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    (got,) = receiver.wait_for(1)
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    Webhook(old).verify(got.body, got.headers)
+    Webhook(new).verify(got.body, got.headers)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        previous_expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    outbox.emit(org_id=org.pk, event_type="key.revoked", data={})
+    _, later = receiver.wait_for(2)
+    Webhook(new).verify(later.body, later.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(later.body, later.headers)
+
+
+def test_a_redirect_is_not_followed(org, receiver):
+    receiver.answers = [Answer(307, location=receiver.url + "/elsewhere")]
+    endpoint_for(org, receiver)
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    delivery = only_delivery()
+    while delivery.attempts == 0:
+        delivery = wait_status(delivery.pk, DeliveryStatus.PENDING)
+    assert delivery.response_status == 307 and "not followed" in delivery.error
+    time.sleep(0.2)
+    assert [r.path for r in receiver.received] == ["/hooks"]
+
+
+# --- SSRF -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://224.0.0.1/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_it_refuses_private_loopback_link_local_and_multicast_endpoints(db, settings, url):
+    settings.INGATE_WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(ValidationError) as refused:
+        webhook_endpoint_create(actor=SYSTEM, org=OrganizationFactory(), url=url)
+    assert "public addresses only" in refused.value.message_dict["url"][0]
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/hook", "file:///etc/passwd", "gopher://x/", "not a url"])
+def test_it_refuses_urls_that_are_not_http(db, url):
+    with pytest.raises(ValidationError) as refused:
+        webhook_endpoint_create(actor=SYSTEM, org=OrganizationFactory(), url=url)
+    assert "url" in refused.value.message_dict
+
+
+def test_an_endpoint_that_became_private_is_refused_at_send_time(org, receiver, settings):
+    endpoint_for(org, receiver)  # saved while private addresses were allowed
+    settings.INGATE_WEBHOOK_ALLOW_PRIVATE = False
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    delivery = only_delivery()
+    while delivery.attempts == 0:
+        delivery = wait_status(delivery.pk, DeliveryStatus.PENDING)
+    assert delivery.error.startswith("Refused:") and "public addresses only" in delivery.error
+    time.sleep(0.2)
+    assert receiver.received == []
