@@ -42,6 +42,8 @@ from proxy import formats
 from proxy.formats import Tokens
 from proxy.records import ProxyRecord
 from tenancy.models import APIKey, App, Organization, Team
+from tenancy.webhooks import outbox as webhook_outbox
+from tenancy.webhooks import sources as webhook_sources
 
 from . import limits, retention, rollups
 from .insert import insert_bodies, insert_records
@@ -170,7 +172,20 @@ def _insert(rows: list[dict[str, Any]]) -> int:
     fresh = [row for row in rows if row["id"] in inserted]
     insert_bodies([row["body"] for row in fresh if "body" in row])
     rollups.apply(fresh)  # only what this insert added: nothing counts twice
+    _webhook_events(fresh)
     return len(fresh)
+
+
+def _webhook_events(rows: list[dict[str, Any]]) -> None:
+    """Webhook events the new rows cause (rate limits, failures, guardrails), in the rows' transaction: sent
+    once it commits, and never twice for a row. Their trouble must not cost the records: a savepoint of its own."""
+    try:
+        with transaction.atomic():
+            webhook_sources.on_records(rows)
+    except _UNAVAILABLE:
+        raise
+    except Exception:  # webhooks must not cost the records
+        log.exception("Webhook events for %d records could not be recorded", len(rows))
 
 
 def dead_letter(record: ProxyRecord, *, stage: str, error: BaseException) -> None:
@@ -218,6 +233,8 @@ class RecordPipeline:
         self._kicked = 0.0
         self._kick_owed = False
         self._pending: collections.deque[ProxyRecord] = collections.deque()
+        # Side notes from the proxy that are not records (circuit transitions), bounded: for webhooks.
+        self._notes: collections.deque[dict] = collections.deque(maxlen=1000)
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -289,6 +306,24 @@ class RecordPipeline:
         if len(self._pending) >= self.batch_size:
             self._wake.set()
 
+    def note(self, note: dict) -> None:
+        """A side note from the proxy (a route target's circuit opened or closed): plain data, appended without
+        blocking; the writer thread turns it into webhook events (tenancy.webhooks.sources.on_notes)."""
+        self._notes.append(note)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
+    def _send_notes(self) -> None:
+        notes = []
+        while self._notes:
+            notes.append(self._notes.popleft())
+        if notes:
+            try:
+                webhook_sources.on_notes(notes)
+            except Exception:  # the records go on; the proxy logged the transitions too
+                log.exception("Webhook events for %d circuit transitions could not be recorded", len(notes))
+
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
@@ -337,6 +372,8 @@ class RecordPipeline:
             retention.enforce_retention()
         if not self.redis_url:
             limits.maybe_reconcile()  # budget alerts without Celery beat (throttled inside)
+            webhook_outbox.WORKER.nudge()  # webhook retries without Celery beat (the worker thread sweeps)
+        self._send_notes()
         batch = []
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())

@@ -124,6 +124,8 @@ class ProxyApp:
         self.sink = import_string(settings.INGATE_RECORD_SINK)()
         if previous is not None and hasattr(previous, "close"):
             previous.close()
+        # Circuit transitions go to the sink as side notes (webhooks), never to the database from the loop.
+        self.health.announce = getattr(self.sink, "note", None)
         self.credentials = CredentialCache(
             self.db,
             environment,

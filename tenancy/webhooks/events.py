@@ -145,6 +145,9 @@ def eval_run_data(run) -> dict[str, Any]:
         "run_id": run.pk,
         "name": getattr(run, "name", "") or "",
         "status": run.status,
+        "total": getattr(run, "total", None),
+        "done": getattr(run, "done", None),
+        "failed": getattr(run, "failed", None),
         "error": getattr(run, "error", "") or "",
         "finished_at": run.finished_at.isoformat() if getattr(run, "finished_at", None) else None,
     }
@@ -152,7 +155,7 @@ def eval_run_data(run) -> dict[str, Any]:
 
 def label_data(*, prompt, label: str, version, previous_version=None, actor: str = "") -> dict[str, Any]:
     return {
-        "prompt": {"id": prompt.pk, "name": str(prompt)},
+        "prompt": {"id": prompt.pk, "ref": prompt.ref},
         "label": label,
         "version": getattr(version, "number", None) if version is not None else None,
         "previous_version": getattr(previous_version, "number", None) if previous_version is not None else None,
