@@ -29,6 +29,8 @@ from .models import (
     Scope,
     Team,
     TeamMembership,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 if TYPE_CHECKING:
@@ -100,6 +102,10 @@ _ADMIN = {
     # What the response cache keeps, and purging it, decides what everyone's requests are answered with.
     CacheSettings: ALL,
     AuditLog: {VIEW},
+    # Webhook endpoints send the org's events to a URL of one's choosing: managed like credentials; their log
+    # (payloads included) is read, and sent again, by the same people.
+    WebhookEndpoint: ALL,
+    WebhookDelivery: {VIEW, CHANGE},
 }
 _OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}
 

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import views, webhooks
 
 router = DefaultRouter()
 router.register("organizations", views.OrganizationViewSet, basename="organization")
@@ -18,6 +18,8 @@ router.register("budget-events", views.BudgetEventViewSet, basename="budget-even
 router.register("cache-settings", views.CacheSettingsViewSet, basename="cache-settings")
 router.register("cache-purge", views.CachePurgeViewSet, basename="cache-purge")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
+router.register("webhook-endpoints", webhooks.WebhookEndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-deliveries", webhooks.WebhookDeliveryViewSet, basename="webhook-delivery")
 
 urlpatterns = [
     path("me/", views.me, name="me"),
