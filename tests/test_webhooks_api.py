@@ -115,3 +115,34 @@ def test_other_orgs_and_lesser_roles_cannot_see_or_manage_endpoints(admin, world
     assert create(member, world, receiver).status_code in (400, 403)
     delivery = WebhookDelivery.objects.get()
     assert outsider.post(f"/ingate/api/v1/webhook-deliveries/{delivery.pk}/redeliver/").status_code == 404
+
+
+def test_the_admin_shows_a_new_endpoints_secret_once_and_sends_test_events(transactional_db, world, receiver, settings):
+    from django.test import Client
+
+    settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True
+    staff = Client()
+    staff.force_login(world.staff)
+    page = staff.post(
+        "/admin/tenancy/webhookendpoint/add/",
+        {"org": world.own.org.pk, "url": receiver.url, "description": "ops", "failed_statuses": "[]", "enabled": "on"},
+    )
+    assert page.status_code == 200 and b"will not be shown again" in page.content
+    endpoint = WebhookEndpoint.objects.get()
+    secret = page.content.decode().split('id="new-secret"')[1].split(">", 1)[1].split("<", 1)[0]
+    assert (
+        secret.startswith("whsec_")
+        and secret not in staff.get(f"/admin/tenancy/webhookendpoint/{endpoint.pk}/change/").content.decode()
+    )
+    staff.post(
+        "/admin/tenancy/webhookendpoint/",
+        {"action": "send_test_event", "_selected_action": [endpoint.pk]},
+    )
+    (got,) = receiver.wait_for(1)
+    Webhook(secret).verify(got.body, got.headers)
+    refused = staff.post(
+        "/admin/tenancy/webhookendpoint/add/",
+        {"org": world.own.org.pk, "url": "ftp://example.com/", "failed_statuses": "[]"},
+    )
+    assert refused.status_code == 200 and b"http://" in refused.content and WebhookEndpoint.objects.count() == 1
+    assert outbox.WORKER.idle.wait(10)
