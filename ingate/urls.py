@@ -22,6 +22,7 @@ urlpatterns = [
     path("ingate/prompts/", include("prompts.urls")),
     path("ingate/evals/", include("evals.urls")),
     path("ingate/routes/", include("tenancy.urls")),
+    path("ingate/webhooks/", include("tenancy.webhooks.urls")),
     path("ingate/", include("observability.limit_urls")),
     path("ingate/", include("observability.urls")),
 ]
