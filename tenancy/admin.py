@@ -598,6 +598,7 @@ class BudgetEventAdmin(ReadOnlyScopedAdmin):
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="http(s) URL on a public address.")
     events = forms.MultipleChoiceField(
         choices=[(name, name) for name in CATALOGUE],
         required=False,
