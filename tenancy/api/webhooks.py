@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import decorators, mixins, response, serializers, status
+from rest_framework import decorators, exceptions, mixins, response, serializers, status
 
 from ..models import Organization, WebhookDelivery, WebhookEndpoint
+from ..permissions import VIEW, allowed_anywhere
 from ..webhooks import services as webhooks
 from ..webhooks.addresses import UnsafeURL, check
 from ..webhooks.events import EVENT_TYPES
@@ -116,7 +117,16 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class WebhookEndpointViewSet(CrudViewSet):
+class AdminsOnly:
+    """Endpoints and their log (payloads, URLs) are for the org's admins and owners: anyone else is told so."""
+
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        if not allowed_anywhere(self.principal, self.model, VIEW):
+            raise exceptions.PermissionDenied("Only organization admins and owners manage webhooks.")
+
+
+class WebhookEndpointViewSet(AdminsOnly, CrudViewSet):
     """Webhook endpoints: where an org's events go, signed as Standard Webhooks."""
 
     model = WebhookEndpoint
@@ -186,7 +196,7 @@ class WebhookEndpointViewSet(CrudViewSet):
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
 
 
-class WebhookDeliveryViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+class WebhookDeliveryViewSet(AdminsOnly, ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     """The delivery log of every endpoint you may see: what was sent, what came back; `redeliver` sends again."""
 
     model = WebhookDelivery
