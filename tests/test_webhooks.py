@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -39,6 +45,7 @@ def receiver():
 
 @pytest.fixture
 def org(transactional_db, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded mode, also where CI runs with Redis (see the worker test)
     settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True  # the receiver is on loopback
     settings.INGATE_WEBHOOK_TIMEOUT = 1.0
     settings.INGATE_WEBHOOK_RETRY_SCHEDULE = [60.0, 120.0]
@@ -247,3 +254,46 @@ def test_an_endpoint_that_became_private_is_refused_at_send_time(org, receiver, 
     assert delivery.error.startswith("Refused:") and "public addresses only" in delivery.error
     time.sleep(0.2)
     assert receiver.received == []
+
+
+@pytest.mark.skipif(
+    not django_settings.REDIS_URL or connection.vendor != "postgresql",
+    reason="a worker process needs Redis and a database it can share (PostgreSQL): set in CI",
+)
+def test_with_redis_a_celery_worker_delivers_and_the_due_task_retries(transactional_db, receiver, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True
+    receiver.answers = [Answer(500)]
+    org = OrganizationFactory(slug="acme")
+    _, secret = endpoint_for(org, receiver)
+    db = connection.settings_dict  # the worker must write to the test database
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "DATABASE_URL": url, "INGATE_WEBHOOK_ALLOW_PRIVATE": "true"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "ingate", "worker", "--pool=solo", "-n", f"hooks-{os.getpid()}@%h"]
+        + ["--without-mingle", "--without-gossip", "-l", "warning"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        outbox.emit(org_id=org.pk, event_type="key.created", data={})  # queued on Redis, taken by the worker
+        (first,) = receiver.wait_for(1, timeout=40)
+        delivery = only_delivery()
+        while delivery.attempts == 0:
+            delivery = wait_status(delivery.pk, DeliveryStatus.PENDING, timeout=20)
+        from tenancy.tasks import webhooks_deliver_due
+
+        webhooks_deliver_due.delay()  # as beat would; the retry is not due yet: nothing is sent
+        time.sleep(1.0)
+        assert len(receiver.received) == 1
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+        webhooks_deliver_due.delay()
+        _, second = receiver.wait_for(2, timeout=40)
+        assert Webhook(secret).verify(second.body, second.headers)["type"] == "key.created"
+        assert wait_status(delivery.pk, DeliveryStatus.DELIVERED, timeout=20).attempts == 2
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)

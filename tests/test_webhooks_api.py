@@ -26,6 +26,7 @@ def receiver():
 
 @pytest.fixture
 def admin(transactional_db, world, client_for, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded mode, also where CI runs with Redis
     settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True
     yield client_for(user=world.own.users["admin"])
     assert outbox.WORKER.idle.wait(10)
@@ -120,6 +121,7 @@ def test_other_orgs_and_lesser_roles_cannot_see_or_manage_endpoints(admin, world
 def test_the_admin_shows_a_new_endpoints_secret_once_and_sends_test_events(transactional_db, world, receiver, settings):
     from django.test import Client
 
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True
     staff = Client()
     staff.force_login(world.staff)

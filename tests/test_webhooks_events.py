@@ -43,6 +43,7 @@ def receiver():
 
 @pytest.fixture
 def hooks(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded mode, also where CI runs with Redis
     settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True
     yield
     assert outbox.WORKER.idle.wait(10)

@@ -27,6 +27,7 @@ def receiver():
 
 @pytest.fixture
 def admin(transactional_db, world, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded mode, also where CI runs with Redis
     settings.INGATE_WEBHOOK_ALLOW_PRIVATE = True
     client = Client()
     client.force_login(world.own.users["admin"])
