@@ -4,22 +4,27 @@ handed over by the proxy, eval runs and prompt labels. Payloads carry an event i
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import time
+import uuid
 from decimal import Decimal
 
 import httpx
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from evals import runner
 from evals import services as evals
 from evals.models import RunStatus
 from evals.tests.waiting import finished
 from evals.transfer import clean_item
+from observability.pipeline import RecordPipeline
 from prompts import services as prompts
-from proxy.routing.health import Health, TargetKey
+from proxy.routing.health import Health, RedisHealth, TargetKey
 from tenancy import services
 from tenancy.audit import Actor
 from tenancy.limits import budget_create, rate_limit_create
@@ -226,8 +231,6 @@ def test_a_circuit_transition_is_noted_once_and_becomes_one_event(org, receiver)
 
 
 def test_the_record_pipeline_turns_the_proxys_notes_into_events(org, receiver, settings):
-    from observability.pipeline import RecordPipeline
-
     listen(org, receiver)
     pipeline = RecordPipeline()
     try:
@@ -262,8 +265,6 @@ def test_a_finished_eval_run_fires_completed_once(recording, gateway_key, hooks,
 
 
 def test_a_failed_eval_run_fires_failed_once(recording, gateway_key, hooks, receiver, settings):
-    from evals import runner
-
     settings.CELERY_TASK_ALWAYS_EAGER = True
     org = gateway_key[0].org
     listen(org, receiver, events=["eval.run.failed"])
@@ -309,3 +310,36 @@ def test_event_ids_are_unique_and_match_the_webhook_id_header(org, receiver):
     assert len(set(ids)) == 3 and all(json.loads(r.body)["id"] == r.headers["webhook-id"] for r in got)
     assert all(i.startswith("evt_") for i in ids)
     assert datetime.datetime.fromisoformat(json.loads(got[0].body)["timestamp"].replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("shared", ["memory", "redis"])
+def test_a_transition_seen_by_two_gateway_processes_is_announced_once(shared):
+    """With Redis the process whose report opened (or whose probe closed) the shared circuit announces it; the
+    others learn of it by pub/sub and stay quiet. Without Redis there is one process to speak of (embedded)."""
+    if shared == "redis" and not django_settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL (set in CI)")
+    tunables = {"threshold": 3, "window": 2.0, "cooldown": 0.3, "probe_timeout": 2.0}
+    notes: list[dict] = []
+
+    def process():
+        health = RedisHealth(django_settings.REDIS_URL, **tunables) if shared == "redis" else Health(**tunables)
+        health.announce = notes.append
+        return health
+
+    target = TargetKey(uuid.uuid4().hex, "openai", "gpt-4o", "env")  # a circuit no other test shares
+
+    async def main():
+        first, second = process(), (process() if shared == "redis" else None)
+        views = [first, second] if second else [first]
+        for n in range(4):
+            views[n % len(views)].record_failure(target, "http", status=503)
+            for view in views:
+                await view.flush()
+        await asyncio.sleep(0.35)
+        assert await first.claim_probe(target)
+        first.record_success(target)
+        for view in views:
+            await view.flush()
+
+    asyncio.run(main())
+    assert [n["kind"] for n in notes] == ["target_down", "target_up"]
