@@ -364,6 +364,8 @@ INGATE_WEBHOOK_TIMEOUT = env.float("INGATE_WEBHOOK_TIMEOUT", default=10.0)
 INGATE_WEBHOOK_DISABLE_AFTER = env.float("INGATE_WEBHOOK_DISABLE_AFTER", default=20 * 3600.0)
 # How often due retries are looked for (celery beat; without Redis, the gateway's webhook thread).
 INGATE_WEBHOOK_SWEEP_SECONDS = env.float("INGATE_WEBHOOK_SWEEP_SECONDS", default=15.0)
+# Days an event and its delivery log are kept.
+INGATE_WEBHOOK_LOG_DAYS = env.int("INGATE_WEBHOOK_LOG_DAYS", default=30)
 
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
@@ -376,6 +378,7 @@ CELERY_BEAT_SCHEDULE = {
     "budgets-reconcile": {"task": "observability.reconcile_budgets", "schedule": INGATE_BUDGET_RECONCILE_SECONDS},
     # Webhooks: retries that are due, budget events not yet sent, deliveries a dead worker left.
     "webhooks-deliver-due": {"task": "tenancy.webhooks_deliver_due", "schedule": INGATE_WEBHOOK_SWEEP_SECONDS},
+    "webhooks-prune": {"task": "tenancy.webhooks_prune", "schedule": 3600.0},
 }
 
 # Eval runs: at most this many calls in flight per run, and targets per run; a running run whose worker has

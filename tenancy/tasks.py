@@ -17,3 +17,9 @@ def webhooks_deliver_due() -> int:
     """Every INGATE_WEBHOOK_SWEEP_SECONDS (celery beat): budget events not sent yet, and every delivery whose
     attempt is due (retries, lost first attempts, attempts of a worker that died)."""
     return outbox.deliver_due()
+
+
+@shared_task(name="tenancy.webhooks_prune", ignore_result=True)
+def webhooks_prune() -> int:
+    """Hourly (celery beat): events and delivery logs older than INGATE_WEBHOOK_LOG_DAYS are forgotten."""
+    return outbox.prune()

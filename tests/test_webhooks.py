@@ -213,6 +213,21 @@ def test_a_redirect_is_not_followed(org, receiver):
     assert [r.path for r in receiver.received] == ["/hooks"]
 
 
+def test_old_events_and_their_log_are_forgotten_unless_still_being_sent(org, receiver, settings):
+    settings.INGATE_WEBHOOK_LOG_DAYS = 30
+    receiver.answers = [Answer(500)]
+    endpoint_for(org, receiver)
+    failing = outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    delivery = WebhookDelivery.objects.get(event=failing)
+    while delivery.attempts == 0:
+        delivery = wait_status(delivery.pk, DeliveryStatus.PENDING)
+    done = outbox.emit(org_id=org.pk, event_type="key.revoked", data={})
+    wait_status(WebhookDelivery.objects.get(event=done).pk, DeliveryStatus.DELIVERED)
+    assert outbox.prune(now=timezone.now() + datetime.timedelta(days=29)) == 0
+    assert outbox.prune(now=timezone.now() + datetime.timedelta(days=31)) == 1  # the delivered one
+    assert list(WebhookDelivery.objects.values_list("event_id", flat=True)) == [failing.id]  # still retrying
+
+
 # --- SSRF -------------------------------------------------------------------------------------------------------
 
 

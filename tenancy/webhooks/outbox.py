@@ -23,7 +23,15 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
-from ..models import BudgetEvent, BudgetEventKind, Organization, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from ..models import (
+    BudgetEvent,
+    BudgetEventKind,
+    DeliveryStatus,
+    Organization,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from . import delivery as sending
 from .events import CATALOGUE, budget_data, disabled_data, envelope, test_data, wanted_by
 
@@ -156,6 +164,18 @@ def deliver_due(now: datetime.datetime | None = None) -> int:
     return done
 
 
+def prune(now: datetime.datetime | None = None) -> int:
+    """Forget events (and their deliveries) older than INGATE_WEBHOOK_LOG_DAYS, unless one is still being sent.
+    Returns the events deleted."""
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=settings.INGATE_WEBHOOK_LOG_DAYS)
+    busy = WebhookDelivery.objects.filter(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING])
+    old = WebhookEvent.objects.filter(created_at__lt=cutoff).exclude(pk__in=busy.values("event_id"))
+    return old.delete()[1].get(WebhookEvent._meta.label, 0)
+
+
+_PRUNE_SECONDS = 3600.0
+
+
 class EmbeddedWorker:
     """Without Redis: one daemon thread per process that makes first attempts as they are handed over and
     sweeps for due retries every INGATE_WEBHOOK_SWEEP_SECONDS. Started on first use (a dispatch, or the record
@@ -183,7 +203,7 @@ class EmbeddedWorker:
                     self._thread = thread
 
     def _run(self) -> None:
-        swept = time.monotonic()
+        swept, pruned = time.monotonic(), -_PRUNE_SECONDS
         while True:
             wait = max(0.05, settings.INGATE_WEBHOOK_SWEEP_SECONDS - (time.monotonic() - swept))
             try:
@@ -197,6 +217,9 @@ class EmbeddedWorker:
                 if time.monotonic() - swept >= settings.INGATE_WEBHOOK_SWEEP_SECONDS:
                     swept = time.monotonic()
                     deliver_due()
+                if time.monotonic() - pruned >= _PRUNE_SECONDS:  # what celery beat does hourly with Redis
+                    pruned = time.monotonic()
+                    prune()
             except Exception:  # the row stays due; the next sweep tries again
                 log.exception("Webhook delivery failed unexpectedly")
             finally:
