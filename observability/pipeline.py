@@ -306,6 +306,13 @@ class RecordPipeline:
         if len(self._pending) >= self.batch_size:
             self._wake.set()
 
+    def start(self) -> None:
+        """Start the writer at the gateway's startup rather than at its first record: in the embedded mode its
+        rounds also run retention, budget alerts and (by nudging their thread) webhook retries left by a
+        previous run, which must not wait for traffic."""
+        if self._thread is None:
+            self._start()
+
     def note(self, note: dict) -> None:
         """A side note from the proxy (a route target's circuit opened or closed): plain data, appended without
         blocking; the writer thread turns it into webhook events (tenancy.webhooks.sources.on_notes)."""
