@@ -37,6 +37,9 @@ from tenancy.models import (
     ProviderCredential,
     Team,
     TeamMembership,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from tenancy.tests.factories import make_credential, stored_secret
 
@@ -80,6 +83,9 @@ def every_model_populated(world):
         amount_usd=10,
     )
     tenancy_cache.cache_settings_create(actor=Actor.system("test"), org=world.own.org, enabled=True)
+    hook = WebhookEndpoint.objects.create(org=world.own.org, url="http://127.0.0.1:9/", secret_encrypted="x")
+    sent = WebhookEvent.objects.create(id="evt_admin", org=world.own.org, type="webhook.test", payload={})
+    WebhookDelivery.objects.create(endpoint=hook, event=sent, org=world.own.org)
     RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
