@@ -244,7 +244,7 @@ class Execution:
             run.finished_at, run.lease = timezone.now(), None
             run.save(update_fields=["status", "finished_at", "lease"])
             if run.status == RunStatus.COMPLETED:
-                webhook_sources.eval_run_finished(run)
+                webhook_sources.eval_run_finished(run, completed=True)
 
 
 def execute(run_id: int) -> str:
@@ -278,7 +278,7 @@ def fail(run: EvalRun, reason: str) -> None:
             status=RunStatus.FAILED, error=reason, finished_at=timezone.now(), lease=None
         )
         run.refresh_from_db(fields=["status", "error", "finished_at", "total", "done", "failed"])
-        webhook_sources.eval_run_finished(run)
+        webhook_sources.eval_run_finished(run, completed=False)
 
 
 def stalled() -> list[int]:

@@ -39,8 +39,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from proxy import formats
+from proxy.codes import ErrorCode
 from proxy.formats import Tokens
-from proxy.records import ProxyRecord
+from proxy.records import Outcome, ProxyRecord
 from tenancy.models import APIKey, App, Organization, Team
 from tenancy.webhooks import outbox as webhook_outbox
 from tenancy.webhooks import sources as webhook_sources
@@ -176,12 +177,19 @@ def _insert(rows: list[dict[str, Any]]) -> int:
     return len(fresh)
 
 
+# What `request.failed` means: any ending but a good answer, a refusal by the org's own limits (those have
+# `ratelimit.exceeded` and the budget events) and a client that hung up.
+WEBHOOK_FAILED_OUTCOMES = frozenset(Outcome) - {Outcome.OK, Outcome.LIMITED, Outcome.CLIENT_DISCONNECT}
+
+
 def _webhook_events(rows: list[dict[str, Any]]) -> None:
     """Webhook events the new rows cause (rate limits, failures, guardrails), in the rows' transaction: sent
     once it commits, and never twice for a row. Their trouble must not cost the records: a savepoint of its own."""
     try:
         with transaction.atomic():
-            webhook_sources.on_records(rows)
+            webhook_sources.on_records(
+                rows, rate_limited=ErrorCode.RATE_LIMITED, failed_outcomes=WEBHOOK_FAILED_OUTCOMES
+            )
     except _UNAVAILABLE:
         raise
     except Exception:  # webhooks must not cost the records

@@ -22,8 +22,9 @@ from evals import services as evals
 from evals.models import RunStatus
 from evals.tests.waiting import finished
 from evals.transfer import clean_item
-from observability.pipeline import RecordPipeline
+from observability.pipeline import WEBHOOK_FAILED_OUTCOMES, RecordPipeline
 from prompts import services as prompts
+from proxy.codes import ErrorCode
 from proxy.routing.health import Health, RedisHealth, TargetKey
 from tenancy import services
 from tenancy.audit import Actor
@@ -124,6 +125,11 @@ def test_each_budget_event_fires_once_as_threshold_or_exceeded(org, receiver):
 # --- record batches (plain rows, as the pipeline inserts them) ----------------------------------------------------------
 
 
+def on_records(rows) -> int:
+    """The hook as the record pipeline calls it after inserting a batch (observability/pipeline.py)."""
+    return sources.on_records(rows, rate_limited=ErrorCode.RATE_LIMITED, failed_outcomes=WEBHOOK_FAILED_OUTCOMES)
+
+
 def row(org, n: int, **fields) -> dict:
     base = {
         "id": f"00000000-0000-0000-0000-{n:012d}",
@@ -144,10 +150,10 @@ def row(org, n: int, **fields) -> dict:
 def test_rate_limit_refusals_fire_once_per_key_and_minute(org, receiver):
     listen(org, receiver)
     limited = {"status": 429, "outcome": "limited", "error_type": "rate_limited", "error": "Rate limit reached"}
-    assert sources.on_records([row(org, n, **limited) for n in range(3)]) == 1
-    assert sources.on_records([row(org, 3, **limited)]) == 0  # a later batch, the same key and minute
-    assert sources.on_records([row(org, 4, key_id=8, **limited)]) == 1  # another key
-    assert sources.on_records([row(org, 5, created_at="2026-12-07T21:31:00+00:00", **limited)]) == 1  # next minute
+    assert on_records([row(org, n, **limited) for n in range(3)]) == 1
+    assert on_records([row(org, 3, **limited)]) == 0  # a later batch, the same key and minute
+    assert on_records([row(org, 4, key_id=8, **limited)]) == 1  # another key
+    assert on_records([row(org, 5, created_at="2026-12-07T21:31:00+00:00", **limited)]) == 1  # next minute
     first = events_of(org, "ratelimit.exceeded")[0]
     assert first.payload["data"]["refused_in_batch"] == 3 and first.payload["data"]["key_id"] == 7
 
@@ -158,7 +164,7 @@ def test_failed_requests_go_only_to_endpoints_that_opt_in_and_match_the_filter(o
         listen(org, everything)  # lists no events: all but the opt-in ones
         listen(org, receiver, events=["request.failed"], failed_statuses=[502])
         failed = {"outcome": "upstream_error", "error_type": "upstream_error"}
-        sources.on_records([row(org, 1, status=500, **failed), row(org, 2, status=502, **failed), row(org, 3)])
+        on_records([row(org, 1, status=500, **failed), row(org, 2, status=502, **failed), row(org, 3)])
         (got,) = receiver.wait_for(1)
         assert (
             json.loads(got.body)["data"]["request_id"].endswith("2") and json.loads(got.body)["data"]["status"] == 502
@@ -173,8 +179,8 @@ def test_a_guardrail_decision_fires_once_and_leaves_the_matched_text_home(org, r
     listen(org, receiver, events=["guardrail.triggered"])
     decisions = [{"name": "pii", "action": "redact", "matched": "alice@example.com"}]
     rows = [row(org, 1, guardrail="redacted", guardrail_decisions=decisions), row(org, 2, guardrail="")]
-    assert sources.on_records(rows) == 1
-    assert sources.on_records(rows[:1]) == 0  # the same record again (a replayed batch)
+    assert on_records(rows) == 1
+    assert on_records(rows[:1]) == 0  # the same record again (a replayed batch)
     (got,) = receiver.wait_for(1)
     data = json.loads(got.body)["data"]
     assert data["guardrail"] == "redacted" and data["decisions"] == [{"name": "pii", "action": "redact"}]
@@ -183,7 +189,7 @@ def test_a_guardrail_decision_fires_once_and_leaves_the_matched_text_home(org, r
 
 def test_records_of_an_org_without_endpoints_cost_no_event(org):
     limited = {"status": 429, "outcome": "limited", "error_type": "rate_limited"}
-    assert sources.on_records([row(org, 1, **limited)]) == 0
+    assert on_records([row(org, 1, **limited)]) == 0
     assert not WebhookEvent.objects.exists()
 
 

@@ -141,15 +141,16 @@ def target_data(note: dict[str, Any]) -> dict[str, Any]:
 
 
 def eval_run_data(run) -> dict[str, Any]:
+    """An eval run (evals.models.EvalRun) that finished or failed."""
     return {
         "run_id": run.pk,
-        "name": getattr(run, "name", "") or "",
+        "name": run.name,
         "status": run.status,
-        "total": getattr(run, "total", None),
-        "done": getattr(run, "done", None),
-        "failed": getattr(run, "failed", None),
-        "error": getattr(run, "error", "") or "",
-        "finished_at": run.finished_at.isoformat() if getattr(run, "finished_at", None) else None,
+        "total": run.total,
+        "done": run.done,
+        "failed": run.failed,
+        "error": run.error,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
 
 
@@ -157,8 +158,8 @@ def label_data(*, prompt, label: str, version, previous_version=None, actor: str
     return {
         "prompt": {"id": prompt.pk, "ref": prompt.ref},
         "label": label,
-        "version": getattr(version, "number", None) if version is not None else None,
-        "previous_version": getattr(previous_version, "number", None) if previous_version is not None else None,
+        "version": version.number,
+        "previous_version": previous_version.number if previous_version is not None else None,
         "by": actor,
     }
 

@@ -15,12 +15,6 @@ from ..models import WebhookEndpoint
 from . import events
 from .outbox import emit
 
-RATE_LIMITED = "rate_limited"  # proxy.codes.ErrorCode.RATE_LIMITED, as records keep it in error_type
-FAILED_OUTCOMES = frozenset(
-    {"upstream_error", "gateway_error", "upstream_unreachable", "upstream_timeout", "upstream_cut"}
-)
-
-
 # --- tenancy's own services -----------------------------------------------------------------------------------
 
 
@@ -53,9 +47,9 @@ def credential_changed(credential, change: str, actor) -> None:
 # --- evals and prompts --------------------------------------------------------------------------------------------
 
 
-def eval_run_finished(run) -> None:
-    """An eval run reached COMPLETED or FAILED (once: the cause is the run and its ending)."""
-    kind = "eval.run.completed" if run.status == "completed" else "eval.run.failed"
+def eval_run_finished(run, *, completed: bool) -> None:
+    """An eval run completed, or failed (once each: the cause is the run and its ending)."""
+    kind = "eval.run.completed" if completed else "eval.run.failed"
     emit(org_id=run.org_id, event_type=kind, data=events.eval_run_data(run), cause=f"{kind}:{run.pk}")
 
 
@@ -79,17 +73,19 @@ def _minute(created_at: Any) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y%m%d%H%M")
 
 
-def on_records(rows: Iterable[dict[str, Any]]) -> int:
+def on_records(rows: Iterable[dict[str, Any]], *, rate_limited: str, failed_outcomes: frozenset[str]) -> int:
     """Events for rows just inserted (each row once: the pipeline passes only what it inserted): a key's
-    rate-limit refusals (one event per key and minute), failed requests, and guardrail decisions. Costs one
-    query per batch, and only for batches holding such rows. Returns the events emitted."""
+    rate-limit refusals (`error_type` == `rate_limited`; one event per key and minute), failed requests (an
+    `outcome` in `failed_outcomes`), and guardrail decisions (a non-empty `guardrail`). The record pipeline says
+    which codes mean what (they are the proxy's). Costs one query per batch, and only for batches holding such
+    rows. Returns the events emitted."""
     wanted: list[tuple[int, str, dict[str, Any], str]] = []  # (org, type, data, cause)
     refused: dict[tuple[int, Any, str], list[dict[str, Any]]] = {}
     for row in rows:
         org_id = row.get("org_id")
-        if row.get("error_type") == RATE_LIMITED:
+        if row.get("error_type") == rate_limited:
             refused.setdefault((org_id, row.get("key_id"), _minute(row["created_at"])), []).append(row)
-        elif row.get("outcome") in FAILED_OUTCOMES:
+        elif row.get("outcome") in failed_outcomes:
             wanted.append((org_id, "request.failed", events.request_failed_data(row), f"request.failed:{row['id']}"))
         if row.get("guardrail"):
             cause = f"guardrail.triggered:{row['id']}"
