@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -312,3 +313,44 @@ def test_with_redis_a_celery_worker_delivers_and_the_due_task_retries(transactio
     finally:
         worker.terminate()
         worker.wait(timeout=20)
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """Names this test decides the addresses of (a resolver that changes its answer: DNS rebinding); every other
+    name resolves as usual."""
+    answers: dict[str, list[str]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in answers:
+            address = answers[host].pop(0) if len(answers[host]) > 1 else answers[host][0]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+def test_a_name_that_rebinds_to_a_private_address_after_saving_is_refused_at_send_time(org, receiver, settings, dns):
+    settings.INGATE_WEBHOOK_ALLOW_PRIVATE = False
+    port = receiver.server.server_address[1]
+    dns["hooks.rebind.test"] = ["93.184.215.14", "127.0.0.1"]  # public when saved, loopback when sent
+    webhook_endpoint_create(actor=SYSTEM, org=org, url=f"http://hooks.rebind.test:{port}/hooks")
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    delivery = only_delivery()
+    while delivery.attempts == 0:
+        delivery = wait_status(delivery.pk, DeliveryStatus.PENDING)
+    assert "resolves to 127.0.0.1" in delivery.error
+    time.sleep(0.2)
+    assert receiver.received == []
+
+
+def test_the_attempt_connects_to_the_address_it_checked_and_names_the_host(org, receiver, dns):
+    port = receiver.server.server_address[1]
+    dns["hooks.pinned.test"] = ["127.0.0.1"]  # only this resolver knows the name: the client must not ask again
+    _, secret = webhook_endpoint_create(actor=SYSTEM, org=org, url=f"http://hooks.pinned.test:{port}/hooks")
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    (got,) = receiver.wait_for(1)
+    assert got.headers["host"] == f"hooks.pinned.test:{port}" and got.path == "/hooks"
+    Webhook(secret).verify(got.body, got.headers)
