@@ -354,3 +354,15 @@ def test_the_attempt_connects_to_the_address_it_checked_and_names_the_host(org, 
     (got,) = receiver.wait_for(1)
     assert got.headers["host"] == f"hooks.pinned.test:{port}" and got.path == "/hooks"
     Webhook(secret).verify(got.body, got.headers)
+
+
+def test_an_attempt_that_cannot_even_be_signed_counts_as_failed_and_is_retried(org, receiver):
+    endpoint, _ = endpoint_for(org, receiver)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret_encrypted="not a token of any configured key")
+    outbox.emit(org_id=org.pk, event_type="key.created", data={})
+    delivery = only_delivery()
+    while delivery.attempts == 0:
+        delivery = wait_status(delivery.pk, DeliveryStatus.PENDING)
+    assert delivery.error.startswith("Could not send") and "INGATE_ENCRYPTION_KEY" in delivery.error
+    assert delivery.next_attempt_at == delivery.last_attempt_at + datetime.timedelta(seconds=60)
+    assert receiver.received == []

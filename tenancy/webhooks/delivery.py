@@ -54,12 +54,18 @@ def deliver(delivery_id: int, now: datetime.datetime | None = None) -> tuple[str
     now = now or timezone.now()
     if not claim(delivery_id, now):
         return None, None
-    delivery = WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("endpoint", "event").filter(pk=delivery_id).first()
+    if delivery is None:  # its endpoint was deleted meanwhile
+        return None, None
     endpoint = delivery.endpoint
     if not endpoint.enabled:
         _finish(delivery, DeliveryStatus.FAILED, error="The endpoint is disabled.")
         return DeliveryStatus.FAILED, None
-    status, excerpt, error, ms = _send(endpoint, delivery)
+    try:
+        status, excerpt, error, ms = _send(endpoint, delivery)
+    except Exception as exc:  # a failed attempt like any other (say, a secret no configured key decrypts)
+        log.exception("Webhook delivery %s could not be sent", delivery_id)
+        status, excerpt, error, ms = None, "", f"Could not send: {exc}", 0.0
     delivery.attempts += 1
     delivery.last_attempt_at = now
     delivery.response_status, delivery.response_excerpt, delivery.error = status, excerpt, error[:500]
@@ -142,12 +148,14 @@ def _send(endpoint: WebhookEndpoint, delivery: WebhookDelivery):
 
 
 def _excerpt(response: httpx.Response) -> str:
-    """The start of the answer (for the log), read no further than needed."""
+    """The start of the answer (for the log), read no further than needed, nor longer than one timeout (a
+    receiver trickling its answer must not hold the worker)."""
     chunks, size = [], 0
+    deadline = time.monotonic() + settings.INGATE_WEBHOOK_TIMEOUT
     for chunk in response.iter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if size >= EXCERPT_CHARS * 4:
+        if size >= EXCERPT_CHARS * 4 or time.monotonic() > deadline:
             break
     return b"".join(chunks).decode("utf-8", "replace")[:EXCERPT_CHARS]
 
