@@ -268,6 +268,9 @@ def test_a_finished_eval_run_fires_completed_once(recording, gateway_key, hooks,
     (got,) = receiver.wait_for(1)
     payload = json.loads(got.body)
     assert payload["type"] == "eval.run.completed" and payload["data"]["run_id"] == run.pk
+    assert payload["data"]["total"] == payload["data"]["done"] == 1
+    time.sleep(0.2)
+    assert len(receiver.received) == 1
 
 
 def test_a_failed_eval_run_fires_failed_once(recording, gateway_key, hooks, receiver, settings):
