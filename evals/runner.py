@@ -27,6 +27,7 @@ from observability.selectors import p50_p95
 from prompts.render import RenderError, render
 from proxy import internal
 from proxy.relay import gateway
+from tenancy.webhooks import sources as webhook_sources
 
 from .evaluators import Case, Context, JudgeReply, Verdict, build_all
 from .models import DatasetItem, EvalResult, EvalRun, EvalTarget, RunStatus
@@ -242,6 +243,8 @@ class Execution:
                 return
             run.finished_at, run.lease = timezone.now(), None
             run.save(update_fields=["status", "finished_at", "lease"])
+            if run.status == RunStatus.COMPLETED:
+                webhook_sources.eval_run_finished(run, completed=True)
 
 
 def execute(run_id: int) -> str:
@@ -274,6 +277,8 @@ def fail(run: EvalRun, reason: str) -> None:
         EvalRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, error=reason, finished_at=timezone.now(), lease=None
         )
+        run.refresh_from_db(fields=["status", "error", "finished_at", "total", "done", "failed"])
+        webhook_sources.eval_run_finished(run, completed=False)
 
 
 def stalled() -> list[int]:

@@ -368,6 +368,24 @@ INGATE_BUDGET_RECONCILE_SECONDS = env.float("INGATE_BUDGET_RECONCILE_SECONDS", d
 INGATE_STORAGE_EXPORT_SECONDS = env.float("INGATE_STORAGE_EXPORT_SECONDS", default=300.0)
 # An org's bucket endpoint may be a private or loopback address (a MinIO next to Ingate) only when this is set.
 INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS = env.bool("INGATE_STORAGE_ALLOW_PRIVATE_ENDPOINTS", default=False)
+# Webhooks (tenancy/webhooks/). Endpoints on private, loopback, link-local or multicast addresses are refused
+# unless this is on (a receiver inside your own network; tests).
+INGATE_WEBHOOK_ALLOW_PRIVATE = env.bool("INGATE_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Seconds between a failed attempt and the next: about a day in all, then the delivery has failed.
+INGATE_WEBHOOK_RETRY_SCHEDULE = [
+    float(s)
+    for s in env.list(
+        "INGATE_WEBHOOK_RETRY_SCHEDULE", default=["30", "120", "600", "1800", "3600", "10800", "21600", "43200"]
+    )
+]
+INGATE_WEBHOOK_TIMEOUT = env.float("INGATE_WEBHOOK_TIMEOUT", default=10.0)
+# An endpoint whose deliveries all failed for this long (and one ran out of retries) is disabled.
+INGATE_WEBHOOK_DISABLE_AFTER = env.float("INGATE_WEBHOOK_DISABLE_AFTER", default=20 * 3600.0)
+# How often due retries are looked for (celery beat; without Redis, the gateway's webhook thread).
+INGATE_WEBHOOK_SWEEP_SECONDS = env.float("INGATE_WEBHOOK_SWEEP_SECONDS", default=15.0)
+# Days an event and its delivery log are kept.
+INGATE_WEBHOOK_LOG_DAYS = env.int("INGATE_WEBHOOK_LOG_DAYS", default=30)
+
 CELERY_BEAT_SCHEDULE = {
     # Drops expired record partitions (PostgreSQL), deletes rows past an org's retention, prepares partitions.
     "records-retention": {"task": "observability.enforce_retention", "schedule": 3600.0},
@@ -379,6 +397,9 @@ CELERY_BEAT_SCHEDULE = {
     "budgets-reconcile": {"task": "observability.reconcile_budgets", "schedule": INGATE_BUDGET_RECONCILE_SECONDS},
     # Each org's own bucket: the hours due (hourly by default, per org) written as Parquet (observability/export).
     "storage-export": {"task": "observability.export_storage", "schedule": INGATE_STORAGE_EXPORT_SECONDS},
+    # Webhooks: retries that are due, budget events not yet sent, deliveries a dead worker left.
+    "webhooks-deliver-due": {"task": "tenancy.webhooks_deliver_due", "schedule": INGATE_WEBHOOK_SWEEP_SECONDS},
+    "webhooks-prune": {"task": "tenancy.webhooks_prune", "schedule": 3600.0},
 }
 
 # Eval runs: at most this many calls in flight per run, and targets per run; a running run whose worker has

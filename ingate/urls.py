@@ -23,6 +23,7 @@ urlpatterns = [
     path("ingate/evals/", include("evals.urls")),
     path("ingate/routes/", include("tenancy.urls")),
     path("ingate/keys/", include("observability.key_urls")),
+    path("ingate/webhooks/", include("tenancy.webhooks.urls")),
     path("ingate/", include("observability.limit_urls")),
     path("ingate/", include("observability.export.urls")),
     path("ingate/", include("observability.urls")),

@@ -39,9 +39,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from proxy import formats, invalidation
+from proxy.codes import ErrorCode
 from proxy.formats import Tokens
-from proxy.records import ProxyRecord
+from proxy.records import Outcome, ProxyRecord
 from tenancy.models import APIKey, App, Organization, Team
+from tenancy.webhooks import outbox as webhook_outbox
+from tenancy.webhooks import sources as webhook_sources
 
 from . import limits, retention, rollups
 from .export import runs as exports
@@ -176,7 +179,27 @@ def _insert(rows: list[dict[str, Any]]) -> int:
     insert_bodies([row["body"] for row in fresh if "body" in row])
     insert_bodies([row["pending_body"] for row in fresh if "pending_body" in row], model=PendingBody)
     rollups.apply(fresh)  # only what this insert added: nothing counts twice
+    _webhook_events(fresh)
     return len(fresh)
+
+
+# What `request.failed` means: any ending but a good answer, a refusal by the org's own limits (those have
+# `ratelimit.exceeded` and the budget events) and a client that hung up.
+WEBHOOK_FAILED_OUTCOMES = frozenset(Outcome) - {Outcome.OK, Outcome.LIMITED, Outcome.CLIENT_DISCONNECT}
+
+
+def _webhook_events(rows: list[dict[str, Any]]) -> None:
+    """Webhook events the new rows cause (rate limits, failures, guardrails), in the rows' transaction: sent
+    once it commits, and never twice for a row. Their trouble must not cost the records: a savepoint of its own."""
+    try:
+        with transaction.atomic():
+            webhook_sources.on_records(
+                rows, rate_limited=ErrorCode.RATE_LIMITED, failed_outcomes=WEBHOOK_FAILED_OUTCOMES
+            )
+    except _UNAVAILABLE:
+        raise
+    except Exception:  # webhooks must not cost the records
+        log.exception("Webhook events for %d records could not be recorded", len(rows))
 
 
 def dead_letter(record: ProxyRecord, *, stage: str, error: BaseException) -> None:
@@ -224,6 +247,8 @@ class RecordPipeline:
         self._kicked = 0.0
         self._kick_owed = False
         self._pending: collections.deque[ProxyRecord] = collections.deque()
+        # Side notes from the proxy that are not records (circuit transitions), bounded: for webhooks.
+        self._notes: collections.deque[dict] = collections.deque(maxlen=1000)
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -296,6 +321,31 @@ class RecordPipeline:
         if len(self._pending) >= self.batch_size:
             self._wake.set()
 
+    def start(self) -> None:
+        """Start the writer at the gateway's startup rather than at its first record: in the embedded mode its
+        rounds also run retention, budget alerts and (by nudging their thread) webhook retries left by a
+        previous run, which must not wait for traffic."""
+        if self._thread is None:
+            self._start()
+
+    def note(self, note: dict) -> None:
+        """A side note from the proxy (a route target's circuit opened or closed): plain data, appended without
+        blocking; the writer thread turns it into webhook events (tenancy.webhooks.sources.on_notes)."""
+        self._notes.append(note)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
+    def _send_notes(self) -> None:
+        notes = []
+        while self._notes:
+            notes.append(self._notes.popleft())
+        if notes:
+            try:
+                webhook_sources.on_notes(notes)
+            except Exception:  # the records go on; the proxy logged the transitions too
+                log.exception("Webhook events for %d circuit transitions could not be recorded", len(notes))
+
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
@@ -345,6 +395,8 @@ class RecordPipeline:
         if not self.redis_url:
             limits.maybe_reconcile()  # budget alerts without Celery beat (throttled inside)
             exports.maybe_export()  # each org's bucket, without Celery beat (throttled; on a thread of its own)
+            webhook_outbox.WORKER.nudge()  # webhook retries without Celery beat (the worker thread sweeps)
+        self._send_notes()
         batch = []
         while self._pending and len(batch) < self.batch_size * 10:
             batch.append(self._pending.popleft())

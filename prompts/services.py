@@ -14,6 +14,7 @@ from django.utils import timezone
 from tenancy.audit import Actor, audit_record
 from tenancy.models import Organization
 from tenancy.services import audited_create, audited_update
+from tenancy.webhooks import sources as webhook_sources
 
 from .models import Label, LabelMove, Namespace, Prompt, PromptVersion
 from .render import placeholders
@@ -135,6 +136,15 @@ def _move(*, actor: Actor, prompt: Prompt, name: str, version: PromptVersion, ac
         object_repr=f"{prompt.ref}@{name}",
         changes={"label": name, "from": before.number if before else None, "to": version.number},
     )
+    if before != version:
+        webhook_sources.label_moved(
+            org_id=prompt.org_id,
+            prompt=prompt,
+            label=name,
+            version=version,
+            previous_version=before,
+            actor=actor.principal,
+        )
     return label
 
 

@@ -124,6 +124,8 @@ class ProxyApp:
         self.sink = import_string(settings.INGATE_RECORD_SINK)()
         if previous is not None and hasattr(previous, "close"):
             previous.close()
+        # Circuit transitions go to the sink as side notes (webhooks), never to the database from the loop.
+        self.health.announce = getattr(self.sink, "note", None)
         self.credentials = CredentialCache(
             self.db,
             environment,
@@ -155,6 +157,8 @@ class ProxyApp:
         sys.setswitchinterval(0.0005)
         self._client = self.new_client()
         self.health.start()
+        if hasattr(self.sink, "start"):  # its periodic work (embedded: retention, alerts, webhooks) needs no traffic
+            self.sink.start()
         if self.config.redis_url and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(
                 invalidation.listen(self.config.redis_url, self._on_invalidate)

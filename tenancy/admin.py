@@ -30,8 +30,13 @@ from .models import (
     Scope,
     Team,
     TeamMembership,
+    WebhookDelivery,
+    WebhookEndpoint,
+    clean_statuses,
 )
 from .permissions import VIEW, Principal, restrict
+from .webhooks import services as webhooks
+from .webhooks.events import CATALOGUE
 
 User = get_user_model()
 
@@ -590,6 +595,92 @@ class BudgetEventAdmin(ReadOnlyScopedAdmin):
     search_fields = ["user_id", "budget__name", "org__name"]
     list_select_related = ["budget", "org"]
     date_hierarchy = "created_at"
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="http(s) URL on a public address.")
+    events = forms.MultipleChoiceField(
+        choices=[(name, name) for name in CATALOGUE],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event but the opt-in ones (request.failed, webhook.test).",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["org", "url", "description", "events", "failed_statuses", "enabled"]
+
+    def clean_url(self):
+        return webhooks.clean_url(self.cleaned_data["url"])
+
+    def clean_failed_statuses(self):
+        return clean_statuses(self.cleaned_data["failed_statuses"] or [])
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(AuditedAdmin):
+    """Endpoints are made and changed through the webhook services: the secret is shown once, on the page after
+    "Save" (rotate it from the API or the dashboard's webhooks page, which show the new one once too)."""
+
+    form = WebhookEndpointForm
+    fixed_after_create = ("org",)
+    actions = ["send_test_event"]
+    list_display = ["url", "org", "description", "enabled", "secret_hint", "disabled_reason", "created_at"]
+    list_filter = ["enabled", "org"]
+    search_fields = ["url", "description", "org__name"]
+    list_select_related = ["org"]
+    readonly_fields = ["secret_hint", "previous_expires_at", "failing_since", "disabled_at", "disabled_reason"]
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(request)
+        data = {k: v for k, v in form.cleaned_data.items() if k != "org"}
+        if change:
+            webhooks.webhook_endpoint_update(actor=actor, endpoint=WebhookEndpoint.objects.get(pk=obj.pk), **data)
+            return
+        endpoint, secret = webhooks.webhook_endpoint_create(actor=actor, org=form.cleaned_data["org"], **data)
+        obj.pk, obj._secret = endpoint.pk, secret
+        obj._state.adding = False
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The secret is rendered into this one response, never stored in the session or a message cookie.
+        return TemplateResponse(
+            request,
+            "admin/tenancy/webhookendpoint/created.html",
+            {**self.admin_site.each_context(request), "endpoint": obj, "secret": obj._secret, "opts": self.opts},
+        )
+
+    def delete_model(self, request, obj):
+        webhooks.webhook_endpoint_delete(actor=admin_actor(request), endpoint=obj)
+
+    @admin.action(description="Send a test event")
+    def send_test_event(self, request, queryset):
+        actor, sent = admin_actor(request), 0
+        for endpoint in queryset.filter(enabled=True):
+            webhooks.webhook_send_test(actor=actor, endpoint=endpoint)
+            sent += 1
+        self.message_user(request, f"Queued a test event to {sent} enabled endpoint(s).", messages.SUCCESS)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyScopedAdmin):
+    """The delivery log: what each event's delivery got back; "Send again" replays the same event."""
+
+    actions = ["send_again"]
+    list_display = ["created_at", "endpoint", "event", "status", "attempts", "response_status", "next_attempt_at"]
+    list_filter = ["status", "org"]
+    search_fields = ["event__id", "event__type", "endpoint__url"]
+    list_select_related = ["endpoint", "event"]
+    date_hierarchy = "created_at"
+
+    @admin.action(description="Send again")
+    def send_again(self, request, queryset):
+        actor = admin_actor(request)
+        sent = 0
+        for delivery in queryset.select_related("endpoint"):
+            if delivery.endpoint.enabled:
+                webhooks.webhook_redeliver(actor=actor, delivery=delivery)
+                sent += 1
+        self.message_user(request, f"Queued {sent} delivery(ies) again (disabled endpoints skipped).", messages.SUCCESS)
 
 
 class AuditedUserAdmin(AuditedWritesMixin, UserAdmin):

@@ -15,7 +15,16 @@ from .models import APIKey, AuditLog, Organization
 from .permissions import Principal
 
 # Never copied into an entry: digests and ciphertexts are secrets too (offline guessing, key rotation).
-SECRET_FIELDS = frozenset({"digest", "secret_encrypted", "password", "access_key_encrypted", "secret_key_encrypted"})
+SECRET_FIELDS = frozenset(
+    {
+        "digest",
+        "secret_encrypted",
+        "previous_secret_encrypted",
+        "password",
+        "access_key_encrypted",
+        "secret_key_encrypted",
+    }
+)
 MASK = "********"
 
 

@@ -31,6 +31,8 @@ from .models import (
     StorageExportRun,
     Team,
     TeamMembership,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 if TYPE_CHECKING:
@@ -105,6 +107,10 @@ _ADMIN = {
     StorageExport: ALL,
     StorageExportRun: {VIEW},
     AuditLog: {VIEW},
+    # Webhook endpoints send the org's events to a URL of one's choosing: managed like credentials; their log
+    # (payloads included) is read, and sent again, by the same people.
+    WebhookEndpoint: ALL,
+    WebhookDelivery: {VIEW, CHANGE},
 }
 _OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}
 

@@ -39,6 +39,7 @@ from .permissions import (
     role_in,
     scopes_of_creator,
 )
+from .webhooks import sources as webhook_sources
 
 User = get_user_model()
 
@@ -368,6 +369,7 @@ def api_key_create(
     key.full_clean()
     key.save()
     audit_record(actor=actor, action="key_create", obj=key, changes={"after": snapshot(key)})
+    webhook_sources.key_created(key, actor)
     return key, new.plaintext
 
 
@@ -417,6 +419,7 @@ def api_key_revoke(*, actor: Actor, key: APIKey) -> APIKey:
         audit_record(
             actor=actor, action="key_revoke", obj=key, changes={"revoked_at": [None, key.revoked_at.isoformat()]}
         )
+        webhook_sources.key_revoked(key, actor)
     return key
 
 
@@ -438,6 +441,7 @@ def api_keys_revoke_made_by(*, actor: Actor, user) -> int:
                 "reason": f"creator {user.get_username()} deleted",
             },
         )
+        webhook_sources.key_revoked(key, actor)
         revoked += 1
     return revoked
 
@@ -499,7 +503,9 @@ def provider_credential_create(
     if not secret and credential_needs_secret(provider=provider, auth_style=auth_style):
         raise ValidationError({"secret": "This provider needs an API key."})
     _set_secret(credential, secret)
-    return audited_create(actor=actor, obj=credential)
+    audited_create(actor=actor, obj=credential)
+    webhook_sources.credential_changed(credential, "created", actor)
+    return credential
 
 
 @transaction.atomic
@@ -510,11 +516,14 @@ def provider_credential_update(
     if secret is not None:
         _set_secret(credential, secret)
     fields["updated_at"] = timezone.now()
-    return audited_update(actor=actor, obj=credential, fields=fields)
+    audited_update(actor=actor, obj=credential, fields=fields)
+    webhook_sources.credential_changed(credential, "updated", actor)
+    return credential
 
 
 @transaction.atomic
 def provider_credential_delete(*, actor: Actor, credential: ProviderCredential) -> None:
+    webhook_sources.credential_changed(credential, "deleted", actor)
     _delete(actor=actor, obj=credential)
 
 

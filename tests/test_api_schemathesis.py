@@ -22,12 +22,24 @@ from observability import services as observability_services
 from observability.models import RequestRecord
 from prompts import services as prompt_services
 from tenancy import cache as tenancy_cache
+from tenancy import crypto
 from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
 from tenancy import services as tenancy_services
 from tenancy.audit import Actor
-from tenancy.models import AuditLog, BudgetEvent, Membership, Scope, StorageExport, StorageExportRun
+from tenancy.models import (
+    AuditLog,
+    BudgetEvent,
+    Membership,
+    Scope,
+    StorageExport,
+    StorageExportRun,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from tenancy.tests.factories import make_credential, make_key
+from tenancy.webhooks.signing import new_secret
 
 # The exports stream from an async generator, made for ASGI; under this WSGI handler Django reads it on a loop.
 pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous iterators:Warning")
@@ -115,7 +127,14 @@ def known_ids(world):
     event = BudgetEvent.objects.create(
         budget=budget, org=org, kind="threshold", threshold=50, period_start=record.created_at, spend=5, amount_usd=10
     )
+    # A loopback URL the instance refuses to send to: nothing a request makes fire leaves the machine.
+    hook = WebhookEndpoint.objects.create(
+        org=org, url="http://127.0.0.1:9/", secret_encrypted=crypto.encrypt(new_secret())
+    )
+    sent = WebhookEvent.objects.create(id="evt_fuzz", org=org, type="webhook.test", payload={})
     return {
+        "webhook-endpoints": hook.pk,
+        "webhook-deliveries": WebhookDelivery.objects.create(endpoint=hook, event=sent, org=org).pk,
         "organizations": org.pk,
         "teams": own.team.pk,
         "team-memberships": tenancy_services.team_member_add(actor=SYSTEM, team=own.team, user=member).pk,

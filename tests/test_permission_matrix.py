@@ -28,10 +28,21 @@ from observability import services as observability
 from observability.models import RequestBody, RequestRecord, Score
 from prompts import services as prompts
 from prompts.models import Label, Namespace, Prompt
-from tenancy import cache, limits, routes, storage
+from tenancy import cache, crypto, limits, routes, storage
 from tenancy.audit import Actor
-from tenancy.models import AuditLog, BudgetEvent, Role, StorageExport, StorageExportRun, TeamMembership
+from tenancy.models import (
+    AuditLog,
+    BudgetEvent,
+    Role,
+    StorageExport,
+    StorageExportRun,
+    TeamMembership,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from tenancy.tests.factories import MembershipFactory, UserFactory, make_credential
+from tenancy.webhooks.signing import new_secret
 from tests.matrix import (
     ADMINS,
     API,
@@ -369,6 +380,55 @@ MATRIX.register(
         **ADMIN_KEY,
         readers=ADMINS,
         actions=(list_(), retrieve()),
+    )
+)
+
+
+# Webhooks send the org's events to a URL of one's choosing, and their log holds the payloads: admins and owners
+# only, like the audit log. The targets point at a loopback port nothing listens on and the instance refuses
+# private addresses, so whatever the matrix makes fire is refused at send time without touching the network.
+def _webhook_endpoint(world, tenant):
+    endpoint = WebhookEndpoint.objects.create(
+        org=tenant.org, url="http://127.0.0.1:9/hook", secret_encrypted=crypto.encrypt(new_secret())
+    )
+    return Target(tenant, endpoint)
+
+
+def _webhook_delivery(world, tenant):
+    endpoint = _webhook_endpoint(world, tenant).obj
+    event = WebhookEvent.objects.create(
+        id=f"evt_matrix_{tenant.org.pk}", org=tenant.org, type="webhook.test", payload={}
+    )
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event=event, org=tenant.org, status="delivered")
+    return Target(tenant, delivery)
+
+
+MATRIX.register(
+    Endpoint(
+        "webhook-endpoints",
+        _webhook_endpoint,
+        **ADMIN_KEY,
+        readers=ADMINS,
+        actions=(
+            list_(),
+            retrieve(),
+            create(org_body(url="https://93.184.215.14/hooks", enabled=False), roles=ADMINS),
+            update(fixed({"description": "ops"}), roles=ADMINS),
+            delete(roles=ADMINS),
+            custom("rotate_secret", "post", url_path="rotate-secret", roles=ADMINS),
+            custom("test_event", "post", url_path="test-event", ok=202, roles=ADMINS),
+            custom("deliveries", roles=ADMINS),
+        ),
+    )
+)
+
+MATRIX.register(
+    Endpoint(
+        "webhook-deliveries",
+        _webhook_delivery,
+        **ADMIN_KEY,
+        readers=ADMINS,
+        actions=(list_(), retrieve(), custom("redeliver", "post", ok=202, roles=ADMINS)),
     )
 )
 

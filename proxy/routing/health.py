@@ -20,6 +20,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -107,6 +108,9 @@ class Health:
         self.probe_timeout, self.ewma_alpha = probe_timeout, ewma_alpha
         self.clock, self.wall = clock, wall
         self._states: dict[TargetKey, _State] = {}
+        # Told of each transition a circuit makes (a dict of plain data), once across processes: the proxy sets
+        # it to its record sink's `note`, which must not block (webhooks turn the notes into events off the loop).
+        self.announce: Callable[[dict], None] | None = None
         # The server's loop and an eval run's loop (another thread) may both report on one target.
         self._lock = threading.Lock()
 
@@ -192,7 +196,7 @@ class Health:
         """A failure that says something about the target (see retry.counts_against_health): counts towards
         opening the circuit, and re-opens a half-open one."""
         now = self.clock()
-        opened = False
+        opened = fresh = False
         with self._lock:
             state = self._states.get(key)
             if state is None:
@@ -210,7 +214,7 @@ class Health:
                     failures.popleft()
                 if len(failures) >= self.threshold:
                     self._open(state, now)
-                    opened = True
+                    opened = fresh = True  # closed until now: the target went down (a failed probe is not news)
         if opened:
             log.warning(
                 "Routing target %s is failing (%s): circuit open for %gs",
@@ -218,18 +222,36 @@ class Health:
                 state.last.describe(),
                 self.cooldown,
             )
-        self._report_failure(key, state.last, opened)
+        self._report_failure(key, state.last, opened, fresh)
 
     def _open(self, state: _State, now: float, cooldown: float | None = None) -> None:
         state.opened_until = now + (self.cooldown if cooldown is None else cooldown)
         state.probe_until = 0.0
         state.failures.clear()
 
-    def _report_failure(self, key: TargetKey, failure: Failure, opened: bool) -> None:
-        pass
+    def _report_failure(self, key: TargetKey, failure: Failure, opened: bool, fresh: bool = False) -> None:
+        if fresh:
+            self._announce("target_down", key, failure)
 
     def _report_close(self, key: TargetKey) -> None:
-        pass
+        self._announce("target_up", key, None)
+
+    def _announce(self, kind: str, key: TargetKey, failure: Failure | None) -> None:
+        if self.announce is None:
+            return
+        note = {
+            "kind": kind,
+            "org_id": key.org_id,
+            "provider": key.provider,
+            "model": key.model,
+            "credential": key.credential,
+            "failure": failure.describe() if failure is not None else "",
+            "cooldown": self.cooldown if kind == "target_down" else None,
+        }
+        try:
+            self.announce(note)
+        except Exception:  # a sink's trouble must not reach the request
+            log.exception("Could not hand over a circuit transition of %s", key.label())
 
     # --- the routes page -----------------------------------------------------------------------------
 
@@ -284,7 +306,8 @@ local cooldown = tonumber(ARGV[4])
 redis.call('SET', KEYS[2], now + cooldown, 'PX', cooldown + tonumber(ARGV[5]))
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('PUBLISH', ARGV[7], ARGV[8])
-return {'opened', cooldown}
+if ends == 0 then return {'opened', cooldown} end
+return {'reopened', cooldown}
 """
 
 # KEYS: open, fails, probe. ARGV: channel, closed message.
@@ -373,13 +396,13 @@ class RedisHealth(Health):
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _report_failure(self, key: TargetKey, failure: Failure, opened: bool) -> None:
-        self._spawn(self._send_failure(key, failure, opened))
+    def _report_failure(self, key: TargetKey, failure: Failure, opened: bool, fresh: bool = False) -> None:
+        self._spawn(self._send_failure(key, failure, opened, fresh))
 
     def _report_close(self, key: TargetKey) -> None:
         self._spawn(self._send_close(key))
 
-    async def _send_failure(self, key: TargetKey, failure: Failure, opened: bool) -> None:
+    async def _send_failure(self, key: TargetKey, failure: Failure, opened: bool, fresh: bool = False) -> None:
         fails, open_, probe, index = _redis_keys(key)
         message = "open:" + json.dumps(
             {"k": list(key), "ms": round(self.cooldown * 1000), "f": [failure.kind, failure.status]},
@@ -402,9 +425,13 @@ class RedisHealth(Health):
             )
         except Exception as exc:  # noqa: BLE001  (Redis down: local state already judged this failure)
             self._redis_failed(exc)
+            if fresh:  # each process judges alone now, and says so alone
+                self._announce("target_down", key, failure)
             return
         self._redis_ok()
-        if verdict in (b"open", b"opened"):
+        if verdict == b"opened":  # this report opened the circuit for every process: announced here alone
+            self._announce("target_down", key, failure)
+        if verdict in (b"open", b"opened", b"reopened"):
             self._learn_open(key, ms / 1000, failure)
 
     async def _send_close(self, key: TargetKey) -> None:
@@ -414,8 +441,11 @@ class RedisHealth(Health):
             verdict, ms = await self._client().close(keys=[open_, fails, probe], args=[self.channel, message])
         except Exception as exc:  # noqa: BLE001
             self._redis_failed(exc)
+            self._announce("target_up", key, None)
             return
         self._redis_ok()
+        if verdict == b"closed" and ms == 1:  # this process's probe closed it for everyone
+            self._announce("target_up", key, None)
         if verdict == b"open":  # another process's probe failed meanwhile: it stays open for everyone
             self._learn_open(key, ms / 1000, None)
 

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import storage, views
+from . import storage, views, webhooks
 
 router = DefaultRouter()
 router.register("organizations", views.OrganizationViewSet, basename="organization")
@@ -20,6 +20,8 @@ router.register("cache-purge", views.CachePurgeViewSet, basename="cache-purge")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 router.register("storage-exports", storage.StorageExportViewSet, basename="storage-export")
 router.register("storage-export-runs", storage.StorageExportRunViewSet, basename="storage-export-run")
+router.register("webhook-endpoints", webhooks.WebhookEndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-deliveries", webhooks.WebhookDeliveryViewSet, basename="webhook-delivery")
 
 urlpatterns = [
     path("me/", views.me, name="me"),

@@ -30,7 +30,17 @@ from ..permissions import CHANGE, DELETE, VIEW, allowed_anywhere, can, can_add, 
 from . import serializers as s
 from .permissions import principal_of
 
-_OBJECT_ACTIONS = {"update": CHANGE, "partial_update": CHANGE, "destroy": DELETE, "revoke": CHANGE}
+_OBJECT_ACTIONS = {
+    "update": CHANGE,
+    "partial_update": CHANGE,
+    "destroy": DELETE,
+    "revoke": CHANGE,
+    # webhooks (tenancy/api/webhooks.py)
+    "rotate_secret": CHANGE,
+    "test_event": CHANGE,
+    "deliveries": VIEW,
+    "redeliver": CHANGE,
+}
 
 
 class ScopedViewSet(viewsets.GenericViewSet):

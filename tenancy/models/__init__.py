@@ -59,6 +59,7 @@ from .routing import (
     whole_numbers,
 )
 from .storage import ExportFormat, RunStatus, StorageExport, StorageExportRun, clean_prefix, validate_bucket
+from .webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 # _positive, _finite and _model_name are named by migrations at their old path (tenancy.models.<name>).
 __all__ = [
@@ -119,4 +120,8 @@ __all__ = [
     "StorageExportRun",
     "clean_prefix",
     "validate_bucket",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "DeliveryStatus",
+    "WebhookDelivery",
 ]

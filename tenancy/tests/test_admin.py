@@ -38,6 +38,9 @@ from tenancy.models import (
     ProviderCredential,
     Team,
     TeamMembership,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from tenancy.tests.factories import make_credential, stored_secret
 
@@ -85,6 +88,9 @@ def every_model_populated(world):
         org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x"
     )
     observability_services.score_create(actor=Actor.system("test"), record=record, name="helpful", value=1)
+    hook = WebhookEndpoint.objects.create(org=world.own.org, url="http://127.0.0.1:9/", secret_encrypted="x")
+    sent = WebhookEvent.objects.create(id="evt_admin", org=world.own.org, type="webhook.test", payload={})
+    WebhookDelivery.objects.create(endpoint=hook, event=sent, org=world.own.org)
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
     DeadRecord.objects.create(record_id="x-dead", org=world.own.org, stage="insert", payload="{}", error="DataError: x")
