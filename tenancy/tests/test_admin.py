@@ -36,6 +36,8 @@ from tenancy.models import (
     Membership,
     Organization,
     ProviderCredential,
+    StorageExport,
+    StorageExportRun,
     Team,
     TeamMembership,
     WebhookDelivery,
@@ -91,6 +93,8 @@ def every_model_populated(world):
     hook = WebhookEndpoint.objects.create(org=world.own.org, url="http://127.0.0.1:9/", secret_encrypted="x")
     sent = WebhookEvent.objects.create(id="evt_admin", org=world.own.org, type="webhook.test", payload={})
     WebhookDelivery.objects.create(endpoint=hook, event=sent, org=world.own.org)
+    StorageExport.objects.create(org=world.own.org, endpoint_url="https://s3.example.com", bucket="acme-logs")
+    StorageExportRun.objects.create(org=world.own.org, status="failed", error="AccessDenied")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
     DeadRecord.objects.create(record_id="x-dead", org=world.own.org, stage="insert", payload="{}", error="DataError: x")
