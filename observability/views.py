@@ -170,6 +170,13 @@ def logs(request):
         else []
     )
     filtered = any(value for name, value in shown.items() if name != "sort")
+    # The custom range's fields show what was asked in the form <input type=datetime-local> takes (UTC, no
+    # offset), whatever form the link wrote it in (the overview's links send ISO 8601 with an offset).
+    cleaned = filters.form.cleaned_data if filters.is_valid() else {}
+    bounds = {
+        name: cleaned[name].astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S") if cleaned.get(name) else ""
+        for name in ("since", "until")
+    }
     return _page(
         request,
         "observability/logs.html",
@@ -182,6 +189,7 @@ def logs(request):
         columns=_columns(query, sort),
         filtered=filtered,
         custom_range=bool(request.GET.get("since") or request.GET.get("until")),
+        bounds=bounds,
         saved_views=selectors.saved_views(request.user, ctx.org) if ctx.org else [],
         datasets=datasets,
     )

@@ -199,3 +199,16 @@ def test_an_export_stops_at_the_cap_keeps_the_newest_and_says_so(world, viewer, 
 def test_an_empty_org_is_told_how_to_send_its_first_request(world, browser):
     page = browser.get("/ingate/logs/", {"org": "own-org"}).content.decode()
     assert "No requests yet" in page and "base_url" in page
+
+
+def test_a_range_from_an_overview_link_shows_in_the_custom_range_fields_so_a_new_search_keeps_it(world, browser):
+    page = browser.get("/ingate/logs/", {"org": "own-org", "since": "2026-12-07T21:00:00+02:00"}).content.decode()
+    assert 'name="since" value="2026-12-07T19:00:00"' in page
+    assert '<option value="custom" selected>' in page
+
+
+def test_someone_of_no_org_cannot_save_a_view(world):
+    outsider = Client()
+    outsider.force_login(world.outsider)
+    assert outsider.post("/ingate/logs/views/", {"name": "Mine", "query": ""}).status_code == 404
+    assert not SavedView.objects.exists()
