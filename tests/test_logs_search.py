@@ -142,3 +142,20 @@ def test_the_logs_page_search_box_finds_an_answer_and_says_so_when_nothing_match
     assert f'data-record="{hit.pk}"' in page and page.count("data-record=") == 1
     page = browser.get("/ingate/logs/", {"org": "own-org", "search": "berlin"}).content.decode()
     assert "No requests match these filters" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_stored_before_the_search_index_existed_are_found_after_the_upgrade(world, client_for):
+    """Migration 0010 on a database that already holds records and bodies: they are searchable at once."""
+    from django.core.management import call_command
+
+    keep_bodies(world.own)
+    old = with_body(world.own, "a question about kangaroos", "they hop", session_id="legacy-session")
+    try:
+        call_command("migrate", "observability", "0009", verbosity=0)  # drops the index (and FTS5 table)
+        call_command("migrate", "observability", verbosity=0)  # builds it again over the stored rows
+        viewer = client_for(user=world.own.users["viewer"])
+        assert found(viewer.get(URL, {"search": "legacy"})) == {str(old.pk)}
+        assert found(viewer.get(URL, {"search": "kangaroos"})) == {str(old.pk)}
+    finally:
+        call_command("migrate", "observability", verbosity=0)
