@@ -8,7 +8,7 @@ import datetime
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -200,7 +200,8 @@ def logs(request):
 def saved_view_save(request):
     ctx = OrgContext(request, RequestRecord)  # ?org= on the form's action: the view is saved in that org
     name = request.POST.get("name", "").strip()
-    query = request.POST.get("query", "")
+    # Kept as the page will read it back: parsed and encoded again, so nothing but query parameters survives.
+    query = QueryDict(request.POST.get("query", "")).urlencode()
     if ctx.org is None:
         raise Http404("No organization.")
     if not name or len(name) > 80 or len(query) > 2000:

@@ -212,3 +212,9 @@ def test_someone_of_no_org_cannot_save_a_view(world):
     outsider.force_login(world.outsider)
     assert outsider.post("/ingate/logs/views/", {"name": "Mine", "query": ""}).status_code == 404
     assert not SavedView.objects.exists()
+
+
+def test_a_saved_views_query_is_stored_as_plain_query_parameters(world, browser):
+    reply = browser.post("/ingate/logs/views/?org=own-org", {"name": "Odd", "query": "model=a b\r\nSet-Cookie: x=1"})
+    assert reply.status_code == 302 and "\n" not in reply["Location"]
+    assert SavedView.objects.get().query == "model=a+b%0D%0ASet-Cookie%3A+x%3D1"
