@@ -257,7 +257,7 @@ class RecordFilter(django_filters.FilterSet):
 
 
 # How the logs page lays the filters out: the search box and time range on top, these in a row, the rest
-# under "More filters".
+# under "More filters" (filter_groups adds any filter named nowhere here, so a new one always shows).
 FILTER_GROUPS = {
     "main": ["model", "outcome", "errors", "cost_min", "cost_max", "latency_min", "latency_max", "cache_hit"],
     "more": [
@@ -275,6 +275,14 @@ FILTER_GROUPS = {
         "unpriced",
     ],
 }
+_PLACED_APART = {"org", "search", "range", "since", "until"}
+
+
+def filter_groups(filterset: RecordFilter) -> dict[str, list[str]]:
+    """FILTER_GROUPS, with every other filter of `filterset` (one added later, say) appended to "more"."""
+    named = _PLACED_APART | set(FILTER_GROUPS["main"]) | set(FILTER_GROUPS["more"])
+    others = [name for name in filterset.filters if name not in named]
+    return {"main": FILTER_GROUPS["main"], "more": FILTER_GROUPS["more"] + others}
 
 
 def with_cost_flags(queryset: QuerySet) -> QuerySet:

@@ -182,7 +182,7 @@ def logs(request):
         "observability/logs.html",
         ctx,
         filters=filters,
-        groups=selectors.FILTER_GROUPS,
+        groups=selectors.filter_groups(filters),
         page=page,
         query=query.urlencode(),
         view_query=shown.urlencode(),
