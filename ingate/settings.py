@@ -350,6 +350,8 @@ INGATE_RECORD_FLUSH_SECONDS = env.float("INGATE_RECORD_FLUSH_SECONDS", default=0
 INGATE_RECORD_MAX_PENDING = env.int("INGATE_RECORD_MAX_PENDING", default=200_000)
 INGATE_RECORD_CLAIM_SECONDS = env.float("INGATE_RECORD_CLAIM_SECONDS", default=30.0)
 INGATE_RECORD_STREAM = env.str("INGATE_RECORD_STREAM", default="ingate:records")
+# The most records one CSV/JSONL export of the logs streams (the rest is cut; the response says so).
+INGATE_EXPORT_MAX_ROWS = env.int("INGATE_EXPORT_MAX_ROWS", default=100_000)
 # Who inserts records: "worker" (gateway processes only put them on the Redis stream; Celery workers price
 # nothing and insert: no database work competes with the proxy for the CPU) or "gateway" (a thread in each
 # gateway process inserts). Without Redis it is always "gateway".

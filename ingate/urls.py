@@ -2,12 +2,17 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
 
 urlpatterns = [
+    # `/` (GET) is the dashboard; HEAD / is answered by the proxy itself (asgi.py), provider paths never get here.
+    path("", RedirectView.as_view(pattern_name="observability:overview"), name="root"),
+    path("favicon.ico", RedirectView.as_view(url=static("observability/favicon.svg")), name="favicon"),
     path("admin/", admin.site.urls),
     path("ingate/health", views.health, name="health"),
     path("ingate/api/v1/", include("observability.api.urls")),

@@ -424,5 +424,23 @@ class Score(models.Model):
         return f"{self.value:g}" if self.value is not None else ""
 
 
+class SavedView(models.Model):
+    """A person's saved logs view in one org: a name for a filter, search and sort, kept as the query string the
+    logs page reads back (observability/views.py `logs`)."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="+")
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "org", "name"], name="saved_view_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.org_id})"
+
+
 # Kept with the export that empties it (observability/export); imported here so Django finds the model.
 from .export.models import PendingBody  # noqa: E402, F401

@@ -38,6 +38,7 @@ from tenancy.models import APIKey, App, Organization
 from tenancy.permissions import VIEW, Principal, orgs_where, restrict
 
 from . import scores
+from . import search as fulltext
 from .models import (
     FAILED,
     UNPRICED,
@@ -46,6 +47,7 @@ from .models import (
     Outcome,
     RecordRollup,
     RequestRecord,
+    SavedView,
     SessionRollup,
 )
 from .rollups import percentile
@@ -62,8 +64,6 @@ GROUPS = {
     "prompt_version": "prompt_version_id",
 }
 BUCKETS = {"hour": TruncHour, "day": TruncDay}
-# What `?search=` looks in (the records API and the logs page).
-SEARCHED_FIELDS = ("model", "response_model", "session_id", "user_id", "error", "client")
 
 
 def body_capture_bytes(org_id: int) -> int:
@@ -79,6 +79,53 @@ def body_mode(org_id: int) -> str:
 
 def records_for(principal: Principal) -> QuerySet[RequestRecord]:
     return restrict(RequestRecord.objects.all(), principal, VIEW)
+
+
+# The time range picker's presets: (how far back, label).
+TIME_RANGES = {
+    "15m": (datetime.timedelta(minutes=15), "Last 15 minutes"),
+    "1h": (datetime.timedelta(hours=1), "Last hour"),
+    "4h": (datetime.timedelta(hours=4), "Last 4 hours"),
+    "24h": (datetime.timedelta(hours=24), "Last 24 hours"),
+    "7d": (datetime.timedelta(days=7), "Last 7 days"),
+    "30d": (datetime.timedelta(days=30), "Last 30 days"),
+}
+
+
+def text_match(field: str, value: str) -> Q:
+    """A text filter's condition: `"exact"` in double quotes matches the whole value; anything else matches any
+    part of it, ignoring case."""
+    value = value.strip()
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        return Q(**{field: value[1:-1]})
+    return Q(**{f"{field}__icontains": value})
+
+
+class SearchField(forms.CharField):
+    """The search box: at most 200 characters and a dozen words, said as a field error rather than a slow query."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_length", 200)
+        super().__init__(*args, **kwargs)
+
+    def validate(self, value):
+        super().validate(value)
+        try:
+            fulltext.terms(value or "")
+        except fulltext.SearchTooLong as exc:
+            raise forms.ValidationError(str(exc), code="too_long") from None
+
+
+class SearchFilter(django_filters.CharFilter):
+    field_class = SearchField
+
+
+class Choices(django_filters.widgets.BooleanWidget):
+    """A yes/no filter as a select whose three options say what they show (not "Unknown / Yes / No")."""
+
+    def __init__(self, labels: tuple[str, str, str], attrs=None):
+        super().__init__(attrs)
+        self.choices = [("", labels[0]), ("true", labels[1]), ("false", labels[2])]
 
 
 @extend_schema_field({"type": "string", "description": f"Prompt version: {REF_HELP}; or the version's id."})
@@ -107,44 +154,89 @@ class ScoreFilter(django_filters.Filter):
 
 
 class RecordFilter(django_filters.FilterSet):
-    """The filters of the logs table and of /records/ (query parameters)."""
+    """The filters of the logs page and of /records/ (query parameters), with the labels the page shows.
+
+    Text filters (model, session, user, client, route) match any part of the value, ignoring case; a value
+    in double quotes ("gpt-4o") matches exactly, as a breakdown row's link does. `search` is the one search
+    box (observability/search.py); `range` a preset window, `since`/`until` a custom one."""
 
     org = django_filters.CharFilter(method="filter_org", label="Organization (slug)")
-    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    model = django_filters.CharFilter(method="filter_model")
-    provider = django_filters.CharFilter()
-    status = django_filters.NumberFilter()
-    outcome = django_filters.ChoiceFilter(choices=Outcome.choices)
-    errors = django_filters.BooleanFilter(method="filter_errors", label="Only failed requests")
-    ingate = django_filters.BooleanFilter(method="filter_ingate", label="Only Ingate's own calls")
-    app = django_filters.CharFilter(field_name="app__slug")
-    key = django_filters.CharFilter(field_name="key__prefix")
-    session = django_filters.CharFilter(field_name="session_id")
-    user = django_filters.CharFilter(field_name="user_id")
-    client = django_filters.CharFilter()
-    prompt_version = PromptVersionFilter(field_name="prompt_version", lookup_expr="in", label="Prompt version")
-    property = django_filters.CharFilter(method="filter_property", label="name:value")
-    unpriced = django_filters.BooleanFilter(method="filter_unpriced", label="Only unpriced requests")
-    score_name = django_filters.CharFilter(method="filter_score", label="Scored as (score name)")
-    score = ScoreFilter(method="filter_score", label="Score")
-    search = django_filters.CharFilter(
+    search = SearchFilter(
         method="filter_search",
         label="Search",
-        widget=forms.TextInput(attrs={"placeholder": "model, session, user, error, client", "type": "search"}),
+        widget=forms.TextInput(
+            attrs={
+                "type": "search",
+                "placeholder": "Search model, session, user, properties, errors, prompts and answers",
+                "autocomplete": "off",
+            }
+        ),
     )
+    range = django_filters.ChoiceFilter(
+        method="filter_range",
+        label="Time range",
+        choices=[(k, v[1]) for k, v in TIME_RANGES.items()],
+        empty_label="All time",
+    )
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="From (UTC)")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="To (UTC)")
+    model = django_filters.CharFilter(method="filter_model", label="Model")
+    provider = django_filters.CharFilter(method="filter_text", label="Provider")
+    status = django_filters.NumberFilter(label="HTTP status")
+    outcome = django_filters.ChoiceFilter(choices=Outcome.choices, label="Outcome", empty_label="Any outcome")
+    errors = django_filters.BooleanFilter(
+        method="filter_errors", label="Result", widget=Choices(("Any result", "Failed only", "Succeeded only"))
+    )
+    cost_min = django_filters.NumberFilter(
+        field_name="cost_total", lookup_expr="gte", label="Cost from ($)", min_value=0, max_digits=20
+    )
+    cost_max = django_filters.NumberFilter(
+        field_name="cost_total", lookup_expr="lte", label="Cost to ($)", min_value=0, max_digits=20
+    )
+    latency_min = django_filters.NumberFilter(
+        field_name="total_ms", lookup_expr="gte", label="Latency from (ms)", min_value=0, max_digits=12
+    )
+    latency_max = django_filters.NumberFilter(
+        field_name="total_ms", lookup_expr="lte", label="Latency to (ms)", min_value=0, max_digits=12
+    )
+    cache_hit = django_filters.BooleanFilter(
+        label="Cache", widget=Choices(("Hits and misses", "Cache hits only", "Cache misses only"))
+    )
+    route = django_filters.CharFilter(method="filter_text", label="Route")
+    # GUARDRAIL OUTCOME FILTER GOES HERE: the guardrails branch adds a `guardrail` field on records; its
+    # filter (a ChoiceFilter over that field's choices, label "Guardrail") belongs in this spot, and in
+    # FILTER_GROUPS' "more" list below.
+    app = django_filters.CharFilter(field_name="app__slug", label="App (slug)")
+    key = django_filters.CharFilter(field_name="key__prefix", label="Key (prefix)")
+    session = django_filters.CharFilter(method="filter_text", field_name="session_id", label="Session")
+    user = django_filters.CharFilter(method="filter_text", field_name="user_id", label="User")
+    client = django_filters.CharFilter(method="filter_text", label="Client")
+    prompt_version = PromptVersionFilter(field_name="prompt_version", lookup_expr="in", label="Prompt version")
+    property = django_filters.CharFilter(method="filter_property", label="Property (name:value)")
+    ingate = django_filters.BooleanFilter(
+        method="filter_ingate",
+        label="Caller",
+        widget=Choices(("Everyone", "Ingate's own calls", "Applications only")),
+    )
+    unpriced = django_filters.BooleanFilter(
+        method="filter_unpriced", label="Price", widget=Choices(("Priced or not", "Unpriced only", "Priced only"))
+    )
+    score_name = django_filters.CharFilter(method="filter_score", label="Scored as (score name)")
+    score = ScoreFilter(method="filter_score", label="Score")
 
     class Meta:
         model = RequestRecord
         fields: list[str] = []
 
     def __init__(self, data=None, queryset=None, *, orgs=None, **kwargs):
-        """`orgs`: where a prompt version reference resolves; by default the orgs whose records the caller reads
-        (the request's principal), so a prompt of an org the caller cannot see reads as unknown."""
+        """`orgs`: where a prompt version reference resolves and whose kept bodies are searched; by default the
+        orgs whose records the caller reads (the request's principal), so a prompt of an org the caller cannot
+        see reads as unknown."""
         super().__init__(data, queryset, **kwargs)
         if orgs is None:
             principal = principal_of(self.request) if self.request is not None else Principal()
             orgs = lambda: orgs_where(principal, RequestRecord, VIEW)
+        self.orgs = orgs
         self.filters["prompt_version"].extra["orgs"] = orgs
 
     def filter_org(self, queryset, name, value):
@@ -152,15 +244,22 @@ class RecordFilter(django_filters.FilterSet):
         org_id = Organization.objects.filter(slug=value).values_list("pk", flat=True).first()
         return queryset.filter(org_id=org_id or 0)
 
+    def filter_range(self, queryset, name, value):
+        return queryset.filter(created_at__gte=timezone.now() - TIME_RANGES[value][0])
+
     def filter_model(self, queryset, name, value):
-        return queryset.filter(Q(model=value) | Q(response_model=value))
+        return queryset.filter(text_match("model", value) | text_match("response_model", value))
+
+    def filter_text(self, queryset, name, value):
+        return queryset.filter(text_match(name, value))  # the filter's field_name
 
     def filter_search(self, queryset, name, value):
-        # Case-insensitive substrings of the short text columns only; bodies are not searched (yet).
-        found = Q()
-        for field in SEARCHED_FIELDS:
-            found |= Q(**{f"{field}__icontains": value})
-        return queryset.filter(found)
+        orgs = self.orgs() if callable(self.orgs) else self.orgs
+        wanted = self.data.get("org")
+        kept = ObservabilitySettings.objects.filter(org__in=orgs, body_mode=BodyMode.FULL)
+        if wanted:
+            kept = kept.filter(org__slug=wanted)
+        return fulltext.matching(queryset, value, bodies=kept.exists())
 
     def filter_errors(self, queryset, name, value):
         return queryset.filter(FAILED) if value else queryset.exclude(FAILED)
@@ -184,6 +283,35 @@ class RecordFilter(django_filters.FilterSet):
         # The name is one JSON key and never a lookup: as `properties__{name}`, `?property=a__regex:(` reached
         # PostgreSQL as a regular expression and failed there.
         return queryset.alias(_property=KeyTransform(prop, "properties")).filter(_property=wanted)
+
+
+# How the logs page lays the filters out: the search box and time range on top, these in a row, the rest
+# under "More filters" (filter_groups adds any filter named nowhere here, so a new one always shows).
+FILTER_GROUPS = {
+    "main": ["model", "outcome", "errors", "cost_min", "cost_max", "latency_min", "latency_max", "cache_hit"],
+    "more": [
+        "route",
+        "provider",
+        "status",
+        "session",
+        "user",
+        "app",
+        "key",
+        "client",
+        "property",
+        "prompt_version",
+        "ingate",
+        "unpriced",
+    ],
+}
+_PLACED_APART = {"org", "search", "range", "since", "until"}
+
+
+def filter_groups(filterset: RecordFilter) -> dict[str, list[str]]:
+    """FILTER_GROUPS, with every other filter of `filterset` (one added later, say) appended to "more"."""
+    named = _PLACED_APART | set(FILTER_GROUPS["main"]) | set(FILTER_GROUPS["more"])
+    others = [name for name in filterset.filters if name not in named]
+    return {"main": FILTER_GROUPS["main"], "more": FILTER_GROUPS["more"] + others}
 
 
 def with_cost_flags(queryset: QuerySet) -> QuerySet:
@@ -480,10 +608,40 @@ def _named(dimension: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             # A deleted app or key keeps its rollups: shown by id, with no filter left to select it.
             name, wanted = names.get(int(row["value"]) if row["value"].isdigit() else -1, (row["value"], None))
         else:
-            name, wanted = row["value"], row["value"]
+            # In double quotes: the logs' text filters match exactly then, so `gpt-4o` leaves `gpt-4o-mini` out.
+            name, wanted = row["value"], f'"{row["value"]}"'
         row |= {"name": name, "kind": "value", "filter": (dimension, wanted) if wanted else None}
     return rows
 
 
 def session_rollups(org_id: int) -> QuerySet:
     return SessionRollup.objects.filter(org_id=org_id).order_by("-ended")
+
+
+# The logs table's sortable columns: `?sort=cost` (ascending) or `?sort=-cost`. Costs and tokens a record
+# does not have sort last either way.
+SORTS = {
+    "time": "created_at",
+    "model": "model",
+    "status": "status",
+    "tokens": "total_tokens",
+    "cost": "cost_total",
+    "latency": "total_ms",
+}
+DEFAULT_SORT = "-time"
+
+
+def sorted_records(queryset: QuerySet, sort: str | None) -> tuple[QuerySet, str]:
+    """`queryset` in the order `sort` names (DEFAULT_SORT for anything unknown), ties newest first, and the sort
+    applied."""
+    name = (sort or "").removeprefix("-")
+    if name not in SORTS:
+        sort, name = DEFAULT_SORT, DEFAULT_SORT.removeprefix("-")
+    field = F(SORTS[name])
+    first = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
+    tail = [] if name == "time" else [F("created_at").desc()]
+    return queryset.order_by(first, *tail), sort
+
+
+def saved_views(user, org: Organization) -> QuerySet[SavedView]:
+    return SavedView.objects.filter(user=user, org=org)

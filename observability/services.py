@@ -10,7 +10,7 @@ from tenancy.audit import Actor, audit_record
 from tenancy.models import Organization
 from tenancy.services import audited_create, audited_delete, audited_update
 
-from .models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord, Score, ScoreSource
+from .models import DeadRecord, ObservabilitySettings, PriceOverride, RequestRecord, SavedView, Score, ScoreSource
 
 
 @transaction.atomic
@@ -80,3 +80,16 @@ def dead_record_replay(*, actor: Actor, dead: DeadRecord) -> bool:
             return False  # it failed again: store_records counted the attempt and kept the new error
         DeadRecord.objects.filter(pk=dead.pk).delete()
     return True
+
+
+def saved_view_save(*, user, org: Organization, name: str, query: str) -> SavedView:
+    """Save the logs view `query` under `name` for `user` in `org`; a view of the same name is replaced. A person's
+    own bookmark: no audit entry, as a browser bookmark would have none."""
+    view, _ = SavedView.objects.update_or_create(user=user, org=org, name=name.strip(), defaults={"query": query})
+    return view
+
+
+def saved_view_delete(*, user, view_id: int) -> bool:
+    """Delete one of `user`'s saved views; False when it is not theirs (or gone)."""
+    deleted, _ = SavedView.objects.filter(user=user, pk=view_id).delete()
+    return bool(deleted)

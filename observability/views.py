@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import datetime
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
 
 from tenancy.pages import OrgContext
 from tenancy.permissions import CHANGE, restrict
 
-from . import charts, selectors, traces
+from . import charts, selectors, services, traces
 from .bodies import conversation, metadata_rows
 from .models import RequestBody, RequestRecord
 
@@ -30,19 +33,21 @@ CACHE_BREAKDOWNS = ("app", "key")
 
 
 class PeekPage:
-    """Newest-first pages that fetch one row past the page instead of counting a million rows."""
+    """Pages that fetch one row past the page instead of counting a million rows; at most MAX_PAGES deep, so
+    the offset stays bounded (narrow the time range or search to reach older records)."""
 
     size = 50
+    MAX_PAGES = 200
 
     def __init__(self, queryset, number):
         try:
-            self.number = max(1, min(int(number or 1), 1000))
+            self.number = max(1, min(int(number or 1), self.MAX_PAGES))
         except ValueError:
             self.number = 1
         start = (self.number - 1) * self.size
-        rows = list(queryset.order_by("-created_at")[start : start + self.size + 1])
+        rows = list(queryset[start : start + self.size + 1])
         self.object_list = rows[: self.size]
-        self.has_next = len(rows) > self.size
+        self.has_next = len(rows) > self.size and self.number < self.MAX_PAGES
         self.has_previous = self.number > 1
         self.has_other_pages = self.has_next or self.has_previous
         self.next_page_number = self.number + 1
@@ -50,6 +55,41 @@ class PeekPage:
 
     def __iter__(self):
         return iter(self.object_list)
+
+
+# The logs table's columns: (sort key or None, heading, css class).
+LOG_COLUMNS = [
+    ("time", "Time (UTC)", ""),
+    (None, "Provider", ""),
+    ("model", "Model", ""),
+    ("status", "Status", ""),
+    ("tokens", "Tokens in / out", "num"),
+    ("cost", "Cost", "num"),
+    ("latency", "Latency", "num"),
+    (None, "Session", ""),
+    (None, "User", ""),
+    (None, "Client", ""),
+]
+
+
+def _columns(query, sort: str) -> list[dict]:
+    """Each column's heading and, for a sortable one, the link that sorts by it (again: the other way)."""
+    columns = []
+    for key, heading, css in LOG_COLUMNS:
+        column = {"heading": heading, "css": css, "href": None, "direction": None}
+        if key:
+            current = sort.removeprefix("-") == key
+            descending = sort.startswith("-")
+            # A new column starts with its largest (newest, dearest, slowest) first; a second click flips it.
+            wanted = (key if descending else f"-{key}") if current else f"-{key}"
+            params = query.copy()
+            params["sort"] = wanted
+            column |= {
+                "href": "?" + params.urlencode(),
+                "direction": ("desc" if descending else "asc") if current else None,
+            }
+        columns.append(column)
+    return columns
 
 
 def _records(ctx: OrgContext):
@@ -117,9 +157,14 @@ def logs(request):
     filters = selectors.RecordFilter(
         request.GET, queryset=_records(ctx).select_related("app", "key"), orgs=[ctx.org] if ctx.org else []
     )
-    page = PeekPage(filters.qs if filters.is_valid() else _records(ctx).none(), request.GET.get("page"))
+    ordered, sort = selectors.sorted_records(
+        filters.qs if filters.is_valid() else _records(ctx).none(), request.GET.get("sort")
+    )
+    page = PeekPage(ordered, request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    shown = query.copy()  # what a saved view keeps and the export reads: the filters and sort, not the org
+    shown.pop("org", None)
     from evals.models import Dataset  # the logs page offers "add to dataset"; evals builds on observability
 
     datasets = (
@@ -127,9 +172,57 @@ def logs(request):
         if ctx.org
         else []
     )
+    filtered = any(value for name, value in shown.items() if name != "sort")
+    # The custom range's fields show what was asked in the form <input type=datetime-local> takes (UTC, no
+    # offset), whatever form the link wrote it in (the overview's links send ISO 8601 with an offset).
+    cleaned = filters.form.cleaned_data if filters.is_valid() else {}
+    bounds = {
+        name: cleaned[name].astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S") if cleaned.get(name) else ""
+        for name in ("since", "until")
+    }
     return _page(
-        request, "observability/logs.html", ctx, filters=filters, page=page, query=query.urlencode(), datasets=datasets
+        request,
+        "observability/logs.html",
+        ctx,
+        filters=filters,
+        groups=selectors.filter_groups(filters),
+        page=page,
+        query=query.urlencode(),
+        view_query=shown.urlencode(),
+        columns=_columns(query, sort),
+        filtered=filtered,
+        custom_range=bool(request.GET.get("since") or request.GET.get("until")),
+        bounds=bounds,
+        saved_views=selectors.saved_views(request.user, ctx.org) if ctx.org else [],
+        datasets=datasets,
     )
+
+
+@login_required
+@require_POST
+def saved_view_save(request):
+    ctx = OrgContext(request, RequestRecord)  # ?org= on the form's action: the view is saved in that org
+    name = request.POST.get("name", "").strip()
+    # Kept as the page will read it back: parsed and encoded again, so nothing but query parameters survives.
+    query = QueryDict(request.POST.get("query", "")).urlencode()
+    if ctx.org is None:
+        raise Http404("No organization.")
+    if not name or len(name) > 80 or len(query) > 2000:
+        messages.error(request, "Name the view (at most 80 characters) to save it.")
+    else:
+        services.saved_view_save(user=request.user, org=ctx.org, name=name, query=query)
+        messages.success(request, f"Saved the view “{name}”.")
+    return redirect(f"{reverse('observability:logs')}?{urlencode({'org': ctx.org.slug})}&{query}")
+
+
+@login_required
+@require_POST
+def saved_view_delete(request, pk):
+    ctx = OrgContext(request, RequestRecord)
+    if not services.saved_view_delete(user=request.user, view_id=pk):
+        raise Http404("No such saved view.")
+    messages.success(request, "Deleted the saved view.")
+    return redirect(f"{reverse('observability:logs')}?{urlencode({'org': ctx.org.slug if ctx.org else ''})}")
 
 
 @login_required

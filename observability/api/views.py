@@ -9,6 +9,7 @@ import io
 import json
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -117,16 +118,27 @@ class RequestRecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     def export(self, request):
         """Every filtered record as CSV or JSON lines, streamed."""
         kind = _choice(request, "export_format", {"csv", "jsonl"}, "csv")
+        cap = settings.INGATE_EXPORT_MAX_ROWS
+        filtered = self.filter_queryset(self.get_queryset())
+        # At most the newest `cap` records (INGATE_EXPORT_MAX_ROWS), oldest first; looking one row past the cap
+        # says whether the export was cut, and the response says so in X-Ingate-Export-Capped.
+        newest = filtered.order_by("-created_at")
+        capped = newest[cap : cap + 1].exists()
+        if capped:
+            filtered = filtered.filter(created_at__gte=newest.values_list("created_at", flat=True)[cap - 1])
         rows = (
-            selectors.with_cost_flags(self.filter_queryset(self.get_queryset()))
+            selectors.with_cost_flags(filtered)
             .order_by("created_at")
             .values_list(*_RECORD_FIELDS, "is_failed", "is_unpriced")
         )
+        rows = rows[:cap]  # of records tied at the cut's microsecond, the oldest are kept
         lines = _csv(rows.iterator(chunk_size=2000)) if kind == "csv" else _jsonl(rows.iterator(chunk_size=2000))
         reply = StreamingHttpResponse(
             stream_lines(lines), content_type="text/csv" if kind == "csv" else "application/x-ndjson"
         )
         reply["Content-Disposition"] = f'attachment; filename="ingate-records.{kind}"'
+        if capped:
+            reply["X-Ingate-Export-Capped"] = str(cap)
         return reply
 
 

@@ -93,3 +93,9 @@ def cost(item):
     if errors:
         return _dash(f"No cost: {errors} failed, the rest are not billed by the token")
     return _dash("Not billed by the token")
+
+
+@register.filter
+def field(form, name):
+    """A form's bound field by name (`form|field:"search"`), for templates that lay fields out by a list."""
+    return form[name]

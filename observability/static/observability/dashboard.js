@@ -3,6 +3,10 @@
   const source = document.getElementById("chart-data");
   if (!source || typeof Chart === "undefined") return;
   const data = JSON.parse(source.textContent);
+  // Axis text and grid lines from the stylesheet's tokens, so the charts read in dark mode too.
+  const tokens = getComputedStyle(document.documentElement);
+  Chart.defaults.color = tokens.getPropertyValue("--chart-text").trim() || Chart.defaults.color;
+  Chart.defaults.borderColor = tokens.getPropertyValue("--chart-grid").trim() || Chart.defaults.borderColor;
   // Whole-number ticks: a quiet hour's axis reads 0, 1, 2 requests, not 0.2, 0.4.
   const common = { animation: false, maintainAspectRatio: false, plugins: { legend: { position: "bottom" } },
                    scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } };
