@@ -303,7 +303,7 @@ def test_the_end_user_page_shows_spend_requests_sessions_and_charts(viewer, worl
     shown = reply.content.decode()
     assert 'data-testid="user-spend">$0.0003<' in shown
     assert (
-        f'data-testid="user-requests"><a href="/ingate/logs/?org={world.own.org.slug}&user=alice%40example.com">3</a>'
+        f'data-testid="user-requests"><a href="/ingate/logs/?org={world.own.org.slug}&user=%22alice%40example.com%22">3</a>'
         in shown
     )
     assert 'data-testid="user-sessions">2<' in shown
