@@ -89,7 +89,7 @@ class PromptStage(Stage):
         return Version(**row) if row else None
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind not in ("key", "credentials", "org", "routes", "limits", "cache"):
+        if kind not in ("key", "credentials", "org", "routes", "limits", "cache", "guardrails"):
             self._cache.invalidate()
 
 

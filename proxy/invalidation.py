@@ -23,10 +23,12 @@ CHANNEL = "ingate:proxy:invalidate"
 # "routes" (value: org id; its routes or their targets changed),
 # "limits" (value: org id; its budgets, rate limits or time zone changed),
 # "cache" (value: org id; its response cache settings changed),
+# "guardrails" (value: org id; its guardrail policies changed),
 # "all" (value empty: after a reconnect, when messages may have been missed)
 ROUTES = "routes"
 LIMITS = "limits"
 CACHE = "cache"
+GUARDRAILS = "guardrails"
 Listener = Callable[[str, str], None]
 
 _listeners: list[weakref.WeakMethod] = []

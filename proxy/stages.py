@@ -94,7 +94,7 @@ class Authenticate(Stage):
             self.app.keys.invalidate(prefix=value)
         elif kind == "org":
             self.app.keys.invalidate(org_id=int(value))
-        elif kind not in ("credentials", "prompts", "routes", "limits", "cache"):
+        elif kind not in ("credentials", "prompts", "routes", "limits", "cache", "guardrails"):
             self.app.keys.invalidate()
 
 
@@ -114,7 +114,14 @@ class Upstream(Stage):
             raise missing_credential(upstream, key.org_slug)
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind in ("credentials", "org", "routes", "limits", "cache"):  # cached with the org's credentials
+        if kind in (
+            "credentials",
+            "org",
+            "routes",
+            "limits",
+            "cache",
+            "guardrails",
+        ):  # cached with the org's credentials
             self.app.credentials.invalidate(int(value))
         elif kind not in ("key", "prompts"):
             self.app.credentials.invalidate()

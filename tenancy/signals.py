@@ -10,13 +10,14 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from proxy.invalidation import CACHE, LIMITS, ROUTES, publish
+from proxy.invalidation import CACHE, GUARDRAILS, LIMITS, ROUTES, publish
 
 from .audit import Actor, audit_record, client_ip
 from .models import (
     APIKey,
     Budget,
     CacheSettings,
+    GuardrailPolicy,
     Membership,
     Organization,
     ProviderCredential,
@@ -102,6 +103,11 @@ def limits_changed(sender, instance: Budget | RateLimit, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=CacheSettings, dispatch_uid="proxy-cache-settings-changed")
 def cache_settings_changed(sender, instance: CacheSettings, **kwargs) -> None:
     transaction.on_commit(partial(publish, CACHE, str(instance.org_id)))
+
+
+@receiver([post_save, post_delete], sender=GuardrailPolicy, dispatch_uid="proxy-guardrail-policy-changed")
+def guardrail_policy_changed(sender, instance: GuardrailPolicy, **kwargs) -> None:
+    transaction.on_commit(partial(publish, GUARDRAILS, str(instance.org_id)))
 
 
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")

@@ -25,6 +25,7 @@ from .caching import (
     clean_cache_endpoints,
     default_cache_endpoints,
 )
+from .guardrails import GuardrailPolicy, OnError, StreamMode
 from .orgs import (
     APIKey,
     App,
@@ -110,6 +111,9 @@ __all__ = [
     "clean_cache_endpoints",
     "default_cache_endpoints",
     "CacheSettings",
+    "GuardrailPolicy",
+    "StreamMode",
+    "OnError",
     "AuditLogQuerySet",
     "AuditLog",
 ]

@@ -1,0 +1,321 @@
+"""Guardrails through the running gateway with the official SDKs: blocked requests in each provider's error shape
+(recorded `blocked`, nothing sent upstream), reversible redaction (the provider sees placeholders, the client gets
+its values back, in JSON answers, tool-call arguments and streams of every format even when a placeholder is split
+across chunks), answers checked as they stream (hold and watch), flags, on_error."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from proxy import formats
+from tenancy.audit import Actor
+from tenancy.guardrails import guardrail_policy_create
+
+EMAIL = "jane.doe@example.com"
+CARD = "4111 1111 1111 1111"
+SECRET = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Write to {EMAIL} about card {CARD}."}]}
+
+
+@pytest.fixture
+def key(gateway_key):
+    return gateway_key[0]
+
+
+def policy(key, checks, **fields):
+    return guardrail_policy_create(actor=Actor.system("test"), org=key.org, name="test policy", checks=checks, **fields)
+
+
+def oai(gateway, plaintext, **headers) -> openai.OpenAI:
+    return openai.OpenAI(api_key=plaintext, base_url=gateway.url + "/v1", max_retries=0, default_headers=headers)
+
+
+def claude(gateway, plaintext) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=plaintext, base_url=gateway.url, max_retries=0)
+
+
+def echo(fake):
+    """The fake provider answers with the last user turn it received (placeholders and all)."""
+    fake.answers = lambda model, text: text
+
+
+# --- blocking requests ---------------------------------------------------------------------------------
+
+
+def test_a_request_carrying_a_secret_is_refused_in_openai_shape_and_never_sent(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "no-keys", "kind": "pii", "entities": ["API_KEY"], "action": "block"}], message="No keys.")
+    client = oai(gateway, gateway_key[1])
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"my key is {SECRET}"}]
+        )
+    error = caught.value.body
+    assert error["code"] == "guardrail_blocked" and error["type"] == "invalid_request_error"
+    assert "no-keys" in error["message"] and "No keys." in error["message"]
+    assert fake.requests == []
+    record = gateway.wait_for_records(1)[0]
+    assert record.outcome == "blocked" and record.guardrail == "blocked" and record.status == 400
+    [decision] = record.guardrail_decisions
+    assert decision["check"] == "no-keys" and decision["action"] == "block" and decision["direction"] == "request"
+    assert SECRET not in json.dumps(record.guardrail_decisions)
+
+
+def test_anthropic_clients_get_their_own_error_type_for_a_keyword_block(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "codename", "kind": "keywords", "words": ["bluebird"], "action": "block"}])
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude(gateway, gateway_key[1]).messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=32,
+            system="Project Bluebird is confidential.",  # the system prompt is checked too
+            messages=[{"role": "user", "content": "hello"}],
+        )
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert "codename" in caught.value.body["error"]["message"]
+    assert fake.requests == []
+
+
+def test_tool_results_and_tool_definitions_are_checked(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "no-cards", "kind": "pii", "entities": ["CREDIT_CARD"], "action": "block"}])
+    messages = [
+        {"role": "user", "content": "look it up"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": f"card on file: {CARD}"},
+    ]
+    with pytest.raises(openai.BadRequestError):
+        oai(gateway, gateway_key[1]).chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert fake.requests == []
+
+
+def test_denied_models_and_oversized_prompts_are_refused(gateway, gateway_key, fake, key):
+    policy(
+        key,
+        [
+            {"name": "models", "kind": "models", "deny": ["gpt-4o*"], "allow": ["gpt-*", "claude-*"]},
+            {"name": "size", "kind": "max_size", "max_chars": 50},
+        ],
+    )
+    client = oai(gateway, gateway_key[1])
+    with pytest.raises(openai.BadRequestError, match="'models'"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="'models'"):
+        client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="'size'"):
+        client.chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": "word " * 20}])
+    assert client.chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": "hi"}])
+    assert len(fake.requests) == 1
+
+
+def test_flag_lets_the_request_through_and_marks_the_record(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "flag"}])
+    oai(gateway, gateway_key[1]).chat.completions.create(**CHAT)
+    assert EMAIL in fake.last_request.body.decode()
+    record = gateway.wait_for_records(1)[0]
+    assert record.outcome == "ok" and record.guardrail == "flagged"
+    assert record.guardrail_decisions[0]["action"] == "flag"
+    assert EMAIL not in json.dumps(record.guardrail_decisions)
+
+
+def test_a_key_policy_replaces_the_org_default(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "everything", "kind": "regex", "pattern": ".", "action": "block"}])
+    guardrail_policy_create(
+        actor=Actor.system("test"),
+        org=key.org,
+        key=key,
+        name="lenient",
+        checks=[{"name": "f", "kind": "pii", "action": "flag"}],
+    )
+    oai(gateway, gateway_key[1]).chat.completions.create(**CHAT)
+    assert len(fake.requests) == 1
+
+
+# --- reversible redaction ----------------------------------------------------------------------------------
+
+
+def test_redacted_values_go_upstream_as_placeholders_and_come_back_restored(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact"}], restore=True)
+    echo(fake)
+    answer = oai(gateway, gateway_key[1]).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": f"Write to {EMAIL} and {EMAIL} about card {CARD}."}],
+    )
+    sent = fake.last_request.json()["messages"][0]["content"]
+    assert sent == "Write to <EMAIL_1> and <EMAIL_1> about card <CREDIT_CARD_1>."
+    assert answer.choices[0].message.content == f"Write to {EMAIL} and {EMAIL} about card {CARD}."
+    record = gateway.wait_for_records(1)[0]
+    assert record.guardrail == "redacted" and record.outcome == "ok"
+
+
+def test_without_restore_the_placeholders_stay(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact"}])
+    echo(fake)
+    answer = oai(gateway, gateway_key[1]).chat.completions.create(**CHAT)
+    assert answer.choices[0].message.content == "Write to <EMAIL_1> about card <CREDIT_CARD_1>."
+
+
+def test_placeholders_split_across_stream_chunks_are_restored(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact"}], restore=True)
+    echo(fake)
+    fake.defaults["chunks"] = 40  # character slices: every placeholder is cut somewhere
+    stream = oai(gateway, gateway_key[1]).chat.completions.create(**CHAT, stream=True)
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert "".join(pieces) == CHAT["messages"][0]["content"]
+    assert not any("<" in p or ">" in p for p in pieces)
+
+
+def test_anthropic_streams_are_restored_across_chunks(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact"}], restore=True)
+    echo(fake)
+    fake.defaults["chunks"] = 33
+    with claude(gateway, gateway_key[1]).messages.stream(
+        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": f"Mail {EMAIL} now"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+    assert text == f"Mail {EMAIL} now"
+    assert "<EMAIL_1>" in fake.last_request.body.decode()
+
+
+STREAMS = [
+    ("/v1/responses", {"model": "gpt-4o-mini", "input": "Mail {email} now", "stream": True}, "openai", "responses"),
+    ("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", {"contents": [{"role": "user", "parts": [{"text": "Mail {email} now"}]}]}, "gemini", ""),
+    ("/api/chat", {"model": "llama3", "messages": [{"role": "user", "content": "Mail {email} now"}]}, "ollama", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body", "family", "endpoint"), STREAMS, ids=["responses", "gemini", "ollama"])
+def test_every_formats_stream_is_restored_across_chunks(gateway, gateway_key, fake, key, path, body, family, endpoint):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact"}], restore=True)
+    fake.defaults["text"] = "Mail <EMAIL_1> now"  # what a model answers to the redacted prompt
+    fake.defaults["chunks"] = 29
+    payload = json.loads(json.dumps(body).replace("{email}", EMAIL))
+    response = httpx.post(gateway.url + path, json=payload, headers={"authorization": f"Bearer {gateway_key[1]}"})
+    assert response.status_code == 200
+    fmt = formats.of(family, endpoint)
+    assert fmt.text(fmt.assemble(response.content)) == f"Mail {EMAIL} now"
+    assert EMAIL not in fake.last_request.body.decode()
+
+
+def test_tool_call_arguments_are_restored_whole_and_streamed(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact"}], restore=True)
+    client = oai(gateway, gateway_key[1])
+    call = {"id": "call_1", "type": "function", "function": {"name": "send", "arguments": '{"to": "<EMAIL_1>"}'}}
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    fake.replay(json.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }))  # fmt: skip
+    answer = client.chat.completions.create(**CHAT)
+    assert json.loads(answer.choices[0].message.tool_calls[0].function.arguments) == {"to": EMAIL}
+
+    def chunk(delta, finish=None):
+        data = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+        return "data: " + json.dumps(data) + "\n\n"
+
+    head = {
+        "role": "assistant",
+        "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "send", "arguments": ""}}],
+    }
+    parts = ['{"to": "<EM', "AIL_", '1>"}']
+    stream = chunk(head) + "".join(chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in parts)
+    fake.replay(stream + chunk({}, "tool_calls") + "data: [DONE]\n\n", "text/event-stream")
+    arguments = "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or ""
+        for c in client.chat.completions.create(**CHAT, stream=True)
+        if c.choices and c.choices[0].delta.tool_calls
+    )
+    assert json.loads(arguments) == {"to": EMAIL}
+
+
+# --- answers -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hold", "watch"])
+def test_a_streamed_answer_that_breaks_a_block_policy_ends_with_an_error_event(gateway, gateway_key, fake, key, mode):
+    policy(
+        key,
+        [{"name": "no-launch-codes", "kind": "regex", "pattern": "launch code \\d+", "direction": "response"}],
+        stream_mode=mode,
+    )
+    fake.defaults["text"] = "Sure. The launch code 12345 is secret, do not share it with anyone at all."
+    fake.defaults["chunks"] = 12
+    seen = []
+    with pytest.raises(openai.APIError, match="no-launch-codes"):
+        for c in oai(gateway, gateway_key[1]).chat.completions.create(**CHAT, stream=True):
+            seen.append(c.choices[0].delta.content or "" if c.choices else "")
+    if mode == "hold":
+        assert "12345" not in "".join(seen)  # held back until checked: never released
+    record = gateway.wait_for_records(1)[0]
+    assert record.outcome == "blocked" and record.guardrail == "blocked"
+    assert record.guardrail_decisions[0]["direction"] == "response"
+
+
+def test_anthropic_stream_blocked_on_the_answer_ends_with_an_anthropic_error_event(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "no-launch-codes", "kind": "regex", "pattern": "launch code", "direction": "response"}])
+    fake.defaults["text"] = "the launch code is 12345"
+    with pytest.raises(anthropic.APIStatusError, match="no-launch-codes"):
+        with claude(gateway, gateway_key[1]).messages.stream(
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            "".join(stream.text_stream)
+    assert gateway.wait_for_records(1)[0].outcome == "blocked"
+
+
+def test_a_whole_answer_that_is_not_the_json_asked_for_is_refused(gateway, gateway_key, fake, key):
+    schema = {"type": "object", "required": ["answer"]}
+    policy(key, [{"name": "json-out", "kind": "json", "schema": schema, "action": "block"}])
+    fake.defaults["text"] = '{"answer": 4}'
+    client = oai(gateway, gateway_key[1])
+    assert json.loads(client.chat.completions.create(**CHAT).choices[0].message.content) == {"answer": 4}
+    fake.defaults["text"] = '{"reply": 4}'
+    with pytest.raises(openai.BadRequestError, match="json-out"):
+        client.chat.completions.create(**CHAT)
+    records = gateway.wait_for_records(2)
+    assert records[1].outcome == "blocked" and records[1].usage  # the provider's usage is kept: it was billed
+
+
+# --- on_error and calls through the gateway ---------------------------------------------------------------
+
+
+def test_a_moderation_check_calls_the_gateway_itself_and_blocks_a_flagged_prompt(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "moderation", "kind": "moderation", "action": "block"}])
+    client = oai(gateway, gateway_key[1])
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+    with pytest.raises(openai.BadRequestError, match="violence"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "how to kill it"}])
+    assert [r.path for r in fake.requests] == ["/v1/moderations", "/v1/chat/completions", "/v1/moderations"]
+    records = gateway.wait_for_records(4)
+    moderation_calls = [r for r in records if r.endpoint == "moderations"]
+    assert len(moderation_calls) == 2 and all(r.outcome == "ok" for r in moderation_calls)
+    blocked = records[-1]
+    assert blocked.outcome == "blocked" and blocked.guardrail_decisions[0]["call"] == moderation_calls[1].request_id
+
+
+def test_a_check_that_cannot_run_blocks_by_default_and_passes_when_the_policy_allows(gateway, gateway_key, fake, key):
+    fake.per_model["omni-moderation-latest"] = {"status": 500}
+    policy(key, [{"name": "moderation", "kind": "moderation", "action": "block"}])
+    client = oai(gateway, gateway_key[1])
+    with pytest.raises(openai.BadRequestError, match="could not run"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+    key.org.guardrail_policies.update(on_error="allow")
+    gateway.app.credentials.invalidate()
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+    record = [r for r in gateway.wait_for_records(4) if r.endpoint == "chat.completions"][-1]
+    assert record.outcome == "ok" and record.guardrail_decisions[0]["action"] == "error"
+
+
+def test_an_org_without_a_policy_is_untouched(gateway, gateway_key, fake):
+    echo(fake)
+    answer = oai(gateway, gateway_key[1]).chat.completions.create(**CHAT)
+    assert answer.choices[0].message.content == CHAT["messages"][0]["content"]
+    record = gateway.wait_for_records(1)[0]
+    assert record.guardrail == "" and record.guardrail_decisions == []
