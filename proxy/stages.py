@@ -8,8 +8,10 @@
 | 3 | `proxy.stages.Upstream` | the upstream and its credential | — |
 | 4 | `prompts.stage.PromptStage` | renders a registry prompt into the body (`X-Ingate-Prompt`) | — |
 | 5 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
-| 6 | `proxy.response_cache.stage.ResponseCache` | a hit answers here (`ex.answer`); a miss goes on | `X-Ingate-Cache`; stores a clean 2xx when done |
-| 7 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
+| 6 | `proxy.guardrails.stage.GuardrailsIn` | a guardrail policy's request checks: block (before cache and limits: nothing filled or reserved), redact into placeholders (before the cache key), flag | — |
+| 7 | `proxy.response_cache.stage.ResponseCache` | a hit answers here (`ex.answer`); a miss goes on | `X-Ingate-Cache`; stores a clean 2xx when done |
+| 8 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
+| 9 | `proxy.guardrails.stage.GuardrailsOut` | — | last (after the cache captured the answer as the provider sent it): placeholders restored, the answer checked whole or as it streams (hold/watch); stored bodies redacted when done |
 | — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client (a routed request: each attempt, proxy/routing/attempts.py) | bytes relayed (translated back for a target of another format), usage read on the side |
 | — | record (proxy/relay.py) | — | a plain record handed to the sink (never blocks) |
 

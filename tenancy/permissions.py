@@ -20,6 +20,7 @@ from .models import (
     Budget,
     BudgetEvent,
     CacheSettings,
+    GuardrailPolicy,
     Membership,
     Organization,
     ProviderCredential,
@@ -99,6 +100,9 @@ _ADMIN = {
     BudgetEvent: {VIEW},
     # What the response cache keeps, and purging it, decides what everyone's requests are answered with.
     CacheSettings: ALL,
+    # Guardrail policies decide what may be sent and answered, and what their rules look for is itself telling:
+    # admins and owners only.
+    GuardrailPolicy: ALL,
     AuditLog: {VIEW},
 }
 _OWNER = {**_ADMIN, Organization: {VIEW, CHANGE, DELETE}}

@@ -6,6 +6,7 @@ across chunks), answers checked as they stream (hold and watch), flags, on_error
 from __future__ import annotations
 
 import json
+import time
 
 import anthropic
 import httpx
@@ -319,3 +320,81 @@ def test_an_org_without_a_policy_is_untouched(gateway, gateway_key, fake):
     assert answer.choices[0].message.content == CHAT["messages"][0]["content"]
     record = gateway.wait_for_records(1)[0]
     assert record.guardrail == "" and record.guardrail_decisions == []
+
+
+def test_a_judge_check_asks_a_registry_prompt_through_the_gateway(gateway, gateway_key, fake, key):
+    from prompts import services as prompts
+
+    prompt = prompts.prompt_create(actor=Actor.system("test"), org=key.org, namespace="guards", name="judge")
+    version = prompts.version_create(
+        actor=Actor.system("test"),
+        prompt=prompt,
+        messages=[{"role": "user", "content": "Answer PASS or FAIL: is this on topic? {{input}}"}],
+    )
+    prompts.label_set(actor=Actor.system("test"), prompt=prompt, name="production", version=version)
+    judge = {"name": "on-topic", "kind": "judge", "prompt": "guards/judge@production", "model": "gpt-4o-mini"}
+    policy(key, [{**judge, "action": "block"}])
+    fake.answers = lambda model, text: "FAIL" if "is this on topic?" in text and "crypto" in text else None
+    client = oai(gateway, gateway_key[1])
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "2 + 2?"}])
+    with pytest.raises(openai.BadRequestError, match="on-topic"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "buy crypto"}])
+    judged = fake.requests[-1].json()["messages"][0]["content"]
+    assert judged == "Answer PASS or FAIL: is this on topic? buy crypto"  # the registry prompt, rendered
+    records = gateway.wait_for_records(4)
+    calls = [r for r in records if r.prompt_version_id == version.pk]
+    assert len(calls) == 2 and all(r.usage for r in calls)  # recorded like any call, with usage to cost
+    assert records[-1].guardrail_decisions[0]["call"] == calls[-1].request_id
+
+
+def test_stored_bodies_are_redacted_whatever_the_action_on_the_wire(recording, gateway_key, fake, key):
+    from observability.models import BodyMode, ObservabilitySettings, RequestBody
+
+    ObservabilitySettings.objects.update_or_create(org=key.org, defaults={"body_mode": BodyMode.FULL})
+    policy(key, [{"name": "pii", "kind": "pii", "action": "flag"}], redact_stored=True)
+    echo(fake)
+    raw = oai(recording, gateway_key[1]).chat.completions.with_raw_response.create(**CHAT)
+    assert EMAIL in raw.parse().choices[0].message.content  # flagged only: the wire is untouched
+    request_id = raw.headers["x-ingate-request-id"]
+    deadline = time.monotonic() + 5
+    while (body := RequestBody.objects.filter(record_id=request_id).first()) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert EMAIL not in body.request and EMAIL not in body.response and CARD not in body.request
+    assert "<EMAIL_1>" in body.request and "<EMAIL_1>" in body.response
+
+
+def test_a_blocked_request_reserves_no_budget_and_a_redacted_one_is_cached_as_the_provider_saw_it(
+    gateway, gateway_key, fake, key
+):
+    from tenancy.cache import cache_settings_create
+    from tenancy.limits import rate_limit_create
+
+    rate_limit_create(actor=Actor.system("test"), org=key.org, requests_per_minute=2)
+    cache_settings_create(actor=Actor.system("test"), org=key.org, enabled=True)
+    policy(
+        key,
+        [
+            {"name": "codename", "kind": "keywords", "words": ["bluebird"]},
+            {"name": "pii", "kind": "pii", "action": "redact"},
+        ],
+        restore=True,
+    )
+    echo(fake)
+    client = oai(gateway, gateway_key[1])
+    for _ in range(3):  # refused by the guardrail, never counted against the two requests a minute
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(
+                model="gpt-4o-mini", temperature=0, messages=[{"role": "user", "content": "bluebird"}]
+            )
+    other = "john.roe@example.org"
+    first = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", temperature=0, messages=[{"role": "user", "content": f"Hi {EMAIL}"}]
+    )
+    second = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", temperature=0, messages=[{"role": "user", "content": f"Hi {other}"}]
+    )
+    assert first.parse().choices[0].message.content == f"Hi {EMAIL}"
+    # Both went upstream as "Hi <EMAIL_1>": one entry, answered back with each client's own value.
+    assert second.headers["x-ingate-cache"] == "HIT" and second.parse().choices[0].message.content == f"Hi {other}"
+    assert len(fake.requests) == 1

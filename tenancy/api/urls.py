@@ -17,6 +17,7 @@ router.register("rate-limits", views.RateLimitViewSet, basename="rate-limit")
 router.register("budget-events", views.BudgetEventViewSet, basename="budget-event")
 router.register("cache-settings", views.CacheSettingsViewSet, basename="cache-settings")
 router.register("cache-purge", views.CachePurgeViewSet, basename="cache-purge")
+router.register("guardrail-policies", views.GuardrailPolicyViewSet, basename="guardrail-policies")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [
