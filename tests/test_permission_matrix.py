@@ -302,6 +302,7 @@ MATRIX.register(
     )
 )
 
+
 # Guardrail policies decide what may be sent and answered: admins and owners alone read and manage them.
 def _guardrail_policy(world, tenant):
     return Target(tenant, guardrails.guardrail_policy_create(actor=SYSTEM, org=tenant.org, name="default"))
