@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import guardrail_views, views
 
 app_name = "observability"
 urlpatterns = [
@@ -10,4 +10,5 @@ urlpatterns = [
     path("sessions/", views.sessions, name="sessions"),
     path("sessions/<path:session_id>/", views.session_detail, name="session"),
     path("live/", views.live, name="live"),
+    path("guardrails/", guardrail_views.guardrails, name="guardrails"),
 ]

@@ -63,3 +63,35 @@ def test_a_saved_policy_applies_to_the_next_request(gateway, gateway_key, fake):
     )
     with pytest.raises(openai.BadRequestError, match="codename"):
         client.chat.completions.create(**ask)
+
+
+def test_the_guardrails_page_lists_policies_and_recent_decisions_for_admins_only(recording, gateway_key, fake):
+    import time
+
+    from django.test import Client
+
+    from observability.models import RequestRecord
+    from tenancy.tests.factories import MembershipFactory, UserFactory
+
+    key, plaintext = gateway_key
+    guardrail_policy_create(
+        actor=SYSTEM,
+        org=key.org,
+        name="no codenames",
+        checks=[{"name": "codename", "kind": "keywords", "words": ["bluebird"]}],
+    )
+    client = openai.OpenAI(api_key=plaintext, base_url=recording.url + "/v1", max_retries=0)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "bluebird plans"}])
+    deadline = time.monotonic() + 5
+    while not RequestRecord.objects.filter(org=key.org, guardrail="blocked").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    admin, viewer = Client(), Client()
+    admin.force_login(MembershipFactory(org=key.org, role=Role.ADMIN, user=UserFactory(username="admin")).user)
+    viewer.force_login(MembershipFactory(org=key.org, role=Role.VIEWER, user=UserFactory(username="viewer")).user)
+    page = admin.get("/ingate/guardrails/").content.decode()
+    assert "no codenames" in page and "bluebird" in page  # the policy's words, shown to an admin
+    decisions = page[page.index('data-testid="guardrail-decisions"') :]
+    assert "codename" in decisions and "blocked" in decisions and "bluebird plans" not in decisions
+    assert "no codenames" not in viewer.get("/ingate/guardrails/").content.decode()
