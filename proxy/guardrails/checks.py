@@ -25,6 +25,7 @@ import orjson
 import re2
 
 from . import pii
+from .text import spans
 
 KINDS = ("regex", "keywords", "pii", "models", "max_size", "json", "moderation", "judge")
 ACTIONS = ("block", "redact", "flag")
@@ -177,7 +178,7 @@ class TextCheck(Check):
             found = pii.find(pii.analyzer(self.spacy_model), text, self.entities, self.min_score)
             return [(f.start, f.end, pii.ENTITIES[f.entity]) for f in found]
         label = self.label
-        return [(m.start(), m.end(), label) for m in self.pattern.finditer(text) if m.end() > m.start()]
+        return [(start, end, label) for start, end in spans(self.pattern, text) if end > start]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ compiled), never on the event loop."""
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 from dataclasses import dataclass
@@ -186,7 +187,9 @@ _TRIGGERS = {
     "API_KEY": r"sk-|AKIA|ASIA|gh[pousr]_|github_pat_|AIza|xox[abprs]-",
     "PRIVATE_KEY": r"-----BEGIN",
 }
-_WINDOW = 96  # characters of context on each side of a trigger (recognizers' context words and boundaries)
+# Characters kept on each side of a trigger's match (then out to the next whitespace): enough for the recognizers'
+# own boundaries; context words play no part without an NLP model.
+_WINDOW = 24
 
 
 @functools.cache
@@ -199,21 +202,46 @@ def _trigger(entity: str):
 
 def _windows(text: str, trigger) -> list[tuple[int, int]] | None:
     """Merged windows of text around the trigger's matches; None when they would cover most of it."""
+    from .text import spans
+
     out: list[list[int]] = []
     size = len(text)
-    for match in trigger.finditer(text):
-        start, end = max(0, match.start() - _WINDOW), min(size, match.end() + _WINDOW)
-        while start > 0 and not text[start - 1].isspace() and match.start() - start < 4 * _WINDOW:
+    covered = 0
+    for found_start, found_end in spans(trigger, text):
+        start, end = max(0, found_start - _WINDOW), min(size, found_end + _WINDOW)
+        while start > 0 and not text[start - 1].isspace() and found_start - start < 4 * _WINDOW:
             start -= 1  # never cut a word (or a number) in two: a piece of one could match on its own
-        while end < size and not text[end].isspace() and end - match.end() < 4 * _WINDOW:
+        while end < size and not text[end].isspace() and end - found_end < 4 * _WINDOW:
             end += 1
         if out and start <= out[-1][1]:
+            covered += max(out[-1][1], end) - out[-1][1]
             out[-1][1] = max(out[-1][1], end)
         else:
             out.append([start, end])
-        if len(out) > 1000 or sum(b - a for a, b in out) > size // 2:
+            covered += end - start
+        if len(out) > 2000 or covered > size // 2:
             return None
     return [(a, b) for a, b in out]
+
+
+_GAP = "\n\n"
+
+
+def _in_windows(recognizer, text: str, windows: list[tuple[int, int]], names: list[str], artifacts) -> list:
+    """The recognizer run once over the windows joined (a blank line between them), its results put back at their
+    offsets in `text`; one call instead of one per window (each costs Presidio ~0.3 ms)."""
+    starts, parts, at = [], [], 0
+    for start, end in windows:
+        starts.append((at, start))
+        parts.append(text[start:end])
+        at += end - start + len(_GAP)
+    results = recognizer.analyze(_GAP.join(parts), names, artifacts) or []
+    out = []
+    for r in results:
+        i = bisect.bisect_right([s for s, _ in starts], r.start) - 1
+        joined_at, text_at = starts[i]
+        out.append((r.start - joined_at + text_at, r.end - joined_at + text_at, r))
+    return out
 
 
 def find(engine: Any, text: str, entities: tuple[str, ...], min_score: float) -> list[Found]:
@@ -227,18 +255,25 @@ def find(engine: Any, text: str, entities: tuple[str, ...], min_score: float) ->
             continue
         trigger = _trigger(names[0])
         windows = _windows(text, trigger) if trigger is not None else None
-        pieces = [(0, len(text))] if windows is None else windows
-        for start, end in pieces:
-            for r in recognizer.analyze(text[start:end], names, artifacts) or []:
-                if r.score >= min_score and r.end > r.start:
-                    results.append(Found(r.start + start, r.end + start, r.entity_type, r.score))
+        if windows == []:
+            continue  # not even the trigger: nothing this recognizer could find
+        if windows is None:
+            found = [(r.start, r.end, r) for r in recognizer.analyze(text, names, artifacts) or []]
+        else:
+            found = _in_windows(recognizer, text, windows, names, artifacts)
+        for start, end, r in found:
+            if r.score >= min_score and end > start:
+                results.append(Found(start, end, r.entity_type, r.score))
     if "PERSON" in wanted and any(r.name == "SpacyRecognizer" for r in engine.registry.recognizers):
         for r in engine.analyze(text, language="en", entities=["PERSON"], score_threshold=min_score):
             results.append(Found(r.start, r.end, r.entity_type, r.score))
     results.sort(key=lambda r: (-r.score, r.start - r.end))
     taken: list[Found] = []
+    starts: list[int] = []  # of `taken`, kept sorted: an overlap check is a bisect, not a scan
     for r in results:
-        if all(r.end <= t.start or r.start >= t.end for t in taken):
-            taken.append(r)
-    taken.sort(key=lambda f: f.start)
+        i = bisect.bisect_left(starts, r.start)
+        if (i < len(taken) and taken[i].start < r.end) or (i > 0 and taken[i - 1].end > r.start):
+            continue
+        starts.insert(i, r.start)
+        taken.insert(i, r)
     return taken

@@ -42,6 +42,24 @@ PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]{0,40}_\d{1,6})>")
 _PARTIAL = re.compile(r"<[A-Z0-9_]{0,48}$")  # what may be the start of a placeholder at the end of a string
 
 
+def spans(pattern, text: str) -> list[tuple[int, int]]:
+    """(start, end) in characters of every match of an RE2 pattern. RE2 matches UTF-8 bytes; its Python binding
+    converts each match's offsets by rescanning the text (quadratic on a long prompt with many matches), so the
+    text is encoded once and offsets are carried forward here instead."""
+    data = text.encode()
+    if len(data) == len(text):  # ASCII: bytes are characters
+        return [m.span() for m in pattern.finditer(data)]
+    out = []
+    byte_at = char_at = 0
+    for match in pattern.finditer(data):
+        start, end = match.span()
+        char_at += len(data[byte_at:start].decode())
+        char_end = char_at + len(data[start:end].decode())
+        out.append((char_at, char_end))
+        byte_at, char_at = end, char_end
+    return out
+
+
 class Slot:
     """Where one string lives: its container and key, so redaction can write it back."""
 
