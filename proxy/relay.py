@@ -339,7 +339,9 @@ class ProxyApp:
             return
         upstream = ex.upstream
         headers = ex.incoming.upstream_headers(
-            upstream.auth_headers, ex.own_key, identity=ex.hide_usage or ex.guard is not None
+            upstream.auth_headers,
+            ex.own_key,
+            identity=ex.hide_usage or (ex.guard is not None and ex.guard.reads_answer),
         )
         url = upstream.url(ex.route.path, ex.query)
         sent_at = time.perf_counter()

@@ -107,3 +107,21 @@ def test_a_stream_is_restored_whatever_its_chunk_boundaries(chunk_size):
     out += editor.flush()
     text = formats.of("openai", "chat.completions").text(formats.of("openai", "chat.completions").assemble(out))
     assert text == "Mail ana@example.es or call +34 600 000 000; ana@example.es again. <b>bold</b> <EMAIL_"
+
+
+@pytest.mark.parametrize("pieces", [3, 23, 90])
+def test_hold_mode_redacts_a_value_the_model_spreads_over_many_events(pieces):
+    policy = compiled([{"name": "pii", "kind": "pii", "action": "redact", "direction": "response"}])
+    guard = Guard(policy, ProxyRecord("r", "openai", "chat.completions", "POST", "/v1/chat/completions"))
+
+    class Ex:
+        fmt = formats.of("openai", "chat.completions")
+
+    editor = StreamGuard(Ex(), guard, ndjson=False)
+    answer = "Their office: +44 20 7946 0958, card 4111 1111 1111 1111. " + "Filler words go here. " * 12
+    stream = _chat_stream(answer, pieces)
+    out = b"".join(editor.feed(stream[i : i + 40]) for i in range(0, len(stream), 40)) + editor.flush()
+    fmt = formats.of("openai", "chat.completions")
+    text = fmt.text(fmt.assemble(out))
+    assert text == answer.replace("+44 20 7946 0958", "<PHONE_1>").replace("4111 1111 1111 1111", "<CREDIT_CARD_1>")
+    assert guard.record.guardrail == "redacted"

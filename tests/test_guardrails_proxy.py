@@ -398,3 +398,57 @@ def test_a_blocked_request_reserves_no_budget_and_a_redacted_one_is_cached_as_th
     # Both went upstream as "Hi <EMAIL_1>": one entry, answered back with each client's own value.
     assert second.headers["x-ingate-cache"] == "HIT" and second.parse().choices[0].message.content == f"Hi {other}"
     assert len(fake.requests) == 1
+
+
+def test_answers_are_redacted_but_the_clients_own_values_come_back(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact", "direction": "both"}], restore=True)
+    fake.defaults["text"] = "I wrote to <EMAIL_1>; their office is on +44 20 7946 0958."
+    client = oai(gateway, gateway_key[1])
+    whole = client.chat.completions.create(**CHAT).choices[0].message.content
+    assert whole == f"I wrote to {EMAIL}; their office is on <PHONE_1>."
+    fake.defaults["chunks"] = 17
+    streamed = "".join(
+        c.choices[0].delta.content or "" for c in client.chat.completions.create(**CHAT, stream=True) if c.choices
+    )
+    assert streamed == whole
+
+
+ERROR_ENDS = [
+    ("/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "stream": True}, b'"type":"error"'),
+    ("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, b'"status":"INVALID_ARGUMENT"'),
+    ("/api/chat", {"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}, b'{"error":"Blocked by guardrail'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body", "ending"), ERROR_ENDS, ids=["responses", "gemini", "ollama"])
+def test_every_formats_blocked_stream_ends_with_its_error_event(gateway, gateway_key, fake, key, path, body, ending):
+    policy(key, [{"name": "no-codes", "kind": "regex", "pattern": "code \\d+", "direction": "response"}])
+    fake.defaults["text"] = "the code 4321 opens it"
+    fake.defaults["chunks"] = 6
+    response = httpx.post(gateway.url + path, json=body, headers={"authorization": f"Bearer {gateway_key[1]}"})
+    lines = [line for line in response.content.split(b"\n") if line.strip()]
+    assert ending in lines[-1] and b"4321" not in response.content
+    record = gateway.wait_for_records(1)[0]
+    assert record.outcome == "blocked" and record.status == 200  # the head went out; the record says what happened
+
+
+def test_hold_mode_still_lets_a_long_answer_flow_in_pieces(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "no-codes", "kind": "regex", "pattern": "code \\d+", "direction": "response"}])
+    fake.defaults["text"] = " ".join(f"word{i}" for i in range(200))
+    fake.defaults["chunks"] = 50
+    fake.defaults["chunk_delay_ms"] = 10  # pieces arrive apart, as a model's do
+    received = []
+    with oai(gateway, gateway_key[1]).chat.completions.with_streaming_response.create(**CHAT, stream=True) as stream:
+        for chunk in stream.iter_bytes():
+            received.append(chunk)
+    text = formats.of("openai", "chat.completions").text(
+        formats.of("openai", "chat.completions").assemble(b"".join(received))
+    )
+    assert text == fake.defaults["text"] and len(received) > 3
+
+
+def test_a_client_cannot_skip_guardrails_by_sending_the_internal_header(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "codename", "kind": "keywords", "words": ["bluebird"]}])
+    client = oai(gateway, gateway_key[1], **{"x-ingate-guardrail-call": "1"})
+    with pytest.raises(openai.BadRequestError, match="codename"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "bluebird"}])

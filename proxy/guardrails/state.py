@@ -31,6 +31,11 @@ class Guard:
         self.blocked = False
         self._seen: set[tuple[str, str, str]] = set()
 
+    @property
+    def reads_answer(self) -> bool:
+        """Whether the answer must be read (checked or restored): then it is asked for uncompressed."""
+        return bool(self.policy.response_checks) or (self.policy.restore and bool(self.vault))
+
     def decide(self, check: Check | str, action: str, direction: str, hint: str = "", **extra) -> None:
         """Note a decision on the record (once per check, action and direction; the count adds up)."""
         name = check if isinstance(check, str) else check.name

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 HOLD_CHARS = 160  # hold mode: text held back at most before it is checked and released
 OVERLAP = 200  # text already released that is checked again with the next piece (a match across pieces)
+HOLD_BACK = 48  # hold mode with redaction: characters kept for the next window, where a value may go on
 
 
 def _known(vault: Vault, value: str) -> bool:
@@ -136,6 +137,8 @@ class StreamGuard(Editor):
         self.recent = ""  # the end of the text already checked (a match may straddle two pieces)
         self.whole: list[str] = []  # every piece of text, for the JSON checks
         self.over = False  # ended by a guardrail: the rest of the upstream's stream is dropped
+        # hold mode with redaction: channel -> (raw text kept for the next window, the event it came in, its path)
+        self.carry: dict[str, tuple[str, _Event, list]] = {}
 
     # --- the editor
 
@@ -168,31 +171,32 @@ class StreamGuard(Editor):
         if data is not None and not (isinstance(data, dict) and data.get("type") == "ping"):
             carried = self._restore(event) if self.restore else set()
             out.append(self._flush_tails(carried))
-        if self.redactors and isinstance(data, dict | list):
-            for slot in slots(data):
+        merge = self.hold and bool(self.redactors)  # hold mode redacts the text of several events as one
+        if self.redactors and not merge and isinstance(data, dict | list):
+            for slot in slots(data):  # watch mode: what each event holds (a value split across two passes)
                 text = slot.get()
                 redacted = _redact_slot(self.guard, self.redactors, text)
                 if redacted != text:
                     slot.set(redacted)
                     event.changed = True
         text = self.fmt.text(data) if isinstance(data, dict) else ""
-        encoded = self._encode(event)
-        if not (self.flaggers or self.json_checks):
-            return b"".join(out) + encoded
+        if not (self.flaggers or self.json_checks or merge):
+            return b"".join(out) + self._encode(event)
         if text:
             self.held_text.append(text)
             if self.json_checks:
                 self.whole.append(text)
         if not self.hold:
-            out.append(encoded)
+            out.append(self._encode(event))
             out.append(self._check())
             return b"".join(out)
-        self.held.append(b"".join(out) + encoded)
-        if sum(map(len, self.held_text)) >= self.hold_chars or (data is not None and not text and self.held_text):
-            return self._check()
+        self.held.append((b"".join(out), event))
+        ends_text = data is not None and not text  # a finish, a block's end: what was held goes out whole
+        if sum(map(len, self.held_text)) >= self.hold_chars or (ends_text and (self.held_text or self.carry)):
+            return self._check(settle=ends_text)
         return b""
 
-    def _check(self, final: bool = False) -> bytes:
+    def _check(self, final: bool = False, settle: bool = False) -> bytes:
         """Check the text held (or passed, in watch mode) since the last check; release it, or end the stream."""
         pieces = "".join(self.held_text)
         self.held_text = []
@@ -210,16 +214,76 @@ class StreamGuard(Editor):
                             hit = (check, problem)
                             break
                         self.guard.decide(check, "flag", "response", problem)
+            extra = b""
+            if hit is None and self.hold and self.redactors:
+                extra = self._redact_held(final or settle)
         except Exception as exc:  # noqa: BLE001  (on_error decides; never a 500)
             if self.guard.failed(self.guard.policy.response_checks[0], "response", exc) is not None:
                 return self._end()
+            extra = b""
         self.recent = text[-OVERLAP:]
         if hit is not None:
             self.guard.refusal(hit[0], "response", hit[1])
             return self._end()
-        released = b"".join(self.held)
+        released = b"".join(prefix + self._encode(event) for prefix, event in self.held)
         self.held = []
-        return released
+        return released + extra
+
+    def _redact_held(self, settle: bool) -> bytes:
+        """Redact the held text of each channel as one string (a value split across events is found whole) and
+        write it into the first of its events, the others emptied; the last few characters are kept for the next
+        window (a value may go on there) unless `settle`. What is kept for a channel none of the held events
+        carries goes out in a copy of the event that brought it."""
+        groups: dict[str, list[tuple[_Event, Any, Any, list]]] = {}
+        for _prefix, event in self.held:
+            data = event.data
+            if isinstance(data, dict | list):
+                kind = data.get("type", "") if isinstance(data, dict) else ""
+                for container, key, path, channel, _json in _delta_strings(data, kind):
+                    groups.setdefault(channel, []).append((event, container, key, path))
+        for channel, items in groups.items():
+            kept = self.carry.pop(channel, ("", None, None))[0]
+            merged = kept + "".join(container[key] for _e, container, key, _p in items)
+            released, rest = self._redact_text(merged, settle)
+            for i, (event, container, key, _path) in enumerate(items):
+                value = released if i == 0 else ""
+                if container[key] != value:
+                    container[key] = value
+                    event.changed = True
+            if rest:
+                last = items[-1]
+                self.carry[channel] = (rest, last[0], last[3])
+        out = []
+        if settle:
+            for channel in list(self.carry):
+                rest, event, path = self.carry.pop(channel)
+                released, _ = self._redact_text(rest, True)
+                out.append(self._copy_with(event, path, released))
+        return b"".join(out)
+
+    def _redact_text(self, text: str, settle: bool) -> tuple[str, str]:
+        """(the text to release, redacted; the raw rest kept back). The cut never falls inside a match."""
+        found = []
+        for check in self.redactors:
+            for start, end, label in check.scan(text):
+                if not _known(self.guard.vault, text[start:end]):
+                    found.append((start, end, label, check))
+        cut = len(text) if settle else max(0, len(text) - HOLD_BACK)
+        moved = True
+        while moved:
+            moved = False
+            for start, end, _label, _check in found:
+                if start < cut < end:
+                    cut, moved = start, True
+        out, at = [], 0
+        for start, end, label, check in sorted(f for f in found if f[1] <= cut):
+            if start < at:
+                continue
+            self.guard.decide(check, "redact", "response", f"{label}: {mask(text[start:end])}")
+            out += [text[at:start], self.guard.answer_vault.placeholder(label, text[start:end])]
+            at = end
+        out.append(text[at:cut])
+        return "".join(out), text[cut:]
 
     def _end(self) -> bytes:
         """End the stream with the format's error event; nothing held or still to come reaches the client."""
@@ -260,13 +324,17 @@ class StreamGuard(Editor):
         for channel in [c for c in self.tails if carried is None or c not in carried]:
             tail = self.tails.pop(channel)
             event, path = self.carriers.pop(channel)
-            copy = orjson.loads(orjson.dumps(event.data))
-            target = copy
-            for key in path[:-1]:
-                target = target[key]
-            target[path[-1]] = tail
-            out.append(self._encode(_Event(b"", event.name, copy), force=True))
+            out.append(self._copy_with(event, path, tail))
         return b"".join(out)
+
+    def _copy_with(self, event: _Event, path: list, text: str) -> bytes:
+        """A copy of `event` carrying `text` at `path` (held text that the events after it could not carry)."""
+        copy = orjson.loads(orjson.dumps(event.data))
+        target = copy
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = text
+        return self._encode(_Event(b"", event.name, copy), force=True)
 
     # --- framing
 
