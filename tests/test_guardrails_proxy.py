@@ -452,3 +452,55 @@ def test_a_client_cannot_skip_guardrails_by_sending_the_internal_header(gateway,
     client = oai(gateway, gateway_key[1], **{"x-ingate-guardrail-call": "1"})
     with pytest.raises(openai.BadRequestError, match="codename"):
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "bluebird"}])
+
+
+CLAUDE_CODE = {"user-agent": "claude-cli/2.0.31 (external, cli)", "x-claude-code-session-id": "s-1"}
+
+
+def test_claude_code_reading_a_secret_from_a_tool_result_is_refused(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "no-keys", "kind": "pii", "entities": ["API_KEY", "PRIVATE_KEY"], "action": "block"}])
+    client = anthropic.Anthropic(
+        api_key=gateway_key[1], base_url=gateway.url, max_retries=0, default_headers=CLAUDE_CODE
+    )
+    with pytest.raises(anthropic.BadRequestError, match="no-keys"):
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=256,
+            system=[{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+            tools=[{"name": "Read", "description": "Read a file", "input_schema": {"type": "object"}}],
+            messages=[
+                {"role": "user", "content": "what is in .env?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {"path": ".env"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": f"OPENAI_API_KEY={SECRET}"}]},
+            ],
+        )  # fmt: skip
+    assert fake.requests == []
+
+
+def test_claude_code_tool_use_input_streamed_in_pieces_gets_the_real_value_back(gateway, gateway_key, fake, key):
+    policy(key, [{"name": "pii", "kind": "pii", "action": "redact"}], restore=True)
+
+    def event(kind, **fields):
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n"
+
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}  # fmt: skip
+    pieces = ['{"to": "<EM', "AIL", '_1>", "cc": "<', 'EMAIL_1>"}']
+    stream = (
+        event("message_start", message=message)
+        + event("content_block_start", index=0, content_block={"type": "tool_use", "id": "t1", "name": "Mail", "input": {}})
+        + "".join(event("content_block_delta", index=0, delta={"type": "input_json_delta", "partial_json": p}) for p in pieces)
+        + event("content_block_stop", index=0)
+        + event("message_delta", delta={"stop_reason": "tool_use", "stop_sequence": None}, usage={"output_tokens": 9})
+        + event("message_stop")
+    )  # fmt: skip
+    fake.replay(stream, "text/event-stream")
+    client = anthropic.Anthropic(
+        api_key=gateway_key[1], base_url=gateway.url, max_retries=0, default_headers=CLAUDE_CODE
+    )
+    with client.messages.stream(
+        model="claude-sonnet-4-5", max_tokens=256, messages=[{"role": "user", "content": f"mail {EMAIL}"}]
+    ) as answer:
+        final = answer.get_final_message()
+    assert final.content[0].input == {"to": EMAIL, "cc": EMAIL}
+    assert "<EMAIL_1>" in fake.last_request.body.decode()
