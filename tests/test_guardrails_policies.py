@@ -95,3 +95,26 @@ def test_the_guardrails_page_lists_policies_and_recent_decisions_for_admins_only
     decisions = page[page.index('data-testid="guardrail-decisions"') :]
     assert "codename" in decisions and "blocked" in decisions and "bluebird plans" not in decisions
     assert "no codenames" not in viewer.get("/ingate/guardrails/").content.decode()
+
+
+def test_the_admin_refuses_a_bad_pattern_on_the_checks_field(world):
+    import json
+
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(world.staff)
+    form = {
+        "org": world.own.org.pk,
+        "name": "from the admin",
+        "enabled": "on",
+        "checks": json.dumps([{"name": "x", "kind": "regex", "pattern": "(?<=lookbehind)"}]),
+        "message": "",
+        "stream_mode": "hold",
+        "on_error": "block",
+    }
+    page = browser.post("/admin/tenancy/guardrailpolicy/add/", form)
+    assert page.status_code == 200 and "checks[0].pattern: not a valid regular expression" in page.content.decode()
+    form["checks"] = json.dumps([{"name": "x", "kind": "regex", "pattern": "secret-\\d+"}])
+    assert browser.post("/admin/tenancy/guardrailpolicy/add/", form).status_code == 302
+    assert selectors.guardrail_policies_of(world.own.org.pk)[0]["checks"][0]["direction"] == "request"
