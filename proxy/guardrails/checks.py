@@ -275,12 +275,14 @@ def compile_check(spec: dict, *, where: str = "check", spacy_model: str = "") ->
         if schema is not None:
             if not isinstance(schema, dict):
                 raise CheckError(f"{where}.schema", "a JSON Schema is an object.")
-            cls = jsonschema.validators.validator_for(schema)
             try:
+                cls = jsonschema.validators.validator_for(schema)
                 cls.check_schema(schema)
+                validator = cls(schema)
             except jsonschema.exceptions.SchemaError as exc:
                 raise CheckError(f"{where}.schema", f"not a valid JSON Schema: {exc.message}.") from None
-            validator = cls(schema)
+            except Exception as exc:  # noqa: BLE001  (an unhashable $schema, a broken $ref: refused, never a 500)
+                raise CheckError(f"{where}.schema", f"not a usable JSON Schema ({type(exc).__name__}).") from None
         return JsonCheck(**base, validator=validator)
     provider = spec.get("provider", "openai")
     if not isinstance(provider, str) or not provider:

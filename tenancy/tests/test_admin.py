@@ -26,6 +26,7 @@ from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
 from tenancy.audit import Actor
 from tenancy.authentication import KeyRejected, key_lookup
+from tenancy.guardrails import guardrail_policy_create
 from tenancy.models import (
     APIKey,
     App,
@@ -80,6 +81,9 @@ def every_model_populated(world):
         amount_usd=10,
     )
     tenancy_cache.cache_settings_create(actor=Actor.system("test"), org=world.own.org, enabled=True)
+    guardrail_policy_create(
+        actor=Actor.system("test"), org=world.own.org, name="default", checks=[{"name": "pii", "kind": "pii"}]
+    )
     RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
