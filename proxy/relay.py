@@ -443,7 +443,7 @@ class ProxyApp:
         finally:
             # A fully read response returns its connection to the pool; anything else closes it, which is
             # also what tells the upstream to stop generating when the client went away.
-            if finished:
+            if finished and ex.refusal is None:
                 response.release()
             else:
                 response.close()
@@ -479,6 +479,8 @@ class ProxyApp:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                     record.response_bytes += len(out)
                 tap.feed(chunk)  # after the chunk went on: reading usage never delays the client
+                if ex.refusal is not None:
+                    break  # a guardrail ended the stream: stop the upstream generating (its connection is closed)
             rest = b""
             for editor in editors:
                 rest = editor.feed(rest) + editor.flush() if rest else editor.flush()

@@ -247,8 +247,9 @@ def test_a_streamed_answer_that_breaks_a_block_policy_ends_with_an_error_event(g
         [{"name": "no-launch-codes", "kind": "regex", "pattern": "launch code \\d+", "direction": "response"}],
         stream_mode=mode,
     )
-    fake.defaults["text"] = "Sure. The launch code 12345 is secret, do not share it with anyone at all."
-    fake.defaults["chunks"] = 12
+    fake.defaults["text"] = "Sure. The launch code 12345 is secret, do not share it with anyone at all." + " More." * 60
+    fake.defaults["chunks"] = 70
+    fake.defaults["chunk_delay_ms"] = 5
     seen = []
     with pytest.raises(openai.APIError, match="no-launch-codes"):
         for c in oai(gateway, gateway_key[1]).chat.completions.create(**CHAT, stream=True):
@@ -258,6 +259,7 @@ def test_a_streamed_answer_that_breaks_a_block_policy_ends_with_an_error_event(g
     record = gateway.wait_for_records(1)[0]
     assert record.outcome == "blocked" and record.guardrail == "blocked"
     assert record.guardrail_decisions[0]["direction"] == "response"
+    assert fake.wait_for_disconnects(1)  # the provider was hung up on: it stops generating for nobody
 
 
 def test_anthropic_stream_blocked_on_the_answer_ends_with_an_anthropic_error_event(gateway, gateway_key, fake, key):

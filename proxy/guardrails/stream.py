@@ -218,12 +218,14 @@ class StreamGuard(Editor):
             if hit is None and self.hold and self.redactors:
                 extra = self._redact_held(final or settle)
         except Exception as exc:  # noqa: BLE001  (on_error decides; never a 500)
-            if self.guard.failed(self.guard.policy.response_checks[0], "response", exc) is not None:
+            refusal = self.guard.failed(self.guard.policy.response_checks[0], "response", exc)
+            if refusal is not None:
+                self.ex.refusal = refusal
                 return self._end()
             extra = b""
         self.recent = text[-OVERLAP:]
         if hit is not None:
-            self.guard.refusal(hit[0], "response", hit[1])
+            self.ex.refusal = self.guard.refusal(hit[0], "response", hit[1])
             return self._end()
         released = b"".join(prefix + self._encode(event) for prefix, event in self.held)
         self.held = []
@@ -286,7 +288,8 @@ class StreamGuard(Editor):
         return "".join(out), text[cut:]
 
     def _end(self) -> bytes:
-        """End the stream with the format's error event; nothing held or still to come reaches the client."""
+        """End the stream with the format's error event; nothing held or still to come reaches the client, and the
+        relay stops reading the upstream (`ex.refusal` set: the model stops generating what nobody will read)."""
         self.over = True
         self.held = []
         record = self.guard.record
