@@ -91,9 +91,15 @@ def _chat_stream(text: str, pieces: int) -> bytes:
     return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["passed-on", "held"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
-def test_a_stream_is_restored_whatever_its_chunk_boundaries(chunk_size):
-    policy = compiled([{"name": "pii", "kind": "pii", "action": "redact"}])
+def test_a_stream_is_restored_whatever_its_chunk_boundaries(chunk_size, held):
+    checks = [{"name": "pii", "kind": "pii", "action": "redact"}]
+    if held:  # an answer check puts the stream in hold mode: restored text must keep its order there too
+        checks.append(
+            {"name": "codes", "kind": "regex", "pattern": "code \\d+", "direction": "response", "action": "flag"}
+        )
+    policy = compiled(checks)
     guard = Guard(policy, ProxyRecord("r", "openai", "chat.completions", "POST", "/v1/chat/completions"))
     guard.vault.placeholder("EMAIL", "ana@example.es")
     guard.vault.placeholder("PHONE", "+34 600 000 000")

@@ -132,7 +132,7 @@ class StreamGuard(Editor):
         self.hold_chars = float("inf") if self.json_checks else HOLD_CHARS  # JSON is judged whole
         self.tails: dict[str, str] = {}  # channel -> the start of a placeholder, held for the next piece
         self.carriers: dict[str, tuple[_Event, list]] = {}  # channel -> an event to carry that tail, its path
-        self.held: list[bytes] = []
+        self.held: list[tuple[bytes, _Event | None]] = []  # hold mode: (bytes to send before, the event)
         self.held_text: list[str] = []
         self.recent = ""  # the end of the text already checked (a match may straddle two pieces)
         self.whole: list[str] = []  # every piece of text, for the JSON checks
@@ -156,7 +156,11 @@ class StreamGuard(Editor):
         out = [self._event(self.buffer)] if self.buffer.strip() else []
         self.buffer = b""
         if not self.over:
-            out.append(self._flush_tails(None))
+            tails = self._flush_tails(None)
+            if self.hold:
+                self.held.append((tails, None))  # after the text still held, not before it
+            else:
+                out.append(tails)
             out.append(self._check(final=True))
         return b"".join(out)
 
@@ -227,7 +231,7 @@ class StreamGuard(Editor):
         if hit is not None:
             self.ex.refusal = self.guard.refusal(hit[0], "response", hit[1])
             return self._end()
-        released = b"".join(prefix + self._encode(event) for prefix, event in self.held)
+        released = b"".join(prefix + (self._encode(event) if event else b"") for prefix, event in self.held)
         self.held = []
         return released + extra
 
@@ -238,7 +242,7 @@ class StreamGuard(Editor):
         carries goes out in a copy of the event that brought it."""
         groups: dict[str, list[tuple[_Event, Any, Any, list]]] = {}
         for _prefix, event in self.held:
-            data = event.data
+            data = event.data if event is not None else None
             if isinstance(data, dict | list):
                 kind = data.get("type", "") if isinstance(data, dict) else ""
                 for container, key, path, channel, _json in _delta_strings(data, kind):
