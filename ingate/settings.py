@@ -160,6 +160,9 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 REDIS_URL = env.str("REDIS_URL", default="")
 # The response cache without Redis: bytes each process keeps at most (least recently used answers go first).
 INGATE_CACHE_MEMORY_BYTES = env.int("INGATE_CACHE_MEMORY_BYTES", default=64 * 1024 * 1024)
+# Guardrails: a locally installed spaCy model (en_core_web_sm, …) lets PII checks find names of persons; empty:
+# pattern recognizers only, and nothing is ever downloaded.
+INGATE_GUARDRAILS_SPACY_MODEL = env.str("INGATE_GUARDRAILS_SPACY_MODEL", default="")
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -323,8 +326,10 @@ INGATE_PROXY_STAGES = [
     "proxy.stages.Upstream",
     "prompts.stage.PromptStage",
     "proxy.stages.UsageOptions",
+    "proxy.guardrails.stage.GuardrailsIn",  # before the cache and limits: a blocked request fills and costs nothing
     "proxy.response_cache.stage.ResponseCache",
     "proxy.limits.stage.Limits",
+    "proxy.guardrails.stage.GuardrailsOut",  # last: its editor restores placeholders after the cache captured them
 ]
 # OpenTelemetry: with an OTLP/HTTP endpoint (a collector's base URL; /v1/traces is added), one span per proxied
 # request, built off the request path (observability/otel.py). Unset: the stage is not even in the list.

@@ -24,6 +24,7 @@ _OUTCOME_LABELS = {
     ProxyOutcome.UPSTREAM_CUT: "Provider broke off the stream",
     ProxyOutcome.CLIENT_DISCONNECT: "Client went away",
     ProxyOutcome.LIMITED: "Refused by a budget or rate limit",
+    ProxyOutcome.BLOCKED: "Blocked by a guardrail",
 }
 Outcome = models.TextChoices(
     "Outcome", [(outcome.name, (outcome.value, _OUTCOME_LABELS[outcome])) for outcome in ProxyOutcome], module=__name__
@@ -136,6 +137,11 @@ class RequestRecord(models.Model):
     # A cache hit costs nothing: what the original answer cost is kept here, and the record that filled the entry.
     cost_saved = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     cache_source = models.CharField(max_length=64, blank=True)
+    # Guardrails (proxy/guardrails): the strongest decision ("", flagged, redacted, blocked) and each decision
+    # (check, kind, action, direction, a masked hint: never the matched text). Webhooks fire guardrail.triggered
+    # from these two.
+    guardrail = models.CharField(max_length=16, blank=True, db_index=True)
+    guardrail_decisions = models.JSONField(default=list, blank=True)
     # A routed request (proxy/routing): the route's name ("fallback" for an X-Ingate-Fallback chain) and every
     # attempt in order: provider, model, credential name, status, error, ms. Provider and model above are the
     # target that answered.

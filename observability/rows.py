@@ -181,6 +181,8 @@ def build_row(
         "attempts": record.attempts,
         "cache_hit": record.cache_hit,
         "cache_source": record.cache_source,
+        "guardrail": record.guardrail,
+        "guardrail_decisions": record.guardrail_decisions,
         "flags": [],
     }
     shape = record.body.get("__shape__") if isinstance(record.body, dict) else None

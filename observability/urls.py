@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import review_views, views
+from . import guardrail_views, review_views, views
 
 app_name = "observability"
 urlpatterns = [
@@ -15,4 +15,5 @@ urlpatterns = [
     path("live/", views.live, name="live"),
     path("review/", review_views.review_queue, name="review"),
     path("review/score/", review_views.review_score, name="review_score"),
+    path("guardrails/", guardrail_views.guardrails, name="guardrails"),
 ]

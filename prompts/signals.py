@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from proxy.invalidation import publish
+from proxy.invalidation import PROMPTS, publish
 
 from .models import Label, Prompt
 
@@ -15,4 +15,4 @@ from .models import Label, Prompt
 @receiver([post_save, post_delete], sender=Prompt, dispatch_uid="proxy-prompt-changed")
 def prompt_changed(sender, instance, **kwargs) -> None:
     # Label moves are rare: every process drops its resolved prompts and reads them again.
-    transaction.on_commit(partial(publish, "prompts", ""))
+    transaction.on_commit(partial(publish, PROMPTS, ""))

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from proxy import invalidation
 from proxy.cache import LoadingCache
 from proxy.codes import ErrorCode
 from proxy.errors import ProxyError
@@ -89,7 +90,7 @@ class PromptStage(Stage):
         return Version(**row) if row else None
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind not in ("key", "credentials", "org", "routes", "limits", "cache", "storage"):
+        if kind not in invalidation.KINDS - {invalidation.PROMPTS}:
             self._cache.invalidate()
 
 

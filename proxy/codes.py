@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     BUDGET_UNPRICED_MODEL = "budget_unpriced_model"
     LIMITS_UNAVAILABLE = "limits_unavailable"
+    GUARDRAIL_BLOCKED = "guardrail_blocked"  # a guardrail policy refused the request or the answer
     INVALID_CACHE_HEADER = "invalid_cache_header"  # a fail-closed budget or limit cannot be checked (Redis down)  # every target of a route failed or is paused (circuit open)
     MISSING_CREDENTIAL = "missing_credential"
     # the body, and a registry prompt rendered into it (X-Ingate-Prompt)

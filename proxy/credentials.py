@@ -3,9 +3,12 @@ the environment. An org's credentials are read once (one query, secrets decrypte
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
 
 from tenancy import selectors
 
@@ -13,6 +16,7 @@ from .cache import LoadingCache
 from .codes import ErrorCode
 from .db import DatabaseThreads
 from .errors import ProxyError
+from .guardrails.policy import config_of as guardrails_config
 from .providers import AUTH_HEADERS, CUSTOM_COMPATIBLE, OPENAI_COMPATIBLE, REGISTRY, ProviderSpec, Route
 
 
@@ -89,6 +93,7 @@ class OrgConfig:
     routes: dict[str, Any] = field(default_factory=dict)  # name -> tenancy.selectors.RouteConfig
     limits: Any = None  # tenancy.selectors.LimitsConfig: the org's budgets and rate limits
     cache: Any = None  # tenancy.selectors.CacheConfig, or None when no app of the org caches
+    guardrails: Any = None  # proxy.guardrails.policy.GuardrailsConfig, or None when the org has no policy
 
 
 def _no_bodies(org_id: int) -> int:
@@ -132,7 +137,14 @@ class CredentialCache:
         return upstream
 
     async def _fetch(self, org_id: int) -> OrgConfig:
-        rows, pooled_rows, routes, limits, cache, body_capture = await self._db.run(self._load, org_id)
+        rows, pooled_rows, routes, limits, cache, policies, body_capture = await self._db.run(self._load, org_id)
+        guardrails = None
+        if policies:
+            # Compiled on a worker thread, not the event loop, and outside the database timeout: the first PII
+            # check of a process loads Presidio's recognizers (a second or so).
+            guardrails = await asyncio.get_running_loop().run_in_executor(
+                None, guardrails_config, policies, settings.INGATE_GUARDRAILS_SPACY_MODEL
+            )
         return OrgConfig(
             self._upstreams(rows),
             body_capture,
@@ -140,6 +152,7 @@ class CredentialCache:
             routes,
             limits,
             None if cache.empty else cache,
+            guardrails,
         )
 
     def _upstreams(self, rows: list[dict]) -> dict[str, Upstream]:
@@ -159,13 +172,14 @@ class CredentialCache:
             )
         return upstreams
 
-    def _load(self, org_id: int) -> tuple[list[dict], list[dict], dict, Any, Any, int]:
+    def _load(self, org_id: int) -> tuple[list[dict], list[dict], dict, Any, Any, list[dict], int]:
         return (
             selectors.provider_credentials_of(org_id),
             selectors.pooled_credentials_of(org_id),
             selectors.routes_for_org(org_id),
             selectors.limits_for_org(org_id),
             selectors.cache_settings_for_org(org_id),
+            selectors.guardrail_policies_of(org_id),
             self._body_capture(org_id),
         )
 

@@ -70,6 +70,8 @@ class Exchange:
         "cache",
         "cache_status",
         "answer",
+        "guard",
+        "refusal",
     )
 
     def __init__(
@@ -117,6 +119,8 @@ class Exchange:
         self.cache = None  # proxy.response_cache.stage.Lookup: the request's cache entry, to read or to fill
         self.cache_status: bytes | None = None  # X-Ingate-Cache on the response (HIT, MISS, BYPASS, REFRESH)
         self.answer: tuple[int, list, bytes] | None = None  # a stage answered (a cache hit): status, headers, body
+        self.guard = None  # proxy.guardrails.state.Guard: the guardrail policy that applies, its placeholders
+        self.refusal: ProxyError | None = None  # a response-side stage refused a whole answer before it went out
 
     async def body(self) -> bytes:
         """The request body, read on first need and kept (INGATE_MAX_REQUEST_BYTES at most)."""

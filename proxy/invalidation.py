@@ -24,11 +24,21 @@ CHANNEL = "ingate:proxy:invalidate"
 # "limits" (value: org id; its budgets, rate limits or time zone changed),
 # "cache" (value: org id; its response cache settings changed),
 # "storage" (value: org id; its bucket settings changed: the record writer's, not a stage's),
+# "guardrails" (value: org id; its guardrail policies changed),
 # "all" (value empty: after a reconnect, when messages may have been missed)
+KEY = "key"
+ORG = "org"
+CREDENTIALS = "credentials"
+PROMPTS = "prompts"
 ROUTES = "routes"
 LIMITS = "limits"
 CACHE = "cache"
 STORAGE = "storage"
+GUARDRAILS = "guardrails"
+# What is cached with an org's credentials (proxy/credentials.py OrgConfig): any of these drops that org's entry.
+ORG_CONFIG = frozenset({CREDENTIALS, ORG, ROUTES, LIMITS, CACHE, GUARDRAILS})
+# Every kind a publisher sends; a listener drops everything it caches on a kind it does not know ("all").
+KINDS = frozenset({KEY, PROMPTS, STORAGE, *ORG_CONFIG})
 Listener = Callable[[str, str], None]
 
 _listeners: list[weakref.WeakMethod] = []

@@ -20,6 +20,7 @@ class Outcome(StrEnum):
     UPSTREAM_CUT = "upstream_cut"  # the stream broke off
     CLIENT_DISCONNECT = "client_disconnect"
     LIMITED = "limited"  # refused by a budget or rate limit (proxy/limits)
+    BLOCKED = "blocked"  # a guardrail refused the request or ended the answer (proxy/guardrails)
 
 
 @dataclass(slots=True)
@@ -60,6 +61,10 @@ class ProxyRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)  # a routed request's attempts, in order
     cache_hit: bool = False  # answered from the response cache (no upstream call; usage is the original's)
     cache_source: str = ""  # the request id whose answer filled the cache entry
+    guardrail: str = ""  # the strongest guardrail decision: "" | flagged | redacted | blocked (proxy/guardrails)
+    # Each decision: check, kind, action, direction, a masked hint (never the matched text), count; a moderation or
+    # judge decision names the call's own request id.
+    guardrail_decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RecordSink(Protocol):

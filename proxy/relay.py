@@ -54,6 +54,7 @@ _OUTCOMES = {
     ErrorCode.RATE_LIMITED: Outcome.LIMITED,
     ErrorCode.BUDGET_UNPRICED_MODEL: Outcome.LIMITED,
     ErrorCode.LIMITS_UNAVAILABLE: Outcome.LIMITED,
+    ErrorCode.GUARDRAIL_BLOCKED: Outcome.BLOCKED,
 }
 
 
@@ -341,7 +342,11 @@ class ProxyApp:
             await self._answer(ex, response, leg.fmt, leg.upstream.name, leg.url, leg)
             return
         upstream = ex.upstream
-        headers = ex.incoming.upstream_headers(upstream.auth_headers, ex.own_key, identity=ex.hide_usage)
+        headers = ex.incoming.upstream_headers(
+            upstream.auth_headers,
+            ex.own_key,
+            identity=ex.hide_usage or (ex.guard is not None and ex.guard.reads_answer),
+        )
         url = upstream.url(ex.route.path, ex.query)
         sent_at = time.perf_counter()
         record.overhead_ms = (sent_at - ex.started) * 1000
@@ -403,8 +408,13 @@ class ProxyApp:
                 if translated:
                     data = leg.translator.response(raw, response.status)
                     out.append((b"content-length", str(len(data)).encode()))
-                for editor in editors:  # observers of a whole answer (the cache); they pass the bytes on unchanged
+                for editor in editors:  # observers of a whole answer (the cache), or its guardrails (may rewrite it)
                     data = editor.feed(data) + editor.flush()
+                if ex.refusal is not None:  # a guardrail withheld the answer: the client gets the refusal instead
+                    tap.feed(raw)
+                    tap.finish()
+                    record.usage, record.response_model = tap.usage, tap.model
+                    raise ex.refusal
                 ex.responded = True
                 await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
                 record.ttfb_ms = (time.perf_counter() - ex.started) * 1000
@@ -437,7 +447,7 @@ class ProxyApp:
         finally:
             # A fully read response returns its connection to the pool; anything else closes it, which is
             # also what tells the upstream to stop generating when the client went away.
-            if finished:
+            if finished and ex.refusal is None:
                 response.release()
             else:
                 response.close()
@@ -473,6 +483,8 @@ class ProxyApp:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                     record.response_bytes += len(out)
                 tap.feed(chunk)  # after the chunk went on: reading usage never delays the client
+                if ex.refusal is not None:
+                    break  # a guardrail ended the stream: stop the upstream generating (its connection is closed)
             rest = b""
             for editor in editors:
                 rest = editor.feed(rest) + editor.flush() if rest else editor.flush()
@@ -499,7 +511,11 @@ class ProxyApp:
             *headers,
         ]
         for stage in self._responders:
-            stage.response(ex, status, out)  # headers only: the answer is whole and final
+            editor = stage.response(ex, status, out)  # the cache's capture, guardrails restoring or checking
+            if editor is not None:
+                body = editor.feed(body) + editor.flush()
+        if ex.refusal is not None:
+            raise ex.refusal
         record.status, record.response_bytes = status, len(body)
         ex.responded = True
         await ex.send({"type": "http.response.start", "status": status, "headers": out})

@@ -8,9 +8,11 @@
 | 3 | `proxy.stages.Upstream` | the upstream and its credential | — |
 | 4 | `prompts.stage.PromptStage` | renders a registry prompt into the body (`X-Ingate-Prompt`) | — |
 | 5 | `proxy.stages.UsageOptions` | model and stream flag for the record; asks a stream for its usage | hides that usage from a client that did not ask |
-| 6 | `proxy.response_cache.stage.ResponseCache` | a hit answers here (`ex.answer`); a miss goes on | `X-Ingate-Cache`; stores a clean 2xx when done |
-| 7 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
-| 8 | `observability.otel.Tracing` (only with `OTEL_EXPORTER_OTLP_ENDPOINT`) | — | when done: the record queued for its span (built and exported on threads) |
+| 6 | `proxy.guardrails.stage.GuardrailsIn` | a guardrail policy's request checks: block (before cache and limits: nothing filled or reserved), redact into placeholders (before the cache key), flag | — |
+| 7 | `proxy.response_cache.stage.ResponseCache` | a hit answers here (`ex.answer`); a miss goes on | `X-Ingate-Cache`; stores a clean 2xx when done |
+| 8 | `proxy.limits.stage.Limits` | budgets and rate limits: the worst case reserved, or a 429 | `x-ratelimit-*`, `X-Ingate-Budget-Remaining`; settled when done |
+| 9 | `proxy.guardrails.stage.GuardrailsOut` | — | last (after the cache captured the answer as the provider sent it): placeholders restored, the answer checked whole or as it streams (hold/watch); stored bodies redacted when done |
+| 10 | `observability.otel.Tracing` (only with `OTEL_EXPORTER_OTLP_ENDPOINT`) | — | when done: the record queued for its span (built and exported on threads) |
 | — | relay (proxy/relay.py) | the credential, the body forwarded on the shared client (a routed request: each attempt, proxy/routing/attempts.py) | bytes relayed (translated back for a target of another format), usage read on the side |
 | — | record (proxy/relay.py) | — | a plain record handed to the sink (never blocks) |
 
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from . import formats
+from . import formats, invalidation
 from .codes import ErrorCode
 from .credentials import missing_credential
 from .errors import ProxyError
@@ -91,11 +93,11 @@ class Authenticate(Stage):
         ex.org = await app.credentials.org(key.org_id)
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind == "key":
+        if kind == invalidation.KEY:
             self.app.keys.invalidate(prefix=value)
-        elif kind == "org":
+        elif kind == invalidation.ORG:
             self.app.keys.invalidate(org_id=int(value))
-        elif kind not in ("credentials", "prompts", "routes", "limits", "cache", "storage"):
+        elif kind not in invalidation.KINDS:
             self.app.keys.invalidate()
 
 
@@ -115,9 +117,9 @@ class Upstream(Stage):
             raise missing_credential(upstream, key.org_slug)
 
     def invalidate(self, kind: str, value: str) -> None:
-        if kind in ("credentials", "org", "routes", "limits", "cache"):  # cached with the org's credentials
+        if kind in invalidation.ORG_CONFIG:  # cached with the org's credentials
             self.app.credentials.invalidate(int(value))
-        elif kind not in ("key", "prompts", "storage"):
+        elif kind not in invalidation.KINDS:
             self.app.credentials.invalidate()
 
 

@@ -21,6 +21,7 @@ from .models import (
     Budget,
     BudgetEvent,
     CacheSettings,
+    GuardrailPolicy,
     Membership,
     Organization,
     ProviderCredential,
@@ -559,6 +560,38 @@ class CacheSettingsAdmin(AuditedAdmin):
     @admin.action(description="Purge this org's cache")
     def purge_cache(self, request, queryset):
         _purge_caches(self, request, list(Organization.objects.filter(pk__in=queryset.values("org_id"))))
+
+
+@admin.register(GuardrailPolicy)
+class GuardrailPolicyAdmin(AuditedAdmin):
+    """Guardrail policies: the org's default, an app's or a key's (the most specific applies). Saving compiles every
+    check: a bad regex or schema is an error on `checks` naming the check and its field."""
+
+    fixed_after_create = ("org", "app", "key")
+    list_select_related = ["org", "app", "key"]
+    fields = [
+        "org",
+        "app",
+        "key",
+        "name",
+        "enabled",
+        "checks",
+        "message",
+        "stream_mode",
+        "restore",
+        "redact_stored",
+        "on_error",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = ["created_at", "updated_at"]
+    list_display = ["__str__", "org", "app", "key", "enabled", "stream_mode", "restore", "redact_stored", "on_error"]
+    list_filter = ["enabled", "stream_mode", "on_error", "org"]
+    search_fields = ["name", "org__name", "org__slug", "app__slug"]
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
 
 
 class ReadOnlyScopedAdmin(admin.ModelAdmin):

@@ -20,6 +20,7 @@ from .models import (
     Budget,
     BudgetEvent,
     CacheSettings,
+    GuardrailPolicy,
     Membership,
     Organization,
     ProviderCredential,
@@ -106,6 +107,9 @@ _ADMIN = {
     # The org's bucket holds all its records: who may point it elsewhere is who may hold its credentials.
     StorageExport: ALL,
     StorageExportRun: {VIEW},
+    # Guardrail policies decide what may be sent and answered, and what their rules look for is itself telling:
+    # admins and owners only.
+    GuardrailPolicy: ALL,
     AuditLog: {VIEW},
     # Webhook endpoints send the org's events to a URL of one's choosing: managed like credentials; their log
     # (payloads included) is read, and sent again, by the same people.

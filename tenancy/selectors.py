@@ -17,6 +17,7 @@ from .models import (
     APIKey,
     Budget,
     CacheSettings,
+    GuardrailPolicy,
     LimitScope,
     Organization,
     ProviderCredential,
@@ -379,6 +380,16 @@ def _cache_settings_config(row: dict) -> CacheSettingsConfig:
     return CacheSettingsConfig(
         **{name: row[name] for name in _CACHE_COLUMNS if name != "endpoints"},
         endpoints=frozenset(row["endpoints"] or ()),
+    )
+
+
+def guardrail_policies_of(org_id: int) -> list[dict]:
+    """The org's enabled guardrail policies as plain rows, for the proxy to compile (proxy/guardrails/policy.py)
+    with its credentials; one query."""
+    return list(
+        GuardrailPolicy.objects.filter(org_id=org_id, enabled=True).values(
+            "id", "name", "app_id", "key_id", "checks", "message", "stream_mode", "restore", "redact_stored", "on_error"
+        )
     )
 
 

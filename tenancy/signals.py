@@ -10,13 +10,14 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from proxy.invalidation import CACHE, LIMITS, ROUTES, STORAGE, publish
+from proxy.invalidation import CACHE, CREDENTIALS, GUARDRAILS, KEY, LIMITS, ORG, ROUTES, STORAGE, publish
 
 from .audit import Actor, audit_record, client_ip
 from .models import (
     APIKey,
     Budget,
     CacheSettings,
+    GuardrailPolicy,
     Membership,
     Organization,
     ProviderCredential,
@@ -73,12 +74,12 @@ def revoke_keys_of_deleted_user(sender, instance, **kwargs) -> None:
 
 @receiver([post_save, post_delete], sender=APIKey, dispatch_uid="proxy-key-changed")
 def key_changed(sender, instance: APIKey, **kwargs) -> None:
-    transaction.on_commit(partial(publish, "key", instance.prefix))
+    transaction.on_commit(partial(publish, KEY, instance.prefix))
 
 
 @receiver([post_save, post_delete], sender=ProviderCredential, dispatch_uid="proxy-credential-changed")
 def credential_changed(sender, instance: ProviderCredential, **kwargs) -> None:
-    transaction.on_commit(partial(publish, "credentials", str(instance.org_id)))
+    transaction.on_commit(partial(publish, CREDENTIALS, str(instance.org_id)))
 
 
 @receiver([post_save, post_delete], sender=Route, dispatch_uid="proxy-route-changed")
@@ -111,9 +112,14 @@ def storage_export_changed(sender, instance: StorageExport, **kwargs) -> None:
     transaction.on_commit(partial(publish, STORAGE, str(instance.org_id)))
 
 
+@receiver([post_save, post_delete], sender=GuardrailPolicy, dispatch_uid="proxy-guardrail-policy-changed")
+def guardrail_policy_changed(sender, instance: GuardrailPolicy, **kwargs) -> None:
+    transaction.on_commit(partial(publish, GUARDRAILS, str(instance.org_id)))
+
+
 @receiver([post_save, post_delete], sender=Organization, dispatch_uid="proxy-org-changed")
 def org_changed(sender, instance: Organization, **kwargs) -> None:
-    transaction.on_commit(partial(publish, "org", str(instance.pk)))
+    transaction.on_commit(partial(publish, ORG, str(instance.pk)))
     # The org's time zone sets where its budget periods begin.
     transaction.on_commit(partial(publish, LIMITS, str(instance.pk)))
 
@@ -128,7 +134,7 @@ def _drop_keys_made_by(user_id: int, org_id: int | None = None) -> None:
     if org_id is not None:
         made = made.filter(org_id=org_id)
     for prefix in made.values_list("prefix", flat=True):
-        transaction.on_commit(partial(publish, "key", prefix))
+        transaction.on_commit(partial(publish, KEY, prefix))
 
 
 @receiver([post_save, post_delete], sender=Membership, dispatch_uid="proxy-creator-membership-changed")

@@ -23,6 +23,7 @@ from observability.models import RequestRecord
 from prompts import services as prompt_services
 from tenancy import cache as tenancy_cache
 from tenancy import crypto
+from tenancy import guardrails as tenancy_guardrails
 from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
 from tenancy import services as tenancy_services
@@ -149,6 +150,7 @@ def known_ids(world):
         "rate-limits": tenancy_limits.rate_limit_create(actor=SYSTEM, org=org, requests_per_minute=60).pk,
         "budget-events": event.pk,
         "cache-settings": tenancy_cache.cache_settings_create(actor=SYSTEM, org=org, enabled=True).pk,
+        "guardrail-policies": tenancy_guardrails.guardrail_policy_create(actor=SYSTEM, org=org, name="fuzz").pk,
         "audit-log": AuditLog.objects.filter(org=org).order_by("pk").values_list("pk", flat=True).first(),
         "observability-settings": observability_services.observability_settings_set(actor=SYSTEM, org=org).org_id,
         "price-overrides": observability_services.price_override_create(actor=SYSTEM, org=org, model="fuzz-model").pk,

@@ -28,7 +28,7 @@ from observability import services as observability
 from observability.models import RequestBody, RequestRecord, Score
 from prompts import services as prompts
 from prompts.models import Label, Namespace, Prompt
-from tenancy import cache, crypto, limits, routes, storage
+from tenancy import cache, crypto, guardrails, limits, routes, storage
 from tenancy.audit import Actor
 from tenancy.models import (
     AuditLog,
@@ -318,6 +318,28 @@ MATRIX.register(
             retrieve(),
             create(lambda t, who: {"org": t.org.pk, "app": t.tenant.app.pk, "enabled": True}, roles=ADMINS),
             update(fixed({"ttl_seconds": 600, "endpoints": ["chat.completions"]}), roles=ADMINS),
+            delete(roles=ADMINS),
+        ),
+    )
+)
+
+
+# Guardrail policies decide what may be sent and answered: admins and owners alone read and manage them.
+def _guardrail_policy(world, tenant):
+    return Target(tenant, guardrails.guardrail_policy_create(actor=SYSTEM, org=tenant.org, name="default"))
+
+
+MATRIX.register(
+    Endpoint(
+        "guardrail-policies",
+        _guardrail_policy,
+        **ADMIN_KEY,
+        readers=ADMINS,
+        actions=(
+            list_(),
+            retrieve(),
+            create(lambda t, who: {"org": t.org.pk, "app": t.tenant.app.pk, "name": "app policy"}, roles=ADMINS),
+            update(fixed({"checks": [{"name": "pii", "kind": "pii", "action": "redact"}]}), roles=ADMINS),
             delete(roles=ADMINS),
         ),
     )

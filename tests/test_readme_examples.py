@@ -14,6 +14,7 @@ checkout."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -130,7 +131,10 @@ def test_the_readmes_examples_work_as_written_with_what_up_prints(tmp_path, fake
     # prompt version `production` points at after the rollback (v1), and the scored one as written.
     assert (work / "refunds.csv").read_text().count("Acme") == 2
     sdk_calls = [r.json() for r in fake.requests if (r.header("user-agent") or "").startswith("OpenAI/Python")]
-    assert [call["messages"][0]["content"] for call in sdk_calls] == [
+    # The guardrails example's call reached the provider with the address as a placeholder (its blocked one never did).
+    guarded = [call for call in sdk_calls if call["messages"][0]["content"] == "Reply to <EMAIL_1>"]
+    assert len(guarded) == 1 and not any("AKIA" in json.dumps(call) for call in sdk_calls)
+    assert [c["messages"][0]["content"] for c in sdk_calls if c not in guarded] == [
         "You help Acme customers with refunds.",
         "Is 7 a prime number?",
     ]

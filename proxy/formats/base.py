@@ -311,6 +311,10 @@ class WireFormat:
         """The token counts of the raw usage fields `collect` gathered."""
         raise NotImplementedError
 
+    def stream_error(self, kind: str, message: str) -> bytes:
+        """The event a provider ends a stream with when it fails midway (each format has its own)."""
+        return self.event({"error": {"message": message, "type": kind or "api_error"}})
+
     def event(self, data: Any, name: str | None = None) -> bytes:
         """One stream event in this format's framing."""
         return ndjson_line(data) if self.framing == "ndjson" else sse_event(data, name)

@@ -119,6 +119,10 @@ class Gemini(WireFormat):
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return dumps({"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}})
 
+    def stream_error(self, kind: str, message: str) -> bytes:
+        """Gemini ends a failing stream with its error object as the last chunk."""
+        return self.event({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}})
+
     def interesting(self, event: bytes, have_model: bool) -> bool:
         return not have_model  # the first chunk names the model; the usage is read off the last one
 

@@ -57,6 +57,10 @@ class Ollama(WireFormat):
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return dumps({"error": message})
 
+    def stream_error(self, kind: str, message: str) -> bytes:
+        """Ollama ends a failing stream with a line holding only `error`."""
+        return self.event({"error": message})
+
     def interesting(self, event: bytes, have_model: bool) -> bool:
         return not have_model or b"eval_count" in event  # every line names the model; the last one counts
 

@@ -103,6 +103,11 @@ class OpenAIResponses(OpenAIChat):
                 )
         return "".join(out)
 
+    def stream_error(self, kind: str, message: str) -> bytes:
+        """The Responses API's `error` stream event (type, code, message, param, sequence_number)."""
+        error = {"type": "error", "code": kind or "api_error", "message": message, "param": None, "sequence_number": 0}
+        return sse_event(error, "error")
+
     def finished(self, event: Any) -> tuple[str, str]:
         return super(OpenAIChat, self).finished(event)  # no [DONE]: the typed events say how it ended
 

@@ -121,7 +121,9 @@ class RoutedRequest:
             raw = orjson.dumps(body)
             path, query = translator.endpoint(target.model, provider=upstream.spec.name, azure_api_version="")
         headers = ex.incoming.upstream_headers(
-            upstream.auth_headers, passthrough, identity=hide or translator is not None
+            upstream.auth_headers,
+            passthrough,
+            identity=hide or translator is not None or (ex.guard is not None and ex.guard.reads_answer),
         )
         if drop:
             headers = [h for h in headers if h[0] not in drop]

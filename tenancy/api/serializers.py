@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from .. import cache, limits, routes
+from .. import cache, guardrails, limits, routes
 from ..models import (
     MAX_TARGETS,
     APIKey,
@@ -15,6 +15,7 @@ from ..models import (
     Budget,
     BudgetEvent,
     CacheSettings,
+    GuardrailPolicy,
     Membership,
     Organization,
     ProviderCredential,
@@ -453,6 +454,69 @@ class CacheSettingsSerializer(serializers.ModelSerializer):
         if "endpoints" in data:
             data["endpoints"] = obj.endpoints
         return data
+
+
+class GuardrailPolicySerializer(serializers.ModelSerializer):
+    """A guardrail policy: the org's default, an app's or a key's; its checks compiled as the service will (a bad
+    regex or schema is a field error on `checks` naming the check and its field)."""
+
+    org = ScopedPrimaryKeyField(queryset=Organization.objects.all())
+    app = ScopedPrimaryKeyField(
+        queryset=App.objects.all(), required=False, allow_null=True, help_text="Empty: the org's default."
+    )
+    key = ScopedPrimaryKeyField(
+        queryset=APIKey.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="A gateway key's own policy (replaces its app's and the org's).",
+    )
+    checks = serializers.JSONField(
+        required=False,
+        help_text="A list of checks: {name, kind (regex, keywords, pii, models, max_size, json, moderation, judge), "
+        "action (block, redact, flag), direction (request, response, both), message?} plus what the kind takes.",
+    )
+
+    class Meta:
+        model = GuardrailPolicy
+        fields = [
+            "id",
+            "org",
+            "app",
+            "key",
+            "name",
+            "enabled",
+            "checks",
+            "message",
+            "stream_mode",
+            "restore",
+            "redact_stored",
+            "on_error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        validators = []  # one policy per org default, app and key: the model's clean says so on the field
+
+    def validate(self, data):
+        org = data.get("org") or self.instance.org
+        obj = GuardrailPolicy(pk=self.instance.pk if self.instance else None, org=org)
+        for name in guardrails.FIELDS:
+            if name in data:
+                setattr(obj, name, data[name])
+            elif self.instance is not None:
+                setattr(obj, name, getattr(self.instance, name))
+        try:
+            guardrails.check(obj)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        if "checks" in data:
+            data["checks"] = obj.checks
+        return data
+
+
+class GuardrailPolicyUpdateSerializer(GuardrailPolicySerializer):
+    class Meta(GuardrailPolicySerializer.Meta):
+        read_only_fields = [*GuardrailPolicySerializer.Meta.read_only_fields, "org", "app", "key"]
 
 
 class CacheSettingsUpdateSerializer(CacheSettingsSerializer):

@@ -8,7 +8,7 @@ from rest_framework import decorators, exceptions, mixins, response, status, vie
 
 from proxy.response_cache.store import CacheUnavailable
 
-from .. import cache, limits, routes, services
+from .. import cache, guardrails, limits, routes, services
 from ..audit import Actor
 from ..models import (
     APIKey,
@@ -17,6 +17,7 @@ from ..models import (
     Budget,
     BudgetEvent,
     CacheSettings,
+    GuardrailPolicy,
     Membership,
     Organization,
     ProviderCredential,
@@ -382,6 +383,38 @@ class CacheSettingsViewSet(CrudViewSet):
 
     def delete_object(self, settings):
         cache.cache_settings_delete(actor=self.actor, settings=settings)
+
+
+class GuardrailPolicyViewSet(CrudViewSet):
+    """Guardrail policies: the org's default, and an app's or a key's that replace it for their requests."""
+
+    model = GuardrailPolicy
+    queryset = GuardrailPolicy.objects.select_related("org", "app", "key")
+    serializer_class = s.GuardrailPolicySerializer
+    filterset_fields = ["org", "app", "key", "enabled"]
+    search_fields = ["name"]
+    updatable = guardrails.UPDATABLE
+
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        if not allowed_anywhere(self.principal, GuardrailPolicy, VIEW):
+            raise exceptions.PermissionDenied("Only organization admins and owners can see guardrail policies.")
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.GuardrailPolicyUpdateSerializer
+        return s.GuardrailPolicySerializer
+
+    def create_object(self, data):
+        self.require_add(data["org"])
+        fields = {k: v for k, v in data.items() if k in guardrails.FIELDS}
+        return guardrails.guardrail_policy_create(actor=self.actor, org=data["org"], **fields)
+
+    def update_object(self, policy, fields):
+        return guardrails.guardrail_policy_update(actor=self.actor, policy=policy, **fields)
+
+    def delete_object(self, policy):
+        guardrails.guardrail_policy_delete(actor=self.actor, policy=policy)
 
 
 class CacheUnreachable(exceptions.APIException):

@@ -25,6 +25,7 @@ from .caching import (
     clean_cache_endpoints,
     default_cache_endpoints,
 )
+from .guardrails import GuardrailPolicy, OnError, StreamMode
 from .orgs import (
     APIKey,
     App,
@@ -112,6 +113,9 @@ __all__ = [
     "clean_cache_endpoints",
     "default_cache_endpoints",
     "CacheSettings",
+    "GuardrailPolicy",
+    "StreamMode",
+    "OnError",
     "AuditLogQuerySet",
     "AuditLog",
     "ExportFormat",

@@ -27,6 +27,7 @@ from tenancy import limits as tenancy_limits
 from tenancy import routes as tenancy_routes
 from tenancy.audit import Actor
 from tenancy.authentication import KeyRejected, key_lookup
+from tenancy.guardrails import guardrail_policy_create
 from tenancy.models import (
     APIKey,
     App,
@@ -95,6 +96,10 @@ def every_model_populated(world):
     WebhookDelivery.objects.create(endpoint=hook, event=sent, org=world.own.org)
     StorageExport.objects.create(org=world.own.org, endpoint_url="https://s3.example.com", bucket="acme-logs")
     StorageExportRun.objects.create(org=world.own.org, status="failed", error="AccessDenied")
+    guardrail_policy_create(
+        actor=Actor.system("test"), org=world.own.org, name="default", checks=[{"name": "pii", "kind": "pii"}]
+    )
+    RequestRecord.objects.create(org=world.own.org, app=world.own.app, provider="openai", endpoint="chat", model="x")
     ObservabilitySettings.objects.create(org=world.own.org)
     PriceOverride.objects.create(org=world.own.org, model="ft:acme", input_per_mtok=1, output_per_mtok=2)
     DeadRecord.objects.create(record_id="x-dead", org=world.own.org, stage="insert", payload="{}", error="DataError: x")

@@ -116,7 +116,7 @@ def request_failed_data(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # Of a guardrail decision only these keys travel: what fired and what it did, never the matched text.
-_DECISION_KEYS = ("guardrail", "name", "kind", "type", "action", "stage", "direction", "verdict", "score")
+_DECISION_KEYS = ("check", "guardrail", "name", "kind", "type", "action", "stage", "direction", "verdict", "score")
 
 
 def guardrail_data(row: dict[str, Any]) -> dict[str, Any]:
