@@ -28,6 +28,7 @@ from proxy.codes import ErrorCode
 from proxy.routing.health import Health, RedisHealth, TargetKey
 from tenancy import services
 from tenancy.audit import Actor
+from tenancy.guardrails import guardrail_policy_create
 from tenancy.limits import budget_create, rate_limit_create
 from tenancy.models import BudgetEvent, BudgetEventKind, WebhookEvent
 from tenancy.tests.factories import AppFactory, OrganizationFactory
@@ -208,6 +209,32 @@ def test_a_rate_limited_request_through_the_gateway_reaches_the_receiver_once(re
     (got,) = receiver.wait_for(1)
     payload = json.loads(got.body)
     assert payload["type"] == "ratelimit.exceeded" and payload["data"]["key_id"] == key.pk
+    time.sleep(0.5)
+    assert len(receiver.received) == 1
+
+
+def test_a_request_a_guardrail_blocks_reaches_the_receiver_as_guardrail_triggered(
+    recording, gateway_key, hooks, receiver
+):
+    key, plaintext = gateway_key
+    listen(key.org, receiver, events=["guardrail.triggered"])
+    guardrail_policy_create(
+        actor=SYSTEM,
+        org=key.org,
+        name="no codenames",
+        checks=[{"name": "codename", "kind": "keywords", "words": ["bluebird"], "action": "block"}],
+    )
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "tell me about bluebird"}]}
+    answer = httpx.post(
+        f"{recording.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {plaintext}"}
+    )
+    assert answer.status_code == 400
+    (got,) = receiver.wait_for(1)
+    payload = json.loads(got.body)
+    assert payload["type"] == "guardrail.triggered" and payload["data"]["guardrail"] == "blocked"
+    assert payload["data"]["decisions"][0]["check"] == "codename"
+    assert payload["data"]["decisions"][0]["action"] == "block"
+    assert "bluebird" not in got.body.decode()  # the matched text never leaves
     time.sleep(0.5)
     assert len(receiver.received) == 1
 
