@@ -6,11 +6,14 @@ class ObservabilityConfig(AppConfig):
     verbose_name = "Observability"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from tenancy.models import Role, Scope
         from tenancy.permissions import ADD, ALL, VIEW, grant
 
         from . import signals  # noqa: F401  (drop the proxy's cached body policy on a change)
         from .models import ObservabilitySettings, PriceOverride, RequestRecord, Score
+        from .search import restore_sqlite_triggers
 
         # Everyone in an org may read its request records; a gateway key needs the logs:read scope.
         grant(RequestRecord, roles={role: {VIEW} for role in Role.values}, scopes={Scope.LOGS_READ: {VIEW}})
@@ -24,3 +27,4 @@ class ObservabilityConfig(AppConfig):
             roles={Role.VIEWER: {VIEW}, Role.MEMBER: {VIEW, ADD}, Role.ADMIN: {VIEW, ADD}, Role.OWNER: {VIEW, ADD}},
             scopes={Scope.LOGS_READ: {VIEW}, Scope.SCORES_WRITE: {VIEW, ADD}},
         )
+        post_migrate.connect(restore_sqlite_triggers, sender=self, dispatch_uid="observability-search-triggers")

@@ -1,7 +1,7 @@
 """The logs' one search box: full-text search over a record's short text (model, session, user, client, route,
 properties, error) and, where an org keeps full bodies, its prompt and answer text.
 
-PostgreSQL matches `to_tsvector` expressions that GIN indexes hold (migration 0010, which spells the same
+PostgreSQL matches `to_tsvector` expressions that GIN indexes hold (migration 0013, which spells the same
 SQL); SQLite matches an FTS5 table that triggers keep in step with the records and bodies tables, so the
 writer's insert path (observability/insert.py) is unchanged. Both sides split text on anything that is not a
 letter or digit and match every word of the query as a word prefix, case-insensitively: "refund-flow" finds
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-# The columns searched, in one place: the PostgreSQL expression below and the SQLite trigger (migration 0010)
+# The columns searched, in one place: the PostgreSQL expression below and the SQLite triggers (migration 0013, and
+# SQLITE_TRIGGERS below)
 # list the same ones. Properties are searched as their JSON text (names and values).
 RECORD_TEXT_COLUMNS = (
     "model",
@@ -107,3 +108,42 @@ def matching(queryset: QuerySet, text: str, *, bodies: bool) -> QuerySet:
     kinds = "" if bodies else " AND kind = 'record'"
     sql = f'"observability_requestrecord"."id" IN (SELECT record_id FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH %s{kinds})'
     return queryset.filter(RawSQL(sql, [_fts5_query(words)], output_field=BooleanField()))
+
+
+# SQLite rebuilds a table for many schema changes (a field's choices, a new column with some defaults), and a
+# rebuild drops the table's triggers: a later migration on the records or bodies table would silently stop
+# the search from seeing new rows. So after every migrate these are put back where the search table exists
+# (observability/apps.py); they are migration 0013's, with IF NOT EXISTS.
+SQLITE_TABLE = "observability_search"
+SQLITE_TRIGGERS = (
+    f"""CREATE TRIGGER IF NOT EXISTS observability_search_record_in AFTER INSERT ON observability_requestrecord
+    BEGIN
+        INSERT INTO {SQLITE_TABLE} (record_id, kind, text) VALUES (
+            new.id, 'record', {_joined(RECORD_TEXT_COLUMNS, "new")} || ' ' || new."properties");
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS observability_search_record_out AFTER DELETE ON observability_requestrecord
+    BEGIN
+        DELETE FROM {SQLITE_TABLE} WHERE rowid IN (
+            SELECT rowid FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH 'record_id : "' || old.id || '"');
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS observability_search_body_in AFTER INSERT ON observability_requestbody
+        WHEN new.request <> '' OR new.response <> '' BEGIN
+        INSERT INTO {SQLITE_TABLE} (record_id, kind, text) VALUES (
+            new.record_id, 'body',
+            substr(new.request, 1, {BODY_CHARS}) || ' ' || substr(new.response, 1, {BODY_CHARS}));
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS observability_search_body_out AFTER DELETE ON observability_requestbody BEGIN
+        DELETE FROM {SQLITE_TABLE} WHERE kind = 'body' AND rowid IN (
+            SELECT rowid FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH 'record_id : "' || old.record_id || '"');
+    END""",
+)
+
+
+def restore_sqlite_triggers(using: str = "default", **kwargs) -> None:
+    """post_migrate: the search triggers back on SQLite after a migration rebuilt the records or bodies table."""
+    db = connections[using]
+    if db.vendor != "sqlite" or SQLITE_TABLE not in db.introspection.table_names():
+        return
+    with db.cursor() as cursor:
+        for sql in SQLITE_TRIGGERS:
+            cursor.execute(sql)

@@ -12,12 +12,21 @@ from tenancy.tests.factories import (
     UserFactory,
     make_key,
 )
+from tenancy.webhooks import outbox
 
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2 at production strength costs ~0.3 s per user; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _webhook_thread_stopped():
+    # A test that ran an embedded gateway started the webhook thread (the record writer nudges it); it must not
+    # go on sweeping a database the next test may not be allowed to touch.
+    yield
+    outbox.WORKER.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.utils import timezone
 
 from ..models import (
@@ -185,6 +185,7 @@ class EmbeddedWorker:
         self._queue: queue.Queue[int] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self.idle = threading.Event()  # set while nothing is queued or being sent (tests wait on it)
         self.idle.set()
 
@@ -202,14 +203,32 @@ class EmbeddedWorker:
                     thread.start()
                     self._thread = thread
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the thread after what it is sending (what is still queued stays due in the database and goes out
+        with the next sweep); the next submit or nudge starts a new one. For a process shutting down, and tests."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._stopping.set()
+            self._queue.put(None)
+        thread.join(timeout)
+        with self._lock:
+            self._stopping.clear()
+            self._queue = queue.Queue()
+            self.idle.set()
+
     def _run(self) -> None:
         swept, pruned = time.monotonic(), -_PRUNE_SECONDS
-        while True:
+        work = self._queue
+        while not self._stopping.is_set():
             wait = max(0.05, settings.INGATE_WEBHOOK_SWEEP_SECONDS - (time.monotonic() - swept))
             try:
-                delivery_id = self._queue.get(timeout=wait)
+                delivery_id = work.get(timeout=wait)
             except queue.Empty:
                 delivery_id = None
+            if self._stopping.is_set():
+                break
             try:
                 close_old_connections()
                 if delivery_id is not None:
@@ -223,8 +242,9 @@ class EmbeddedWorker:
             except Exception:  # the row stays due; the next sweep tries again
                 log.exception("Webhook delivery failed unexpectedly")
             finally:
-                if self._queue.empty():
+                if work.empty():
                     self.idle.set()
+        connections.close_all()  # this thread's own connections
 
 
 WORKER = EmbeddedWorker()
