@@ -5,6 +5,7 @@ left, and the record says `limited`."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import json
 import socket
@@ -22,6 +23,7 @@ from observability import limits
 from proxy import internal
 from tenancy.audit import Actor
 from tenancy.limits import budget_create, rate_limit_create
+from tenancy.selectors import budget_config
 
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]}
 MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]}
@@ -204,3 +206,69 @@ def test_with_redis_unreachable_budgets_fail_closed_and_rate_limits_open(gateway
     assert httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, headers=auth).status_code == 503
     outage_logs = [r for r in caplog.records if "limits" in r.name and "unreachable" in r.getMessage().lower()]
     assert len(outage_logs) <= 2  # once per outage, not once per request
+
+
+def test_every_endpoint_and_stream_and_ingates_own_calls_are_charged_to_the_budget(gateway, key, gateway_key, fake):
+    made = budget(key, scope="org", amount_usd=Decimal("5"), period="month")
+    client = openai.OpenAI(api_key=gateway_key[1], base_url=gateway.url + "/v1", max_retries=0)
+    claude = anthropic.Anthropic(api_key=gateway_key[1], base_url=gateway.url, max_retries=0)
+    client.chat.completions.create(**CHAT)
+    with client.chat.completions.create(**CHAT, stream=True) as stream:  # no include_usage asked: still charged
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    claude.messages.create(**MESSAGE)
+    with claude.messages.stream(**MESSAGE) as stream:
+        assert stream.get_final_text()
+    client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=50)
+    with client.responses.stream(model="gpt-4o-mini", input="hi", max_output_tokens=50) as stream:
+        assert stream.get_final_response().output_text
+    answer = async_to_sync(internal.chat)(
+        internal.Principal(org_id=key.org_id, org_slug=key.org.slug),
+        "openai",
+        "gpt-4o-mini",
+        [{"role": "user", "content": "hello"}],
+    )
+    assert answer.status == 200
+    records = gateway.wait_for_records(7)
+    assert len(records) == 7 and all(r.status == 200 for r in records)
+    costs = [gateway.app.sink.price(r) for r in records]
+    assert all(cost and cost > 0 for cost in costs)  # each one priced: none of them free
+    config = budget_config(made)
+    deadline = time.monotonic() + 5
+    while (counted := limits.counter_spend(key.org_id, "UTC", config)) is None or float(counted) < sum(costs) - 1e-6:
+        assert time.monotonic() < deadline, (counted, sum(costs))
+        time.sleep(0.02)
+    assert float(counted) == pytest.approx(sum(costs), abs=1e-6)
+
+
+def test_a_request_rate_limit_holds_within_5_percent_at_64_concurrent_clients(gateway, key, auth, fake, settings):
+    # Counted over 5 s windows (INGATE_LIMITS_RATE_WINDOW) rather than a minute, so three whole windows fit in a
+    # test: 1,800 a minute is 150 per 5 s.
+    settings.INGATE_LIMITS_RATE_WINDOW = 5.0
+    limit(key, requests_per_minute=1800)
+    gateway.app.sink.recent = collections.deque(maxlen=20_000)
+    seconds, window, allowed = 16.0, 5.0, 150
+
+    async def clients():
+        deadline = time.monotonic() + seconds
+        refused = []
+
+        async def one(client):
+            while time.monotonic() < deadline:
+                response = await client.post(gateway.url + "/v1/chat/completions", json=CHAT, headers=auth)
+                if response.status_code == 429:
+                    refused.append(response)
+                    await asyncio.sleep(0.02)
+                else:
+                    assert response.status_code == 200, response.text
+
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+            await asyncio.gather(*(one(client) for _ in range(64)))
+        return refused
+
+    refused = asyncio.run(clients())
+    admitted = sorted(r.started_at for r in gateway.records if r.status == 200)
+    busiest = max(bisect.bisect_right(admitted, at + window) - i for i, at in enumerate(admitted))
+    assert busiest <= allowed * 1.05
+    assert len(admitted) >= 0.95 * allowed * 3  # three whole windows at least: the limit is not starved either
+    assert refused and all(r.json()["error"]["code"] == "rate_limited" for r in refused)
+    assert all(1 <= int(r.headers["retry-after"]) <= 6 for r in refused)

@@ -75,6 +75,8 @@ class Limits(Stage):
         )
         # (org, team, app, key, end user) -> (org config, valid until, hard budgets, counters, count cache reads)
         self._plans: dict[tuple, tuple] = {}
+        self._ttl = settings.INGATE_LIMITS_RESERVATION_TTL or settings.INGATE_UPSTREAM_READ_TIMEOUT + 60
+        self._window = settings.INGATE_LIMITS_RATE_WINDOW
 
     # --- the way in ------------------------------------------------------------------------------------------
 
@@ -107,7 +109,7 @@ class Limits(Stage):
             counters,
             cost=cost,
             tokens=input_tokens + output_tokens,
-            ttl=settings.INGATE_UPSTREAM_READ_TIMEOUT + 60,
+            ttl=self._ttl,
         )
         if not reservation.granted:
             raise self._refusal(reservation)
@@ -143,14 +145,18 @@ class Limits(Stage):
 
     def _rate_counters(self, org_id: int, rate, user: str) -> list[Counter]:
         who = f":u:{user}" if rate.scope.is_user_default else ""
-        base = f"o{org_id}:r{rate.id}{who}"
-        found = []
+        window, found = self._window, []
+        # Another window is another counter (Redis keeps a window's buckets by their width).
+        base = f"o{org_id}:r{rate.id}{who}" + ("" if window == 60.0 else f":w{window:g}")
+        share = window / 60.0  # per-minute limits, counted over INGATE_LIMITS_RATE_WINDOW seconds
         if rate.requests_per_minute:
             label = _label(rate, "requests-per-minute limit", user)
-            found.append(Counter(f"{base}:rpm", REQUESTS, rate.requests_per_minute, 60.0, None, rate.fail_open, label))
+            limit = rate.requests_per_minute * share
+            found.append(Counter(f"{base}:rpm", REQUESTS, limit, window, None, rate.fail_open, label))
         if rate.tokens_per_minute:
             label = _label(rate, "tokens-per-minute limit", user)
-            found.append(Counter(f"{base}:tpm", TOKENS, rate.tokens_per_minute, 60.0, None, rate.fail_open, label))
+            limit = rate.tokens_per_minute * share
+            found.append(Counter(f"{base}:tpm", TOKENS, limit, window, None, rate.fail_open, label))
         if rate.concurrent:
             label = _label(rate, "concurrency limit", user)
             found.append(Counter(f"{base}:conc", CONCURRENCY, rate.concurrent, 60.0, None, rate.fail_open, label))
