@@ -3,11 +3,13 @@ that applies to it (one call to the limiter: one Redis round trip at most) befor
 the provider's own 429 shape when something does not fit, and settles to what the request really used once its
 record is complete (in the background: the response never waits for it).
 
-The worst case: input tokens bounded by the body's size (INGATE_LIMITS_BYTES_PER_TOKEN bytes per token at least;
-no tokenizer runs on the hot path), output by the request's own max tokens or INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS,
-both at the model's price (the org's price overrides included). A model without a price is refused under a hard
-budget (403 `budget_unpriced_model`): a request whose cost cannot be known is never free. An org with no budgets
-and no rate limits costs one attribute check here."""
+The worst case: input tokens counted by OpenAI's tokenizer for a small OpenAI-format request to an OpenAI model,
+else bounded by the body's size (INGATE_LIMITS_BYTES_PER_TOKEN bytes per token; proxy/limits/tokens.py says when
+which), output by the request's own max tokens or INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS, both at the model's price
+(the org's price overrides included). A model without a price is refused under a hard budget (403
+`budget_unpriced_model`): a request whose cost cannot be known is never free. An org with no budgets and no rate
+limits costs one attribute check here. A reservation nobody settles (a killed gateway) is released after
+INGATE_LIMITS_RESERVATION_TTL seconds; rate limits count over INGATE_LIMITS_RATE_WINDOW seconds."""
 
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ from ..attribution import end_user
 from ..cache import LoadingCache
 from ..codes import ErrorCode
 from ..errors import ProxyError
+from ..providers import OPENAI_FORMAT_ENDPOINTS
 from ..stages import Stage
 from .counters import CONCURRENCY, REQUESTS, SPEND, TOKENS, UNAVAILABLE, Counter, Reservation
+from .tokens import input_tokens
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -77,6 +81,8 @@ class Limits(Stage):
         self._plans: dict[tuple, tuple] = {}
         self._ttl = settings.INGATE_LIMITS_RESERVATION_TTL or settings.INGATE_UPSTREAM_READ_TIMEOUT + 60
         self._window = settings.INGATE_LIMITS_RATE_WINDOW
+        self._bytes_per_token = settings.INGATE_LIMITS_BYTES_PER_TOKEN
+        self._tokenize_bytes = settings.INGATE_LIMITS_TOKENIZE_BYTES
 
     # --- the way in ------------------------------------------------------------------------------------------
 
@@ -98,7 +104,7 @@ class Limits(Stage):
         if not counters:
             return
         body = await ex.body()
-        input_tokens = math.ceil(len(body) / settings.INGATE_LIMITS_BYTES_PER_TOKEN)
+        input_tokens = self._input_tokens(ex, len(body), parsed)
         output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
         cost, prices = 0.0, None
         if budgets:
@@ -114,6 +120,19 @@ class Limits(Stage):
         if not reservation.granted:
             raise self._refusal(reservation)
         ex.limits = (reservation, count_cache_reads, prices)
+
+    def _input_tokens(self, ex: Exchange, size: int, parsed) -> int:
+        """The request's input at most: OpenAI's tokenizer over a small OpenAI-format body for OpenAI models, else
+        the bytes bound (proxy/limits/tokens.py)."""
+        if ex.route.endpoint not in OPENAI_FORMAT_ENDPOINTS or size > self._tokenize_bytes:
+            return math.ceil(size / self._bytes_per_token)
+        if ex.routed is not None:
+            models = [target.model for target in ex.routed.targets]
+        else:
+            models = [ex.record.model or ex.route.model]
+        return input_tokens(
+            size, parsed, models, bytes_per_token=self._bytes_per_token, tokenize_bytes=self._tokenize_bytes
+        )
 
     def _plan(self, config, who: tuple, now: float) -> tuple:
         """What applies to one key and end user, as counters: made once per org config, key, user and period."""
