@@ -77,7 +77,8 @@ class Limits(Stage):
         self._prices: LoadingCache[tuple[int, str, str], Any] = LoadingCache(
             self._load_prices, ttl=settings.INGATE_KEY_CACHE_TTL, miss_ttl=settings.INGATE_KEY_CACHE_TTL
         )
-        # (org, team, app, key, end user) -> (org config, valid until, hard budgets, counters, count cache reads)
+        # (org, team, app, key, end user) -> (org config, valid until, hard budgets, counters, count cache reads,
+        # budget counters to seed, whether any counter needs the request's tokens)
         self._plans: dict[tuple, tuple] = {}
         self._ttl = settings.INGATE_LIMITS_RESERVATION_TTL or settings.INGATE_UPSTREAM_READ_TIMEOUT + 60
         self._window = settings.INGATE_LIMITS_RATE_WINDOW
@@ -100,12 +101,14 @@ class Limits(Stage):
         known = self._plans.get(who)
         if known is None or known[0] is not config or now >= known[1]:
             known = self._plan(config, who, now)
-        budgets, counters, count_cache_reads, seed = known[2:]
+        budgets, counters, count_cache_reads, seed, counts_tokens = known[2:]
         if not counters:
             return
-        body = await ex.body()
-        input_tokens = self._input_tokens(ex, len(body), parsed)
-        output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
+        input_tokens = output_tokens = 0
+        if counts_tokens:  # a budget or a token limit: requests and concurrency limits alone need no count
+            body = await ex.body()
+            input_tokens = self._input_tokens(ex, len(body), parsed)
+            output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
         cost, prices = 0.0, None
         if budgets:
             await self._seed(config.org_id, seed)
@@ -153,7 +156,8 @@ class Limits(Stage):
             count_cache_reads = count_cache_reads or rate.count_cache_reads
         # The hard budgets' counters whose spend the database can tell (per-user counters start at what users spend).
         seed = tuple((b.id, c) for b, c in zip(budgets, counters, strict=False) if not b.scope.is_user_default)
-        plan = (config, until, budgets, tuple(counters), count_cache_reads, seed)
+        counts_tokens = bool(budgets) or any(counter.kind == TOKENS for counter in counters)
+        plan = (config, until, budgets, tuple(counters), count_cache_reads, seed, counts_tokens)
         if len(self._plans) >= 100_000:  # end users are unbounded: start over rather than grow without end
             self._plans.clear()
         self._plans[who] = plan
