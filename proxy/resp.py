@@ -147,7 +147,11 @@ class Resp:
 
     async def execute(self, *args):
         """One command (str, bytes, int or float arguments); its reply as hiredis gives it (bytes, int, list…)."""
-        connection = await self._connection()
+        index = self._next
+        self._next = (index + 1) % len(self._slots)
+        connection = self._slots[index]
+        if connection is None or connection.broken is not None or self._closed:
+            connection = await self._connection(index)
         return await connection.send(hiredis.pack_command(args))
 
     async def get(self, key: str) -> bytes | None:
@@ -181,14 +185,10 @@ class Resp:
 
     # --- connections ----------------------------------------------------------------------------------------
 
-    async def _connection(self) -> _Connection:
+    async def _connection(self, index: int) -> _Connection:
+        """Slot `index`'s connection, opened anew (it was never opened, or it broke)."""
         if self._closed:
             raise RespUnavailable("the client was closed")
-        index = self._next
-        self._next = (index + 1) % len(self._slots)
-        connection = self._slots[index]
-        if connection is not None and connection.broken is None:
-            return connection
         opening = self._opening[index]
         if opening is None:  # the first caller opens it; the others wait for the same attempt
             opening = self._opening[index] = asyncio.ensure_future(self._open(index))

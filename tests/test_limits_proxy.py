@@ -272,3 +272,26 @@ def test_a_request_rate_limit_holds_within_5_percent_at_64_concurrent_clients(ga
     assert len(admitted) >= 0.95 * allowed * 3  # three whole windows at least: the limit is not starved either
     assert refused and all(r.json()["error"]["code"] == "rate_limited" for r in refused)
     assert all(1 <= int(r.headers["retry-after"]) <= 6 for r in refused)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_stream_the_client_cuts_is_charged_what_it_used_not_nothing(gateway, key, auth, fake, provider):
+    made = budget(key, amount_usd=Decimal("5"), period="month")
+    path, body = ("/v1/chat/completions", CHAT) if provider == "openai" else ("/v1/messages", MESSAGE)
+    headers = {**auth, "x-fake-chunks": "40", "x-fake-chunk-delay-ms": "30", "anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", gateway.url + path, json={**body, "stream": True}, headers=headers) as response:
+        assert response.status_code == 200
+        next(response.iter_raw())  # the head of the stream, then the client leaves: no usage chunk reaches Ingate
+    record = gateway.wait_for_records(1)[0]
+    assert record.outcome == "client_disconnect"
+    config = budget_config(made)
+    deadline = time.monotonic() + 5
+    while (spent := limits.counter_spend(key.org_id, "UTC", config)) is None:
+        assert time.monotonic() < deadline, "the cut stream was charged nothing"
+        time.sleep(0.02)
+    # The prompt and what was relayed (bytes bound), never more than the request's worst case (its body as
+    # relayed carries stream_options too; the counter is read rounded to the micro-dollar).
+    price_in, price_out = gateway.app.sink.unit_prices(key.org_id, provider, body["model"])[:2]
+    worst = (len(json.dumps({**body, "stream": True})) / 2 + 30) * price_in + body["max_tokens"] * price_out
+    assert 0 < float(spent) <= worst + 1e-6
+    assert limits.reserved_now(key.org, [made])[made.id] == 0

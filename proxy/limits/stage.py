@@ -14,6 +14,7 @@ INGATE_LIMITS_RESERVATION_TTL seconds; rate limits count over INGATE_LIMITS_RATE
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import math
@@ -30,6 +31,7 @@ from ..cache import LoadingCache
 from ..codes import ErrorCode
 from ..errors import ProxyError
 from ..providers import OPENAI_FORMAT_ENDPOINTS
+from ..records import Outcome
 from ..stages import Stage
 from .counters import CONCURRENCY, REQUESTS, SPEND, TOKENS, UNAVAILABLE, Counter, Reservation
 from .tokens import input_tokens
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Outcomes of a stream that ended before its provider's final usage.
+_CUT = frozenset({Outcome.CLIENT_DISCONNECT, Outcome.UPSTREAM_CUT, Outcome.UPSTREAM_TIMEOUT})
 _NO_RETRY = (b"x-should-retry", b"false")  # SDKs and Claude Code stop at once instead of retrying a 429
 # Where a request says how much it may generate, per wire format.
 _OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
@@ -122,7 +126,7 @@ class Limits(Stage):
         )
         if not reservation.granted:
             raise self._refusal(reservation)
-        ex.limits = (reservation, count_cache_reads, prices)
+        ex.limits = (reservation, count_cache_reads, prices, input_tokens, output_tokens)
 
     def _input_tokens(self, ex: Exchange, size: int, parsed) -> int:
         """The request's input at most: OpenAI's tokenizer over a small OpenAI-format body for OpenAI models, else
@@ -287,11 +291,20 @@ class Limits(Stage):
         limits = ex.limits
         if limits is None:
             return
-        reservation, count_cache_reads, prices = limits
+        reservation, count_cache_reads, prices, input_tokens, output_tokens = limits
         ex.limits = None
         record = ex.record
         tokens = formats.tokens(record.provider, record.usage)
         used, cost = 0, 0.0
+        if 200 <= record.status < 300 and (tokens is None or record.outcome in _CUT):
+            # Answered, but the usage did not come or not all of it (a stream the client left before its usage
+            # chunk, or after Anthropic's opening count; a provider that reports none): never free. The input as
+            # reserved, the output at most what was relayed (bytes bound) and at most what was reserved.
+            relayed = min(output_tokens, math.ceil(record.response_bytes / self._bytes_per_token))
+            if tokens is None:
+                tokens = formats.Tokens(input=input_tokens, output=relayed)
+            else:
+                tokens = dataclasses.replace(tokens, output=max(tokens.output, relayed))
         if tokens is not None:
             used = tokens.input + tokens.output - (0 if count_cache_reads else tokens.cache_read)
             # The model that answered (a route's target), else the dearest of those reserved for.
