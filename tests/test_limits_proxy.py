@@ -266,10 +266,21 @@ def test_a_request_rate_limit_holds_within_5_percent_at_64_concurrent_clients(ga
         return refused
 
     refused = asyncio.run(clients())
-    admitted = sorted(r.started_at for r in gateway.records if r.status == 200)
+    records = gateway.records
+    admitted = sorted(r.started_at for r in records if r.status == 200)
     busiest = max(bisect.bisect_right(admitted, at + window) - i for i, at in enumerate(admitted))
     assert busiest <= allowed * 1.05
-    assert len(admitted) >= 0.95 * allowed * 3  # three whole windows at least: the limit is not starved either
+    # Nor is it starved: a request is refused only when the window before it (plus the bucket it counts whole)
+    # is full, within 5 %, whatever pace a loaded machine lets the clients keep. Times are arrivals; the first
+    # window's opening burst of 64 is admitted some way after it arrives, so refusals are judged from the second.
+    lookback = window * (1 + 1 / 60) + 0.05
+    seen_full = [
+        bisect.bisect_right(admitted, r.started_at + 0.05) - bisect.bisect_left(admitted, r.started_at - lookback)
+        for r in records
+        if r.outcome == "limited" and r.started_at > admitted[0] + window + 1
+    ]
+    assert seen_full and min(seen_full) >= allowed * 0.95, sorted(seen_full)[:5]
+    assert len(admitted) >= 2 * allowed  # the clients did run whole windows
     assert refused and all(r.json()["error"]["code"] == "rate_limited" for r in refused)
     assert all(1 <= int(r.headers["retry-after"]) <= 6 for r in refused)
 
