@@ -306,3 +306,16 @@ def test_a_stream_the_client_cuts_is_charged_what_it_used_not_nothing(gateway, k
     worst = (len(json.dumps({**body, "stream": True})) / 2 + 30) * price_in + body["max_tokens"] * price_out
     assert 0 < float(spent) <= worst + 1e-6
     assert limits.reserved_now(key.org, [made])[made.id] == 0
+
+
+def test_requests_no_provider_bills_pass_a_hard_budget_uncharged_but_count_as_requests(gateway, key, gateway_key):
+    made = budget(key, amount_usd=Decimal("0.000001"), period="month")  # spent by any billed request
+    limit(key, requests_per_minute=100)
+    client = openai.OpenAI(api_key=gateway_key[1], base_url=gateway.url + "/v1", max_retries=0)
+    claude = anthropic.Anthropic(api_key=gateway_key[1], base_url=gateway.url, max_retries=0)
+    listed = client.models.with_raw_response.list()
+    assert listed.headers["x-ratelimit-remaining-requests"] == "99"
+    assert claude.messages.count_tokens(model=MESSAGE["model"], messages=MESSAGE["messages"]).input_tokens > 0
+    with pytest.raises(openai.RateLimitError, match="budget"):
+        client.chat.completions.create(**CHAT)  # a billed request is still refused
+    assert limits.counter_spend(key.org_id, "UTC", budget_config(made)) is None  # nothing charged

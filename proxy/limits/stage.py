@@ -19,7 +19,7 @@ import datetime
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Requests no provider bills: they count against request and concurrency limits only.
+_READS = frozenset({"GET", "HEAD", "DELETE"})  # model lists, stored responses and batches fetched or deleted
+_FREE_ENDPOINTS = frozenset({"models", "messages.count_tokens", "countTokens", "moderations", "tags", "show", "ps"})
 # Outcomes of a stream that ended before its provider's final usage.
 _CUT = frozenset({Outcome.CLIENT_DISCONNECT, Outcome.UPSTREAM_CUT, Outcome.UPSTREAM_TIMEOUT})
 _NO_RETRY = (b"x-should-retry", b"false")  # SDKs and Claude Code stop at once instead of retrying a 429
@@ -66,6 +69,19 @@ def _max_output(parsed: dict | None) -> int | None:
     return None
 
 
+class _Plan(NamedTuple):
+    """What applies to one key and end user in one period, made once (Limits._plan)."""
+
+    config: Any  # the org's limits config it was made from (a new one means a new plan)
+    until: float  # epoch seconds: the first budget period's end
+    budgets: tuple  # the hard budgets (tenancy.selectors.BudgetConfig)
+    counters: tuple[Counter, ...]  # theirs and the rate limits', in that order
+    count_cache_reads: bool
+    seed: tuple[tuple[int, Counter], ...]  # budget counters the database's spend seeds
+    counts_tokens: bool  # a budget or a token limit: the request's tokens are needed
+    unbilled: tuple[Counter, ...]  # the request and concurrency counters, for requests no provider bills
+
+
 class Limits(Stage):
     """Reserves before, settles after; refuses with 429 (or 403 for an unpriced model under a hard budget)."""
 
@@ -81,9 +97,7 @@ class Limits(Stage):
         self._prices: LoadingCache[tuple[int, str, str], Any] = LoadingCache(
             self._load_prices, ttl=settings.INGATE_KEY_CACHE_TTL, miss_ttl=settings.INGATE_KEY_CACHE_TTL
         )
-        # (org, team, app, key, end user) -> (org config, valid until, hard budgets, counters, count cache reads,
-        # budget counters to seed, whether any counter needs the request's tokens)
-        self._plans: dict[tuple, tuple] = {}
+        self._plans: dict[tuple, _Plan] = {}  # (org, team, app, key, end user) -> what applies to them
         self._ttl = settings.INGATE_LIMITS_RESERVATION_TTL or settings.INGATE_UPSTREAM_READ_TIMEOUT + 60
         self._window = settings.INGATE_LIMITS_RATE_WINDOW
         self._bytes_per_token = settings.INGATE_LIMITS_BYTES_PER_TOKEN
@@ -102,10 +116,14 @@ class Limits(Stage):
         )
         now = time.time()
         who = (config.org_id, key.team_id, key.app_id, key.id, user)
-        known = self._plans.get(who)
-        if known is None or known[0] is not config or now >= known[1]:
-            known = self._plan(config, who, now)
-        budgets, counters, count_cache_reads, seed, counts_tokens = known[2:]
+        plan = self._plans.get(who)
+        if plan is None or plan.config is not config or now >= plan.until:
+            plan = self._plan(config, who, now)
+        budgets, counters, count_cache_reads, seed, counts_tokens = plan[2:7]
+        if ex.scope["method"] in _READS or ex.route.endpoint in _FREE_ENDPOINTS:
+            # Not billed (a model list, a token count, a stored answer fetched): requests and slots count, spend
+            # and tokens do not, and no price is needed.
+            budgets, counters, counts_tokens = (), plan.unbilled, False
         if not counters:
             return
         input_tokens = output_tokens = 0
@@ -141,7 +159,7 @@ class Limits(Stage):
             size, parsed, models, bytes_per_token=self._bytes_per_token, tokenize_bytes=self._tokenize_bytes
         )
 
-    def _plan(self, config, who: tuple, now: float) -> tuple:
+    def _plan(self, config, who: tuple, now: float) -> _Plan:
         """What applies to one key and end user, as counters: made once per org config, key, user and period."""
         _, team_id, app_id, key_id, user = who
         scope = {"team_id": team_id, "app_id": app_id, "key_id": key_id, "user_id": user}
@@ -161,7 +179,8 @@ class Limits(Stage):
         # The hard budgets' counters whose spend the database can tell (per-user counters start at what users spend).
         seed = tuple((b.id, c) for b, c in zip(budgets, counters, strict=False) if not b.scope.is_user_default)
         counts_tokens = bool(budgets) or any(counter.kind == TOKENS for counter in counters)
-        plan = (config, until, budgets, tuple(counters), count_cache_reads, seed, counts_tokens)
+        unbilled = tuple(c for c in counters if c.kind in (REQUESTS, CONCURRENCY))
+        plan = _Plan(config, until, budgets, tuple(counters), count_cache_reads, seed, counts_tokens, unbilled)
         if len(self._plans) >= 100_000:  # end users are unbounded: start over rather than grow without end
             self._plans.clear()
         self._plans[who] = plan
