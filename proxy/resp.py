@@ -1,6 +1,7 @@
 """A small Redis client for the hot path: asyncio Protocol connections kept open, commands pipelined on them
-(each written at once, replies matched in order), replies parsed by hiredis. redis-py's asyncio client spends
-~130 µs of CPU per command on this machine, several times the round trip itself; this spends a few µs.
+(each written at once, replies matched in order), replies parsed by hiredis. redis-py's asyncio client spent
+70-130 µs of CPU per command on this machine, more than the round trip itself; this one ~20 µs (the asyncio
+machinery of one await, mostly).
 
     client = Resp("redis://127.0.0.1:6379/0", timeout=2.0)
     await client.set("k", b"v", ex=60); await client.get("k"); await client.delete("k")
