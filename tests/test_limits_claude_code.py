@@ -15,6 +15,7 @@ import pytest
 
 from tenancy.audit import Actor
 from tenancy.limits import budget_create, rate_limit_create
+from tests.test_limits_proxy import fresh_counters  # noqa: F401  (autouse)
 
 CLAUDE = shutil.which("claude")
 pytestmark = pytest.mark.skipif(

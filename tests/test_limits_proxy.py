@@ -17,10 +17,12 @@ import anthropic
 import httpx
 import openai
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 
 from observability import limits
 from proxy import internal
+from proxy.limits.redis_store import PREFIX
 from tenancy.audit import Actor
 from tenancy.limits import budget_create, rate_limit_create
 from tenancy.selectors import budget_config
@@ -30,6 +32,17 @@ MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role":
 # gpt-4o-mini: $0.15 / $0.60 per million tokens. A CHAT body (~90 bytes at 2 bytes per token: ~45 tokens) plus 100
 # output tokens reserves at most about $0.0000675 per request.
 WORST_CHAT = 45 * 0.15e-6 + 100 * 0.60e-6
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters(settings):
+    """No limits counter left in Redis by an earlier test session: ids start again with a new test database."""
+    if settings.REDIS_URL:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        stale = list(client.scan_iter(PREFIX + "*"))
+        if stale:
+            client.delete(*stale)
+        client.close()
 
 
 @pytest.fixture

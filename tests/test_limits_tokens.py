@@ -14,6 +14,7 @@ import pytest
 from proxy.limits.tokens import CL100K, O200K, TOKENIZERS, Tokenizers, encoding_for, input_tokens
 from tenancy.audit import Actor
 from tenancy.limits import budget_create
+from tests.test_limits_proxy import fresh_counters  # noqa: F401  (autouse)
 
 BYTES_PER_TOKEN = 2.0
 TEXT = "The quick brown fox jumps over the lazy dog, and then it writes some Python: def f(x): return x * 2. "
