@@ -1,6 +1,7 @@
 """The shared backend for budgets and rate limits: every counter lives in Redis, so all gateway processes count
 together. A request's counters are reserved by one Lua script (one EVALSHA: one round trip, all or nothing, on
-Redis's clock) and settled by another, sent from a background task so no answer waits for it.
+Redis's clock) and settled by another, sent from a background task so no answer waits for it. The request path
+speaks to Redis through proxy/resp.py (pipelined, cheap per command); pages and seeding, on threads, use redis-py.
 
 Per counter key K there are two Redis keys: the hash `ingate:limits:K` (settled `used`, held total `held`, the
 holds `r:<request id>`; for windows `lo`, `sum` and buckets `b:<n>`) and the sorted set `ingate:limits:K:exp`
