@@ -12,7 +12,8 @@ A client belongs to the event loop it is first used on. Every call either answer
 raises `RespUnavailable` (refused, unreachable, timed out, connection dropped mid-request): callers decide what
 an outage means. A connection that fails or times out is closed with everything pending on it (its replies
 could no longer be matched), and the next call opens a new one. An error reply raises `RespError`.
-Only what Ingate needs: redis:// and rediss:// URLs (password, user, db), no Cluster, no Sentinel, no pub/sub.
+Only what Ingate needs: redis://, rediss:// and unix:// URLs (password, user, db), no Cluster, no Sentinel,
+no pub/sub.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import collections
 import hashlib
 import ssl
 from collections.abc import Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
@@ -122,12 +123,16 @@ class Resp:
 
     def __init__(self, url: str, *, timeout: float = 2.0, connections: int = 1):
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"a Redis URL starts with redis:// or rediss://, not {url.split(':', 1)[0]}://")
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"a Redis URL starts with redis://, rediss:// or unix://, not {url.split(':', 1)[0]}://")
+        self.socket_path = parts.path if parts.scheme == "unix" else ""
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
         self.ssl = ssl.create_default_context() if parts.scheme == "rediss" else None
-        db = (parts.path or "/").strip("/") or "0"
+        if self.socket_path:
+            db = parse_qs(parts.query).get("db", ["0"])[0]
+        else:
+            db = (parts.path or "/").strip("/") or "0"
         if not db.isdigit():
             raise ValueError(f"the Redis URL's path must be a database number, not {parts.path!r}")
         # Sent first on every new connection, pipelined with nothing else.
@@ -205,13 +210,19 @@ class Resp:
             self._loop = loop
         elif self._loop is not loop:
             raise RuntimeError("a Resp client is used on one event loop only")
+
+        def protocol():
+            return _Connection(loop, self.timeout)
+
+        if self.socket_path:
+            where, connecting = self.socket_path, loop.create_unix_connection(protocol, self.socket_path)
+        else:
+            where = f"{self.host}:{self.port}"
+            connecting = loop.create_connection(protocol, self.host, self.port, ssl=self.ssl)
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(loop, self.timeout), self.host, self.port, ssl=self.ssl),
-                self.timeout,
-            )
+            _, connection = await asyncio.wait_for(connecting, self.timeout)
         except (TimeoutError, OSError) as exc:
-            raise RespUnavailable(f"cannot connect to Redis at {self.host}:{self.port} ({exc or 'timed out'})") from exc
+            raise RespUnavailable(f"cannot connect to Redis at {where} ({exc or 'timed out'})") from exc
         if self._hello:
             replies = [connection.send(hiredis.pack_command(command)) for command in self._hello]
             try:

@@ -14,6 +14,7 @@ import redis
 from django.conf import settings as django_settings
 from redis.connection import parse_url
 
+from proxy.limits import RedisLimiter
 from proxy.resp import Resp, RespError, RespUnavailable, Script
 from tests.tcp_proxy import TcpProxy
 
@@ -193,5 +194,34 @@ def test_a_closed_client_refuses_further_calls(target):
 def test_a_url_that_is_not_redis_is_refused_when_the_client_is_made():
     with pytest.raises(ValueError, match="redis://"):
         Resp("http://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match="redis://"):
+        RedisLimiter("http://127.0.0.1:6379/0")  # at start, not as an outage at the first request
     with pytest.raises(ValueError, match="database number"):
         Resp("redis://127.0.0.1:6379/zero")
+
+
+def test_a_unix_socket_url_reaches_redis_and_its_database(target, tmp_path):
+    host, port, db, prefix = target
+    path = str(tmp_path / "redis.sock")
+
+    async def main():
+        async def relay(reader, writer):  # Redis behind a unix socket, as a local install may offer it
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+
+            async def pipe(src, dst):
+                while data := await src.read(65536):
+                    dst.write(data)
+                dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+        server = await asyncio.start_unix_server(relay, path)
+        client = Resp(f"unix://{path}?db={db}")
+        await client.set(prefix + "unix", "via a socket file")
+        await client.close()
+        server.close()
+
+    run(main())
+    direct = redis.Redis(host=host, port=port, db=db)
+    assert direct.get(prefix + "unix") == b"via a socket file"
+    direct.close()

@@ -331,6 +331,7 @@ class RedisLimiter(Limiter):
     seconds."""
 
     def __init__(self, redis_url: str, *, timeout: float = 2.0, retry_interval: float = 1.0, connections: int = 1):
+        Resp(redis_url)  # a URL it cannot use is a configuration error, said at start rather than as an outage
         self.redis_url = redis_url
         self.timeout = timeout
         self.retry_interval = retry_interval
