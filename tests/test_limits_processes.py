@@ -39,6 +39,9 @@ CHAT = {"model": "gpt-4o-mini", "max_tokens": OUTPUT, "messages": [{"role": "use
 # plus the output. Ten of these is the budget; the eleventh cannot fit even once the ten have settled.
 WORST = 60 * 0.15e-6 + OUTPUT * 0.60e-6
 BUDGET = Decimal(str(round(10 * WORST, 6)))
+# Reservations never settled expire after this many seconds: longer than any request here takes on a loaded
+# machine (a hold that expired in flight would let an eleventh request in), short enough to wait out.
+TTL = 8
 
 
 @pytest.fixture
@@ -67,13 +70,13 @@ def _env(tmp_path, fake_url: str, **overrides: str) -> dict[str, str]:
 
 @pytest.fixture
 def two_gateways(key, fake, tmp_path_factory):
-    """Two gateway processes on the test database and Redis; reservations they never settle expire after 3 s."""
+    """Two gateway processes on the test database and Redis; reservations they never settle expire after TTL s."""
     stream = f"ingate:records:test:limits:{os.getpid()}:{time.monotonic_ns()}"
     started = []
     try:
         for name in ("a", "b"):
             folder = tmp_path_factory.mktemp(f"gateway-{name}")
-            env = _env(folder, fake.url, INGATE_LIMITS_RESERVATION_TTL="3", INGATE_RECORD_STREAM=stream)
+            env = _env(folder, fake.url, INGATE_LIMITS_RESERVATION_TTL=str(TTL), INGATE_RECORD_STREAM=stream)
             started.append(GatewayProcess(env, folder))
         yield started
     finally:
@@ -136,7 +139,11 @@ def test_a_killed_gateways_reservation_expires_and_the_next_request_on_another_p
     rate_limit_create(actor=actor, org=api_key.org, scope="key", key=api_key, concurrent=1)
     doomed, survivor = two_gateways
     auth = {"authorization": f"Bearer {plaintext}"}
-    slow = {**auth, "x-fake-chunks": "100", "x-fake-chunk-delay-ms": "200"}  # a stream of 20 s
+    for gateway in two_gateways:  # warm: the key, the budget's counter and the model's price are in memory
+        warm = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, headers=auth, timeout=30)
+        assert warm.status_code == 200, warm.text  # five words of answer: a sliver of the budget
+    slow = {**auth, "x-fake-chunks": "100", "x-fake-chunk-delay-ms": "300"}  # a stream of 30 s
+    reserved_at = time.monotonic()
     with httpx.stream(
         "POST", doomed.url + "/v1/chat/completions", json={**CHAT, "stream": True}, headers=slow, timeout=30
     ) as stream:
@@ -144,11 +151,10 @@ def test_a_killed_gateways_reservation_expires_and_the_next_request_on_another_p
         next(stream.iter_raw())  # mid-stream: the reservation is held
         os.kill(doomed.proc.pid, signal.SIGKILL)
         doomed.proc.wait(timeout=10)
-    killed_at = time.monotonic()
     held = httpx.post(survivor.url + "/v1/chat/completions", json=CHAT, headers=auth, timeout=30)
     assert held.status_code == 429  # the dead process's hold still counts: its request may yet be billed
     while (answer := httpx.post(survivor.url + "/v1/chat/completions", json=CHAT, headers=auth)).status_code != 200:
         assert answer.status_code == 429, answer.text
-        assert time.monotonic() - killed_at < 3 + 5, "the killed gateway's reservation did not expire"
+        assert time.monotonic() - reserved_at < TTL + 5, "the killed gateway's reservation did not expire"
         time.sleep(0.2)
-    assert time.monotonic() - killed_at >= 2.5  # released by its expiry (3 s), not by anything else
+    assert time.monotonic() - reserved_at >= TTL - 0.5  # released by its expiry, not by anything else
