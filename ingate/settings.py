@@ -306,10 +306,18 @@ INGATE_ROUTE_HEALTH_THRESHOLD = env.int("INGATE_ROUTE_HEALTH_THRESHOLD", default
 INGATE_ROUTE_HEALTH_WINDOW = env.float("INGATE_ROUTE_HEALTH_WINDOW", default=30.0)
 INGATE_ROUTE_HEALTH_COOLDOWN = env.float("INGATE_ROUTE_HEALTH_COOLDOWN", default=30.0)
 # Budgets and rate limits (proxy/limits): a request's worst case counts at least one input token per this many
-# body bytes (no tokenizer runs on the hot path; 2 bounds English, code and JSON from above), and this many output
+# body bytes where no tokenizer counts it (2 bounds English, code and JSON from above), and this many output
 # tokens when the request sets no max_tokens / max_completion_tokens / max_output_tokens.
 INGATE_LIMITS_BYTES_PER_TOKEN = env.float("INGATE_LIMITS_BYTES_PER_TOKEN", default=2.0)
 INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS = env.int("INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS", default=16384)
+# How long a request's reservation holds if its gateway never settles it (a killed process); 0: the upstream read
+# timeout plus a minute. And the window rate limits are counted over: a per-minute limit of N admits N x window/60
+# per window (60: exactly per minute; shorter windows refuse bursts sooner, and let tests see whole windows).
+INGATE_LIMITS_RESERVATION_TTL = env.float("INGATE_LIMITS_RESERVATION_TTL", default=0.0)
+INGATE_LIMITS_RATE_WINDOW = env.float("INGATE_LIMITS_RATE_WINDOW", default=60.0)
+# OpenAI-format bodies up to this many bytes have their input counted by OpenAI's tokenizer (o200k/cl100k, shipped
+# in bpe-openai) instead of the bytes bound: ~0.1 us per byte, so a 4 KiB body costs ~0.3 ms. 0: bytes only.
+INGATE_LIMITS_TOKENIZE_BYTES = env.int("INGATE_LIMITS_TOKENIZE_BYTES", default=4096)
 # Largest request body accepted (Anthropic accepts 32 MB; images and PDFs travel base64-encoded).
 INGATE_MAX_REQUEST_BYTES = env.int("INGATE_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)
 # How long a resolved gateway key or org credential set is trusted before it is read again. Revocation and

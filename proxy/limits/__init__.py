@@ -26,7 +26,7 @@ from .redis_store import RedisLimiter
 
 def limiter_for(redis_url: str, **options) -> Limiter:
     """The shared limiter on `redis_url`, or an in-process one without it (options: RedisLimiter's timeout,
-    retry_interval, max_connections)."""
+    retry_interval, connections)."""
     return RedisLimiter(redis_url, **options) if redis_url else MemoryLimiter()
 
 

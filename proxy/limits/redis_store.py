@@ -1,6 +1,7 @@
 """The shared backend for budgets and rate limits: every counter lives in Redis, so all gateway processes count
 together. A request's counters are reserved by one Lua script (one EVALSHA: one round trip, all or nothing, on
-Redis's clock) and settled by another, sent from a background task so no answer waits for it.
+Redis's clock) and settled by another, sent from a background task so no answer waits for it. The request path
+speaks to Redis through proxy/resp.py (pipelined, cheap per command); pages and seeding, on threads, use redis-py.
 
 Per counter key K there are two Redis keys: the hash `ingate:limits:K` (settled `used`, held total `held`, the
 holds `r:<request id>`; for windows `lo`, `sum` and buckets `b:<n>`) and the sorted set `ingate:limits:K:exp`
@@ -18,14 +19,12 @@ that fail during an outage are lost from Redis (the request records still hold t
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import weakref
 from collections.abc import Iterable
 
-from redis.exceptions import NoScriptError
-
+from ..resp import Resp, Script
 from .counters import (
     BUCKETS,
     CONCURRENCY,
@@ -300,13 +299,7 @@ return 1
 """
 
 
-class _Script:
-    def __init__(self, text: str):
-        self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()
-
-
-RESERVE, SETTLE, PEEK, LOAD = _Script(_RESERVE), _Script(_SETTLE), _Script(_PEEK), _Script(_LOAD)
+RESERVE, SETTLE, PEEK, LOAD = Script(_RESERVE), Script(_SETTLE), Script(_PEEK), Script(_LOAD)
 
 
 def _keys(counters: Iterable[Counter]) -> list[str]:
@@ -331,68 +324,30 @@ def _args(request_id: str, ttl: float, counters: Iterable[Counter], cost: float,
     return args
 
 
-class _Client:
-    """An async Redis client bound to one event loop (redis.asyncio connections are), and which scripts it has
-    seen Redis accept: the first run of a script is an EVAL (which caches it in Redis), the others EVALSHA."""
-
-    def __init__(self, url: str, options: dict):
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        pool = aioredis.BlockingConnectionPool.from_url(url, retry=Retry(NoBackoff(), 0), **options)
-        self.redis = aioredis.Redis(connection_pool=pool)
-        self.loaded: set[str] = set()
-
-    async def run(self, script: _Script, keys: list[str], args: list):
-        if script.sha in self.loaded:
-            try:
-                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:  # Redis restarted or its scripts were flushed: EVAL loads it again
-                self.loaded.discard(script.sha)
-        result = await self.redis.eval(script.text, len(keys), *keys, *args)
-        self.loaded.add(script.sha)
-        return result
-
-
 class RedisLimiter(Limiter):
-    """Counters shared by every gateway process on `redis_url` (see the module docstring). `timeout` bounds each
-    round trip (and the wait for a free connection, at most `max_connections` per event loop); while Redis is
-    unreachable it is tried again at most every `retry_interval` seconds."""
+    """Counters shared by every gateway process on `redis_url` (see the module docstring), through proxy/resp.py:
+    pipelined on `connections` sockets per event loop. `timeout` bounds each round trip (a Redis that does not
+    answer within it is an outage); while Redis is unreachable it is tried again at most every `retry_interval`
+    seconds."""
 
-    def __init__(
-        self,
-        redis_url: str,
-        *,
-        timeout: float = 2.0,
-        retry_interval: float = 1.0,
-        max_connections: int = 512,
-        pool_timeout: float = 10.0,
-        **redis_options,
-    ):
+    def __init__(self, redis_url: str, *, timeout: float = 2.0, retry_interval: float = 1.0, connections: int = 1):
+        Resp(redis_url)  # a URL it cannot use is a configuration error, said at start rather than as an outage
         self.redis_url = redis_url
         self.timeout = timeout
         self.retry_interval = retry_interval
-        # A burst of requests waits for a free connection (pool_timeout) rather than taking a busy pool for an
-        # outage: only Redis not answering within `timeout` is one (and a fail-closed budget then refuses).
-        self.options = {
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            "max_connections": max_connections,
-            "timeout": pool_timeout,
-            **redis_options,
-        }
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = weakref.WeakKeyDictionary()
+        self.connections = connections
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Resp] = weakref.WeakKeyDictionary()
         self._pending: set[asyncio.Task] = set()
         self._down_since: float | None = None  # wall clock, for status()
         self._up_since: float | None = None
         self._retry_at = 0.0  # monotonic: no Redis call before this while it is down
 
-    def _client(self) -> _Client:
+    def _client(self) -> Resp:
+        """This event loop's client (the gateway's loop, and the loops of Ingate's own calls)."""
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = _Client(self.redis_url, self.options)
+            client = self._clients[loop] = Resp(self.redis_url, timeout=self.timeout, connections=self.connections)
         return client
 
     # --- the request path ---------------------------------------------------------------------------------
@@ -407,7 +362,9 @@ class RedisLimiter(Limiter):
         if self._down_since is not None and time.monotonic() < self._retry_at:
             return self._without_redis(reservation)
         try:
-            reply = await self._client().run(RESERVE, _keys(counters), _args(request_id, ttl, counters, cost, tokens))
+            reply = await self._client().evalsha(
+                RESERVE, _keys(counters), _args(request_id, ttl, counters, cost, tokens)
+            )
         except Exception as exc:  # noqa: BLE001  (whatever Redis does, each counter's fail_open decides)
             self._failed(exc)
             return self._without_redis(reservation)
@@ -461,7 +418,7 @@ class RedisLimiter(Limiter):
         if self._down_since is not None and time.monotonic() < self._retry_at:
             return
         try:
-            await self._client().run(SETTLE, _keys(counters), _args(request_id, 0, counters, cost, tokens))
+            await self._client().evalsha(SETTLE, _keys(counters), _args(request_id, 0, counters, cost, tokens))
         except Exception as exc:  # noqa: BLE001  (holds expire on their own; the record keeps the spend)
             self._failed(exc)
             return
@@ -477,7 +434,7 @@ class RedisLimiter(Limiter):
         await self.flush()
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.redis.aclose()
+            await client.close()
 
     # --- outages --------------------------------------------------------------------------------------------
 

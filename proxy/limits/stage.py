@@ -3,20 +3,23 @@ that applies to it (one call to the limiter: one Redis round trip at most) befor
 the provider's own 429 shape when something does not fit, and settles to what the request really used once its
 record is complete (in the background: the response never waits for it).
 
-The worst case: input tokens bounded by the body's size (INGATE_LIMITS_BYTES_PER_TOKEN bytes per token at least;
-no tokenizer runs on the hot path), output by the request's own max tokens or INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS,
-both at the model's price (the org's price overrides included). A model without a price is refused under a hard
-budget (403 `budget_unpriced_model`): a request whose cost cannot be known is never free. An org with no budgets
-and no rate limits costs one attribute check here."""
+The worst case: input tokens counted by OpenAI's tokenizer for a small OpenAI-format request to an OpenAI model,
+else bounded by the body's size (INGATE_LIMITS_BYTES_PER_TOKEN bytes per token; proxy/limits/tokens.py says when
+which), output by the request's own max tokens or INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS, both at the model's price
+(the org's price overrides included). A model without a price is refused under a hard budget (403
+`budget_unpriced_model`): a request whose cost cannot be known is never free. An org with no budgets and no rate
+limits costs one attribute check here. A reservation nobody settles (a killed gateway) is released after
+INGATE_LIMITS_RESERVATION_TTL seconds; rate limits count over INGATE_LIMITS_RATE_WINDOW seconds."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 
@@ -27,14 +30,22 @@ from ..attribution import end_user
 from ..cache import LoadingCache
 from ..codes import ErrorCode
 from ..errors import ProxyError
+from ..providers import OPENAI_FORMAT_ENDPOINTS
+from ..records import Outcome
 from ..stages import Stage
 from .counters import CONCURRENCY, REQUESTS, SPEND, TOKENS, UNAVAILABLE, Counter, Reservation
+from .tokens import input_tokens
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
 log = logging.getLogger(__name__)
 
+# Requests no provider bills: they count against request and concurrency limits only.
+_READS = frozenset({"GET", "HEAD", "DELETE"})  # model lists, stored responses and batches fetched or deleted
+_FREE_ENDPOINTS = frozenset({"models", "messages.count_tokens", "countTokens", "moderations", "tags", "show", "ps"})
+# Outcomes of a stream that ended before its provider's final usage.
+_CUT = frozenset({Outcome.CLIENT_DISCONNECT, Outcome.UPSTREAM_CUT, Outcome.UPSTREAM_TIMEOUT})
 _NO_RETRY = (b"x-should-retry", b"false")  # SDKs and Claude Code stop at once instead of retrying a 429
 # Where a request says how much it may generate, per wire format.
 _OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
@@ -58,6 +69,19 @@ def _max_output(parsed: dict | None) -> int | None:
     return None
 
 
+class _Plan(NamedTuple):
+    """What applies to one key and end user in one period, made once (Limits._plan)."""
+
+    config: Any  # the org's limits config it was made from (a new one means a new plan)
+    until: float  # epoch seconds: the first budget period's end
+    budgets: tuple  # the hard budgets (tenancy.selectors.BudgetConfig)
+    counters: tuple[Counter, ...]  # theirs and the rate limits', in that order
+    count_cache_reads: bool
+    seed: tuple[tuple[int, Counter], ...]  # budget counters the database's spend seeds
+    counts_tokens: bool  # a budget or a token limit: the request's tokens are needed
+    unbilled: tuple[Counter, ...]  # the request and concurrency counters, for requests no provider bills
+
+
 class Limits(Stage):
     """Reserves before, settles after; refuses with 429 (or 403 for an unpriced model under a hard budget)."""
 
@@ -73,8 +97,11 @@ class Limits(Stage):
         self._prices: LoadingCache[tuple[int, str, str], Any] = LoadingCache(
             self._load_prices, ttl=settings.INGATE_KEY_CACHE_TTL, miss_ttl=settings.INGATE_KEY_CACHE_TTL
         )
-        # (org, team, app, key, end user) -> (org config, valid until, hard budgets, counters, count cache reads)
-        self._plans: dict[tuple, tuple] = {}
+        self._plans: dict[tuple, _Plan] = {}  # (org, team, app, key, end user) -> what applies to them
+        self._ttl = settings.INGATE_LIMITS_RESERVATION_TTL or settings.INGATE_UPSTREAM_READ_TIMEOUT + 60
+        self._window = settings.INGATE_LIMITS_RATE_WINDOW
+        self._bytes_per_token = settings.INGATE_LIMITS_BYTES_PER_TOKEN
+        self._tokenize_bytes = settings.INGATE_LIMITS_TOKENIZE_BYTES
 
     # --- the way in ------------------------------------------------------------------------------------------
 
@@ -89,15 +116,21 @@ class Limits(Stage):
         )
         now = time.time()
         who = (config.org_id, key.team_id, key.app_id, key.id, user)
-        known = self._plans.get(who)
-        if known is None or known[0] is not config or now >= known[1]:
-            known = self._plan(config, who, now)
-        budgets, counters, count_cache_reads, seed = known[2:]
+        plan = self._plans.get(who)
+        if plan is None or plan.config is not config or now >= plan.until:
+            plan = self._plan(config, who, now)
+        budgets, counters, count_cache_reads, seed, counts_tokens = plan[2:7]
+        if ex.scope["method"] in _READS or ex.route.endpoint in _FREE_ENDPOINTS:
+            # Not billed (a model list, a token count, a stored answer fetched): requests and slots count, spend
+            # and tokens do not, and no price is needed.
+            budgets, counters, counts_tokens = (), plan.unbilled, False
         if not counters:
             return
-        body = await ex.body()
-        input_tokens = math.ceil(len(body) / settings.INGATE_LIMITS_BYTES_PER_TOKEN)
-        output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
+        input_tokens = output_tokens = 0
+        if counts_tokens:  # a budget or a token limit: requests and concurrency limits alone need no count
+            body = await ex.body()
+            input_tokens = self._input_tokens(ex, len(body), parsed)
+            output_tokens = _max_output(parsed) or settings.INGATE_LIMITS_DEFAULT_OUTPUT_TOKENS
         cost, prices = 0.0, None
         if budgets:
             await self._seed(config.org_id, seed)
@@ -107,13 +140,26 @@ class Limits(Stage):
             counters,
             cost=cost,
             tokens=input_tokens + output_tokens,
-            ttl=settings.INGATE_UPSTREAM_READ_TIMEOUT + 60,
+            ttl=self._ttl,
         )
         if not reservation.granted:
             raise self._refusal(reservation)
-        ex.limits = (reservation, count_cache_reads, prices)
+        ex.limits = (reservation, count_cache_reads, prices, input_tokens, output_tokens)
 
-    def _plan(self, config, who: tuple, now: float) -> tuple:
+    def _input_tokens(self, ex: Exchange, size: int, parsed) -> int:
+        """The request's input at most: OpenAI's tokenizer over a small OpenAI-format body for OpenAI models, else
+        the bytes bound (proxy/limits/tokens.py)."""
+        if ex.route.endpoint not in OPENAI_FORMAT_ENDPOINTS or size > self._tokenize_bytes:
+            return math.ceil(size / self._bytes_per_token)
+        if ex.routed is not None:
+            models = [target.model for target in ex.routed.targets]
+        else:
+            models = [ex.record.model or ex.route.model]
+        return input_tokens(
+            size, parsed, models, bytes_per_token=self._bytes_per_token, tokenize_bytes=self._tokenize_bytes
+        )
+
+    def _plan(self, config, who: tuple, now: float) -> _Plan:
         """What applies to one key and end user, as counters: made once per org config, key, user and period."""
         _, team_id, app_id, key_id, user = who
         scope = {"team_id": team_id, "app_id": app_id, "key_id": key_id, "user_id": user}
@@ -132,7 +178,9 @@ class Limits(Stage):
             count_cache_reads = count_cache_reads or rate.count_cache_reads
         # The hard budgets' counters whose spend the database can tell (per-user counters start at what users spend).
         seed = tuple((b.id, c) for b, c in zip(budgets, counters, strict=False) if not b.scope.is_user_default)
-        plan = (config, until, budgets, tuple(counters), count_cache_reads, seed)
+        counts_tokens = bool(budgets) or any(counter.kind == TOKENS for counter in counters)
+        unbilled = tuple(c for c in counters if c.kind in (REQUESTS, CONCURRENCY))
+        plan = _Plan(config, until, budgets, tuple(counters), count_cache_reads, seed, counts_tokens, unbilled)
         if len(self._plans) >= 100_000:  # end users are unbounded: start over rather than grow without end
             self._plans.clear()
         self._plans[who] = plan
@@ -143,14 +191,18 @@ class Limits(Stage):
 
     def _rate_counters(self, org_id: int, rate, user: str) -> list[Counter]:
         who = f":u:{user}" if rate.scope.is_user_default else ""
-        base = f"o{org_id}:r{rate.id}{who}"
-        found = []
+        window, found = self._window, []
+        # Another window is another counter (Redis keeps a window's buckets by their width).
+        base = f"o{org_id}:r{rate.id}{who}" + ("" if window == 60.0 else f":w{window:g}")
+        share = window / 60.0  # per-minute limits, counted over INGATE_LIMITS_RATE_WINDOW seconds
         if rate.requests_per_minute:
             label = _label(rate, "requests-per-minute limit", user)
-            found.append(Counter(f"{base}:rpm", REQUESTS, rate.requests_per_minute, 60.0, None, rate.fail_open, label))
+            limit = rate.requests_per_minute * share
+            found.append(Counter(f"{base}:rpm", REQUESTS, limit, window, None, rate.fail_open, label))
         if rate.tokens_per_minute:
             label = _label(rate, "tokens-per-minute limit", user)
-            found.append(Counter(f"{base}:tpm", TOKENS, rate.tokens_per_minute, 60.0, None, rate.fail_open, label))
+            limit = rate.tokens_per_minute * share
+            found.append(Counter(f"{base}:tpm", TOKENS, limit, window, None, rate.fail_open, label))
         if rate.concurrent:
             label = _label(rate, "concurrency limit", user)
             found.append(Counter(f"{base}:conc", CONCURRENCY, rate.concurrent, 60.0, None, rate.fail_open, label))
@@ -258,11 +310,20 @@ class Limits(Stage):
         limits = ex.limits
         if limits is None:
             return
-        reservation, count_cache_reads, prices = limits
+        reservation, count_cache_reads, prices, input_tokens, output_tokens = limits
         ex.limits = None
         record = ex.record
         tokens = formats.tokens(record.provider, record.usage)
         used, cost = 0, 0.0
+        if 200 <= record.status < 300 and (tokens is None or record.outcome in _CUT):
+            # Answered, but the usage did not come or not all of it (a stream the client left before its usage
+            # chunk, or after Anthropic's opening count; a provider that reports none): never free. The input as
+            # reserved, the output at most what was relayed (bytes bound) and at most what was reserved.
+            relayed = min(output_tokens, math.ceil(record.response_bytes / self._bytes_per_token))
+            if tokens is None:
+                tokens = formats.Tokens(input=input_tokens, output=relayed)
+            else:
+                tokens = dataclasses.replace(tokens, output=max(tokens.output, relayed))
         if tokens is not None:
             used = tokens.input + tokens.output - (0 if count_cache_reads else tokens.cache_read)
             # The model that answered (a route's target), else the dearest of those reserved for.

@@ -1,7 +1,7 @@
 """Budgets and rate limits as reserve/settle counters: budgets hold under concurrency (also across processes
 sharing Redis), holds never leak (settle, expiry), windows hold their rate, and a Redis outage follows each
-counter's fail-open setting. Most tests run against both backends; the Redis ones need REDIS_URL (set in CI) and
-use database 6."""
+counter's fail-open setting. Most tests run against both backends; the Redis ones need REDIS_URL (set in CI)
+and clear the limits' keys there."""
 
 import asyncio
 import logging
@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+import hiredis
 import pytest
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings as django_settings
 from redis.connection import parse_url
 
@@ -50,22 +50,29 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def _forget_counters(client) -> None:
+    stale = list(client.scan_iter(PREFIX + "*"))
+    if stale:
+        client.delete(*stale)
+
+
 @pytest.fixture
 def redis_url():
+    """REDIS_URL's database, without any limits counter before or after the test (other keys are left alone)."""
     if not django_settings.REDIS_URL:
         pytest.skip("needs REDIS_URL (set in CI)")
     parts = parse_url(django_settings.REDIS_URL)
-    url = f"redis://{parts.get('host', '127.0.0.1')}:{parts.get('port', 6379)}/6"
+    url = f"redis://{parts.get('host', '127.0.0.1')}:{parts.get('port', 6379)}/{parts.get('db', 0)}"
     client = redis.Redis.from_url(url)
-    client.flushdb()
+    _forget_counters(client)
     yield url
-    client.flushdb()
+    _forget_counters(client)
     client.close()
 
 
 @pytest.fixture(params=["memory", "redis"])
 def make(request):
-    """A factory of limiters: in-process ones share nothing, Redis ones share db 6 (like gateway processes)."""
+    """A factory of limiters: in-process ones share nothing, Redis ones share REDIS_URL (like gateway processes)."""
     if request.param == "memory":
         return lambda **options: MemoryLimiter()
     url = request.getfixturevalue("redis_url")
@@ -497,7 +504,7 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(redis_url
     async def main():
         relay = _Forwarder((parts.get("host", "127.0.0.1"), parts.get("port", 6379)))
         await relay.up()
-        limiter = RedisLimiter(f"redis://127.0.0.1:{relay.port}/6", retry_interval=0, timeout=0.5)
+        limiter = RedisLimiter(f"redis://127.0.0.1:{relay.port}/{parts.get('db', 0)}", retry_interval=0, timeout=0.5)
         before = await limiter.reserve("a", [budget], cost=1, tokens=0, ttl=30)
         await relay.down()
         during = [await limiter.reserve(f"b-{i}", [budget], cost=1, tokens=0, ttl=30) for i in range(3)]
@@ -519,16 +526,36 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(redis_url
     assert "cannot reach Redis" in messages[0] and "reach Redis again" in messages[1]
 
 
-class _CountingConnection(aioredis.Connection):
-    commands: list[str] = []
+class _CountingForwarder(_Forwarder):
+    """The relay, reading the commands clients send through it (what Redis itself receives)."""
 
-    async def send_packed_command(self, command, check_health=True):
-        first = command[0] if isinstance(command, list) else command
-        _CountingConnection.commands.append(bytes(first).split(b"\r\n")[2].decode())
-        return await super().send_packed_command(command, check_health)
+    def __init__(self, target):
+        super().__init__(target)
+        self.commands: list[str] = []
+
+    async def _link(self, reader, writer):
+        parser = hiredis.Reader()
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.links += (writer, up_writer)
+
+        async def upstream():
+            while data := await reader.read(65536):
+                parser.feed(data)
+                while (command := parser.gets()) is not False:
+                    self.commands.append(command[0].decode().upper())
+                up_writer.write(data)
+            up_writer.close()
+
+        async def back():
+            while data := await up_reader.read(65536):
+                writer.write(data)
+            writer.close()
+
+        await asyncio.gather(upstream(), back(), return_exceptions=True)
 
 
 def test_a_reservation_and_its_settlement_cost_one_redis_round_trip_each(redis_url):
+    parts = parse_url(redis_url)
     counters = [
         in_an_hour(BUDGET),
         Counter("o1:budget:org:month", SPEND, 100.0),
@@ -538,18 +565,23 @@ def test_a_reservation_and_its_settlement_cost_one_redis_round_trip_each(redis_u
     ]
 
     async def main():
-        limiter = RedisLimiter(redis_url, connection_class=_CountingConnection)
+        relay = _CountingForwarder((parts.get("host", "127.0.0.1"), parts.get("port", 6379)))
+        await relay.up()
+        limiter = RedisLimiter(f"redis://127.0.0.1:{relay.port}/{parts.get('db', 0)}")
         warm = await limiter.reserve("warm", counters, cost=0.1, tokens=100, ttl=30)  # connects, loads the script
         limiter.settle(warm, cost=0.1, tokens=100)
         await limiter.flush()
-        _CountingConnection.commands.clear()
+        relay.commands.clear()
         reservation = await limiter.reserve("measured", counters, cost=0.1, tokens=100, ttl=30)
-        on_the_way_in = list(_CountingConnection.commands)
+        await asyncio.sleep(0.05)  # whatever else it might send arrives at the relay
+        on_the_way_in = list(relay.commands)
         limiter.settle(reservation, cost=0.05, tokens=80)
         limiter.settle(reservation, cost=0.05, tokens=80)
         await limiter.flush()
+        await asyncio.sleep(0.05)
         await limiter.stop()
-        return reservation, on_the_way_in, _CountingConnection.commands[len(on_the_way_in) :]
+        await relay.down()
+        return reservation, on_the_way_in, relay.commands[len(on_the_way_in) :]
 
     reservation, inbound, outbound = run(main())
     assert reservation.granted and len(reservation.standing) == 5
