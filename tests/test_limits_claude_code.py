@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]}
 
 
-def claude(gateway, plaintext: str, home) -> tuple[subprocess.CompletedProcess, float]:
+def claude(gateway, plaintext: str, home, prompt: str = "say hi") -> tuple[subprocess.CompletedProcess, float]:
     """`claude -p` as a user runs it through Ingate, in a home of its own, with nothing sent anywhere else."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
     env |= {
@@ -37,7 +37,7 @@ def claude(gateway, plaintext: str, home) -> tuple[subprocess.CompletedProcess, 
     }
     started = time.monotonic()
     done = subprocess.run(
-        [CLAUDE, "-p", "say hi", "--model", "claude-haiku-4-5"],
+        [CLAUDE, "-p", prompt, "--model", "claude-haiku-4-5"],
         env=env,
         cwd=home,
         capture_output=True,
