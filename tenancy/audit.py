@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Model
+from django.utils import timezone
 
 from .models import APIKey, AuditLog, Organization
 from .permissions import Principal
@@ -131,3 +132,14 @@ def audit_record(
         ip=actor.ip,
         via=actor.via,
     )
+
+
+def save_audited_update(*, actor: Actor, obj: Model, before: dict[str, Any]) -> None:
+    """Stamp and save `obj`, changed since `before` (its snapshot), and write the audit row of what changed: none
+    when nothing did (the update stamp alone is no change)."""
+    obj.updated_at = timezone.now()
+    obj.save()
+    changes = diff(before, snapshot(obj))
+    changes.pop("updated_at", None)
+    if changes:
+        audit_record(actor=actor, action="update", obj=obj, changes=changes)

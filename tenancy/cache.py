@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from proxy.response_cache import store
 
-from .audit import Actor, audit_record, diff, snapshot
+from .audit import Actor, audit_record, save_audited_update, snapshot
 from .models import CacheSettings, Organization
 
 FIELDS = (
@@ -54,12 +53,7 @@ def cache_settings_update(*, actor: Actor, settings: CacheSettings, **fields) ->
         if name in UPDATABLE:
             setattr(obj, name, value)
     check(obj)
-    obj.updated_at = timezone.now()
-    obj.save()
-    changes = diff(before, snapshot(obj))
-    changes.pop("updated_at", None)
-    if changes:
-        audit_record(actor=actor, action="update", obj=obj, changes=changes)
+    save_audited_update(actor=actor, obj=obj, before=before)
     return obj
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
-from .audit import Actor, audit_record, diff, snapshot
+from .audit import Actor, audit_record, save_audited_update, snapshot
 from .models import GuardrailPolicy, Organization
 
 FIELDS = (
@@ -54,12 +53,7 @@ def guardrail_policy_update(*, actor: Actor, policy: GuardrailPolicy, **fields) 
         if name in UPDATABLE:
             setattr(obj, name, value)
     check(obj)
-    obj.updated_at = timezone.now()
-    obj.save()
-    changes = diff(before, snapshot(obj))
-    changes.pop("updated_at", None)
-    if changes:
-        audit_record(actor=actor, action="update", obj=obj, changes=changes)
+    save_audited_update(actor=actor, obj=obj, before=before)
     return obj
 
 

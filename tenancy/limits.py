@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
-from .audit import Actor, audit_record, diff, snapshot
+from .audit import Actor, audit_record, save_audited_update, snapshot
 from .models import Budget, Organization, RateLimit
 
 SCOPE_FIELDS = ("scope", "team", "app", "key", "user_id")
@@ -53,12 +52,7 @@ def _update(*, actor: Actor, obj: Budget | RateLimit, fields: dict) -> Budget | 
         if name in FIELDS[model]:
             setattr(obj, name, value)
     _validate(obj)
-    obj.updated_at = timezone.now()
-    obj.save()
-    changes = diff(before, snapshot(obj))
-    changes.pop("updated_at", None)
-    if changes:
-        audit_record(actor=actor, action="update", obj=obj, changes=changes)
+    save_audited_update(actor=actor, obj=obj, before=before)
     return obj
 
 

@@ -10,10 +10,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from . import crypto
-from .audit import Actor, audit_record, diff, snapshot
+from .audit import Actor, audit_record, save_audited_update, snapshot
 from .models import Organization, StorageExport
 
 FIELDS = (
@@ -102,12 +101,7 @@ def storage_export_update(
             setattr(obj, name, value)
     check(obj)
     _set_keys(obj, access_key, secret_key)
-    obj.updated_at = timezone.now()
-    obj.save()
-    changes = diff(before, snapshot(obj))
-    changes.pop("updated_at", None)
-    if changes:
-        audit_record(actor=actor, action="update", obj=obj, changes=changes)
+    save_audited_update(actor=actor, obj=obj, before=before)
     return obj
 
 
