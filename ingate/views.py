@@ -85,6 +85,9 @@ CHECKS = {
     "worker": _check_worker,
     "storage_exports": _check_storage_exports,
 }
+# Checks that report on the instance without deciding whether it is up: one that cannot answer (it reads the
+# database, which its own check already reports) says `unknown` rather than adding itself to `down`.
+ADVISORY = frozenset({"storage_exports"})
 
 # A check still stuck from an earlier call (a hung dependency can hold a thread for a long time) is not
 # started again: one stuck thread per check, however often a load balancer asks.
@@ -127,10 +130,13 @@ def health(request):
             report[name] = dict(future.result(timeout=max(0.0, deadline - time.monotonic())))
         except TimeoutError:
             report[name] = {"status": "down", "error": f"no answer within {time.monotonic() - started:.1f}s"}
-            down.append(name)
         except Exception as exc:  # noqa: BLE001  (a health check reports any failure rather than raising it)
             report[name] = {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
-            down.append(name)
+        if report[name]["status"] == "down":
+            if name in ADVISORY:
+                report[name]["status"] = "unknown"
+            else:
+                down.append(name)
         report[name]["ms"] = round((time.monotonic() - started) * 1000, 1)
     report["database"]["serving_stale"] = LoadingCache.serving_stale_total()
     report["limits"] = _limits_status()

@@ -41,7 +41,7 @@ WORST = 60 * 0.15e-6 + OUTPUT * 0.60e-6
 BUDGET = Decimal(str(round(10 * WORST, 6)))
 # Reservations never settled expire after this many seconds: longer than any request here takes on a loaded
 # machine (a hold that expired in flight would let an eleventh request in), short enough to wait out.
-TTL = 8
+TTL = 15
 
 
 @pytest.fixture
@@ -152,7 +152,8 @@ def test_a_killed_gateways_reservation_expires_and_the_next_request_on_another_p
         os.kill(doomed.proc.pid, signal.SIGKILL)
         doomed.proc.wait(timeout=10)
     held = httpx.post(survivor.url + "/v1/chat/completions", json=CHAT, headers=auth, timeout=30)
-    assert held.status_code == 429  # the dead process's hold still counts: its request may yet be billed
+    # The dead process's hold still counts: its request may yet be billed.
+    assert held.status_code == 429, f"{held.status_code} {time.monotonic() - reserved_at:.1f} s after the reservation"
     while (answer := httpx.post(survivor.url + "/v1/chat/completions", json=CHAT, headers=auth)).status_code != 200:
         assert answer.status_code == 429, answer.text
         assert time.monotonic() - reserved_at < TTL + 5, "the killed gateway's reservation did not expire"
