@@ -638,7 +638,10 @@ def sorted_records(queryset: QuerySet, sort: str | None) -> tuple[QuerySet, str]
     if name not in SORTS:
         sort, name = DEFAULT_SORT, DEFAULT_SORT.removeprefix("-")
     field = F(SORTS[name])
-    first = field.desc(nulls_last=True) if sort.startswith("-") else field.asc(nulls_last=True)
+    # Only a column that can be NULL says where NULLs go: `created_at DESC NULLS LAST` does not match the
+    # (org, created_at DESC) index (NULLS FIRST), and PostgreSQL would sort every record for the default page.
+    nulls_last = True if RequestRecord._meta.get_field(SORTS[name]).null else None
+    first = field.desc(nulls_last=nulls_last) if sort.startswith("-") else field.asc(nulls_last=nulls_last)
     tail = [] if name == "time" else [F("created_at").desc()]
     return queryset.order_by(first, *tail), sort
 

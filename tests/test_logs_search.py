@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from observability import search
+from observability import search, selectors
 from observability.models import BodyMode, ObservabilitySettings, RequestBody, RequestRecord
 
 URL = "/ingate/api/v1/records/"
@@ -159,3 +159,23 @@ def test_records_stored_before_the_search_index_existed_are_found_after_the_upgr
         assert found(viewer.get(URL, {"search": "kangaroos"})) == {str(old.pk)}
     finally:
         call_command("migrate", "observability", verbosity=0)
+
+
+def test_the_newest_first_page_walks_the_time_index_instead_of_sorting_every_record(world):
+    """The default page at a million records: `created_at DESC` must match the (org, created_at DESC) index, so
+    the database reads 51 rows off it rather than sorting the org's records (a `NULLS LAST` on a column that is
+    never NULL broke that match on PostgreSQL)."""
+    for n in range(3):
+        record(world.own, model=f"model-{n}")
+    ordered, _ = selectors.sorted_records(RequestRecord.objects.filter(org=world.own.org), None)
+    sql, params = ordered[:51].query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert "Sort" not in plan.replace("Sort Key", "") and "Index Scan" in plan, plan
+        else:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(str(row) for row in cursor.fetchall())
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
