@@ -32,6 +32,7 @@ from drf_spectacular.utils import extend_schema_field
 
 from prompts.forms import PromptVersionRefField
 from prompts.selectors import REF_HELP
+from proxy.guardrails.state import BLOCKED, FLAGGED, REDACTED
 from tenancy.api.params import IsoDateTimeFilter
 from tenancy.api.permissions import principal_of
 from tenancy.models import APIKey, App, Organization
@@ -203,9 +204,11 @@ class RecordFilter(django_filters.FilterSet):
         label="Cache", widget=Choices(("Hits and misses", "Cache hits only", "Cache misses only"))
     )
     route = django_filters.CharFilter(method="filter_text", label="Route")
-    # GUARDRAIL OUTCOME FILTER GOES HERE: the guardrails branch adds a `guardrail` field on records; its
-    # filter (a ChoiceFilter over that field's choices, label "Guardrail") belongs in this spot, and in
-    # FILTER_GROUPS' "more" list below.
+    guardrail = django_filters.ChoiceFilter(
+        label="Guardrail",
+        empty_label="Any guardrail outcome",
+        choices=[(FLAGGED, "Flagged"), (REDACTED, "Redacted"), (BLOCKED, "Blocked")],
+    )
     app = django_filters.CharFilter(field_name="app__slug", label="App (slug)")
     key = django_filters.CharFilter(field_name="key__prefix", label="Key (prefix)")
     session = django_filters.CharFilter(method="filter_text", field_name="session_id", label="Session")
@@ -291,6 +294,7 @@ FILTER_GROUPS = {
     "main": ["model", "outcome", "errors", "cost_min", "cost_max", "latency_min", "latency_max", "cache_hit"],
     "more": [
         "route",
+        "guardrail",
         "provider",
         "status",
         "session",

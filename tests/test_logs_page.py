@@ -117,6 +117,16 @@ def test_route_and_outcome_filters(world, viewer):
     assert found(viewer.get(URL, {"outcome": "limited"})) == ids(refused)
 
 
+def test_the_guardrail_filter_selects_records_by_what_a_guardrail_did(world, viewer, browser):
+    blocked = record(world.own, outcome="blocked", status=400, guardrail="blocked")
+    flagged = record(world.own, guardrail="flagged")
+    record(world.own)
+    assert found(viewer.get(URL, {"guardrail": "blocked"})) == ids(blocked)
+    assert found(viewer.get(URL, {"guardrail": "flagged"})) == ids(flagged)
+    assert viewer.get(URL, {"guardrail": "maybe"}).status_code == 400
+    assert "Any guardrail outcome" in browser.get("/ingate/logs/", {"org": "own-org"}).content.decode()
+
+
 def test_the_filters_read_as_words_not_field_names(world, browser):
     page = browser.get("/ingate/logs/", {"org": "own-org"}).content.decode()
     for label in ("Time range", "Last 15 minutes", "Last 30 days", "Custom range", "Cost from ($)", "Latency to (ms)"):
