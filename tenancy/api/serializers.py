@@ -33,6 +33,23 @@ from .permissions import principal_of
 User = get_user_model()
 
 
+def checked_draft(serializer: serializers.Serializer, model, data: dict, fields, check):
+    """An unsaved `model` of the org: `data` over what the instance being changed holds (for `fields`), checked by
+    its service's `check`, the rules the write itself applies; their ValidationError becomes DRF field errors."""
+    instance = serializer.instance
+    obj = model(pk=instance.pk if instance else None, org=data.get("org") or instance.org)
+    for name in fields:
+        if name in data:
+            setattr(obj, name, data[name])
+        elif instance is not None:
+            setattr(obj, name, getattr(instance, name))
+    try:
+        check(obj)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.message_dict) from None
+    return obj
+
+
 class ScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
     """A foreign key whose choices are the objects the caller may see (others read as 'does not exist')."""
 
@@ -441,16 +458,7 @@ class CacheSettingsSerializer(serializers.ModelSerializer):
         validators = []  # the (org, app) uniqueness is checked by the model's clean, as a field error on `app`
 
     def validate(self, data):
-        obj = CacheSettings(pk=self.instance.pk if self.instance else None, org=data.get("org") or self.instance.org)
-        for name in cache.FIELDS:
-            if name in data:
-                setattr(obj, name, data[name])
-            elif self.instance is not None:
-                setattr(obj, name, getattr(self.instance, name))
-        try:
-            cache.check(obj)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from None
+        obj = checked_draft(self, CacheSettings, data, cache.FIELDS, cache.check)
         if "endpoints" in data:
             data["endpoints"] = obj.endpoints
         return data
@@ -498,17 +506,7 @@ class GuardrailPolicySerializer(serializers.ModelSerializer):
         validators = []  # one policy per org default, app and key: the model's clean says so on the field
 
     def validate(self, data):
-        org = data.get("org") or self.instance.org
-        obj = GuardrailPolicy(pk=self.instance.pk if self.instance else None, org=org)
-        for name in guardrails.FIELDS:
-            if name in data:
-                setattr(obj, name, data[name])
-            elif self.instance is not None:
-                setattr(obj, name, getattr(self.instance, name))
-        try:
-            guardrails.check(obj)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from None
+        obj = checked_draft(self, GuardrailPolicy, data, guardrails.FIELDS, guardrails.check)
         if "checks" in data:
             data["checks"] = obj.checks
         return data

@@ -3,13 +3,12 @@ of its export runs (read-only). Admins and owners only (tenancy.permissions)."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, mixins, serializers
 
 from .. import storage
 from ..models import Organization, StorageExport, StorageExportRun
 from ..permissions import VIEW, allowed_anywhere
-from .serializers import ScopedPrimaryKeyField
+from .serializers import ScopedPrimaryKeyField, checked_draft
 from .views import CrudViewSet, ScopedViewSet
 
 _KEY_HELP = 'Write-only: only its hint is ever returned. Leave it out to keep the stored one; "" clears it.'
@@ -67,16 +66,7 @@ class StorageExportSerializer(serializers.ModelSerializer):
         validators = []  # one bucket per org: checked by the service, as a field error on `org`
 
     def validate(self, data):
-        obj = StorageExport(pk=self.instance.pk if self.instance else None, org=data.get("org") or self.instance.org)
-        for name in storage.FIELDS:
-            if name in data:
-                setattr(obj, name, data[name])
-            elif self.instance is not None:
-                setattr(obj, name, getattr(self.instance, name))
-        try:
-            storage.check(obj)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from None
+        obj = checked_draft(self, StorageExport, data, storage.FIELDS, storage.check)
         if "prefix" in data:
             data["prefix"] = obj.prefix
         return data
